@@ -1,0 +1,25 @@
+"""Temporal activities: all I/O of a journey (database, templates, providers) happens here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.custom import CustomActivities
+from activities.journeys import JourneyActivities
+from activities.messaging import MessagingActivities
+from activities.services import Services
+
+
+def all_activities(services: Services) -> list[Callable[..., Any]]:
+    """Every activity the worker registers, bound to one set of services."""
+    journeys = JourneyActivities(services)
+    messaging = MessagingActivities(services)
+    return [
+        journeys.match_journeys,
+        journeys.load_context,
+        journeys.update_customer,
+        journeys.record_run,
+        messaging.send_message,
+        *CustomActivities(services).all(),
+    ]

@@ -1,0 +1,199 @@
+"""Activities that read and record journey runs: match triggers, load context, record outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from temporalio import activity
+
+from activities.services import Services
+from trouw.context import build_context, jsonable
+from trouw.contracts import (
+    ContextResult,
+    CustomerEvent,
+    LoadContextInput,
+    MatchJourneysInput,
+    MatchJourneysResult,
+    RecordRunInput,
+    RunPlan,
+    UpdateCustomerInput,
+)
+from trouw.db.engine import session_scope
+from trouw.db.models import Customer, JourneyRun
+from trouw.journey import expressions
+from trouw.journey.hydrate import hydrate
+from trouw.journey.model import Journey
+
+
+def run_workflow_id(customer_id: str, journey: str, key: str) -> str:
+    return f"journey:{customer_id}:{journey}:{key}"
+
+
+def _reentry_key(journey: Journey, event: CustomerEvent, scope: dict[str, Any]) -> str | None:
+    rule = journey.trigger.reentry
+    if journey.trigger.date is not None:
+        return "date"
+    if rule == "order":
+        return event.order_id
+    if rule == "customer":
+        return "once"
+    if rule == "event":
+        return event.id
+    value = expressions.evaluate(rule, scope)
+    return None if value in (None, "") else str(value)
+
+
+def plan_runs(
+    journeys: list[Journey], event: CustomerEvent, context: dict[str, Any], now: datetime
+) -> list[tuple[Journey, str, dict[str, Any], list[str]]]:
+    """Which runs an event starts: (journey, re-entry key, run context, skus). Pure."""
+    plans = []
+    base = {**hydrate(jsonable(context)), "event": {"type": event.type, **event.data}, "now": now}
+    for journey in journeys:
+        trigger = journey.trigger
+        if trigger.event is not None and trigger.event not in (event.type, "any"):
+            continue
+        if trigger.date is not None and event.type not in ("register", "purchase"):
+            continue  # a date journey starts when the customer is first known
+        if trigger.date is not None and expressions.evaluate(trigger.date, base) in (None, ""):
+            continue
+        if trigger.when and not expressions.truthy(trigger.when, base):
+            continue
+        items: list[Any] = [None]
+        if trigger.for_each:
+            items = list(expressions.evaluate(trigger.for_each, base) or [])
+        for item in items:
+            scope = dict(base)
+            skus = list(event.skus)
+            if trigger.for_each:
+                scope[trigger.as_] = item
+                sku = item.get("sku") if isinstance(item, dict) else None
+                skus = [sku] if sku else skus
+            key = _reentry_key(journey, event, scope)
+            if key is None:
+                continue
+            if trigger.for_each and trigger.reentry in ("order", "event"):
+                key = f"{key}:{skus[0] if skus else len(plans)}"
+            run_context = dict(context)
+            run_context["trigger"] = {
+                "type": event.type,
+                "at": event.at,
+                "order_id": event.order_id,
+                **event.data,
+            }
+            if trigger.for_each:
+                run_context[trigger.as_] = item
+                if isinstance(item, dict) and item.get("product"):
+                    run_context["product"] = item["product"]
+            plans.append((journey, key, run_context, skus))
+    return plans
+
+
+class JourneyActivities:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @activity.defn(name="match_journeys")
+    async def match_journeys(self, input: MatchJourneysInput) -> MatchJourneysResult:
+        return await asyncio.to_thread(self._match, input)
+
+    def _match(self, input: MatchJourneysInput) -> MatchJourneysResult:
+        event = input.event
+        journeys = [item.journey for item in self.services.catalog.journeys().values()]
+        runs: list[RunPlan] = []
+        with session_scope(self.services.engine) as session:
+            context = build_context(
+                session,
+                customer_id=input.customer_id,
+                order_id=event.order_id,
+                skus=event.skus,
+                now=input.now,
+            )
+            for journey, key, run_context, skus in plan_runs(journeys, event, context, input.now):
+                workflow_id = run_workflow_id(input.customer_id, journey.name, key)
+                existing = session.exec(
+                    select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)
+                ).first()
+                if existing is not None and existing.event_source_id != event.id:
+                    continue  # re-entry guard: this run was started by an earlier event
+                if existing is None:
+                    session.add(
+                        JourneyRun(
+                            workflow_id=workflow_id,
+                            customer_id=input.customer_id,
+                            journey=journey.name,
+                            version=journey.version,
+                            reentry_key=key,
+                            event_source_id=event.id,
+                            started_at=input.now,
+                        )
+                    )
+                    try:
+                        session.flush()
+                    except IntegrityError:
+                        session.rollback()
+                        continue
+                runs.append(
+                    RunPlan(
+                        workflow_id=workflow_id,
+                        journey=journey.name,
+                        version=journey.version,
+                        definition=journey.model_dump(mode="json", by_alias=True),
+                        reentry_key=key,
+                        context=jsonable(run_context),
+                        order_id=event.order_id,
+                        skus=skus,
+                    )
+                )
+        return MatchJourneysResult(runs=runs)
+
+    @activity.defn(name="load_context")
+    async def load_context(self, input: LoadContextInput) -> ContextResult:
+        def load() -> ContextResult:
+            with session_scope(self.services.engine) as session:
+                context = build_context(
+                    session,
+                    customer_id=input.customer_id,
+                    order_id=input.order_id,
+                    skus=input.skus,
+                    now=input.now,
+                )
+            return ContextResult(context=jsonable(context))
+
+        return await asyncio.to_thread(load)
+
+    @activity.defn(name="update_customer")
+    async def update_customer(self, input: UpdateCustomerInput) -> None:
+        def update() -> None:
+            with session_scope(self.services.engine) as session:
+                customer = session.get(Customer, input.customer_id)
+                if customer is None:
+                    return
+                customer.attributes = {**(customer.attributes or {}), **input.attributes}
+                tags = [t for t in (customer.tags or []) if t not in input.tags_remove]
+                tags += [t for t in input.tags_add if t not in tags]
+                customer.tags = tags
+                customer.updated_at = input.now
+                session.add(customer)
+
+        await asyncio.to_thread(update)
+
+    @activity.defn(name="record_run")
+    async def record_run(self, input: RecordRunInput) -> None:
+        def record() -> None:
+            with session_scope(self.services.engine) as session:
+                run = session.exec(
+                    select(JourneyRun).where(JourneyRun.workflow_id == input.workflow_id)
+                ).first()
+                if run is None:
+                    return
+                run.status = input.status
+                run.end_reason = input.reason
+                run.ended_at = input.now if input.status != "running" else None
+                session.add(run)
+
+        await asyncio.to_thread(record)

@@ -1,0 +1,424 @@
+"""The send activity: claim the ledger row, decide by policy, render, send once, record."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from sqlmodel import Session, col, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.services import Services
+from trouw.consent import ConsentState, current_consent, suppress
+from trouw.context import build_context
+from trouw.contracts import SendMessageInput, SendMessageResult
+from trouw.db.engine import session_scope
+from trouw.db.models import Customer, Message, Voucher
+from trouw.journey.hydrate import hydrate
+from trouw.policy import (
+    Decision,
+    MessageFacts,
+    PolicyConfig,
+    RecentMessage,
+    RecipientState,
+    Suppression,
+    decide,
+)
+from trouw.providers.base import (
+    AmbiguousDeliveryError,
+    OutgoingEmail,
+    OutgoingSms,
+    PermanentDeliveryError,
+    RateLimitedError,
+    TransientDeliveryError,
+)
+from trouw.render import TemplateError
+from trouw.tokens import TokenPayload, sign_token
+
+FINAL_STATES = {"sent", "suppressed", "failed", "unknown"}
+COUNTRY_BY_LOCALE = {"nl-BE": "BE", "fr-BE": "BE", "nl-NL": "NL", "fr-FR": "FR"}
+
+
+def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState:
+    suppressions = [
+        Suppression(channel=s.channel, reason=s.reason, at=s.at)  # type: ignore[arg-type]
+        for s in consent.suppressions
+    ]
+    if customer.email_invalid:
+        suppressions.append(
+            Suppression(channel="email", reason="invalid_address", at=customer.updated_at)
+        )
+    if customer.phone_invalid:
+        suppressions.append(
+            Suppression(channel="sms", reason="invalid_address", at=customer.updated_at)
+        )
+    if customer.erased:
+        suppressions.append(Suppression(channel="all", reason="erased", at=customer.updated_at))
+    return RecipientState(
+        email=customer.email,
+        phone=customer.phone,
+        timezone=customer.timezone,
+        country=COUNTRY_BY_LOCALE.get(customer.locale),
+        promotional_opt_in={ch: consent.promotional(ch) for ch in ("email", "sms")},
+        service_objection={ch: consent.service_objection(ch) for ch in ("email", "sms")},
+        suppressions=suppressions,
+    )
+
+
+def recent_messages(
+    session: Session, customer_id: str, now: datetime, *, days: int
+) -> list[RecentMessage]:
+    rows = session.exec(
+        select(Message).where(
+            Message.customer_id == customer_id,
+            Message.state == "sent",
+            col(Message.sent_at) >= now - timedelta(days=days),
+            col(Message.sent_at) <= now,
+        )
+    ).all()
+    return [
+        RecentMessage(at=row.sent_at, channel=row.channel, category=row.category)  # type: ignore[arg-type]
+        for row in rows
+        if row.sent_at is not None
+    ]
+
+
+def template_links(services: Services, input: SendMessageInput) -> dict[str, str]:
+    base = services.settings.public_url.rstrip("/")
+    keys = services.settings.active_signing_keys
+    unsubscribe = sign_token(
+        TokenPayload(
+            customer_id=input.customer_id,
+            channel=input.channel,
+            category="all",
+            message_key=input.message_key,
+        ),
+        keys,
+    )
+    preferences = sign_token(TokenPayload(customer_id=input.customer_id), keys)
+    return {
+        "unsubscribe": f"{base}/u/{unsubscribe}",
+        "preferences": f"{base}/preferences/{preferences}",
+        "view_in_browser": f"{base}/outbox/view/{quote(input.message_key, safe='')}",
+        "review": f"{base}/r/{quote(input.order_id or input.customer_id, safe='')}",
+        "reorder": f"{base}/shop/reorder/{quote(input.skus[0] if input.skus else '', safe='')}",
+        "shop": base,
+    }
+
+
+def template_context(
+    services: Services, session: Session, input: SendMessageInput
+) -> dict[str, Any]:
+    context = build_context(
+        session,
+        customer_id=input.customer_id,
+        order_id=input.order_id,
+        skus=input.skus,
+        now=input.now,
+    )
+    extras = hydrate(input.vars)
+    events = extras.pop("events", {}) or {}
+    context["events"] = events
+    for name, value in extras.items():
+        context[name] = value
+    trigger = context.get("trigger") or {}
+    if "voucher" not in context and trigger.get("code"):
+        row = session.get(Voucher, trigger["code"])
+        if row is not None:
+            context["voucher"] = {
+                "code": row.code,
+                "value": row.value,
+                "currency": row.currency,
+                "expires_at": row.expires_at,
+            }
+    voucher = context.get("voucher")
+    if isinstance(voucher, dict) and "value" in voucher:
+        voucher["value"] = Decimal(str(voucher["value"]))
+    product = context.get("product")
+    if product and product.get("consumption_days"):
+        qty = next(
+            (
+                line["qty"]
+                for line in (context.get("order") or {}).get("lines", [])
+                if line["sku"] == product["sku"]
+            ),
+            1,
+        )
+        start = input.triggered_at
+        context["refill"] = {
+            "expected_empty_at": start + timedelta(days=product["consumption_days"] * qty)
+        }
+    context.setdefault("recommendations", [])
+    context["links"] = template_links(services, input)
+    context["shop"] = {
+        "name": services.settings.shop_name,
+        "url": services.settings.public_url,
+        "address": "",
+    }
+    return context
+
+
+class MessagingActivities:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.policy = PolicyConfig.from_settings(services.settings)
+
+    @activity.defn(name="send_message")
+    async def send_message(self, input: SendMessageInput) -> SendMessageResult:
+        prepared = await asyncio.to_thread(self._prepare, input)
+        if isinstance(prepared, SendMessageResult):
+            return prepared
+        return await self._deliver(input, prepared)
+
+    # --- phase 1: claim, decide, render (one transaction) -------------------------------------
+    def _prepare(self, input: SendMessageInput) -> SendMessageResult | OutgoingEmail | OutgoingSms:
+        with session_scope(self.services.engine) as session:
+            message = session.exec(
+                select(Message).where(Message.message_key == input.message_key)
+            ).first()
+            if message is None:
+                message = Message(
+                    message_key=input.message_key,
+                    customer_id=input.customer_id,
+                    journey=input.journey,
+                    journey_version=input.journey_version,
+                    workflow_id=input.workflow_id,
+                    step=input.step,
+                    channel=input.channel,
+                    category=input.category,
+                    template=input.template,
+                    created_at=input.now,
+                )
+                session.add(message)
+                session.flush()
+            elif message.state in FINAL_STATES:
+                return _result(message)  # a retry or replay: never a second send
+            elif message.state == "in_flight":
+                return self._reconcile(session, message, input)
+            customer = session.get(Customer, input.customer_id) or Customer(id=input.customer_id)
+            consent = current_consent(session, input.customer_id)
+            decision = decide(
+                MessageFacts(
+                    category=input.category,
+                    channel=input.channel,
+                    journey=input.journey,
+                    triggered_at=input.triggered_at,
+                    service_cutoff_days=input.service_cutoff_days,
+                    promotional_when_busy=input.promotional_when_busy,
+                    defer_deadline=input.defer_deadline,
+                ),
+                recipient_state(customer, consent),
+                recent_messages(
+                    session,
+                    input.customer_id,
+                    input.now,
+                    days=max(self.policy.promotional_cap_days, 2),
+                ),
+                input.now,
+                self.policy,
+            )
+            _record_decision(message, decision, consent, input.now)
+            if decision.action == "suppress":
+                message.state = "suppressed"
+                return _result(message)
+            if decision.action == "defer":
+                return _result(message, until=decision.until)
+            try:
+                outgoing = self._render(session, message, customer, input)
+            except TemplateError as exc:
+                message.state = "failed"
+                message.error = str(exc)
+                _push_status(message, "failed", input.now, str(exc))
+                session.commit()
+                raise ApplicationError(
+                    str(exc), type="TemplateRenderError", non_retryable=True
+                ) from None
+            message.state = "in_flight"
+            message.attempts += 1
+            return outgoing
+
+    def _render(
+        self, session: Session, message: Message, customer: Customer, input: SendMessageInput
+    ) -> OutgoingEmail | OutgoingSms:
+        context = template_context(self.services, session, input)
+        store = self.services.templates
+        if input.channel == "email":
+            email = store.render_email(input.template, customer.locale, context)
+            message.subject = email.subject
+            message.locale = email.locale
+            name = " ".join(filter(None, [customer.first_name, customer.last_name])) or None
+            unsubscribe = (
+                context["links"]["unsubscribe"] if input.category != "transactional" else None
+            )
+            return OutgoingEmail(
+                message_key=input.message_key,
+                to=customer.email or "",
+                to_name=name,
+                subject=email.subject,
+                preheader=email.preheader,
+                html=email.html,
+                text=email.text,
+                category=input.category,
+                journey=input.journey,
+                unsubscribe_url=unsubscribe,
+                reply_to=self.services.settings.email_reply_to,
+            )
+        sms = store.render_sms(input.template, customer.locale, context)
+        message.locale = sms.locale
+        message.subject = sms.text
+        return OutgoingSms(
+            message_key=input.message_key,
+            to=customer.phone or "",
+            body=sms.text,
+            category=input.category,
+            journey=input.journey,
+        )
+
+    def _reconcile(
+        self, session: Session, message: Message, input: SendMessageInput
+    ) -> SendMessageResult:
+        """The last attempt may have reached the provider: resend only what may be duplicated."""
+        settings = self.services.settings
+        resend = {
+            "transactional": settings.resend_unknown_transactional,
+            "service": settings.resend_unknown_service,
+            "promotional": settings.resend_unknown_promotional,
+        }[message.category]
+        if resend:
+            message.state = "claimed"
+            _push_status(
+                message, "resending", input.now, "outcome unknown; resent (category allows it)"
+            )
+            session.commit()
+            raise ApplicationError(
+                "resending after an unknown outcome", type="ResendAfterUnknownOutcome"
+            )
+        message.state = "unknown"
+        message.reason = "unknown_outcome_not_resent"
+        message.reason_text = (
+            f"the provider may have sent it; a {message.category} message is not resent"
+        )
+        _push_status(message, "unknown", input.now, message.reason_text)
+        return _result(message)
+
+    # --- phase 2: the provider call, outside any transaction ------------------------------
+    async def _deliver(
+        self, input: SendMessageInput, outgoing: OutgoingEmail | OutgoingSms
+    ) -> SendMessageResult:
+        provider = self.services.provider(input.channel)
+        try:
+            if isinstance(outgoing, OutgoingEmail):
+                result = await provider.send_email(outgoing)
+            else:
+                result = await provider.send_sms(outgoing)
+        except RateLimitedError as exc:
+            await asyncio.to_thread(self._release, input, str(exc))
+            raise ApplicationError(
+                str(exc),
+                type="RateLimitedError",
+                next_retry_delay=timedelta(seconds=max(exc.retry_after, 1)),
+            ) from None
+        except TransientDeliveryError as exc:
+            await asyncio.to_thread(self._release, input, str(exc))
+            raise ApplicationError(str(exc), type="TransientDeliveryError") from None
+        except AmbiguousDeliveryError as exc:
+            # Left in_flight: the next attempt reconciles before anything is sent again.
+            raise ApplicationError(str(exc), type="AmbiguousDeliveryError") from None
+        except PermanentDeliveryError as exc:
+            await asyncio.to_thread(self._fail, input, exc)
+            raise ApplicationError(
+                str(exc), type="PermanentDeliveryError", non_retryable=True
+            ) from None
+        return await asyncio.to_thread(self._sent, input, result.provider, result.provider_id)
+
+    def _sent(
+        self, input: SendMessageInput, provider: str, provider_id: str | None
+    ) -> SendMessageResult:
+        with session_scope(self.services.engine) as session:
+            message = session.exec(
+                select(Message).where(Message.message_key == input.message_key)
+            ).one()
+            message.state = "sent"
+            message.provider = provider
+            message.provider_id = provider_id
+            message.sent_at = input.now
+            message.status = "sent"
+            _push_status(message, "sent", input.now, provider)
+            session.add(message)
+            return _result(message)
+
+    def _release(self, input: SendMessageInput, detail: str) -> None:
+        with session_scope(self.services.engine) as session:
+            message = session.exec(
+                select(Message).where(Message.message_key == input.message_key)
+            ).one()
+            message.state = "claimed"
+            message.error = detail
+            session.add(message)
+
+    def _fail(self, input: SendMessageInput, exc: PermanentDeliveryError) -> None:
+        with session_scope(self.services.engine) as session:
+            message = session.exec(
+                select(Message).where(Message.message_key == input.message_key)
+            ).one()
+            message.state = "failed"
+            message.error = str(exc)
+            _push_status(message, "failed", input.now, str(exc))
+            session.add(message)
+            customer = session.get(Customer, input.customer_id)
+            if customer is None:
+                return
+            if exc.invalid_recipient:
+                if input.channel == "email":
+                    customer.email_invalid = True
+                else:
+                    customer.phone_invalid = True
+                session.add(customer)
+            if exc.opted_out:
+                suppress(
+                    session,
+                    customer=customer,
+                    channel="sms",
+                    reason="sms_stop",
+                    at=input.now,
+                    source="provider",
+                )
+
+
+def _record_decision(
+    message: Message, decision: Decision, consent: ConsentState, now: datetime
+) -> None:
+    message.decision = decision.action
+    message.reason = decision.reason
+    message.reason_text = decision.text
+    message.consent_snapshot = consent.snapshot()
+    message.decided_at = now
+    label = decision.action if decision.action != "send" else "allowed"
+    _push_status(message, label, now, decision.text)
+
+
+def _push_status(message: Message, status: str, at: datetime, detail: str | None) -> None:
+    message.status_history = [
+        *(message.status_history or []),
+        {"status": status, "at": at.isoformat(), "detail": detail},
+    ]
+
+
+def _result(message: Message, *, until: datetime | None = None) -> SendMessageResult:
+    outcome = {
+        "sent": "sent",
+        "suppressed": "suppressed",
+        "failed": "failed",
+        "unknown": "suppressed",
+    }.get(message.state, "deferred")
+    return SendMessageResult(
+        message_key=message.message_key,
+        outcome=outcome,  # type: ignore[arg-type]
+        reason=message.reason,
+        reason_text=message.reason_text,
+        until=until,
+    )

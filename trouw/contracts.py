@@ -1,0 +1,165 @@
+"""Wire models between the API, workflows and activities: one input and one result per call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Pinned wire names: renaming a Python class or method must never change these.
+CUSTOMER_WORKFLOW = "Customer"
+JOURNEY_WORKFLOW = "Journey"
+RECORD_EVENT_SIGNAL = "record_event"
+STATUS_QUERY = "status"
+
+
+def customer_workflow_id(customer_id: str) -> str:
+    return f"customer:{customer_id}"
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CustomerEvent(Wire):
+    """Something that happened to a customer: a purchase, a delivery, an unsubscribe..."""
+
+    id: str  # the source id: the same event twice is dropped by this id
+    type: str
+    customer_id: str
+    at: datetime
+    order_id: str | None = None
+    skus: list[str] = Field(default_factory=list)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActiveRun(Wire):
+    workflow_id: str
+    journey: str
+    listens: list[str]
+
+
+class CustomerInput(Wire):
+    customer_id: str
+    seen: list[str] = Field(default_factory=list)
+    runs: list[ActiveRun] = Field(default_factory=list)
+    pending: list[CustomerEvent] = Field(default_factory=list)
+    search_attributes: bool = True
+    # The simulator runs scenarios dated in the past: workflows add this to workflow.now().
+    clock_offset_seconds: float = 0.0
+
+
+class MatchJourneysInput(Wire):
+    customer_id: str
+    event: CustomerEvent
+    now: datetime
+
+
+class RunPlan(Wire):
+    workflow_id: str
+    journey: str
+    version: str
+    definition: dict[str, Any]
+    reentry_key: str
+    context: dict[str, Any]
+    order_id: str | None = None
+    skus: list[str] = Field(default_factory=list)
+
+
+class MatchJourneysResult(Wire):
+    runs: list[RunPlan] = Field(default_factory=list)
+
+
+class ResumeState(Wire):
+    """Where a run continues after continue-as-new."""
+
+    step: str | None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    events: dict[str, Any] = Field(default_factory=dict)
+    visits: dict[str, int] = Field(default_factory=dict)
+
+
+class JourneyInput(Wire):
+    customer_id: str
+    journey: str
+    version: str
+    definition: dict[str, Any]
+    trigger: CustomerEvent
+    context: dict[str, Any]
+    order_id: str | None = None
+    skus: list[str] = Field(default_factory=list)
+    cycle: int = 0
+    resume: ResumeState | None = None
+    search_attributes: bool = True
+    clock_offset_seconds: float = 0.0
+
+
+class JourneyResult(Wire):
+    outcome: Literal["completed", "exited", "converted", "held_out"]
+    reason: str | None = None
+    sent: int = 0
+
+
+class LoadContextInput(Wire):
+    customer_id: str
+    order_id: str | None
+    skus: list[str] = Field(default_factory=list)
+    now: datetime
+
+
+class ContextResult(Wire):
+    context: dict[str, Any]
+
+
+class SendMessageInput(Wire):
+    message_key: str
+    customer_id: str
+    journey: str
+    journey_version: str
+    workflow_id: str
+    step: str
+    channel: Literal["email", "sms"]
+    template: str
+    category: Literal["transactional", "service", "promotional"]
+    triggered_at: datetime
+    service_cutoff_days: int
+    promotional_when_busy: Literal["skip", "defer"] = "skip"
+    defer_deadline: datetime | None = None
+    now: datetime
+    order_id: str | None = None
+    skus: list[str] = Field(default_factory=list)
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendMessageResult(Wire):
+    message_key: str
+    outcome: Literal["sent", "suppressed", "deferred", "failed"]
+    reason: str | None = None
+    reason_text: str | None = None
+    until: datetime | None = None
+
+
+class UpdateCustomerInput(Wire):
+    customer_id: str
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags_add: list[str] = Field(default_factory=list)
+    tags_remove: list[str] = Field(default_factory=list)
+    now: datetime
+
+
+class CallActivityInput(Wire):
+    """What a custom activity receives: who, the journey's arguments, and an idempotency key."""
+
+    key: str
+    customer_id: str
+    journey: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    now: datetime
+
+
+class RecordRunInput(Wire):
+    workflow_id: str
+    status: Literal["running", "completed", "exited", "converted", "held_out"]
+    reason: str | None = None
+    now: datetime

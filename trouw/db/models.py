@@ -1,0 +1,239 @@
+"""Database tables (SQLModel): customers, consent ledger, catalogue, orders, events, send ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which forgets zones) and PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: every time in Trouw carries its zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(**kwargs: Any) -> Any:
+    return Field(sa_column=sa.Column(sa.JSON, nullable=False), **kwargs)
+
+
+def _when(*, nullable: bool = False, index: bool = False, **kwargs: Any) -> Any:
+    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
+
+
+class Customer(SQLModel, table=True):
+    """One customer across shop and webshop: the retailer's own customer id."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    email: str | None = Field(default=None, index=True, max_length=320)
+    phone: str | None = Field(default=None, index=True, max_length=32)
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    locale: str = Field(default="nl-BE", max_length=8)
+    timezone: str = Field(default="Europe/Brussels", max_length=64)
+    birthday: date | None = None
+    attributes: dict[str, Any] = _json(default_factory=dict)
+    tags: list[str] = _json(default_factory=list)
+    email_invalid: bool = False
+    phone_invalid: bool = False
+    erased: bool = False
+    created_at: datetime = _when(default_factory=utcnow)
+    updated_at: datetime = _when(default_factory=utcnow)
+
+
+class ConsentRecord(SQLModel, table=True):
+    """Append-only consent ledger: who said yes or no, to what, when, how and to which wording."""
+
+    __tablename__ = "consent_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(index=True, max_length=64)
+    channel: str = Field(max_length=8)  # email | sms
+    scope: str = Field(max_length=16)  # promotional | service
+    granted: bool
+    at: datetime = _when()
+    source: str = Field(max_length=16)  # pos | web | api | import | email | sms
+    wording_version: str | None = Field(default=None, max_length=64)
+    wording_text: str | None = None
+
+
+class Suppression(SQLModel, table=True):
+    """An address that must not be mailed: kept as a hash so it outlives erasure."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    address_hash: str = Field(index=True, max_length=64)
+    customer_id: str | None = Field(default=None, index=True, max_length=64)
+    channel: str = Field(max_length=8)  # email | sms | all
+    reason: str = Field(max_length=32)
+    at: datetime = _when()
+    source: str | None = Field(default=None, max_length=32)
+
+
+class Product(SQLModel, table=True):
+    """A catalogue item; consumption_days drives refill reminders, care the usage tips."""
+
+    sku: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    category: str = Field(default="general", max_length=64)
+    price: Decimal = Field(default=Decimal("0"), max_digits=10, decimal_places=2)
+    consumption_days: int | None = None
+    care: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    warranty_months: int | None = None
+
+
+class Order(SQLModel, table=True):
+    """A purchase in the shop (pos) or online (web), always linked to one customer."""
+
+    __tablename__ = "purchase_order"
+
+    id: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(index=True, max_length=64)
+    channel: str = Field(max_length=8)  # pos | web
+    store: str | None = Field(default=None, max_length=100)
+    placed_at: datetime = _when(index=True)
+    delivered_at: datetime | None = _when(nullable=True, default=None)
+    returned_at: datetime | None = _when(nullable=True, default=None)
+    total: Decimal = Field(default=Decimal("0"), max_digits=12, decimal_places=2)
+    currency: str = Field(default="EUR", max_length=3)
+
+
+class OrderLine(SQLModel, table=True):
+    """One line of an order."""
+
+    __tablename__ = "order_line"
+    __table_args__ = (sa.UniqueConstraint("order_id", "line_no"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(index=True, max_length=64)
+    line_no: int
+    sku: str = Field(index=True, max_length=64)
+    name: str = Field(max_length=200)
+    qty: int = 1
+    unit_price: Decimal = Field(default=Decimal("0"), max_digits=10, decimal_places=2)
+
+
+class InboundEvent(SQLModel, table=True):
+    """Every event that came in, once (unique source id), and whether it reached Temporal."""
+
+    __tablename__ = "inbound_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: str = Field(unique=True, max_length=200)
+    type: str = Field(index=True, max_length=64)
+    customer_id: str = Field(index=True, max_length=64)
+    occurred_at: datetime = _when()
+    received_at: datetime = _when(default_factory=utcnow)
+    payload: dict[str, Any] = _json(default_factory=dict)
+    relayed_at: datetime | None = _when(nullable=True, index=True, default=None)
+
+
+class JourneyRun(SQLModel, table=True):
+    """One journey run per customer, journey and re-entry key: the durable re-entry guard."""
+
+    __tablename__ = "journey_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(unique=True, max_length=300)
+    customer_id: str = Field(index=True, max_length=64)
+    journey: str = Field(index=True, max_length=64)
+    version: str = Field(max_length=64)
+    reentry_key: str = Field(max_length=200)
+    event_source_id: str = Field(max_length=200)
+    started_at: datetime = _when()
+    status: str = Field(
+        default="running", max_length=16
+    )  # running | completed | exited | converted
+    ended_at: datetime | None = _when(nullable=True, default=None)
+    end_reason: str | None = None
+
+
+class Message(SQLModel, table=True):
+    """The send ledger: one row per message key, claimed before any provider call."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_key: str = Field(unique=True, max_length=300)
+    customer_id: str = Field(index=True, max_length=64)
+    journey: str = Field(index=True, max_length=64)
+    journey_version: str | None = Field(default=None, max_length=64)
+    workflow_id: str | None = Field(default=None, max_length=300)
+    step: str = Field(max_length=64)
+    channel: str = Field(max_length=8)
+    category: str = Field(max_length=16)
+    template: str = Field(max_length=100)
+    locale: str | None = Field(default=None, max_length=8)
+    subject: str | None = None
+    decision: str = Field(default="pending", max_length=16)  # pending | send | suppress | defer
+    reason: str | None = Field(default=None, max_length=64)
+    reason_text: str | None = None
+    consent_snapshot: dict[str, Any] = _json(default_factory=dict)
+    state: str = Field(
+        default="claimed", max_length=16
+    )  # claimed|in_flight|sent|suppressed|failed|unknown
+    status: str | None = Field(default=None, max_length=32)  # provider-side status, never backwards
+    status_history: list[dict[str, Any]] = _json(default_factory=list)
+    provider: str | None = Field(default=None, max_length=32)
+    provider_id: str | None = Field(default=None, index=True, max_length=200)
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime = _when()
+    decided_at: datetime | None = _when(nullable=True, default=None)
+    sent_at: datetime | None = _when(nullable=True, index=True, default=None)
+
+
+class Voucher(SQLModel, table=True):
+    """A unique voucher code: issued by a journey, redeemed in the shop."""
+
+    code: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(index=True, max_length=64)
+    value: Decimal = Field(max_digits=10, decimal_places=2)
+    currency: str = Field(default="EUR", max_length=3)
+    issued_at: datetime = _when()
+    expires_at: datetime = _when()
+    redeemed_at: datetime | None = _when(nullable=True, default=None)
+    journey: str | None = Field(default=None, max_length=64)
+    message_key: str | None = Field(default=None, max_length=300)
+
+
+class CallbackEvent(SQLModel, table=True):
+    """Provider callback events already applied (SendGrid sg_event_id, Twilio sid+status)."""
+
+    __tablename__ = "callback_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True, max_length=200)
+    provider: str = Field(max_length=16)
+    received_at: datetime = _when(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key, stored only as a hash, with its scopes (ingest, read, admin)."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    key_hash: str = Field(unique=True, max_length=64)
+    scopes: list[str] = _json(default_factory=list)
+    created_at: datetime = _when(default_factory=utcnow)
+    revoked_at: datetime | None = _when(nullable=True, default=None)

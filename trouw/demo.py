@@ -1,0 +1,363 @@
+"""`make demo`: a garden centre and pet shop, a dozen customers, a few purchases, on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from rich.console import Console
+from sqlmodel import select
+
+from trouw.db.engine import session_scope
+from trouw.db.models import Message
+from trouw.runtime import Stack, run_stack
+from trouw.settings import Settings
+
+CARE_LAWN = {
+    "summary": "Strooi de gazonmest gelijkmatig op een droog gazon.",
+    "tips": [
+        "Geef water na het strooien.",
+        "Maai pas na drie dagen.",
+        "Herhaal na zes à acht weken.",
+    ],
+}
+CARE_ROSE = {
+    "summary": "Klimrozen houden van zon en een stevige steun.",
+    "tips": [
+        "Geef de eerste weken om de twee dagen water.",
+        "Bind nieuwe scheuten horizontaal op.",
+    ],
+}
+CARE_OLIVE = {
+    "summary": "Een olijfboom in pot wil veel licht en weinig water.",
+    "tips": [
+        "Laat de potgrond tussen twee gietbeurten opdrogen.",
+        "Zet hem vorstvrij als het onder -5 °C gaat.",
+    ],
+}
+CARE_AQUARIUM = {
+    "summary": "Laat het aquarium twee weken inlopen voor je vissen toevoegt.",
+    "tips": ["Ververs wekelijks 10 à 20 % van het water.", "Test het nitrietgehalte."],
+}
+
+PRODUCTS: list[dict[str, Any]] = [
+    {
+        "sku": "LAWN-10",
+        "name": "Gazonmest 10 kg",
+        "category": "garden",
+        "price": "24.95",
+        "consumption_days": 60,
+        "care": CARE_LAWN,
+    },
+    {
+        "sku": "SOIL-40",
+        "name": "Potgrond 40 l",
+        "category": "garden",
+        "price": "7.99",
+        "consumption_days": 90,
+    },
+    {
+        "sku": "ROSE-01",
+        "name": "Klimroos 'New Dawn'",
+        "category": "plants",
+        "price": "14.50",
+        "care": CARE_ROSE,
+    },
+    {
+        "sku": "OLIVE-80",
+        "name": "Olijfboom 80 cm",
+        "category": "plants",
+        "price": "49.00",
+        "care": CARE_OLIVE,
+        "warranty_months": 6,
+    },
+    {"sku": "POT-40", "name": "Terracotta pot 40 cm", "category": "garden", "price": "29.00"},
+    {
+        "sku": "SHEARS-1",
+        "name": "Snoeischaar Felco 2",
+        "category": "tools",
+        "price": "54.95",
+        "warranty_months": 24,
+    },
+    {
+        "sku": "DOG-12",
+        "name": "Hondenbrokken 12 kg",
+        "category": "pets",
+        "price": "42.50",
+        "consumption_days": 45,
+    },
+    {
+        "sku": "CAT-2",
+        "name": "Kattenvoer 2 kg",
+        "category": "pets",
+        "price": "12.99",
+        "consumption_days": 30,
+    },
+    {
+        "sku": "LITTER-10",
+        "name": "Kattenbakvulling 10 l",
+        "category": "pets",
+        "price": "8.49",
+        "consumption_days": 21,
+    },
+    {
+        "sku": "AQUA-60",
+        "name": "Aquarium 60 l starterset",
+        "category": "pets",
+        "price": "119.00",
+        "care": CARE_AQUARIUM,
+        "warranty_months": 24,
+    },
+    {
+        "sku": "BIRD-5",
+        "name": "Strooivoer wilde vogels 5 kg",
+        "category": "pets",
+        "price": "11.95",
+        "consumption_days": 40,
+    },
+    {
+        "sku": "SEED-GR",
+        "name": "Graszaad sport & spel 1 kg",
+        "category": "garden",
+        "price": "13.95",
+    },
+]
+
+CUSTOMERS: list[dict[str, Any]] = [
+    {
+        "id": "demo-c01",
+        "first_name": "Bart",
+        "last_name": "Peeters",
+        "email": "bart.peeters@example.com",
+        "phone": "+32470000001",
+        "locale": "nl-BE",
+        "birthday": "1979-04-24",
+        "opt_in": {"email": True, "sms": False},
+    },
+    {
+        "id": "demo-c02",
+        "first_name": "Sophie",
+        "last_name": "Dubois",
+        "email": "sophie.dubois@example.com",
+        "locale": "fr-BE",
+        "opt_in": {"email": False},
+    },
+    {
+        "id": "demo-c03",
+        "first_name": "Emma",
+        "last_name": "de Vries",
+        "email": "emma.devries@example.com",
+        "phone": "+31612345678",
+        "locale": "nl-NL",
+        "timezone": "Europe/Amsterdam",
+        "birthday": "1990-11-02",
+        "opt_in": {"email": True, "sms": True},
+    },
+    {
+        "id": "demo-c04",
+        "first_name": "Tom",
+        "last_name": "Janssens",
+        "email": "tom.janssens@example.com",
+        "locale": "nl-BE",
+    },
+    {
+        "id": "demo-c05",
+        "first_name": "Claire",
+        "last_name": "Martin",
+        "email": "claire.martin@example.com",
+        "phone": "+32470000005",
+        "locale": "fr-BE",
+        "birthday": "1985-06-12",
+        "opt_in": {"email": True},
+    },
+    {
+        "id": "demo-c06",
+        "first_name": "Daan",
+        "last_name": "Bakker",
+        "email": "daan.bakker@example.com",
+        "locale": "nl-NL",
+        "timezone": "Europe/Amsterdam",
+    },
+    {
+        "id": "demo-c07",
+        "first_name": "Olivia",
+        "last_name": "Smith",
+        "email": "olivia.smith@example.com",
+        "locale": "en",
+        "opt_in": {"email": True},
+    },
+    {
+        "id": "demo-c08",
+        "first_name": "Lotte",
+        "last_name": "Maes",
+        "email": "lotte.maes@example.com",
+        "phone": "+32470000008",
+        "locale": "nl-BE",
+        "opt_in": {"sms": True},
+    },
+    {
+        "id": "demo-c09",
+        "first_name": "Hugo",
+        "last_name": "Lambert",
+        "email": "hugo.lambert@example.com",
+        "locale": "fr-BE",
+    },
+    {
+        "id": "demo-c10",
+        "first_name": "Sanne",
+        "last_name": "Visser",
+        "email": "sanne.visser@example.com",
+        "locale": "nl-NL",
+        "timezone": "Europe/Amsterdam",
+        "opt_in": {"email": False},
+    },
+    {
+        "id": "demo-c11",
+        "first_name": "James",
+        "last_name": "Taylor",
+        "email": "james.taylor@example.com",
+        "locale": "en",
+        "birthday": "1972-01-30",
+    },
+    {
+        "id": "demo-c12",
+        "first_name": "Marie",
+        "last_name": "Wouters",
+        "email": "marie.wouters@example.com",
+        "locale": "nl-BE",
+        "opt_in": {"email": True, "sms": False},
+    },
+]
+
+PURCHASES: list[dict[str, Any]] = [
+    {
+        "id": "demo-e01",
+        "customer": "demo-c01",
+        "order": "demo-o01",
+        "channel": "web",
+        "lines": [
+            {"sku": "LAWN-10", "qty": 1},
+            {"sku": "ROSE-01", "qty": 2},
+            {"sku": "SEED-GR", "qty": 1},
+        ],
+    },
+    {
+        "id": "demo-e02",
+        "customer": "demo-c02",
+        "order": "demo-o02",
+        "channel": "pos",
+        "store": "Gent",
+        "lines": [{"sku": "CAT-2", "qty": 2}, {"sku": "LITTER-10", "qty": 1}],
+    },
+    {
+        "id": "demo-e03",
+        "customer": "demo-c03",
+        "order": "demo-o03",
+        "channel": "web",
+        "lines": [{"sku": "OLIVE-80", "qty": 1}, {"sku": "POT-40", "qty": 1}],
+    },
+    {
+        "id": "demo-e04",
+        "customer": "demo-c07",
+        "order": "demo-o04",
+        "channel": "web",
+        "lines": [{"sku": "AQUA-60", "qty": 1}],
+    },
+    {
+        "id": "demo-e05",
+        "customer": "demo-c05",
+        "order": "demo-o05",
+        "channel": "pos",
+        "store": "Namur",
+        "lines": [{"sku": "DOG-12", "qty": 1}, {"sku": "BIRD-5", "qty": 2}],
+    },
+    {
+        "id": "demo-e06",
+        "customer": "demo-c12",
+        "order": "demo-o06",
+        "channel": "pos",
+        "store": "Leuven",
+        "lines": [{"sku": "SHEARS-1", "qty": 1}, {"sku": "SOIL-40", "qty": 3}],
+    },
+]
+
+
+async def load_shop(api_url: str) -> int:
+    """Post the catalogue, the customers and the purchases through the HTTP API (idempotent)."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        for product in PRODUCTS:
+            (await http.post("/v1/products", json=product)).raise_for_status()
+        for customer in CUSTOMERS:
+            event = {
+                "id": f"{customer['id']}-register",
+                "type": "register",
+                "customer": customer["id"],
+                "profile": customer,
+                "source": "pos",
+            }
+            (await http.post("/v1/events", json=event)).raise_for_status()
+        accepted = 0
+        for purchase in PURCHASES:
+            response = await http.post("/v1/events", json={"type": "purchase", **purchase})
+            response.raise_for_status()
+            accepted += response.status_code == 202
+        return accepted
+
+
+def confirmations(stack: Stack) -> int:
+    with session_scope(stack.services.engine) as session:
+        rows = session.exec(
+            select(Message).where(Message.template == "order_confirmation", Message.state == "sent")
+        ).all()
+        return len([row for row in rows if row.customer_id.startswith("demo-")])
+
+
+async def run_demo(settings: Settings, *, exit_after: float | None) -> None:
+    console = Console()
+    stop = asyncio.Event()
+
+    async def ready(stack: Stack) -> None:
+        console.print(
+            f"[bold]Trouw demo[/] — data in {settings.home}/, Temporal UI on {settings.temporal_ui_url}"
+        )
+        new = await load_shop(stack.api_url)
+        console.print(
+            f"Loaded {len(PRODUCTS)} products and {len(CUSTOMERS)} customers; {new} new purchase(s) posted to the API."
+        )
+        deadline = time.monotonic() + 90
+        count = 0
+        while time.monotonic() < deadline:
+            count = await asyncio.to_thread(confirmations, stack)
+            if count >= len(PURCHASES):
+                break
+            await asyncio.sleep(0.5)
+        query = quote('CustomerId="demo-c01"')
+        ui = f"{settings.temporal_ui_url}/namespaces/{settings.temporal_namespace}/workflows"
+        console.print(
+            f"\n[green]Trouw is running.[/] {count} of {len(PURCHASES)} order confirmations are in the outbox.\n"
+            f"  Outbox (rendered emails):  {stack.api_url}/outbox   (files in {settings.outbox_dir}/)\n"
+            f"  Temporal Web UI:           {ui}\n"
+            f"  Journeys of one customer:  {ui}?query={query}\n"
+            f"  API and its docs:          {stack.api_url}/docs\n"
+            "Stop with Ctrl-C."
+        )
+        if exit_after is not None:
+            await asyncio.sleep(exit_after)
+            stop.set()
+
+    await run_stack(settings, stop=stop, on_ready=ready)
+    console.print("Trouw demo stopped.")
+
+
+def exit_after_from_env() -> float | None:
+    raw = os.environ.get("DEMO_EXIT_AFTER")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ValueError(f"DEMO_EXIT_AFTER must be a number of seconds, not {raw!r}") from None

@@ -1,0 +1,385 @@
+"""Takes events in: stores each once (by source id), applies it to the data, queues the hand-off."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from trouw.consent import record_consent, suppress
+from trouw.contracts import CustomerEvent
+from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Product, Voucher
+
+EVENT_TYPES = (
+    "register",
+    "purchase",
+    "delivered",
+    "returned",
+    "review",
+    "opt_in",
+    "opt_out",
+    "unsubscribe",
+    "bounce",
+    "sms_stop",
+    "voucher_redeemed",
+    "custom",
+)
+Locale = Literal["nl-BE", "nl-NL", "fr-BE", "en"]
+
+
+class IngestError(ValueError):
+    """An event that cannot be applied (an unknown order, say); the message says why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerIn(Strict):
+    """A customer registered at the till or online (klantenregistratie)."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    locale: Locale | None = None
+    timezone: str | None = None
+    birthday: date | None = None
+    attributes: dict[str, Any] | None = None
+    opt_in: dict[Literal["email", "sms"], bool] | None = None
+
+    @field_validator("first_name", "last_name")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        if value is not None and any(ch in value for ch in "\r\n\x00"):
+            raise ValueError("must be a single line")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class ProductIn(Strict):
+    sku: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    category: str = "general"
+    price: Decimal = Field(default=Decimal("0"), ge=0, max_digits=10, decimal_places=2)
+    consumption_days: int | None = Field(default=None, gt=0, le=3650)
+    care: dict[str, Any] | None = None
+    warranty_months: int | None = Field(default=None, ge=0, le=240)
+
+
+class LineIn(Strict):
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(default=1, gt=0, le=10000)
+    unit_price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class EventIn(Strict):
+    """One event from any source; `id` is the source's own id and makes re-sending harmless."""
+
+    id: str = Field(min_length=1, max_length=200)
+    type: Literal[
+        "register",
+        "purchase",
+        "delivered",
+        "returned",
+        "review",
+        "opt_in",
+        "opt_out",
+        "unsubscribe",
+        "bounce",
+        "sms_stop",
+        "voucher_redeemed",
+        "custom",
+    ]
+    customer: str = Field(min_length=1, max_length=64)
+    at: datetime | None = None
+    order: str | None = Field(default=None, max_length=64)
+    channel: str | None = None  # pos|web for purchases; email|sms|all for consent events
+    store: str | None = Field(default=None, max_length=100)
+    lines: list[LineIn] = Field(default_factory=list)
+    total: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    profile: CustomerIn | None = None
+    code: str | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, max_length=64)  # custom event name
+    rating: int | None = Field(default=None, ge=1, le=5)
+    source: str = "api"
+    wording_version: str | None = None
+    wording_text: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give the time zone, e.g. 2026-03-02T09:00:00+01:00")
+        return value
+
+
+def upsert_customer(session: Session, data: CustomerIn, *, at: datetime, source: str) -> Customer:
+    customer = session.get(Customer, data.id)
+    if customer is None:
+        customer = Customer(id=data.id, created_at=at)
+    for name in ("email", "phone", "first_name", "last_name", "locale", "timezone", "birthday"):
+        value = getattr(data, name)
+        if value is not None:
+            setattr(customer, name, str(value) if name == "email" else value)
+    if data.attributes:
+        customer.attributes = {**(customer.attributes or {}), **data.attributes}
+    customer.updated_at = at
+    session.add(customer)
+    for channel, granted in (data.opt_in or {}).items():
+        record_consent(
+            session,
+            customer_id=customer.id,
+            channel=channel,
+            scope="promotional",
+            granted=granted,
+            at=at,
+            source=source,
+        )
+    return customer
+
+
+def upsert_product(session: Session, data: ProductIn) -> Product:
+    product = session.get(Product, data.sku) or Product(sku=data.sku, name=data.name)
+    for name, value in data.model_dump().items():
+        setattr(product, name, value)
+    session.add(product)
+    return product
+
+
+def _apply_purchase(session: Session, event: EventIn, at: datetime) -> tuple[str, list[str]]:
+    if not event.order:
+        raise IngestError("a purchase needs `order`, the order id")
+    if not event.lines:
+        raise IngestError("a purchase needs at least one line")
+    if event.channel not in ("pos", "web"):
+        raise IngestError("a purchase's channel is pos or web")
+    existing = session.get(Order, event.order)
+    if existing is not None:
+        if existing.customer_id != event.customer:
+            raise IngestError(f"order {event.order} belongs to another customer")
+        return existing.id, [line.sku for line in event.lines]
+    total = Decimal("0")
+    lines = []
+    for number, line in enumerate(event.lines, start=1):
+        product = session.get(Product, line.sku)
+        price = (
+            line.unit_price if line.unit_price is not None else (product.price if product else None)
+        )
+        if price is None:
+            raise IngestError(f"line {number}: unknown product {line.sku} and no unit_price")
+        name = line.name or (product.name if product else line.sku)
+        lines.append(
+            OrderLine(
+                order_id=event.order,
+                line_no=number,
+                sku=line.sku,
+                name=name,
+                qty=line.qty,
+                unit_price=price,
+            )
+        )
+        total += price * line.qty
+    session.add(
+        Order(
+            id=event.order,
+            customer_id=event.customer,
+            channel=event.channel,
+            store=event.store,
+            placed_at=at,
+            total=event.total if event.total is not None else total,
+        )
+    )
+    session.add_all(lines)
+    return event.order, [line.sku for line in event.lines]
+
+
+def _order_skus(session: Session, order_id: str) -> list[str]:
+    return list(session.exec(select(OrderLine.sku).where(OrderLine.order_id == order_id)).all())
+
+
+def _apply(session: Session, event: EventIn, customer: Customer, at: datetime) -> dict[str, Any]:
+    """Apply the event to the data; returns what the customer workflow gets to know."""
+    facts: dict[str, Any] = {"order_id": event.order, "skus": []}
+    kind = event.type
+    if kind == "purchase":
+        facts["order_id"], facts["skus"] = _apply_purchase(session, event, at)
+        facts["data"] = {"channel": event.channel, "store": event.store}
+    elif kind in ("delivered", "returned"):
+        order = session.get(Order, event.order) if event.order else None
+        if order is None or order.customer_id != customer.id:
+            raise IngestError(f"{kind}: unknown order {event.order!r} for this customer")
+        if kind == "delivered" and order.delivered_at is None:
+            order.delivered_at = at
+        if kind == "returned" and order.returned_at is None:
+            order.returned_at = at
+        session.add(order)
+        facts["skus"] = _order_skus(session, order.id)
+    elif kind in ("opt_in", "opt_out"):
+        channel = event.channel or "email"
+        if channel not in ("email", "sms", "all"):
+            raise IngestError("opt_in/opt_out channel is email, sms or all")
+        record_consent(
+            session,
+            customer_id=customer.id,
+            channel=channel,
+            scope="promotional",
+            granted=kind == "opt_in",
+            at=at,
+            source=event.source,
+            wording_version=event.wording_version,
+            wording_text=event.wording_text,
+        )
+    elif kind == "unsubscribe":
+        channel = event.channel or "all"
+        if channel not in ("email", "sms", "all"):
+            raise IngestError("unsubscribe channel is email, sms or all")
+        for scope in ("promotional", "service"):
+            record_consent(
+                session,
+                customer_id=customer.id,
+                channel=channel,
+                scope=scope,
+                granted=False,
+                at=at,
+                source=event.source,
+            )
+        suppress(
+            session,
+            customer=customer,
+            channel=channel,
+            reason="unsubscribe",
+            at=at,
+            source=event.source,
+        )
+    elif kind == "bounce":
+        suppress(
+            session,
+            customer=customer,
+            channel="email",
+            reason="hard_bounce",
+            at=at,
+            source=event.source,
+        )
+    elif kind == "sms_stop":
+        suppress(
+            session, customer=customer, channel="sms", reason="sms_stop", at=at, source=event.source
+        )
+    elif kind == "voucher_redeemed":
+        voucher = session.get(Voucher, event.code) if event.code else None
+        if voucher is None or voucher.customer_id != customer.id:
+            raise IngestError(f"voucher_redeemed: unknown voucher code {event.code!r}")
+        if voucher.redeemed_at is None:
+            voucher.redeemed_at = at
+            session.add(voucher)
+        facts["data"] = {"code": voucher.code}
+    elif kind == "review":
+        facts["data"] = {"rating": event.rating}
+    elif kind == "custom":
+        if not event.name:
+            raise IngestError("a custom event needs `name`")
+        facts["data"] = {"name": event.name, **event.properties}
+    return facts
+
+
+def ingest_event(
+    session: Session, event: EventIn, *, now: datetime | None = None
+) -> tuple[InboundEvent, bool]:
+    """Store and apply an event once. Returns the stored row and whether it is new.
+
+    The caller commits; the row's relayed_at stays empty until the relay hands it to Temporal.
+    """
+    existing = session.exec(select(InboundEvent).where(InboundEvent.source_id == event.id)).first()
+    if existing is not None:
+        return existing, False
+    at = event.at or now or datetime.now(UTC)
+    customer = session.get(Customer, event.customer)
+    if event.profile is not None:
+        if event.profile.id != event.customer:
+            raise IngestError("profile.id differs from customer")
+        customer = upsert_customer(session, event.profile, at=at, source=event.source)
+    if customer is None:
+        if event.type in ("register", "purchase"):
+            customer = upsert_customer(
+                session, CustomerIn(id=event.customer), at=at, source=event.source
+            )
+        else:
+            raise IngestError(f"unknown customer {event.customer!r}: register the customer first")
+    session.flush()
+    facts = _apply(session, event, customer, at)
+    row = InboundEvent(
+        source_id=event.id,
+        type=event.type if event.type != "custom" else f"custom:{event.name}",
+        customer_id=customer.id,
+        occurred_at=at,
+        received_at=now or datetime.now(UTC),
+        payload={
+            "order_id": facts.get("order_id"),
+            "skus": facts.get("skus", []),
+            "data": _plain(facts.get("data", {})),
+        },
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Two requests raced on the same source id: the other one won; this one is a repeat.
+        session.rollback()
+        winner = session.exec(select(InboundEvent).where(InboundEvent.source_id == event.id)).one()
+        return winner, False
+    return row, True
+
+
+def wire_event(row: InboundEvent) -> CustomerEvent:
+    payload = row.payload or {}
+    return CustomerEvent(
+        id=row.source_id,
+        type=row.type,
+        customer_id=row.customer_id,
+        at=row.occurred_at,
+        order_id=payload.get("order_id"),
+        skus=list(payload.get("skus") or []),
+        data=dict(payload.get("data") or {}),
+    )
+
+
+def pending_events(session: Session, *, limit: int = 500) -> list[InboundEvent]:
+    return list(
+        session.exec(
+            select(InboundEvent)
+            .where(col(InboundEvent.relayed_at).is_(None))
+            .order_by(col(InboundEvent.id))
+            .limit(limit)
+        ).all()
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value

