@@ -18,7 +18,7 @@ demo: install
 	$(BIN)/trouw demo
 
 test: install
-	$(BIN)/trouw validate journeys
+	$(BIN)/trouw validate journeys journeys/examples
 	$(BIN)/python -m pytest -q
 
 test-fast: install

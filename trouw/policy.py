@@ -396,13 +396,12 @@ def next_allowed_sms_time(
 def _is_quiet_local(local: datetime, country: str | None, config: PolicyConfig) -> bool:
     if _is_quiet_day(local.date(), country, config):
         return True
-    start, end, now = config.quiet_hours_start, config.quiet_hours_end, local.time()
-    now = now.replace(tzinfo=None)
+    start, end, clock = config.quiet_hours_start, config.quiet_hours_end, local.time()
     if start == end:
         return False  # equal bounds switch quiet hours off
     if start < end:
-        return start <= now < end
-    return now >= start or now < end  # the window crosses midnight
+        return start <= clock < end
+    return clock >= start or clock < end  # the window crosses midnight
 
 
 def _is_quiet_day(day: date, country: str | None, config: PolicyConfig) -> bool:

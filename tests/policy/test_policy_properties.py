@@ -17,6 +17,7 @@ from trouw.policy import (
     RecipientState,
     Suppression,
     decide,
+    next_allowed_sms_time,
 )
 
 # Zones with ordinary, half-hour and 30-minute-DST offsets, north and south.
@@ -205,3 +206,17 @@ def test_a_promotional_deferral_never_passes_its_deadline(situation):
     decision = decide(facts, recipient, recent, now, config)
     if facts.category == "promotional" and decision.action == "defer" and facts.defer_deadline:
         assert decision.until is not None and decision.until <= facts.defer_deadline
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(instants, st.sampled_from(ZONES), st.sampled_from(["BE", "NL", "FR", None]), configs)
+def test_the_end_of_quiet_hours_is_the_first_allowed_minute(at, zone, country, config):
+    recipient = RecipientState(None, None, zone, country, {}, {})
+    until = next_allowed_sms_time(at, zone, country, config)
+    assert until >= at and not quiet(until, recipient, config)
+    # Every minute before it is quiet: nothing earlier was allowed. (Zones and settings here
+    # change on whole minutes, so a minute grid finds every opening.)
+    moment = at
+    while moment < until:
+        assert quiet(moment, recipient, config), moment
+        moment += timedelta(minutes=1)

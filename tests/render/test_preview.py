@@ -28,6 +28,7 @@ def test_preview_of_one_channel(store: TemplateStore, tmp_path: Path) -> None:
     assert result.locale == "nl-NL" and result.sms_segments == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
 def test_preview_png_screenshot(store: TemplateStore, tmp_path: Path) -> None:
     [result] = preview(store, "birthday", tmp_path, locale="nl-BE", png=True)

@@ -138,8 +138,9 @@ def read_document(path: Path, *, display: str | None = None) -> Document:
 
 def _describe(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
-    loc = [part for part in error.get("loc", ()) if not isinstance(part, int)]
-    field = str(loc[-1]) if loc else ""
+    path = list(error.get("loc", ()))
+    # An error about a whole list item (a step) names no field: the label says which step.
+    field = str(path[-1]) if path and not isinstance(path[-1], int) else ""
     if kind == "extra_forbidden":
         return f"unknown key '{field}'"
     if kind == "missing":
@@ -164,7 +165,8 @@ def _context_label(data: Any, loc: Sequence[Any]) -> str:
 def validation_problems(doc: Document, exc: ValidationError) -> list[Problem]:
     problems = []
     for error in exc.errors():
-        loc = list(error.get("loc", ()))
+        loc = _without_union_tag(list(error.get("loc", ())))
+        error = {**error, "loc": tuple(loc)}
         position = None
         if error.get("type") == "extra_forbidden":
             position = doc.key_position(loc)
@@ -172,6 +174,15 @@ def validation_problems(doc: Document, exc: ValidationError) -> list[Problem]:
         message = _context_label(doc.data, loc) + _describe(dict(error))
         problems.append(Problem(doc.file, line, col, message))
     return _unique(problems)
+
+
+def _without_union_tag(loc: list[Any]) -> list[Any]:
+    """Drop the step-type tag pydantic puts in the path (steps, 0, <tag>, field)."""
+    from trouw.journey.model import STEP_ACTIONS
+
+    if len(loc) > 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in STEP_ACTIONS:
+        return loc[:2] + loc[3:]
+    return loc
 
 
 def _unique(problems: Iterable[Problem]) -> list[Problem]:
