@@ -206,6 +206,7 @@ async def simulate(
     templates_dir: Path,
     workdir: Path | None = None,
     progress: Progress | None = None,
+    histories: dict[str, Any] | None = None,
 ) -> SimulationResult:
     """Run each customer's scenario on one time-skipping server, one customer after another.
 
@@ -271,7 +272,9 @@ async def simulate(
             for number, customer in enumerate(scenario.customers, start=1):
                 if progress:
                     progress(number - 1, total, customer.id)
-                await _simulate_customer(env, scenario, customer.id, settings, engine, deliver)
+                await _simulate_customer(
+                    env, scenario, customer.id, settings, engine, deliver, histories
+                )
             if progress:
                 progress(total, total, "")
     finally:
@@ -282,7 +285,13 @@ async def simulate(
 
 
 async def _simulate_customer(
-    env: Any, scenario: Scenario, customer_id: str, settings: Settings, engine: Any, deliver: Any
+    env: Any,
+    scenario: Scenario,
+    customer_id: str,
+    settings: Settings,
+    engine: Any,
+    deliver: Any,
+    histories: dict[str, Any] | None,
 ) -> None:
     base = await env.get_current_time()
     offset = (scenario.start - base).total_seconds()
@@ -306,7 +315,7 @@ async def _simulate_customer(
         )
         await _settle(env)
     await _advance(env, scenario.end - shift)
-    await _stop_customer(env, engine, customer_id)
+    await _stop_customer(env, engine, customer_id, histories)
 
 
 async def _advance(env: Any, env_moment: datetime) -> None:
@@ -320,7 +329,9 @@ async def _settle(env: Any) -> None:
     await env.sleep(timedelta(seconds=1))
 
 
-async def _stop_customer(env: Any, engine: Any, customer_id: str) -> None:
+async def _stop_customer(
+    env: Any, engine: Any, customer_id: str, histories: dict[str, Any] | None
+) -> None:
     """End this customer's workflows at the scenario's end, so they stay out of the next one's."""
     from trouw.contracts import customer_workflow_id
 
@@ -331,8 +342,11 @@ async def _stop_customer(env: Any, engine: Any, customer_id: str) -> None:
             ).all()
         )
     for workflow_id in [customer_workflow_id(customer_id), *ids]:
+        handle = env.client.get_workflow_handle(workflow_id)
+        if histories is not None:
+            histories[workflow_id] = await handle.fetch_history()
         try:
-            await env.client.get_workflow_handle(workflow_id).terminate("simulation ended")
+            await handle.terminate("simulation ended")
         except Exception:  # noqa: BLE001 - already finished
             pass
 

@@ -1,0 +1,124 @@
+"""End to end on the Temporal dev server: API -> database -> workflows -> template -> outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from trouw.runtime import Stack, run_stack
+from trouw.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def e2e_settings(tmp_path: Path) -> Settings:
+    api_port = free_port()
+    return Settings(
+        home=tmp_path / "home",
+        journeys_dir=ROOT / "journeys",
+        templates_dir=ROOT / "templates",
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        temporal_persist=False,
+        api_port=api_port,
+        public_url=f"http://127.0.0.1:{api_port}",
+        signing_keys=["e2e-key"],
+        task_queue="trouw-e2e",
+    )
+
+
+PURCHASE = {
+    "id": "shop-4711",
+    "type": "purchase",
+    "customer": "k-1001",
+    "order": "W-1001",
+    "channel": "web",
+    "lines": [
+        {"sku": "LAWN-10", "qty": 1, "unit_price": "24.95", "name": "Gazonmest 10 kg"},
+        {"sku": "ROSE-01", "qty": 2, "unit_price": "14.50", "name": "Klimroos"},
+        {"sku": "POT-40", "qty": 1, "unit_price": "29.00", "name": "Terracotta pot"},
+    ],
+    "profile": {"id": "k-1001", "first_name": "Bart", "email": "bart@example.com", "locale": "nl-BE"},
+}
+
+
+async def wait_for(predicate: Any, *, within: float = 60.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.25)
+    raise AssertionError("condition not met in time")
+
+
+def outbox_entries(settings: Settings) -> list[dict[str, Any]]:
+    index = settings.outbox_dir / "index.jsonl"
+    if not index.exists():
+        return []
+    return [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+
+
+async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Path) -> None:
+    settings = e2e_settings(tmp_path)
+    stop = asyncio.Event()
+    seen: dict[str, Any] = {}
+
+    async def scenario(stack: Stack) -> None:
+        try:
+            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+                product = {"sku": "LAWN-10", "name": "Gazonmest 10 kg", "price": "24.95", "consumption_days": 60,
+                           "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]}}
+                assert (await http.post("/v1/products", json=product)).status_code == 200
+                # the same purchase twice, at the same time, and once more afterwards
+                first, second = await asyncio.gather(
+                    http.post("/v1/events", json=PURCHASE), http.post("/v1/events", json=PURCHASE)
+                )
+                third = await http.post("/v1/events", json=PURCHASE)
+                seen["codes"] = [first.status_code, second.status_code, third.status_code]
+                confirmations = await wait_for(
+                    lambda: [e for e in outbox_entries(settings) if e["channel"] == "email"]
+                )
+                await asyncio.sleep(3)  # a duplicate would arrive within this time
+                seen["confirmations"] = [e for e in outbox_entries(settings) if e["channel"] == "email"]
+                seen["first"] = confirmations[0]
+                page = await http.get("/outbox")
+                seen["page"] = page.text
+                customer = await http.get("/v1/customers/k-1001")
+                seen["customer"] = customer.json()
+                handle = stack.client.get_workflow_handle("journey:k-1001:post_purchase:W-1001")
+                description = await handle.describe()
+                seen["search"] = {k: v for k, v in (description.raw_description.workflow_execution_info.search_attributes.indexed_fields.items())}
+                seen["status"] = await handle.query("status")
+        finally:
+            stop.set()
+
+    await asyncio.wait_for(run_stack(settings, stop=stop, on_ready=scenario), timeout=180)
+    assert all(code in (200, 202) for code in seen["codes"])
+    assert len(seen["confirmations"]) == 1
+    email = seen["confirmations"][0]
+    assert email["to"] == "bart@example.com"
+    assert email["subject"] == "Bedankt voor je bestelling W-1001"
+    html = (settings.outbox_dir / next(f for f in email["files"] if f.endswith(".html"))).read_text()
+    assert "Bart" in html and "Gazonmest 10 kg" in html and "Klimroos" in html
+    assert "82,95" in html  # 24,95 + 2 x 14,50 + 29,00
+    assert "Bedankt voor je bestelling W-1001" in seen["page"]
+    assert [m["template"] for m in seen["customer"]["messages"]] == ["order_confirmation"]
+    assert sorted(j["journey"] for j in seen["customer"]["journeys"]) == [
+        "enrichment", "post_purchase", "reactivation", "refill"
+    ]
+    assert {"CustomerId", "Journey", "JourneyVersion", "OrderId", "Step"} <= set(seen["search"])
+    assert "post_purchase at step wait_delivery" in seen["status"]

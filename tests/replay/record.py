@@ -1,0 +1,50 @@
+"""Records workflow histories of the shipped journeys for the replay tests.
+
+Run after a deliberate change of workflow behaviour (new histories), never to silence a failing
+replay test: `python -m tests.replay.record`. Histories are JSON in tests/replay/histories/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ROOT
+from tests.workflows.test_shipped_journeys import CUSTOMERS, EVENTS
+from tests.workflows.scenario import write_scenario
+from trouw.simulate import load_scenario, simulate
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record() -> list[Path]:
+    workdir = Path(tempfile.mkdtemp(prefix="trouw-record-"))
+    try:
+        path = write_scenario(workdir / "scenario.yaml", customers=CUSTOMERS, events=EVENTS)
+        histories: dict[str, Any] = {}
+        await simulate(
+            load_scenario(path),
+            journeys_dir=ROOT / "journeys",
+            templates_dir=ROOT / "templates",
+            workdir=workdir / "sim",
+            histories=histories,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    HISTORIES.mkdir(exist_ok=True)
+    written = []
+    for workflow_id, history in sorted(histories.items()):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow_id) + ".json"
+        target = HISTORIES / name
+        target.write_text(history.to_json(), encoding="utf-8")
+        written.append(target)
+    return written
+
+
+if __name__ == "__main__":
+    files = asyncio.run(record())
+    print(f"{len(files)} histories written to {HISTORIES}")  # noqa: T201

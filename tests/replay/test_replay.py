@@ -1,0 +1,34 @@
+"""Stored histories of the shipped journeys replay on today's workflow code without non-determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from trouw.worker import WORKFLOWS, workflow_runner
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_cover_every_shipped_journey() -> None:
+    names = {path.name for path in HISTORIES}
+    for journey in ("post_purchase", "refill", "reactivation", "birthday", "enrichment", "voucher_expiry"):
+        assert any(f"_{journey}_" in name for name in names), f"no stored history of {journey}"
+    assert any(name.startswith("customer_") for name in names)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    workflow_id = path.stem
+    history = WorkflowHistory.from_json(workflow_id, path.read_text(encoding="utf-8"))
+    replayer = Replayer(
+        workflows=list(WORKFLOWS),
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
