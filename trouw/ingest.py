@@ -307,10 +307,28 @@ def ingest_event(
     """Store and apply an event once. Returns the stored row and whether it is new.
 
     The caller commits; the row's relayed_at stays empty until the relay hands it to Temporal.
+    Two requests racing on one event (or one new customer) meet a unique constraint: the loser
+    rolls back to its savepoint and answers with the winner's row, or retries once the customer
+    the winner created exists.
     """
-    existing = session.exec(select(InboundEvent).where(InboundEvent.source_id == event.id)).first()
-    if existing is not None:
-        return existing, False
+    for _attempt in range(3):
+        existing = session.exec(
+            select(InboundEvent).where(InboundEvent.source_id == event.id)
+        ).first()
+        if existing is not None:
+            return existing, False
+        savepoint = session.begin_nested()
+        try:
+            row = _ingest_once(session, event, now)
+            savepoint.commit()
+            return row, True
+        except IntegrityError:
+            # Another transaction stored the same event or customer first; look again.
+            savepoint.rollback()
+    raise IngestError(f"event {event.id!r} could not be stored: concurrent writers kept conflicting")
+
+
+def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> InboundEvent:
     at = event.at or now or datetime.now(UTC)
     customer = session.get(Customer, event.customer)
     if event.profile is not None:
@@ -339,14 +357,8 @@ def ingest_event(
         },
     )
     session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:
-        # Two requests raced on the same source id: the other one won; this one is a repeat.
-        session.rollback()
-        winner = session.exec(select(InboundEvent).where(InboundEvent.source_id == event.id)).one()
-        return winner, False
-    return row, True
+    session.flush()
+    return row
 
 
 def wire_event(row: InboundEvent) -> CustomerEvent:
