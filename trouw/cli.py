@@ -27,8 +27,9 @@ app = typer.Typer(
 templates_app = typer.Typer(help="Email and SMS templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 
-console = Console()
-err = Console(stderr=True)
+# Piped output (CI, files) gets a wide console, so tables are not squeezed to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _exit(code: int) -> NoReturn:
@@ -61,7 +62,7 @@ def _run(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         return asyncio.run(factory())
     except KeyboardInterrupt:
         _exit(130)
-    except (TemporalError, DatabaseError, ProviderConfigError, ValueError) as exc:
+    except (TemporalError, DatabaseError, ProviderConfigError, JourneyError, ValueError) as exc:
         if isinstance(exc, JourneyError):
             for problem in exc.problems:
                 err.print(str(problem), highlight=False, soft_wrap=True)
@@ -406,6 +407,9 @@ def templates_check() -> None:
 
 
 def main() -> None:
+    from trouw.temporal import quiet_runtime
+
+    quiet_runtime()
     try:
         app()
     except SettingsError as exc:

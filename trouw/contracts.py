@@ -48,6 +48,9 @@ class CustomerInput(Wire):
     search_attributes: bool = True
     # The simulator runs scenarios dated in the past: workflows add this to workflow.now().
     clock_offset_seconds: float = 0.0
+    # Continue-as-new once the history is this long (tests set it low to exercise it).
+    history_limit: int = 2000
+    handled: int = 0
 
 
 class MatchJourneysInput(Wire):

@@ -26,6 +26,32 @@ SEARCH_ATTRIBUTES = {
 }
 
 
+def quiet_runtime() -> None:
+    """Core SDK logs go to Python logging (stderr), never to stdout: `--json` output is parsed."""
+    import logging
+
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    core = logging.getLogger("temporalio.core")
+    # The test server does not advertise some capabilities; its warnings are noise to a user.
+    core.setLevel(logging.ERROR)
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=core),
+            )
+        )
+    )
+    Runtime.set_default(runtime, error_if_already_set=False)
+
+
 class TemporalError(Exception):
     """Temporal cannot be started or reached; the message says how to fix it."""
 

@@ -38,7 +38,6 @@ JOURNEY_VERSION = SearchAttributeKey.for_keyword("JourneyVersion")
 ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 
 SEEN_LIMIT = 1000
-HISTORY_LIMIT = 2000
 IDLE_END = timedelta(days=30)
 
 
@@ -68,6 +67,7 @@ class CustomerWorkflow:
         seen: deque[str] = deque(input.seen, maxlen=SEEN_LIMIT)
         self._queue[:0] = input.pending
         self._runs = {run.workflow_id: run for run in input.runs}
+        self._handled = input.handled
         while True:
             try:
                 await workflow.wait_condition(lambda: bool(self._queue), timeout=IDLE_END)
@@ -82,7 +82,7 @@ class CustomerWorkflow:
             await self._route(event)
             await self._start_runs(input, event)
             self._handled += 1
-            if workflow.info().get_current_history_length() > HISTORY_LIMIT and not self._queue:
+            if workflow.info().get_current_history_length() > input.history_limit and not self._queue:
                 workflow.continue_as_new(
                     CustomerInput(
                         customer_id=input.customer_id,
@@ -90,6 +90,8 @@ class CustomerWorkflow:
                         runs=list(self._runs.values()),
                         search_attributes=input.search_attributes,
                         clock_offset_seconds=input.clock_offset_seconds,
+                        history_limit=input.history_limit,
+                        handled=self._handled,
                     )
                 )
 

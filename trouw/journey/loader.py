@@ -159,6 +159,8 @@ def _context_label(data: Any, loc: Sequence[Any]) -> str:
             if step_id:
                 return f"step {step_id}: "
         return f"step #{loc[1] + 1}: "
+    if len(loc) >= 2 and isinstance(loc[0], str) and isinstance(loc[1], int):
+        return f"{loc[0]} #{loc[1] + 1}: "
     return ""
 
 

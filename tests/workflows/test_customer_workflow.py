@@ -1,0 +1,81 @@
+"""CustomerWorkflow: duplicate events dropped by id, continue-as-new keeps what it must remember."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.services import Services
+from trouw.contracts import CustomerInput, customer_workflow_id
+from trouw.db.engine import get_engine, session_scope
+from trouw.db.models import JourneyRun, Message
+from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.settings import Settings
+from trouw.temporal import binary
+from trouw.worker import build_worker
+from workflows.customer import CustomerWorkflow
+
+
+async def test_duplicates_dropped_across_continue_as_new(settings: Settings) -> None:
+    engine = get_engine(settings.effective_database_url)
+    services = Services.from_settings(settings, engine=engine)
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        purchase, _ = ingest_event(
+            session,
+            EventIn(
+                id="evt-1",
+                type="purchase",
+                customer="dup-1",
+                order="o-dup",
+                channel="pos",
+                lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
+                profile={"id": "dup-1", "first_name": "An", "email": "an@example.com", "birthday": "1990-05-05"},
+                at=now,
+            ),
+        )
+        purchase_event = wire_event(purchase)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with build_worker(env.client, services, task_queue="cust-test"):
+            start = CustomerInput(customer_id="dup-1", search_attributes=False, history_limit=60)
+
+            async def send(event: object) -> None:
+                await env.client.start_workflow(
+                    CustomerWorkflow.run,
+                    start,
+                    id=customer_workflow_id("dup-1"),
+                    task_queue="cust-test",
+                    start_signal="record_event",
+                    start_signal_args=[event],
+                )
+                await env.sleep(timedelta(seconds=2))
+
+            await send(purchase_event)
+            first_run = (await env.client.get_workflow_handle(customer_workflow_id("dup-1")).describe()).run_id
+            await send(purchase_event)  # the same event again: dropped
+            for number in range(12):  # enough signals to pass the history limit
+                await send(purchase_event.model_copy(update={"id": f"review-{number}", "type": "review"}))
+            await send(purchase_event)  # still remembered after continue-as-new
+            handle = env.client.get_workflow_handle(customer_workflow_id("dup-1"))
+            description = await handle.describe()
+            status = await handle.query("status")
+    finally:
+        await env.shutdown()
+    assert description.run_id != first_run, "the customer workflow should have continued as new"
+    with session_scope(engine) as session:
+        runs = session.exec(select(JourneyRun.journey).where(JourneyRun.customer_id == "dup-1")).all()
+        confirmations = session.exec(
+            select(Message).where(Message.customer_id == "dup-1", Message.template == "order_confirmation")
+        ).all()
+    assert sorted(runs) == ["birthday", "post_purchase", "reactivation"]
+    assert len(confirmations) == 1 and confirmations[0].state == "sent"
+    # 1 purchase + 12 reviews; the two repeats of the purchase were dropped
+    assert status.startswith("13 events handled, 0 waiting")
+    assert "journeys running: birthday, post_purchase, reactivation" in status

@@ -1,0 +1,481 @@
+"""Provider callbacks: SendGrid events, Twilio status and inbound SMS (STOP/START/HELP)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from trouw.api.customers import match_customer, normalise_phone
+from trouw.api.events import StoredEvent, deliver_new, store_event
+from trouw.api.state import ApiState, api_state
+from trouw.callbacks import (
+    CallbackPayloadError,
+    ProviderEvent,
+    TwilioStatus,
+    advance_status,
+    classify_inbound_sms,
+    parse_sendgrid_events,
+    parse_twilio_status,
+    public_url_for,
+    verify_sendgrid_signature,
+    verify_twilio_signature,
+)
+from trouw.consent import address_hash, record_consent
+from trouw.db.engine import session_scope
+from trouw.db.models import CallbackEvent, Customer, Message, Suppression
+from trouw.ingest import EventIn, IngestError
+
+log = logging.getLogger("trouw.api.callbacks")
+router = APIRouter(prefix="/v1/callbacks", tags=["provider callbacks"])
+
+SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+_RAW_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        },
+        "description": "The provider's own signed payload; see docs/api.md.",
+    }
+}
+_EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+_ATTEMPTS = 3
+
+
+def _unauthorized() -> JSONResponse:
+    # No detail on why: a prober learns nothing about keys, clocks or URLs.
+    return JSONResponse(status_code=401, content={"detail": "invalid signature"})
+
+
+@dataclass
+class Effect:
+    """What one provider event does, worked out before anything is written.
+
+    `event` goes through ingest (idempotent by id, and the customer's workflow hears of it);
+    the rest is written with the dedupe marker in one transaction, after the event is stored.
+    """
+
+    marker: str | None
+    message_id: int | None = None
+    status: str | None = None
+    history: dict[str, Any] | None = None
+    event: EventIn | None = None
+    suppress: tuple[str, str, str] | None = None  # (address, channel, reason)
+    mark_invalid: tuple[str, str] | None = None  # (customer id, channel)
+    consents: list[tuple[str, str, str, bool]] = field(default_factory=list)  # id, ch, scope, yes
+    lift_sms_stop: str | None = None  # phone number whose sms_stop suppression a START lifts
+
+
+def suppress_address(
+    session: Session,
+    *,
+    address: str,
+    channel: str,
+    reason: str,
+    at: datetime,
+    source: str,
+    customer_id: str | None = None,
+) -> None:
+    """Suppress an address (known customer or not); one row per address, channel and reason."""
+    key = address_hash(address)
+    exists = session.exec(
+        select(Suppression).where(
+            Suppression.address_hash == key,
+            Suppression.channel == channel,
+            Suppression.reason == reason,
+        )
+    ).first()
+    if exists is None:
+        session.add(
+            Suppression(
+                address_hash=key,
+                customer_id=customer_id,
+                channel=channel,
+                reason=reason,
+                at=at,
+                source=source,
+            )
+        )
+
+
+def _new_markers(session: Session, effects: Sequence[Effect]) -> list[Effect]:
+    markers = [e.marker for e in effects if e.marker]
+    seen = set(
+        session.exec(
+            select(CallbackEvent.event_id).where(col(CallbackEvent.event_id).in_(markers))
+        ).all()
+        if markers
+        else ()
+    )
+    fresh, in_batch = [], set()
+    for effect in effects:
+        if effect.marker and (effect.marker in seen or effect.marker in in_batch):
+            continue
+        if effect.marker:
+            in_batch.add(effect.marker)
+        fresh.append(effect)
+    return fresh
+
+
+def _write(session: Session, effect: Effect, provider: str, now: datetime) -> None:
+    if effect.marker:
+        session.add(CallbackEvent(event_id=effect.marker, provider=provider, received_at=now))
+    if effect.message_id is not None and effect.history is not None:
+        message = session.get(Message, effect.message_id)
+        if message is not None:
+            if effect.status:
+                try:
+                    message.status = advance_status(message.status, effect.status)
+                except ValueError:  # a status this code does not rank: keep the newer knowledge
+                    message.status = effect.status
+            message.status_history = [*(message.status_history or []), effect.history]
+            session.add(message)
+    if effect.suppress is not None:
+        address, channel, reason = effect.suppress
+        suppress_address(
+            session, address=address, channel=channel, reason=reason, at=now, source=provider
+        )
+    if effect.mark_invalid is not None:
+        customer = session.get(Customer, effect.mark_invalid[0])
+        if customer is not None:
+            setattr(customer, f"{effect.mark_invalid[1]}_invalid", True)
+            session.add(customer)
+    for customer_id, channel, scope, granted in effect.consents:
+        record_consent(
+            session,
+            customer_id=customer_id,
+            channel=channel,
+            scope=scope,
+            granted=granted,
+            at=now,
+            source="sms" if provider == "twilio" else provider,
+            wording_text="SMS keyword reply" if provider == "twilio" else None,
+        )
+    if effect.lift_sms_stop:
+        key = address_hash(effect.lift_sms_stop)
+        for row in session.exec(
+            select(Suppression).where(
+                Suppression.address_hash == key, Suppression.reason == "sms_stop"
+            )
+        ).all():
+            session.delete(row)
+
+
+def apply_effects(
+    engine: Engine,
+    plan: Callable[[Session], list[Effect]],
+    *,
+    provider: str,
+    now: datetime | None = None,
+) -> tuple[list[StoredEvent], int]:
+    """Apply provider events once: plan, store their events, then write the rest with markers.
+
+    Order matters for a crash in between: events are idempotent by id, so a provider retry
+    stores nothing twice and still writes the markers, status and consent records it missed.
+    Returns the stored events and how many provider events were repeats.
+    """
+    now = now or datetime.now(UTC)
+    with session_scope(engine) as session:
+        effects = plan(session)
+        fresh = _new_markers(session, effects)
+    stored = []
+    for effect in fresh:
+        if effect.event is None:
+            continue
+        try:
+            stored.append(store_event(engine, effect.event, now=now))
+        except IngestError as exc:  # an unknown customer, say: the suppression still applies
+            log.warning("%s callback event %s not ingested: %s", provider, effect.event.id, exc)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with session_scope(engine) as session:
+                for effect in _new_markers(session, fresh):
+                    _write(session, effect, provider, now)
+            break
+        except IntegrityError:
+            # A concurrent delivery of the same events wrote some markers first: skip those.
+            if attempt == _ATTEMPTS:
+                raise
+    return stored, len(effects) - len(fresh)
+
+
+# --- SendGrid -------------------------------------------------------------------------------
+
+
+def _sendgrid_message(session: Session, event: ProviderEvent) -> Message | None:
+    if event.message_key:
+        found = session.exec(
+            select(Message).where(Message.message_key == event.message_key)
+        ).first()
+        if found is not None:
+            return found
+    # Bounces and spam reports can lack custom_args: find the message by SendGrid's own id,
+    # sg_message_id ("<X-Message-Id>.filter…") or smtp-id ("<X-Message-Id@ismtpd…>").
+    candidates = []
+    if event.sg_message_id:
+        candidates.append(event.sg_message_id.split(".", 1)[0])
+    if event.smtp_id:
+        candidates.append(event.smtp_id.strip("<>").split("@", 1)[0])
+    for provider_id in candidates:
+        if provider_id:
+            found = session.exec(select(Message).where(Message.provider_id == provider_id)).first()
+            if found is not None:
+                return found
+    return None
+
+
+def plan_sendgrid(session: Session, events: Sequence[ProviderEvent]) -> list[Effect]:
+    """The effect of each SendGrid event (status, suppression, workflow event)."""
+    effects = []
+    for event in events:
+        fallback = event.sg_message_id or event.smtp_id or event.email or "unknown"
+        marker = f"sendgrid:{event.event_id or f'{event.event}:{fallback}'}"[:200]
+        effect = Effect(marker=marker)
+        message = _sendgrid_message(session, event)
+        customer = None
+        if message is not None:
+            customer = session.get(Customer, message.customer_id)
+            effect.message_id = message.id
+            effect.status = event.status
+            effect.history = {
+                "status": event.status or event.event,
+                "at": (event.occurred_at or datetime.now(UTC)).isoformat(),
+                "detail": event.reason,
+                "event": event.event,
+                "provider": "sendgrid",
+            }
+        elif event.email:
+            customer = match_customer(session, customer_id=None, email=event.email, phone=None)
+        reason = event.suppression
+        if reason is not None and event.email:
+            effect.suppress = (event.email, "email", reason)
+        if reason is not None and customer is not None:
+            kind = {"hard_bounce": "bounce", "invalid_address": None}.get(reason, "unsubscribe")
+            # A spam complaint is also an objection: the journeys must stop, not only the mail.
+            if kind is not None:
+                effect.event = EventIn(
+                    id=marker,
+                    type=kind,
+                    customer=customer.id,
+                    at=event.occurred_at,
+                    channel="email" if kind == "unsubscribe" else None,
+                    source="sendgrid",
+                )
+            else:
+                effect.mark_invalid = (customer.id, "email")
+        effects.append(effect)
+    return effects
+
+
+@router.post("/sendgrid", openapi_extra=_RAW_BODY_DOC)
+async def sendgrid_events(request: Request, state: ApiState = Depends(api_state)) -> JSONResponse:
+    """SendGrid's signed Event Webhook: statuses, bounces, spam reports, unsubscribes."""
+    body = await request.body()
+    key = state.settings.sendgrid_webhook_public_key or ""
+    signature = request.headers.get(SENDGRID_SIGNATURE, "")
+    timestamp = request.headers.get(SENDGRID_TIMESTAMP, "")
+    if not verify_sendgrid_signature(key, body, signature, timestamp):
+        if not key:
+            log.warning("SendGrid callback refused: sendgrid_webhook_public_key is not set")
+        return _unauthorized()
+    try:
+        events = parse_sendgrid_events(body)
+    except CallbackPayloadError as exc:
+        return JSONResponse(status_code=400, content={"detail": str(exc)})
+    stored, repeats = await asyncio.to_thread(
+        apply_effects, state.engine, lambda s: plan_sendgrid(s, events), provider="sendgrid"
+    )
+    await deliver_new(state, stored)
+    return JSONResponse(status_code=200, content={"received": len(events), "duplicates": repeats})
+
+
+# --- Twilio ---------------------------------------------------------------------------------
+
+
+async def _twilio_params(request: Request, state: ApiState) -> dict[str, str] | None:
+    """The form parameters of a request Twilio signed, or None when the signature is wrong."""
+    body = await request.body()
+    try:
+        params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return None
+    signature = request.headers.get("x-twilio-signature", "")
+    token = state.settings.twilio_auth_token or ""
+    forwarded = (request.headers.get("x-forwarded-proto"), request.headers.get("x-forwarded-host"))
+    # The configured public URL first (it cannot be spoofed), then what the proxy says: a
+    # forged header can only make us check a signature against another URL, never skip it.
+    urls = dict.fromkeys(
+        [
+            public_url_for(str(request.url), *forwarded, state.settings.public_url),
+            public_url_for(str(request.url), *forwarded, None),
+        ]
+    )
+    if any(verify_twilio_signature(token, url, params, signature) for url in urls):
+        return params
+    if not token:
+        log.warning("Twilio callback refused: twilio_auth_token is not set")
+    return None
+
+
+def plan_twilio_status(
+    session: Session, status: TwilioStatus, message_key: str | None, idempotency: str | None
+) -> list[Effect]:
+    marker = (
+        f"twilio:{idempotency}"
+        if idempotency
+        else f"twilio:{status.message_sid}:{status.twilio_status}"
+    )
+    effect = Effect(marker=marker[:200])
+    message = None
+    if message_key:
+        message = session.exec(select(Message).where(Message.message_key == message_key)).first()
+    if message is None:
+        message = session.exec(
+            select(Message).where(Message.provider_id == status.message_sid)
+        ).first()
+    customer = session.get(Customer, message.customer_id) if message is not None else None
+    if message is not None:
+        effect.message_id = message.id
+        effect.status = status.status
+        effect.history = {
+            "status": status.status or status.twilio_status,
+            "at": datetime.now(UTC).isoformat(),
+            "detail": f"error {status.error_code}" if status.error_code else None,
+            "event": status.twilio_status,
+            "provider": "twilio",
+        }
+    if status.suppression is not None:
+        address = status.to or (customer.phone if customer else None)
+        if address:
+            effect.suppress = (address, "sms", status.suppression)
+        if customer is not None and status.suppression == "sms_stop":
+            effect.event = EventIn(
+                id=f"twilio:{status.message_sid}:{status.error_code}",
+                type="sms_stop",
+                customer=customer.id,
+                source="twilio",
+            )
+        elif customer is not None:
+            effect.mark_invalid = (customer.id, "phone")
+    return [effect]
+
+
+@router.post("/twilio/status", openapi_extra=_RAW_BODY_DOC)
+async def twilio_status(request: Request, state: ApiState = Depends(api_state)) -> Response:
+    """Twilio's message status callback (the URL carries ?mk=<message key>)."""
+    params = await _twilio_params(request, state)
+    if params is None:
+        return _unauthorized()
+    try:
+        status = parse_twilio_status(params)
+    except CallbackPayloadError as exc:
+        return JSONResponse(status_code=400, content={"detail": str(exc)})
+    message_key = request.query_params.get("mk")
+    idempotency = request.headers.get("i-twilio-idempotency-token")
+    stored, _repeats = await asyncio.to_thread(
+        apply_effects,
+        state.engine,
+        lambda s: plan_twilio_status(s, status, message_key, idempotency),
+        provider="twilio",
+    )
+    await deliver_new(state, stored)
+    return Response(status_code=204)
+
+
+HELP_TEXTS = {
+    "nl": "{shop}: antwoord STOP om geen sms'jes meer te krijgen. Vragen? {url}",
+    "fr": "{shop} : répondez STOP pour ne plus recevoir de SMS. Des questions ? {url}",
+    "en": "{shop}: reply STOP to stop receiving texts. Questions? {url}",
+}
+
+
+def help_text(locale: str | None, *, shop: str, url: str) -> str:
+    """The HELP reply in the customer's language (Dutch by default: most of our customers)."""
+    language = (locale or "nl")[:2]
+    return HELP_TEXTS.get(language, HELP_TEXTS["nl"]).format(shop=shop, url=url)
+
+
+def _inbound_keyword(params: Mapping[str, str]) -> str | None:
+    # Advanced Opt-Out tells us what Twilio itself understood; fall back to our own keywords.
+    opt_out_type = (params.get("OptOutType") or "").strip().lower()
+    if opt_out_type in ("stop", "start", "help"):
+        return opt_out_type
+    return classify_inbound_sms(params.get("Body") or "")
+
+
+def plan_inbound(session: Session, params: Mapping[str, str], keyword: str) -> list[Effect]:
+    """STOP: suppress, withdraw SMS consent, tell the workflow. START: grant service SMS again."""
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    sender = params.get("From") or ""
+    number = normalise_phone(sender) or sender
+    marker = f"twilio:inbound:{sid}" if sid else None
+    effect = Effect(marker=marker)
+    customer = (
+        match_customer(session, customer_id=None, email=None, phone=number) if number else None
+    )
+    if keyword == "stop" and number:
+        effect.suppress = (number, "sms", "sms_stop")
+        if customer is not None:
+            effect.event = EventIn(
+                id=f"twilio:inbound:{sid or number}",
+                type="sms_stop",
+                customer=customer.id,
+                source="sms",
+            )
+            effect.consents = [
+                (customer.id, "sms", "promotional", False),
+                (customer.id, "sms", "service", False),
+            ]
+    elif keyword == "start" and number:
+        # START re-subscribes the number at Twilio. We grant service SMS again and lift our STOP,
+        # but never promotional SMS: that needs an explicit opt-in with its wording.
+        effect.lift_sms_stop = number
+        if customer is not None:
+            effect.consents = [(customer.id, "sms", "service", True)]
+    return [effect]
+
+
+@router.post("/twilio/inbound", openapi_extra=_RAW_BODY_DOC)
+async def twilio_inbound(request: Request, state: ApiState = Depends(api_state)) -> Response:
+    """Inbound SMS: STOP and its Dutch/French variants, START, HELP (answered with TwiML)."""
+    params = await _twilio_params(request, state)
+    if params is None:
+        return _unauthorized()
+    keyword = _inbound_keyword(params)
+    reply = _EMPTY_TWIML
+    if keyword in ("stop", "start"):
+        stored, _repeats = await asyncio.to_thread(
+            apply_effects,
+            state.engine,
+            lambda s: plan_inbound(s, params, keyword or ""),
+            provider="twilio",
+        )
+        await deliver_new(state, stored)
+    elif keyword == "help":
+        locale = await asyncio.to_thread(_locale_of, state.engine, params.get("From") or "")
+        text = help_text(locale, shop=state.settings.shop_name, url=state.settings.public_url)
+        reply = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            f"<Response><Message>{escape(text)}</Message></Response>"
+        )
+    return Response(content=reply, media_type="text/xml")
+
+
+def _locale_of(engine: Engine, phone: str) -> str | None:
+    with session_scope(engine) as session:
+        customer = match_customer(session, customer_id=None, email=None, phone=phone)
+        return customer.locale if customer is not None else None

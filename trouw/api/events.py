@@ -1,0 +1,92 @@
+"""Storing events once and handing them to Temporal: shared by the API, webhooks, pages, callbacks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from trouw.api.state import ApiState
+from trouw.db.engine import session_scope
+from trouw.db.models import InboundEvent
+from trouw.ingest import EventIn, ingest_event
+from trouw.relay import hand_off
+
+log = logging.getLogger("trouw.api")
+
+# A race between two requests for the same new customer or order surfaces as an IntegrityError
+# on the loser's insert; its retry then finds the winner's event. Three rounds cover chains of it.
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as stored: the same for the first request and for every repeat."""
+
+    id: str
+    customer: str
+    type: str
+    new: bool
+
+    def body(self) -> dict[str, str]:
+        """The API's answer: built from the stored row, so a repeat gets the first answer again."""
+        return {"id": self.id, "customer": self.customer, "type": self.type, "status": "accepted"}
+
+
+def _stored(row: InboundEvent, new: bool) -> StoredEvent:
+    # Custom events are stored as "custom:<name>"; the caller posted type "custom".
+    return StoredEvent(
+        id=row.source_id, customer=row.customer_id, type=row.type.split(":", 1)[0], new=new
+    )
+
+
+def store_event(
+    engine: Engine,
+    event: EventIn,
+    *,
+    now: datetime | None = None,
+    after: Callable[[Session], None] | None = None,
+) -> StoredEvent:
+    """Store and apply an event in its own transaction, once; raises IngestError if invalid.
+
+    `after` runs in the same transaction when the event is new (to add what ingest cannot).
+    """
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with session_scope(engine) as session:
+                row, new = ingest_event(session, event, now=now)
+                if new and after is not None:
+                    after(session)
+                return _stored(row, new)
+        except IntegrityError:
+            if attempt == _ATTEMPTS:
+                raise
+            log.info("event %s raced another request; looking again", event.id)
+    raise AssertionError("unreachable")
+
+
+def stored_event(engine: Engine, source_id: str) -> StoredEvent | None:
+    """The stored event with this id, if any (as a repeat: new is False)."""
+    with session_scope(engine) as session:
+        row = session.exec(select(InboundEvent).where(InboundEvent.source_id == source_id)).first()
+        return _stored(row, False) if row is not None else None
+
+
+async def deliver_new(state: ApiState, events: Iterable[StoredEvent]) -> None:
+    """Hand new events to their customer workflow now; the relay sweeps up any that fail here."""
+    if state.client is None:
+        return
+    for event in events:
+        if not event.new:
+            continue
+        try:
+            await hand_off(
+                state.engine, state.client, event.id, task_queue=state.settings.task_queue
+            )
+        except Exception:  # noqa: BLE001 - stored: the relay hands it off when Temporal is back
+            log.warning("hand-off of %s deferred to the relay", event.id, exc_info=True)

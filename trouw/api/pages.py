@@ -1,0 +1,423 @@
+"""Pages people use: one-click unsubscribe (RFC 8058) and the preference centre, in nl/fr/en."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlmodel import Session, col, select
+
+from trouw.api.events import StoredEvent, deliver_new, store_event
+from trouw.api.state import ApiState, api_state
+from trouw.consent import CHANNELS, current_consent, record_consent
+from trouw.db.engine import session_scope
+from trouw.db.models import ConsentRecord, Customer
+from trouw.ingest import EventIn, IngestError
+from trouw.tokens import InvalidTokenError, TokenPayload, verify_token
+
+log = logging.getLogger("trouw.api.pages")
+router = APIRouter(include_in_schema=False)
+
+Language = Literal["nl", "fr", "en"]
+CATEGORIES = ("promotional", "service")
+PREFERENCES_WORDING = "preferences-v1"
+
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# What the pages say. Kept here, next to the code that fills them in, so a new text is one
+# place to translate; the ledger stores the exact label a customer saw (proof of consent).
+TEXTS: dict[Language, dict[str, str]] = {
+    "nl": {
+        "unsubscribe_title": "Afmelden",
+        "unsubscribe_question": "Wil je geen {what} meer ontvangen van {shop}?",
+        "unsubscribe_button": "Afmelden",
+        "unsubscribed_title": "Je bent afgemeld",
+        "unsubscribed_body": "Je ontvangt geen {what} meer van {shop}.",
+        "transactional_note": "Bevestigingen van je bestellingen en leveringen blijven we sturen.",
+        "invalid_title": "Deze link werkt niet",
+        "invalid_body": "De link is onvolledig of gewijzigd. Gebruik de link uit je laatste "
+        "bericht, of neem contact op met {shop}.",
+        "preferences_title": "Jouw voorkeuren",
+        "preferences_intro": "Kies wat je van {shop} wilt ontvangen.",
+        "channel_email": "E-mail",
+        "channel_sms": "Sms",
+        "category_promotional": "Aanbiedingen en nieuws",
+        "category_service": "Tips, herinneringen en vragen naar je mening",
+        "suppressed": "Je hebt je hiervoor afgemeld op {date}. Neem contact op met {shop} "
+        "om dat ongedaan te maken.",
+        "save": "Opslaan",
+        "saved": "Je voorkeuren zijn opgeslagen.",
+        "what_email": "e-mails",
+        "what_sms": "sms'jes",
+        "what_all": "e-mails en sms'jes",
+        "what_promotional": "aanbiedingen",
+    },
+    "fr": {
+        "unsubscribe_title": "Se désabonner",
+        "unsubscribe_question": "Vous ne souhaitez plus recevoir de {what} de {shop} ?",
+        "unsubscribe_button": "Me désabonner",
+        "unsubscribed_title": "Vous êtes désabonné·e",
+        "unsubscribed_body": "Vous ne recevrez plus de {what} de {shop}.",
+        "transactional_note": "Nous continuerons à vous envoyer les confirmations de vos "
+        "commandes et livraisons.",
+        "invalid_title": "Ce lien ne fonctionne pas",
+        "invalid_body": "Le lien est incomplet ou a été modifié. Utilisez le lien de votre "
+        "dernier message ou contactez {shop}.",
+        "preferences_title": "Vos préférences",
+        "preferences_intro": "Choisissez ce que vous souhaitez recevoir de {shop}.",
+        "channel_email": "E-mail",
+        "channel_sms": "SMS",
+        "category_promotional": "Offres et nouveautés",
+        "category_service": "Conseils, rappels et demandes d'avis",
+        "suppressed": "Vous vous êtes désabonné·e le {date}. Contactez {shop} pour annuler "
+        "cette décision.",
+        "save": "Enregistrer",
+        "saved": "Vos préférences ont été enregistrées.",
+        "what_email": "e-mails",
+        "what_sms": "SMS",
+        "what_all": "e-mails ni de SMS",
+        "what_promotional": "offres",
+    },
+    "en": {
+        "unsubscribe_title": "Unsubscribe",
+        "unsubscribe_question": "Do you no longer want to receive {what} from {shop}?",
+        "unsubscribe_button": "Unsubscribe",
+        "unsubscribed_title": "You are unsubscribed",
+        "unsubscribed_body": "You will no longer receive {what} from {shop}.",
+        "transactional_note": "We will still send confirmations of your orders and deliveries.",
+        "invalid_title": "This link does not work",
+        "invalid_body": "The link is incomplete or was changed. Use the link in your latest "
+        "message, or contact {shop}.",
+        "preferences_title": "Your preferences",
+        "preferences_intro": "Choose what you want to receive from {shop}.",
+        "channel_email": "Email",
+        "channel_sms": "Text messages",
+        "category_promotional": "Offers and news",
+        "category_service": "Tips, reminders and requests for your opinion",
+        "suppressed": "You unsubscribed from this on {date}. Contact {shop} to undo that.",
+        "save": "Save",
+        "saved": "Your preferences are saved.",
+        "what_email": "emails",
+        "what_sms": "text messages",
+        "what_all": "emails and text messages",
+        "what_promotional": "offers",
+    },
+}
+_HEADERS = {
+    # The token in the URL is a capability: keep it out of caches, referrers and frames.
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def language_of(locale: str | None) -> Language:
+    """nl, fr or en from a customer locale (nl-BE, fr-BE, en); Dutch when unknown."""
+    prefix = (locale or "")[:2].lower()
+    return prefix if prefix in ("fr", "en") else "nl"  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose page it is: the verified token and the customer's language (and whether known)."""
+
+    token: str
+    payload: TokenPayload
+    locale: str
+    known: bool
+
+    @property
+    def lang(self) -> Language:
+        return language_of(self.locale)
+
+
+def _render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _env.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+def _texts(lang: Language, shop: str) -> dict[str, str]:
+    return {key: value.replace("{shop}", shop) for key, value in TEXTS[lang].items()}
+
+
+def _viewer(state: ApiState, token: str) -> Viewer | None:
+    try:
+        payload = verify_token(token, state.settings.active_signing_keys)
+    except InvalidTokenError:
+        return None
+    with session_scope(state.engine) as session:
+        customer = session.get(Customer, payload.customer_id)
+        locale = customer.locale if customer is not None else state.settings.default_locale
+        return Viewer(token, payload, locale, customer is not None)
+
+
+def _invalid(state: ApiState, request: Request) -> HTMLResponse:
+    lang = language_of(request.headers.get("accept-language") or state.settings.default_locale)
+    t = _texts(lang, state.settings.shop_name)
+    return _render(
+        "message.html",
+        400,
+        lang=lang,
+        shop=state.settings.shop_name,
+        title=t["invalid_title"],
+        body=t["invalid_body"],
+        kind="error",
+        extra=None,
+    )
+
+
+def _what(t: dict[str, str], payload: TokenPayload) -> str:
+    if payload.category == "promotional":
+        return t["what_promotional"]
+    return t[f"what_{payload.channel}"]
+
+
+# --- unsubscribe ----------------------------------------------------------------------------
+
+
+def unsubscribe_event(token: str, payload: TokenPayload, at: datetime) -> EventIn:
+    """The event a one-click unsubscribe stores: one per token, so repeated POSTs are one."""
+    digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+    evidence = (
+        f"one-click unsubscribe link in message {payload.message_key}"
+        if payload.message_key
+        else "one-click unsubscribe link"
+    )
+    return EventIn(
+        id=f"unsubscribe:{digest}",
+        # A promotional-only link withdraws promotional consent; any other stops the channel.
+        type="opt_out" if payload.category == "promotional" else "unsubscribe",
+        customer=payload.customer_id,
+        at=at,
+        channel=payload.channel,
+        source="unsubscribe",
+        wording_version="one-click",
+        wording_text=evidence,
+    )
+
+
+def _evidence(event: EventIn) -> Callable[[Session], None]:
+    def add(session: Session) -> None:
+        # ingest records an unsubscribe without its wording; the message it came from is the
+        # evidence (GDPR art. 7(1)), so fill it in on the records this transaction made.
+        records = session.exec(
+            select(ConsentRecord).where(
+                ConsentRecord.customer_id == event.customer,
+                ConsentRecord.source == event.source,
+                ConsentRecord.at == event.at,
+                col(ConsentRecord.wording_text).is_(None),
+            )
+        ).all()
+        for record in records:
+            record.wording_version = event.wording_version
+            record.wording_text = event.wording_text
+            session.add(record)
+
+    return add
+
+
+def unsubscribe(state: ApiState, viewer: Viewer, *, now: datetime) -> StoredEvent | None:
+    """Honour a one-click unsubscribe at once; None when the customer is not (or no longer) known."""
+    event = unsubscribe_event(viewer.token, viewer.payload, now)
+    try:
+        return store_event(state.engine, event, now=now, after=_evidence(event))
+    except IngestError as exc:
+        log.warning("unsubscribe for %s not stored: %s", viewer.payload.customer_id, exc)
+        return None
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe_page(
+    token: str, request: Request, state: ApiState = Depends(api_state)
+) -> HTMLResponse:
+    """The confirmation page: a GET never unsubscribes (mail scanners follow links)."""
+    viewer = await asyncio.to_thread(_viewer, state, token)
+    if viewer is None:
+        return _invalid(state, request)
+    t = _texts(viewer.lang, state.settings.shop_name)
+    t["unsubscribe_question"] = t["unsubscribe_question"].replace(
+        "{what}", _what(t, viewer.payload)
+    )
+    return _render(
+        "unsubscribe.html",
+        lang=viewer.locale,
+        shop=state.settings.shop_name,
+        title=t["unsubscribe_title"],
+        t=t,
+        action=f"/u/{token}",
+    )
+
+
+@router.post("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe_post(
+    token: str, request: Request, state: ApiState = Depends(api_state)
+) -> HTMLResponse:
+    """RFC 8058 one-click: `List-Unsubscribe=One-Click`, no cookies, no login, honoured at once.
+
+    The token is the authority, so the body is not required to match; no redirect (RFC 8058).
+    """
+    viewer = await asyncio.to_thread(_viewer, state, token)
+    if viewer is None:
+        return _invalid(state, request)
+    stored = await asyncio.to_thread(unsubscribe, state, viewer, now=datetime.now(UTC))
+    if stored is not None:
+        await deliver_new(state, [stored])
+    t = _texts(viewer.lang, state.settings.shop_name)
+    return _render(
+        "message.html",
+        lang=viewer.locale,
+        shop=state.settings.shop_name,
+        title=t["unsubscribed_title"],
+        body=t["unsubscribed_body"].replace("{what}", _what(t, viewer.payload)),
+        kind="status",
+        extra=t["transactional_note"],
+    )
+
+
+# --- preferences ----------------------------------------------------------------------------
+
+
+def _channels(payload: TokenPayload) -> tuple[str, ...]:
+    return CHANNELS if payload.channel == "all" else (payload.channel,)
+
+
+def preference_state(session: Session, customer_id: str) -> dict[str, Any]:
+    """Per channel: whether suppressed (since when), and the current yes/no per category."""
+    consent = current_consent(session, customer_id)
+    result: dict[str, Any] = {}
+    for channel in CHANNELS:
+        suppressed = [s.at for s in consent.suppressions if s.channel in (channel, "all")]
+        result[channel] = {
+            "suppressed_since": min(suppressed) if suppressed else None,
+            "promotional": consent.promotional(channel),
+            "service": not consent.service_objection(channel),
+        }
+    return result
+
+
+def save_preferences(
+    state: ApiState,
+    viewer: Viewer,
+    wanted: set[str],
+    *,
+    now: datetime,
+) -> list[StoredEvent]:
+    """Append a consent record for each choice that changed; promotional ones reach the workflow."""
+    t = _texts(viewer.lang, state.settings.shop_name)
+    events: list[EventIn] = []
+    with session_scope(state.engine) as session:
+        current = preference_state(session, viewer.payload.customer_id)
+        for channel in _channels(viewer.payload):
+            if current[channel]["suppressed_since"] is not None:
+                continue  # the form cannot change a suppressed channel
+            for category in CATEGORIES:
+                chosen = f"{channel}_{category}" in wanted
+                if chosen == current[channel][category]:
+                    continue
+                wording = f"{t['channel_' + channel]}: {t['category_' + category]}"
+                if category == "service":
+                    record_consent(
+                        session,
+                        customer_id=viewer.payload.customer_id,
+                        channel=channel,
+                        scope="service",
+                        granted=chosen,
+                        at=now,
+                        source="preferences",
+                        wording_version=f"{PREFERENCES_WORDING}:{viewer.lang}",
+                        wording_text=wording,
+                    )
+                    continue
+                events.append(
+                    EventIn(
+                        id=f"preferences:{uuid.uuid4().hex}",
+                        type="opt_in" if chosen else "opt_out",
+                        customer=viewer.payload.customer_id,
+                        at=now,
+                        channel=channel,
+                        source="preferences",
+                        wording_version=f"{PREFERENCES_WORDING}:{viewer.lang}",
+                        wording_text=wording,
+                    )
+                )
+    return [store_event(state.engine, event, now=now) for event in events]
+
+
+def _preferences_page(state: ApiState, viewer: Viewer, *, saved: bool) -> HTMLResponse:
+    t = _texts(viewer.lang, state.settings.shop_name)
+    with session_scope(state.engine) as session:
+        current = preference_state(session, viewer.payload.customer_id)
+    channels = []
+    for channel in _channels(viewer.payload):
+        since = current[channel]["suppressed_since"]
+        channels.append(
+            {
+                "name": channel,
+                "suppressed_since": since,
+                "suppressed_note": t["suppressed"].replace("{date}", since.date().isoformat())
+                if since
+                else "",
+                "options": [
+                    {
+                        "field": f"{channel}_{category}",
+                        "label": t[f"category_{category}"],
+                        "checked": current[channel][category] and since is None,
+                    }
+                    for category in CATEGORIES
+                ],
+            }
+        )
+    return _render(
+        "preferences.html",
+        lang=viewer.locale,
+        shop=state.settings.shop_name,
+        title=t["preferences_title"],
+        t=t,
+        channels=channels,
+        saved=saved,
+        action=f"/preferences/{viewer.token}",
+    )
+
+
+@router.get("/preferences/{token}", response_class=HTMLResponse)
+async def preferences_page(
+    token: str, request: Request, state: ApiState = Depends(api_state)
+) -> HTMLResponse:
+    """The preference centre, with the customer's current choices ticked."""
+    viewer = await asyncio.to_thread(_viewer, state, token)
+    if viewer is None or not viewer.known:
+        return _invalid(state, request)
+    return await asyncio.to_thread(_preferences_page, state, viewer, saved=False)
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse)
+async def preferences_post(
+    token: str, request: Request, state: ApiState = Depends(api_state)
+) -> HTMLResponse:
+    """Save the ticked boxes: every change is a new consent record (source "preferences")."""
+    viewer = await asyncio.to_thread(_viewer, state, token)
+    if viewer is None or not viewer.known:
+        return _invalid(state, request)
+    form = await request.form()
+    wanted = {str(name) for name, value in form.multi_items() if value == "yes"}
+    stored = await asyncio.to_thread(save_preferences, state, viewer, wanted, now=datetime.now(UTC))
+    await deliver_new(state, stored)
+    return await asyncio.to_thread(_preferences_page, state, viewer, saved=True)

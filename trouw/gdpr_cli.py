@@ -1,0 +1,145 @@
+"""The `trouw why`, `trouw export` and `trouw forget` commands (registered by trouw.cli)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from trouw import gdpr
+from trouw.db.engine import DatabaseError, get_engine
+from trouw.db.models import Customer
+from trouw.settings import Settings, SettingsError, load_settings
+from trouw.why import UnknownCustomerError, explain, render
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+
+
+def _engine(settings: Settings) -> Engine:
+    try:
+        return get_engine(settings.effective_database_url)
+    except DatabaseError as exc:
+        _fail(str(exc))
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def why(
+    customer: str = typer.Argument(..., help="The customer id."),
+    journey: str | None = typer.Option(None, "--journey", "-j", help="Only this journey."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Why did (or didn't) a customer get a message: decisions, consent, provider status."""
+    engine = _engine(_settings())
+    with Session(engine) as session:
+        try:
+            explanation = explain(session, customer, journey=journey)
+        except UnknownCustomerError as exc:
+            _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(explanation.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        render(explanation, console)
+
+
+def export(
+    customer: str = typer.Argument(..., help="The customer id."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Write to this file (default: stdout)."
+    ),
+) -> None:
+    """Everything held about a customer as one JSON document, with the consent proof."""
+    engine = _engine(_settings())
+    with Session(engine) as session:
+        try:
+            document = gdpr.export(session, customer_id=customer)
+        except UnknownCustomerError as exc:
+            _fail(str(exc))
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    out.chmod(0o600)  # it is personal data: readable by the operator only
+    err.print(f"export of {customer} written to {out}", highlight=False)
+
+
+def forget(
+    customer: str = typer.Argument(..., help="The customer id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Erase a customer: stop their workflows, clear personal data, keep proof and suppressions."""
+    settings = _settings()
+    engine = _engine(settings)
+    with Session(engine) as session:
+        row = session.get(Customer, customer)
+        if row is None:
+            _fail(f"unknown customer {customer!r}")
+        if row.erased:
+            console.print(
+                f"customer {customer} was already erased on {row.updated_at.isoformat()}; "
+                "nothing to do",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+    if not yes:
+        if not _interactive():
+            _fail("not a terminal: pass --yes to erase without confirmation")
+        if not typer.confirm(
+            f"Erase customer {customer}? Personal data is cleared for good", default=False
+        ):
+            _fail("nothing erased")
+    from temporalio.service import RPCError
+
+    from trouw.temporal import TemporalError
+
+    try:
+        report = asyncio.run(
+            gdpr.forget(
+                engine,
+                customer_id=customer,
+                cancel=gdpr.temporal_canceller(settings),
+                now=datetime.now(UTC),
+            )
+        )
+    except UnknownCustomerError as exc:
+        _fail(str(exc))
+    except (TemporalError, RPCError) as exc:
+        # Workflows are stopped before the data is touched, so a failure here erased nothing.
+        _fail(f"cannot terminate the customer's workflows: {exc}; nothing was erased")
+    for line in report.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+    _leave()
+
+
+def _leave() -> NoReturn:
+    """The Temporal client can crash at interpreter exit (sdk-python#300): flush and leave now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
