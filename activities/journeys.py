@@ -11,7 +11,7 @@ from sqlmodel import select
 from temporalio import activity
 
 from activities.services import Services
-from trouw.context import build_context, jsonable
+from trouw.context import build_context, for_history, jsonable
 from trouw.contracts import (
     ContextResult,
     CustomerEvent,
@@ -144,7 +144,7 @@ class JourneyActivities:
                         version=journey.version,
                         definition=journey.model_dump(mode="json", by_alias=True),
                         reentry_key=key,
-                        context=jsonable(run_context),
+                        context=jsonable(for_history(run_context)),
                         order_id=event.order_id,
                         skus=skus,
                     )
@@ -162,7 +162,7 @@ class JourneyActivities:
                     skus=input.skus,
                     now=input.now,
                 )
-            return ContextResult(context=jsonable(context))
+            return ContextResult(context=jsonable(for_history(context)))
 
         return await asyncio.to_thread(load)
 

@@ -233,7 +233,7 @@ def simulate(
 ) -> None:
     """Run a scenario on the time-skipping server and print every message decision."""
     from trouw.simulate import load_scenario, timeline_json, write_html
-    from trouw.simulate import simulate as run_simulation
+    from trouw.simulate import simulate_parallel as run_simulation
 
     settings = _settings()
     journeys_dir = journeys or settings.journeys_dir
@@ -404,6 +404,18 @@ def templates_check() -> None:
         _exit(1)
     console.print(f"{len(store.names())} template(s) render in every locale")
     _exit(0)
+
+
+def _register_more() -> None:
+    """Commands that live next to their logic (GDPR, imports, API keys)."""
+    from trouw import gdpr_cli
+
+    app.command("why")(gdpr_cli.why)
+    app.command("export")(gdpr_cli.export)
+    app.command("forget")(gdpr_cli.forget)
+
+
+_register_more()
 
 
 def main() -> None:

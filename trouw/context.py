@@ -160,6 +160,29 @@ def build_context(
     return context
 
 
+# Workflow inputs and results are stored in Temporal's history, which erasure cannot reach
+# before the namespace's retention ends: what travels there says whether, not what.
+_HISTORY_SAFE_CUSTOMER = ("id", "locale", "timezone", "birthday", "tags", "opt_in")
+
+
+def for_history(context: dict[str, Any]) -> dict[str, Any]:
+    """The context as it may travel through Temporal: no names, addresses or attributes.
+
+    Conditions still work: `customer.email` and `customer.phone` are true or false. Templates
+    never see this copy; the send activity rebuilds the full context from the database.
+    """
+    safe = dict(context)
+    customer = dict(context.get("customer") or {})
+    redacted = {key: customer.get(key) for key in _HISTORY_SAFE_CUSTOMER}
+    redacted["email"] = bool(customer.get("email"))
+    redacted["phone"] = bool(customer.get("phone"))
+    redacted["first_name"] = ""
+    redacted["last_name"] = ""
+    redacted["attributes"] = {}
+    safe["customer"] = redacted
+    return safe
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON for workflow context: dates as ISO strings, money as numbers for conditions."""
     if isinstance(value, dict):

@@ -37,11 +37,14 @@ REASON_CODES: frozenset[str] = frozenset(
 )
 
 # Which categories each suppression stops on its channel. An unsubscribe is a withdrawal of
-# consent, not a dead address: a receipt is still owed. Everything else either means the
-# address does not work (bounce, invalid, erased) or the provider will refuse the message anyway
+# consent, not a dead address: a receipt is still owed. So is an erasure: the address outlives
+# the erased customer only as a hash, and a person who comes back with it and buys again is
+# owed a receipt, never promotions or service mail (docs/gdpr.md). An erased customer's own
+# row has no address left, so it gets nothing either way. Everything else either means the
+# address does not work (bounce, invalid) or the provider will refuse the message anyway
 # (SendGrid drops mail to spam reporters, carriers block SMS after STOP).
 SUPPRESSION_STOPS: Mapping[SuppressionReason, frozenset[Category]] = {
-    "erased": frozenset({"transactional", "service", "promotional"}),
+    "erased": frozenset({"service", "promotional"}),
     "hard_bounce": frozenset({"transactional", "service", "promotional"}),
     "invalid_address": frozenset({"transactional", "service", "promotional"}),
     "spam_complaint": frozenset({"transactional", "service", "promotional"}),

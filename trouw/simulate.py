@@ -8,7 +8,8 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -194,9 +195,92 @@ class SimulationResult:
     outbox_dir: Path
     seconds: float
     workdir: Path
+    outbox_dirs: list[Path] = field(default_factory=list)
 
 
 Progress = Callable[[int, int, str], None]
+
+
+def default_parallelism(customers: int) -> int:
+    """Processes to use: customers are independent, so big scenarios use every core."""
+    if customers < 8:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4, customers // 4))
+
+
+async def simulate_parallel(
+    scenario: Scenario,
+    *,
+    journeys_dir: Path,
+    templates_dir: Path,
+    workdir: Path | None = None,
+    processes: int | None = None,
+    progress: Progress | None = None,
+) -> SimulationResult:
+    """Split the customers over processes (each with its own time-skipping server) and merge."""
+    count = processes or default_parallelism(len(scenario.customers))
+    if count <= 1:
+        return await simulate(
+            scenario,
+            journeys_dir=journeys_dir,
+            templates_dir=templates_dir,
+            workdir=workdir,
+            progress=progress,
+        )
+    import concurrent.futures
+    import multiprocessing
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    load_journeys(journeys_dir)
+    home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
+    ids = [customer.id for customer in scenario.customers]
+    parts = [ids[n::count] for n in range(count)]
+    payload = scenario.model_dump(mode="json")
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        futures = [
+            loop.run_in_executor(
+                pool,
+                _simulate_part,
+                payload,
+                part,
+                str(journeys_dir),
+                str(templates_dir),
+                str(home / f"part-{number}"),
+            )
+            for number, part in enumerate(parts)
+        ]
+        done = 0
+        timeline: list[TimelineEntry] = []
+        outboxes: list[Path] = []
+        for future in asyncio.as_completed(futures):
+            entries, outbox = await future
+            timeline.extend(TimelineEntry(**entry) for entry in entries)
+            outboxes.append(Path(outbox))
+            done += 1
+            if progress:
+                progress(sum(len(p) for p in parts[:done]), len(ids), "")
+    timeline.sort(key=lambda e: (datetime.fromisoformat(e.at), e.customer, e.message_key))
+    return SimulationResult(timeline, outboxes[0], loop.time() - started, home, outboxes)
+
+
+def _simulate_part(
+    payload: dict[str, Any], customer_ids: list[str], journeys: str, templates: str, workdir: str
+) -> tuple[list[dict[str, Any]], str]:
+    """One process's share of a parallel simulation (a top-level function, so it can be spawned)."""
+    from trouw.temporal import quiet_runtime
+
+    quiet_runtime()
+    wanted = set(customer_ids)
+    part = dict(payload)
+    part["customers"] = [c for c in payload["customers"] if c["id"] in wanted]
+    part["events"] = [e for e in payload["events"] if e["customer"] in wanted]
+    scenario = Scenario.model_validate(part)
+    result = asyncio.run(
+        simulate(scenario, journeys_dir=Path(journeys), templates_dir=Path(templates), workdir=Path(workdir))
+    )
+    return [asdict(entry) for entry in result.timeline], str(result.outbox_dir)
 
 
 async def simulate(
@@ -207,6 +291,8 @@ async def simulate(
     workdir: Path | None = None,
     progress: Progress | None = None,
     histories: dict[str, Any] | None = None,
+    search_attributes: bool = False,
+    sandboxed: bool = False,
 ) -> SimulationResult:
     """Run each customer's scenario on one time-skipping server, one customer after another.
 
@@ -266,14 +352,16 @@ async def simulate(
         data_converter=pydantic_data_converter,
     )
     try:
-        worker = build_worker(env.client, services, task_queue=settings.task_queue)
+        worker = build_worker(
+            env.client, services, task_queue=settings.task_queue, sandboxed=sandboxed
+        )
         async with worker:
             total = len(scenario.customers)
             for number, customer in enumerate(scenario.customers, start=1):
                 if progress:
                     progress(number - 1, total, customer.id)
                 await _simulate_customer(
-                    env, scenario, customer.id, settings, engine, deliver, histories
+                    env, scenario, customer.id, settings, engine, deliver, histories, search_attributes
                 )
             if progress:
                 progress(total, total, "")
@@ -292,6 +380,7 @@ async def _simulate_customer(
     engine: Any,
     deliver: Any,
     histories: dict[str, Any] | None,
+    search_attributes: bool,
 ) -> None:
     base = await env.get_current_time()
     offset = (scenario.start - base).total_seconds()
@@ -310,10 +399,9 @@ async def _simulate_customer(
             env.client,
             wire,
             task_queue=settings.task_queue,
-            search_attributes=False,
+            search_attributes=search_attributes,
             clock_offset_seconds=offset,
         )
-        await _settle(env)
     await _advance(env, scenario.end - shift)
     await _stop_customer(env, engine, customer_id, histories)
 
@@ -322,11 +410,6 @@ async def _advance(env: Any, env_moment: datetime) -> None:
     now = await env.get_current_time()
     if env_moment > now:
         await env.sleep(env_moment - now)
-
-
-async def _settle(env: Any) -> None:
-    # Let the signal be handled before the clock jumps again.
-    await env.sleep(timedelta(seconds=1))
 
 
 async def _stop_customer(
@@ -403,13 +486,14 @@ def write_html(result: SimulationResult, scenario: Scenario, directory: Path) ->
 
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
-    for entry in list_outbox(result.outbox_dir):
-        for name in entry.files:
-            if name.endswith(".html"):
-                target = directory / "messages" / name
-                target.parent.mkdir(exist_ok=True)
-                shutil.copyfile(result.outbox_dir / name, target)
-                files[entry.message_key] = f"messages/{name}"
+    for outbox in result.outbox_dirs or [result.outbox_dir]:
+        for entry in list_outbox(outbox):
+            for name in entry.files:
+                if name.endswith(".html"):
+                    target = directory / "messages" / name
+                    target.parent.mkdir(exist_ok=True)
+                    shutil.copyfile(outbox / name, target)
+                    files[entry.message_key] = f"messages/{name}"
     rows = []
     for e in result.timeline:
         day = (datetime.fromisoformat(e.at) - scenario.start).days

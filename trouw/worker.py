@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import all_activities
@@ -27,13 +27,16 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, services: Services, *, task_queue: str | None = None) -> Worker:
+def build_worker(
+    client: Client, services: Services, *, task_queue: str | None = None, sandboxed: bool = True
+) -> Worker:
+    """The worker; `sandboxed=False` is for the simulator only (see docs/decisions.md)."""
     return Worker(
         client,
         task_queue=task_queue or services.settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=all_activities(services),
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner() if sandboxed else UnsandboxedWorkflowRunner(),
         max_cached_workflows=500,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

@@ -84,7 +84,7 @@ def expected(category, channel, consent, suppression, cutoff_passed, capped, sma
     """The rules of docs/policy.md, written as plainly as possible."""
     if suppression is not None:
         on_this_channel = suppression != "sms_stop" or channel == "sms"
-        stops = suppression != "unsubscribe" or category != "transactional"
+        stops = suppression not in ("unsubscribe", "erased") or category != "transactional"
         if on_this_channel and stops:
             return "suppress", f"suppressed_{suppression}"
     if category == "promotional" and not consent:
@@ -156,7 +156,8 @@ def test_the_table_covers_every_combination():
 def test_suppression_table_is_documented_as_built():
     everything = {"transactional", "service", "promotional"}
     assert SUPPRESSION_STOPS["unsubscribe"] == {"service", "promotional"}
-    for reason in ("hard_bounce", "invalid_address", "erased", "spam_complaint", "sms_stop"):
+    assert SUPPRESSION_STOPS["erased"] == {"service", "promotional"}
+    for reason in ("hard_bounce", "invalid_address", "spam_complaint", "sms_stop"):
         assert SUPPRESSION_STOPS[reason] == everything
 
 
