@@ -409,7 +409,11 @@ def templates_check() -> None:
 def _register_more() -> None:
     """Commands that live next to their logic (GDPR, imports, API keys)."""
     from trouw import gdpr_cli
+    from trouw.api.cli import apikey_create
 
+    apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+    apikey_app.command("create")(apikey_create)
+    app.add_typer(apikey_app, name="apikey")
     app.command("why")(gdpr_cli.why)
     app.command("export")(gdpr_cli.export)
     app.command("forget")(gdpr_cli.forget)

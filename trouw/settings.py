@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     sendgrid_sandbox: bool = False
     sendgrid_webhook_public_key: str | None = None
 
+    shopify_webhook_secret: str | None = None
+    woocommerce_webhook_secret: str | None = None
+
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str | None = None

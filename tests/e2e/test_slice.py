@@ -79,7 +79,13 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
 
     async def scenario(stack: Stack) -> None:
         try:
-            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+            from trouw.api.auth import ensure_key
+            from trouw.db.engine import session_scope
+
+            with session_scope(stack.services.engine) as session:
+                key = ensure_key(session, "e2e", ["ingest", "read"])
+            headers = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers=headers) as http:
                 product = {"sku": "LAWN-10", "name": "Gazonmest 10 kg", "price": "24.95", "consumption_days": 60,
                            "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]}}
                 assert (await http.post("/v1/products", json=product)).status_code == 200

@@ -162,3 +162,15 @@ def test_shipped_and_example_journeys_are_valid(path: Path) -> None:
     )
     assert [str(p) for p in problems] == []
     assert len(loaded) == 1
+
+
+def test_readme_examples_are_files() -> None:
+    import re
+
+    readme = (ROOT / "journeys/README.md").read_text()
+    named = set(re.findall(r"`(examples/[a-z_]+\.yaml)`", readme))
+    assert named, "the README should point at its example files"
+    for name in named:
+        assert (ROOT / "journeys" / name).is_file(), name
+    on_disk = {f"examples/{p.name}" for p in (ROOT / "journeys/examples").glob("*.yaml")}
+    assert on_disk <= named, f"examples not shown in the README: {sorted(on_disk - named)}"

@@ -25,6 +25,8 @@ OPTIONAL = {
     "twilio_auth_token",
     "twilio_messaging_service_sid",
     "twilio_from_number",
+    "shopify_webhook_secret",
+    "woocommerce_webhook_secret",
 }
 
 

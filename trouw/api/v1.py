@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import Session, col, select
 
 from trouw.api.auth import Principal, Scope, create_api_key, hash_key, require, revoke_keys
@@ -30,6 +31,9 @@ from trouw.ingest import (
 router = APIRouter(prefix="/v1")
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+# The same rule as CustomerIn.id: ids travel in URLs, workflow ids and log lines.
+CUSTOMER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+CUSTOMER_ID_MESSAGE = "a customer id is 1 to 64 letters, digits or . _ : @ -"
 
 
 class EventAccepted(BaseModel):
@@ -70,8 +74,8 @@ class ApiKeyPublic(BaseModel):
     revoked_at: datetime | None
 
 
-def _unprocessable(message: str) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": [{"field": "", "message": message}]})
+def _unprocessable(message: str, field: str = "") -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": [{"field": field, "message": message}]})
 
 
 def event_response(stored: StoredEvent) -> JSONResponse:
@@ -96,10 +100,16 @@ async def post_event(
     Posting the same `id` again changes nothing and answers exactly as the first time (202, same
     body), with the header `Idempotent-Replayed: true`.
     """
+    if not CUSTOMER_ID.fullmatch(event.customer):
+        # EventIn takes any customer string, but a customer it creates must have a valid id.
+        return _unprocessable(CUSTOMER_ID_MESSAGE, field="customer")
     try:
         stored = await asyncio.to_thread(store_event, state.engine, event)
     except IngestError as exc:
         return _unprocessable(str(exc))
+    except ValidationError as exc:  # a value ingest derives from the event, refused by a model
+        first = exc.errors()[0]
+        return _unprocessable(str(first.get("msg", "invalid")), field="customer")
     await deliver_new(state, [stored])
     return event_response(stored)
 

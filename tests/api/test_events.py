@@ -1,0 +1,183 @@
+"""Events, customers and products in; a customer's profile, consents, messages, journeys out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Api, add_message, events, rows
+from trouw.db.engine import session_scope
+from trouw.db.models import JourneyRun, Order, Product
+
+PURCHASE = {
+    "id": "pos-gent-2026-0001",
+    "type": "purchase",
+    "customer": "c1",
+    "order": "o1",
+    "channel": "pos",
+    "store": "Gent",
+    "at": "2026-03-02T09:00:00+01:00",
+    "lines": [{"sku": "LAWN-10", "qty": 1, "unit_price": "24.95"}],
+    "profile": {"id": "c1", "email": "bart@example.com", "first_name": "Bart", "locale": "nl-BE"},
+}
+
+
+def test_purchase_is_accepted_and_stored(api: Api) -> None:
+    response = api.post("/v1/events", PURCHASE)
+    assert response.status_code == 202
+    assert response.json() == {
+        "id": "pos-gent-2026-0001",
+        "customer": "c1",
+        "type": "purchase",
+        "status": "accepted",
+    }
+    assert "idempotent-replayed" not in response.headers
+    assert [o.id for o in rows(api.engine, Order)] == ["o1"]
+
+
+def test_the_same_event_twice_gives_one_effect_and_the_first_answer(api: Api) -> None:
+    first = api.post("/v1/events", PURCHASE)
+    second = api.post("/v1/events", PURCHASE)
+    assert (second.status_code, second.json()) == (first.status_code, first.json())
+    assert second.headers["idempotent-replayed"] == "true"
+    # Even a changed body under the same id is the same event: the first answer stands.
+    changed = api.post("/v1/events", {**PURCHASE, "store": "Leuven"})
+    assert (changed.status_code, changed.json()) == (first.status_code, first.json())
+    assert len(events(api.engine)) == 1
+    assert len(rows(api.engine, Order)) == 1
+
+
+def _register(api: Api) -> None:
+    assert api.post("/v1/events", PURCHASE).status_code == 202
+    with session_scope(api.engine) as session:
+        session.add(Product(sku="LAWN-10", name="Gazonmest", price=Decimal("24.95")))
+
+
+EVENTS: list[dict[str, Any]] = [
+    {"type": "register", "profile": {"id": "c1", "first_name": "Bart"}},
+    {"type": "purchase", "order": "o2", "channel": "web", "lines": [{"sku": "LAWN-10"}]},
+    {"type": "delivered", "order": "o1"},
+    {"type": "returned", "order": "o1"},
+    {"type": "review", "rating": 5, "order": "o1"},
+    {"type": "opt_in", "channel": "email", "wording_version": "v1", "wording_text": "Ja, graag"},
+    {"type": "opt_out", "channel": "sms"},
+    {"type": "unsubscribe", "channel": "all"},
+    {"type": "bounce"},
+    {"type": "sms_stop"},
+    {"type": "custom", "name": "loyalty_level", "properties": {"level": "gold"}},
+]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=[e["type"] for e in EVENTS])
+def test_every_event_type_is_accepted(api: Api, event: dict[str, Any]) -> None:
+    _register(api)
+    body = {"id": f"e-{event['type']}", "customer": "c1", **event}
+    response = api.post("/v1/events", body)
+    assert response.status_code == 202, response.json()
+    assert response.json()["type"] == event["type"]
+    again = api.post("/v1/events", body)
+    assert again.json() == response.json()
+
+
+def test_voucher_redeemed_is_accepted(api: Api) -> None:
+    from trouw.db.models import Voucher
+
+    _register(api)
+    with session_scope(api.engine) as session:
+        at = datetime.now(UTC)
+        session.add(
+            Voucher(code="V10", customer_id="c1", value=Decimal(10), issued_at=at, expires_at=at)
+        )
+    body = {"id": "e-v", "type": "voucher_redeemed", "customer": "c1", "code": "V10"}
+    assert api.post("/v1/events", body).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**PURCHASE, "at": "2026-03-02T09:00:00"}, "at"),
+        ({**PURCHASE, "lines": [{"sku": "X", "qty": 0}]}, "lines.0.qty"),
+        ({**PURCHASE, "type": "purchased"}, "type"),
+        ({**PURCHASE, "profile": {"id": "c1", "email": "not-an-email"}}, "profile.email"),
+        ({**PURCHASE, "surprise": 1}, "surprise"),
+    ],
+)
+def test_invalid_events_are_422_with_the_field(api: Api, body: dict[str, Any], field: str) -> None:
+    response = api.post("/v1/events", body)
+    assert response.status_code == 422
+    problems = response.json()["detail"]
+    assert field in [p["field"] for p in problems]
+    assert all(p["message"] and not p["message"].startswith("Value error") for p in problems)
+    assert events(api.engine) == []
+
+
+def test_an_event_that_cannot_apply_is_422_and_stores_nothing(api: Api) -> None:
+    response = api.post(
+        "/v1/events", {"id": "d1", "type": "delivered", "customer": "nobody", "order": "o9"}
+    )
+    assert response.status_code == 422
+    assert "unknown customer" in response.json()["detail"][0]["message"]
+    assert events(api.engine) == []
+
+
+def test_customers_and_products_are_upserted(api: Api) -> None:
+    assert api.post("/v1/customers", {"id": "c9", "email": "an@example.com"}).json() == {"id": "c9"}
+    assert api.post("/v1/customers", {"id": "c9", "first_name": "An"}).status_code == 200
+    profile = api.get("/v1/customers/c9").json()["customer"]
+    assert (profile["email"], profile["first_name"]) == ("an@example.com", "An")
+    product = {"sku": "LAWN-10", "name": "Gazonmest 10 kg", "price": "24.95"}
+    assert api.post("/v1/products", product).json() == {"sku": "LAWN-10"}
+    assert api.post("/v1/products", {**product, "price": "26.95"}).status_code == 200
+    assert str(rows(api.engine, Product)[0].price) == "26.95"
+
+
+def test_customer_reads(api: Api) -> None:
+    api.post("/v1/events", PURCHASE)
+    api.post("/v1/events", {"id": "oi", "type": "opt_in", "customer": "c1", "channel": "email"})
+    add_message(api.engine, "run-1:confirm:email", status_history=[{"status": "sent"}])
+    with session_scope(api.engine) as session:
+        session.add(
+            JourneyRun(
+                workflow_id="journey-c1-1",
+                customer_id="c1",
+                journey="order_followup",
+                version="1",
+                reentry_key="o1",
+                event_source_id=str(PURCHASE["id"]),
+                started_at=datetime.now(UTC),
+            )
+        )
+    profile = api.get("/v1/customers/c1").json()
+    assert profile["customer"]["id"] == "c1"
+    assert profile["consent"]["consent"]["email:promotional"]["granted"] is True
+    assert [m["message_key"] for m in profile["messages"]] == ["run-1:confirm:email"]
+    assert [j["journey"] for j in profile["journeys"]] == ["order_followup"]
+
+    messages = api.get("/v1/customers/c1/messages").json()["messages"]
+    assert messages[0]["status_history"] == [{"status": "sent"}]
+    assert "consent_snapshot" not in messages[0]
+    assert api.get("/v1/customers/c1/messages?offset=1").json()["messages"] == []
+
+    consents = api.get("/v1/customers/c1/consents").json()
+    assert consents["current"]["consent"]["email:promotional"]["granted"] is True
+    assert [r["source"] for r in consents["ledger"]] == ["api"]
+
+    journeys = api.get("/v1/customers/c1/journeys").json()["journeys"]
+    assert journeys[0]["workflow_id"] == "journey-c1-1"
+
+
+@pytest.mark.parametrize("suffix", ["", "/messages", "/consents", "/journeys"])
+def test_unknown_customer_is_404(api: Api, suffix: str) -> None:
+    response = api.get(f"/v1/customers/nobody{suffix}")
+    assert response.status_code == 404
+
+
+def test_a_customer_id_the_customer_table_refuses_is_422(api: Api) -> None:
+    body = {"id": "r1", "type": "register", "customer": "Bart Peeters"}
+    response = api.post("/v1/events", body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "customer"
+    assert events(api.engine) == []

@@ -1,0 +1,320 @@
+"""Shopify and WooCommerce webhooks: HMAC-verified, mapped to purchase, delivered, returned."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from tests.api.conftest import (
+    Api,
+    add_customer,
+    consents,
+    customer,
+    dumps,
+    events,
+    rows,
+    shopify_headers,
+    woo_headers,
+)
+from trouw.api.customers import match_customer, normalise_phone
+from trouw.api.webshops import hmac_sha256_base64, verify_hmac_base64
+from trouw.db.models import Order, OrderLine
+
+# Shaped like the orders/create example in Shopify's webhook reference (trimmed).
+SHOPIFY_ORDER: dict[str, Any] = {
+    "id": 820982911946154508,
+    "admin_graphql_api_id": "gid://shopify/Order/820982911946154508",
+    "name": "#1001",
+    "email": "jon@example.com",
+    "contact_email": "jon@example.com",
+    "phone": None,
+    "created_at": "2026-03-02T10:15:00+01:00",
+    "currency": "EUR",
+    "total_price": "73.90",
+    "customer_locale": "nl-BE",
+    "customer": {
+        "id": 115310627314723954,
+        "email": "jon@example.com",
+        "first_name": "Jon",
+        "last_name": "Peeters",
+        "phone": "+32 470 12 34 56",
+        "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
+        "sms_marketing_consent": None,
+    },
+    "line_items": [
+        {
+            "id": 866550311766439020,
+            "variant_id": 808950810,
+            "product_id": 632910392,
+            "title": "Gazonmest 10 kg",
+            "quantity": 2,
+            "sku": "LAWN-10",
+            "price": "24.95",
+        },
+        {
+            "id": 141249953,
+            "variant_id": 457924702,
+            "product_id": 632910393,
+            "title": "Graszaad 1 kg",
+            "quantity": 1,
+            "sku": "",
+            "price": "24.00",
+        },
+    ],
+}
+SHOPIFY_FULFILLMENT = {
+    "id": 123456,
+    "order_id": 820982911946154508,
+    "status": "success",
+    "created_at": "2026-03-04T08:00:00+01:00",
+    "shipment_status": None,
+}
+SHOPIFY_REFUND = {
+    "id": 929361462,
+    "order_id": 820982911946154508,
+    "created_at": "2026-03-10T12:00:00+01:00",
+    "refund_line_items": [{"quantity": 1, "line_item_id": 866550311766439020}],
+}
+
+# Shaped like a WooCommerce REST API v3 order, as its webhooks send it (trimmed).
+WOO_ORDER: dict[str, Any] = {
+    "id": 727,
+    "number": "727",
+    "status": "processing",
+    "currency": "EUR",
+    "date_created": "2026-03-02T10:00:00",
+    "date_created_gmt": "2026-03-02T09:00:00",
+    "date_paid_gmt": "2026-03-02T09:01:00",
+    "date_completed_gmt": None,
+    "total": "29.35",
+    "customer_id": 26,
+    "billing": {
+        "first_name": "Sophie",
+        "last_name": "Dubois",
+        "email": "Sophie.Dubois@example.com",
+        "phone": "0032 470 00 00 02",
+    },
+    "line_items": [
+        {
+            "id": 315,
+            "name": "Kattenvoer 2 kg",
+            "product_id": 93,
+            "variation_id": 0,
+            "quantity": 2,
+            "sku": "CAT-2",
+            "price": 12.99,
+            "total": "25.98",
+        }
+    ],
+    "refunds": [],
+}
+
+
+def shopify(api: Api, payload: Any, topic: str, webhook_id: str, secret: str | None = None) -> Any:
+    body = dumps(payload)
+    headers = shopify_headers(body, topic, webhook_id, **({"secret": secret} if secret else {}))
+    return api.client.post("/v1/webhooks/shopify", content=body, headers=headers)
+
+
+def woo(api: Api, payload: Any, topic: str = "order.created", secret: str | None = None) -> Any:
+    body = dumps(payload)
+    headers = woo_headers(body, topic, **({"secret": secret} if secret else {}))
+    return api.client.post("/v1/webhooks/woocommerce", content=body, headers=headers)
+
+
+def test_shopify_order_becomes_a_web_purchase_of_a_new_customer(api: Api) -> None:
+    response = shopify(api, SHOPIFY_ORDER, "orders/create", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043")
+    assert response.status_code == 200
+    assert response.json() == {"status": "accepted", "events": ["shopify:order:820982911946154508"]}
+    order = rows(api.engine, Order)[0]
+    assert (order.id, order.customer_id, order.channel) == (
+        "shopify:820982911946154508",
+        "shopify:115310627314723954",
+        "web",
+    )
+    assert str(order.total) == "73.90"
+    lines = sorted(rows(api.engine, OrderLine), key=lambda line: line.line_no)
+    assert [(line.sku, line.qty, str(line.unit_price)) for line in lines] == [
+        ("LAWN-10", 2, "24.95"),
+        ("item-457924702", 1, "24.00"),
+    ]
+    new = customer(api.engine, "shopify:115310627314723954")
+    assert new is not None
+    assert (new.email, new.phone, new.first_name, new.locale) == (
+        "jon@example.com",
+        "+32470123456",
+        "Jon",
+        "nl-BE",
+    )
+    # Shopify's recorded marketing consent becomes a ledger record, with the shop as source.
+    [record] = consents(api.engine, new.id)
+    assert (record.channel, record.scope, record.granted, record.source) == (
+        "email",
+        "promotional",
+        True,
+        "shopify",
+    )
+
+
+def test_shopify_customer_is_matched_to_the_shop_customer_by_email(api: Api) -> None:
+    add_customer(api.engine, "pos-42", email="JON@example.com", phone=None, first_name="Jonathan")
+    shopify(api, SHOPIFY_ORDER, "orders/create", "w1")
+    assert rows(api.engine, Order)[0].customer_id == "pos-42"
+    known = customer(api.engine, "pos-42")
+    assert known is not None
+    # What the shop knew stays; only the missing phone number is filled in.
+    assert (known.first_name, known.phone) == ("Jonathan", "+32470123456")
+
+
+def test_shopify_customer_is_matched_by_phone_when_email_differs(api: Api) -> None:
+    add_customer(api.engine, "pos-43", email="other@example.com", phone="+32470123456")
+    shopify(api, SHOPIFY_ORDER, "orders/create", "w1")
+    assert rows(api.engine, Order)[0].customer_id == "pos-43"
+
+
+def test_shopify_repeat_delivery_changes_nothing(api: Api) -> None:
+    first = shopify(api, SHOPIFY_ORDER, "orders/create", "w1")
+    again = shopify(api, SHOPIFY_ORDER, "orders/create", "w1")
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    # A second subscription delivering the same order under another webhook id: one order still.
+    other = shopify(api, SHOPIFY_ORDER, "orders/create", "w2")
+    assert other.json() == first.json()
+    assert len(events(api.engine)) == 1
+    assert len(rows(api.engine, Order)) == 1
+    assert len(consents(api.engine, "shopify:115310627314723954")) == 1
+
+
+def test_shopify_fulfillment_and_refund(api: Api) -> None:
+    shopify(api, SHOPIFY_ORDER, "orders/create", "w1")
+    delivered = shopify(api, SHOPIFY_FULFILLMENT, "fulfillments/create", "w2")
+    assert delivered.json()["events"] == ["shopify:delivered:820982911946154508"]
+    # orders/fulfilled reports the same delivery: still one delivered event.
+    fulfilled = shopify(
+        api, {**SHOPIFY_ORDER, "fulfillment_status": "fulfilled"}, "orders/fulfilled", "w3"
+    )
+    assert fulfilled.json()["events"] == ["shopify:delivered:820982911946154508"]
+    returned = shopify(api, SHOPIFY_REFUND, "refunds/create", "w4")
+    assert returned.json()["events"] == ["shopify:refund:929361462"]
+    assert sorted(e.type for e in events(api.engine)) == ["delivered", "purchase", "returned"]
+    order = rows(api.engine, Order)[0]
+    assert order.delivered_at is not None and order.returned_at is not None
+
+
+def test_shopify_fulfillment_for_an_unknown_order_is_ignored(api: Api) -> None:
+    response = shopify(api, SHOPIFY_FULFILLMENT, "fulfillments/create", "w2")
+    assert response.status_code == 200 and response.json()["status"] == "ignored"
+    assert events(api.engine) == []
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["wrong secret", "changed body", "no signature", "garbage signature"],
+)
+def test_shopify_bad_signature_is_401_and_changes_nothing(api: Api, tamper: str) -> None:
+    body = dumps(SHOPIFY_ORDER)
+    headers = shopify_headers(
+        body, "orders/create", "w1", secret="x" if tamper == "wrong secret" else "shpss_test_secret"
+    )
+    if tamper == "changed body":
+        body = body.replace(b"24.95", b"0.01")
+    if tamper == "no signature":
+        del headers["X-Shopify-Hmac-Sha256"]
+    if tamper == "garbage signature":
+        headers["X-Shopify-Hmac-Sha256"] = "ééé not base64".encode("latin-1")  # type: ignore[assignment]
+    response = api.client.post("/v1/webhooks/shopify", content=body, headers=headers)
+    assert response.status_code == 401
+    assert events(api.engine) == [] and rows(api.engine, Order) == []
+
+
+def test_unconfigured_secret_refuses_everything(api: Api) -> None:
+    api.settings.shopify_webhook_secret = None
+    assert shopify(api, SHOPIFY_ORDER, "orders/create", "w1").status_code == 401
+    assert events(api.engine) == []
+
+
+def test_woocommerce_paid_order_completed_and_refunded(api: Api) -> None:
+    response = woo(api, WOO_ORDER)
+    assert response.json() == {"status": "accepted", "events": ["woocommerce:order:727"]}
+    order = rows(api.engine, Order)[0]
+    assert (order.id, order.customer_id, order.channel) == (
+        "woocommerce:727",
+        "woocommerce:26",
+        "web",
+    )
+    new = customer(api.engine, "woocommerce:26")
+    assert new is not None and (new.email, new.phone) == (
+        "sophie.dubois@example.com",
+        "+32470000002",
+    )
+
+    completed = woo(
+        api,
+        {**WOO_ORDER, "status": "completed", "date_completed_gmt": "2026-03-04T10:00:00"},
+        "order.updated",
+    )
+    assert completed.json()["events"] == ["woocommerce:order:727", "woocommerce:delivered:727"]
+    refunded = woo(
+        api,
+        {**WOO_ORDER, "status": "refunded", "refunds": [{"id": 730, "total": "-29.35"}]},
+        "order.updated",
+    )
+    assert refunded.json()["events"][-1] == "woocommerce:refund:727:730"
+    assert sorted(e.type for e in events(api.engine)) == ["delivered", "purchase", "returned"]
+
+
+def test_woocommerce_unpaid_order_starts_nothing(api: Api) -> None:
+    response = woo(api, {**WOO_ORDER, "status": "pending"})
+    assert response.json()["status"] == "ignored"
+    assert events(api.engine) == []
+
+
+def test_woocommerce_guest_is_matched_by_email(api: Api) -> None:
+    add_customer(api.engine, "pos-7", email="sophie.dubois@example.com", phone=None)
+    woo(api, {**WOO_ORDER, "customer_id": 0})
+    assert rows(api.engine, Order)[0].customer_id == "pos-7"
+
+
+def test_woocommerce_ping_is_answered_and_bad_signature_refused(api: Api) -> None:
+    ping = api.client.post(
+        "/v1/webhooks/woocommerce",
+        content=b"webhook_id=7",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert ping.status_code == 200 and ping.json() == {"status": "ping"}
+    assert woo(api, WOO_ORDER, secret="wrong").status_code == 401
+    assert events(api.engine) == []
+
+
+def test_hmac_helpers() -> None:
+    signature = hmac_sha256_base64("secret", b"{}")
+    assert verify_hmac_base64("secret", b"{}", signature)
+    assert not verify_hmac_base64("secret", b"{} ", signature)
+    assert not verify_hmac_base64(None, b"{}", signature)
+    assert not verify_hmac_base64("secret", b"{}", None)
+
+
+def test_match_customer_order(api: Api) -> None:
+    add_customer(api.engine, "a", email="x@example.com", phone="+32470000009")
+    add_customer(api.engine, "b", email="y@example.com", phone="+32470000008")
+    with Session(api.engine) as session:
+
+        def match(**kw: Any) -> str | None:
+            found = match_customer(
+                session, **{"customer_id": None, "email": None, "phone": None, **kw}
+            )
+            return found.id if found else None
+
+        assert match(customer_id="b", email="x@example.com") == "b"
+        assert match(customer_id="zz", email="X@Example.com ", phone="+32470000008") == "a"
+        assert match(email="nobody@example.com", phone="0032 470 00 00 08") == "b"
+        assert match(email="nobody@example.com") is None
+        assert match() is None
+
+
+def test_normalise_phone() -> None:
+    assert normalise_phone("+32 (0)470") is None
+    assert normalise_phone("0032 470 12 34 56") == "+32470123456"
+    assert normalise_phone("+31-6-1234-5678") == "+31612345678"
+    assert normalise_phone("0470 12 34 56") is None  # no country code: cannot be matched safely
