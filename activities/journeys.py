@@ -51,7 +51,7 @@ def plan_runs(
     journeys: list[Journey], event: CustomerEvent, context: dict[str, Any], now: datetime
 ) -> list[tuple[Journey, str, dict[str, Any], list[str]]]:
     """Which runs an event starts: (journey, re-entry key, run context, skus). Pure."""
-    plans = []
+    plans: list[tuple[Journey, str, dict[str, Any], list[str]]] = []
     base = {**hydrate(jsonable(context)), "event": {"type": event.type, **event.data}, "now": now}
     for journey in journeys:
         trigger = journey.trigger

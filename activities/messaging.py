@@ -417,7 +417,7 @@ def _result(message: Message, *, until: datetime | None = None) -> SendMessageRe
     }.get(message.state, "deferred")
     return SendMessageResult(
         message_key=message.message_key,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         reason=message.reason,
         reason_text=message.reason_text,
         until=until,

@@ -25,12 +25,29 @@ from trouw.simulate import load_scenario, simulate, simulate_parallel  # noqa: E
 from trouw.temporal import quiet_runtime  # noqa: E402
 
 PRODUCTS = [
-    {"sku": "LAWN-10", "name": "Gazonmest 10 kg", "category": "garden", "price": 24.95, "consumption_days": 60,
-     "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]}},
-    {"sku": "ROSE-01", "name": "Klimroos", "category": "plants", "price": 14.50,
-     "care": {"summary": "Plant in de volle zon.", "tips": ["Geef veel water."]}},
+    {
+        "sku": "LAWN-10",
+        "name": "Gazonmest 10 kg",
+        "category": "garden",
+        "price": 24.95,
+        "consumption_days": 60,
+        "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]},
+    },
+    {
+        "sku": "ROSE-01",
+        "name": "Klimroos",
+        "category": "plants",
+        "price": 14.50,
+        "care": {"summary": "Plant in de volle zon.", "tips": ["Geef veel water."]},
+    },
     {"sku": "POT-40", "name": "Terracotta pot", "category": "garden", "price": 29.00},
-    {"sku": "CAT-2", "name": "Kattenvoer 2 kg", "category": "pets", "price": 12.99, "consumption_days": 30},
+    {
+        "sku": "CAT-2",
+        "name": "Kattenvoer 2 kg",
+        "category": "pets",
+        "price": 12.99,
+        "consumption_days": 30,
+    },
 ]
 LOCALES = ["nl-BE", "nl-NL", "fr-BE", "en"]
 
@@ -49,11 +66,23 @@ def customer_story(n: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     }
     customer = {k: v for k, v in customer.items() if v is not None}
     events = [
-        {"at": "0d", "type": "purchase", "customer": cid, "order": f"{cid}-o1", "channel": "web",
-         "lines": [{"sku": "LAWN-10"}, {"sku": "ROSE-01", "qty": 2}, {"sku": "POT-40"}]},
+        {
+            "at": "0d",
+            "type": "purchase",
+            "customer": cid,
+            "order": f"{cid}-o1",
+            "channel": "web",
+            "lines": [{"sku": "LAWN-10"}, {"sku": "ROSE-01", "qty": 2}, {"sku": "POT-40"}],
+        },
         {"at": "2d", "type": "delivered", "customer": cid, "order": f"{cid}-o1"},
-        {"at": "40d", "type": "purchase", "customer": cid, "order": f"{cid}-o2", "channel": "pos",
-         "lines": [{"sku": "CAT-2", "qty": 2}]},
+        {
+            "at": "40d",
+            "type": "purchase",
+            "customer": cid,
+            "order": f"{cid}-o2",
+            "channel": "pos",
+            "lines": [{"sku": "CAT-2", "qty": 2}],
+        },
     ]
     return customer, events
 
@@ -64,21 +93,38 @@ def write(path: Path, count: int) -> Path:
         customer, story = customer_story(n)
         customers.append(customer)
         events.extend(story)
-    data = {"start": "2026-03-02T09:00:00+01:00", "until": "400d", "customers": customers,
-            "products": PRODUCTS, "events": events}
+    data = {
+        "start": "2026-03-02T09:00:00+01:00",
+        "until": "400d",
+        "customers": customers,
+        "products": PRODUCTS,
+        "events": events,
+    }
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-async def timed(path: Path, histories: dict[str, Any] | None = None, processes: int | None = None) -> tuple[float, int]:
+async def timed(
+    path: Path, histories: dict[str, Any] | None = None, processes: int | None = None
+) -> tuple[float, int]:
     started = time.perf_counter()
     workdir = path.parent / f"sim-{time.time_ns()}"
     if histories is not None:
-        result = await simulate(load_scenario(path), journeys_dir=ROOT / "journeys",
-                                templates_dir=ROOT / "templates", workdir=workdir, histories=histories)
+        result = await simulate(
+            load_scenario(path),
+            journeys_dir=ROOT / "journeys",
+            templates_dir=ROOT / "templates",
+            workdir=workdir,
+            histories=histories,
+        )
     else:
-        result = await simulate_parallel(load_scenario(path), journeys_dir=ROOT / "journeys",
-                                         templates_dir=ROOT / "templates", workdir=workdir, processes=processes)
+        result = await simulate_parallel(
+            load_scenario(path),
+            journeys_dir=ROOT / "journeys",
+            templates_dir=ROOT / "templates",
+            workdir=workdir,
+            processes=processes,
+        )
     return time.perf_counter() - started, len(result.timeline)
 
 
@@ -99,19 +145,29 @@ async def main() -> None:
     histories: dict[str, Any] = {}
     await timed(one, histories)
     history = histories["journey:c000:post_purchase:c000-o1"]
-    kinds = Counter(e.WhichOneof("attributes").removesuffix("_event_attributes") for e in history.events)
+    kinds = Counter(
+        e.WhichOneof("attributes").removesuffix("_event_attributes") for e in history.events
+    )
     waits = kinds.get("timer_started", 0)
 
     print("Trouw journey benchmark (time-skipping server, all shipped journeys, 400 days)")
-    print(f"  1 customer:    median {statistics.median(s for s, _ in singles):.2f} s "
-          f"(runs: {', '.join(f'{s:.2f}' for s, _ in singles)}), {singles[0][1]} message decisions")
-    print(f"  {args.customers} customers: median {statistics.median(s for s, _ in hundred):.2f} s "
-          f"(runs: {', '.join(f'{s:.2f}' for s, _ in hundred)}), {hundred[0][1]} message decisions, "
-          f"{statistics.median(s for s, _ in hundred) / args.customers * 1000:.0f} ms per customer")
-    print(f"  {args.customers} customers in one process: {serial[0]:.2f} s "
-          f"({serial[0] / args.customers * 1000:.0f} ms per customer)")
-    print(f"  post_purchase history, web order of 3 products: {len(history.events)} events "
-          f"+ {waits} search-attribute upserts on a real server = {len(history.events) + waits}")
+    print(
+        f"  1 customer:    median {statistics.median(s for s, _ in singles):.2f} s "
+        f"(runs: {', '.join(f'{s:.2f}' for s, _ in singles)}), {singles[0][1]} message decisions"
+    )
+    print(
+        f"  {args.customers} customers: median {statistics.median(s for s, _ in hundred):.2f} s "
+        f"(runs: {', '.join(f'{s:.2f}' for s, _ in hundred)}), {hundred[0][1]} message decisions, "
+        f"{statistics.median(s for s, _ in hundred) / args.customers * 1000:.0f} ms per customer"
+    )
+    print(
+        f"  {args.customers} customers in one process: {serial[0]:.2f} s "
+        f"({serial[0] / args.customers * 1000:.0f} ms per customer)"
+    )
+    print(
+        f"  post_purchase history, web order of 3 products: {len(history.events)} events "
+        f"+ {waits} search-attribute upserts on a real server = {len(history.events) + waits}"
+    )
     for kind, count in kinds.most_common():
         print(f"    {count:3d}  {kind}")
 

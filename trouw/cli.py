@@ -91,9 +91,7 @@ def server() -> None:
 
         dev = start_dev_server(settings)
         try:
-            await wait_for_port(
-                "127.0.0.1", settings.temporal_port, within=60, process=dev.process
-            )
+            await wait_for_port("127.0.0.1", settings.temporal_port, within=60, process=dev.process)
             console.print(
                 f"Temporal dev server on {dev.address}, Web UI on {dev.ui_url} "
                 f"(data in {settings.home}/temporal.db). Stop with Ctrl-C."

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from trouw.db.models import ConsentRecord, Customer, Suppression
@@ -76,7 +77,10 @@ def current_consent(session: Session, customer_id: str) -> ConsentState:
     query = select(Suppression).where(Suppression.customer_id == customer_id)
     if hashes:
         query = select(Suppression).where(
-            (Suppression.customer_id == customer_id) | col(Suppression.address_hash).in_(hashes)
+            or_(
+                col(Suppression.customer_id) == customer_id,
+                col(Suppression.address_hash).in_(hashes),
+            )
         )
     state.suppressions = list(session.exec(query.order_by(col(Suppression.at))).all())
     return state

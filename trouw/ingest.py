@@ -325,7 +325,9 @@ def ingest_event(
         except IntegrityError:
             # Another transaction stored the same event or customer first; look again.
             savepoint.rollback()
-    raise IngestError(f"event {event.id!r} could not be stored: concurrent writers kept conflicting")
+    raise IngestError(
+        f"event {event.id!r} could not be stored: concurrent writers kept conflicting"
+    )
 
 
 def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> InboundEvent:

@@ -112,16 +112,16 @@ async def run_stack(
                 log_level="warning",
                 lifespan="on",
             )
+            # uvicorn takes SIGINT/SIGTERM while it serves and raises them again when it has
+            # stopped, so our handlers still stop the rest of the stack.
             uvicorn_server = uvicorn.Server(config)
-            # Our own handlers stop the whole stack; uvicorn must not grab the signals.
-            uvicorn_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             tasks.append(asyncio.create_task(uvicorn_server.serve(), name="api"))
             while not uvicorn_server.started:
                 if tasks[-1].done():
                     tasks[-1].result()
                 await asyncio.sleep(0.05)
         if on_ready is not None:
-            ready = asyncio.create_task(on_ready(stack))
+            ready: asyncio.Task[None] = asyncio.ensure_future(on_ready(stack))
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait({ready, waiter}, return_when=asyncio.FIRST_COMPLETED)
             if ready.done():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -278,7 +278,12 @@ def _simulate_part(
     part["events"] = [e for e in payload["events"] if e["customer"] in wanted]
     scenario = Scenario.model_validate(part)
     result = asyncio.run(
-        simulate(scenario, journeys_dir=Path(journeys), templates_dir=Path(templates), workdir=Path(workdir))
+        simulate(
+            scenario,
+            journeys_dir=Path(journeys),
+            templates_dir=Path(templates),
+            workdir=Path(workdir),
+        )
     )
     return [asdict(entry) for entry in result.timeline], str(result.outbox_dir)
 
@@ -361,7 +366,14 @@ async def simulate(
                 if progress:
                     progress(number - 1, total, customer.id)
                 await _simulate_customer(
-                    env, scenario, customer.id, settings, engine, deliver, histories, search_attributes
+                    env,
+                    scenario,
+                    customer.id,
+                    settings,
+                    engine,
+                    deliver,
+                    histories,
+                    search_attributes,
                 )
             if progress:
                 progress(total, total, "")

@@ -82,7 +82,10 @@ class CustomerWorkflow:
             await self._route(event)
             await self._start_runs(input, event)
             self._handled += 1
-            if workflow.info().get_current_history_length() > input.history_limit and not self._queue:
+            if (
+                workflow.info().get_current_history_length() > input.history_limit
+                and not self._queue
+            ):
                 workflow.continue_as_new(
                     CustomerInput(
                         customer_id=input.customer_id,

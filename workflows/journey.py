@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -139,7 +139,7 @@ class JourneyWorkflow:
             if journey.trigger.every == "year" and not ended.by_event:
                 self._next_cycle(input)
             await self._record(ended.outcome, ended.reason)
-            return JourneyResult(outcome=ended.outcome, reason=ended.reason, sent=self._sent)  # type: ignore[arg-type]
+            return JourneyResult(outcome=ended.outcome, reason=ended.reason, sent=self._sent)
         self._step = None
         self._doing = "completed"
         if journey.trigger.every == "year":
@@ -392,11 +392,7 @@ class JourneyWorkflow:
         assert self._input is not None
         self._wake = wake
         if self._input.search_attributes:
-            workflow.upsert_search_attributes(
-                TypedSearchAttributes(
-                    [SearchAttributePair(STEP, step), SearchAttributePair(NEXT_WAKEUP, wake)]
-                )
-            )
+            workflow.upsert_search_attributes([STEP.value_set(step), NEXT_WAKEUP.value_set(wake)])
 
     async def _maybe_continue_as_new(self) -> None:
         assert self._input is not None
@@ -486,7 +482,7 @@ class JourneyWorkflow:
             "record_run",
             RecordRunInput(
                 workflow_id=workflow.info().workflow_id,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 reason=reason,
                 now=self._now(),
             ),

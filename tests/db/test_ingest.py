@@ -13,7 +13,14 @@ from sqlmodel import func, select
 from trouw.consent import current_consent
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Suppression
-from trouw.ingest import EventIn, IngestError, ProductIn, ingest_event, pending_events, upsert_product
+from trouw.ingest import (
+    EventIn,
+    IngestError,
+    ProductIn,
+    ingest_event,
+    pending_events,
+    upsert_product,
+)
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -26,8 +33,16 @@ def purchase(event_id: str = "e1", **extra: object) -> EventIn:
         "order": "o1",
         "channel": "web",
         "at": AT,
-        "lines": [{"sku": "LAWN-10", "qty": 2}, {"sku": "ROSE-01", "qty": 1, "unit_price": "14.50"}],
-        "profile": {"id": "c1", "first_name": "Bart", "email": "bart@example.com", "opt_in": {"email": True}},
+        "lines": [
+            {"sku": "LAWN-10", "qty": 2},
+            {"sku": "ROSE-01", "qty": 1, "unit_price": "14.50"},
+        ],
+        "profile": {
+            "id": "c1",
+            "first_name": "Bart",
+            "email": "bart@example.com",
+            "opt_in": {"email": True},
+        },
     }
     data.update(extra)
     return EventIn.model_validate(data)
@@ -40,7 +55,12 @@ def count(engine: Engine, model: type) -> int:
 
 def test_purchase_stores_order_lines_customer_and_consent(engine: Engine) -> None:
     with session_scope(engine) as session:
-        upsert_product(session, ProductIn(sku="LAWN-10", name="Gazonmest 10 kg", price=Decimal("24.95"), consumption_days=60))
+        upsert_product(
+            session,
+            ProductIn(
+                sku="LAWN-10", name="Gazonmest 10 kg", price=Decimal("24.95"), consumption_days=60
+            ),
+        )
     with session_scope(engine) as session:
         row, new = ingest_event(session, purchase())
         assert new and row.payload["skus"] == ["LAWN-10", "ROSE-01"]
@@ -64,7 +84,11 @@ def test_same_event_twice_has_one_effect(engine: Engine) -> None:
     with session_scope(engine) as session:
         _row, new = ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
     assert new is False
-    assert count(engine, InboundEvent) == 1 and count(engine, Order) == 1 and count(engine, OrderLine) == 1
+    assert (
+        count(engine, InboundEvent) == 1
+        and count(engine, Order) == 1
+        and count(engine, OrderLine) == 1
+    )
 
 
 def test_concurrent_duplicates_store_one_event(engine: Engine) -> None:
@@ -76,7 +100,9 @@ def test_concurrent_duplicates_store_one_event(engine: Engine) -> None:
         try:
             barrier.wait()
             with session_scope(engine) as session:
-                _row, new = ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+                _row, new = ingest_event(
+                    session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}])
+                )
             results.append(new)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -88,13 +114,19 @@ def test_concurrent_duplicates_store_one_event(engine: Engine) -> None:
         thread.join()
     assert errors == []
     assert sorted(results) == [False, False, False, True]
-    assert count(engine, InboundEvent) == 1 and count(engine, Order) == 1 and count(engine, Customer) == 1
+    assert (
+        count(engine, InboundEvent) == 1
+        and count(engine, Order) == 1
+        and count(engine, Customer) == 1
+    )
 
 
 def test_unsubscribe_withdraws_consent_and_suppresses(engine: Engine) -> None:
     with session_scope(engine) as session:
         ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
-        ingest_event(session, EventIn(id="u1", type="unsubscribe", customer="c1", channel="email", at=AT))
+        ingest_event(
+            session, EventIn(id="u1", type="unsubscribe", customer="c1", channel="email", at=AT)
+        )
     with session_scope(engine) as session:
         consent = current_consent(session, "c1")
         assert consent.promotional("email") is False and consent.service_objection("email") is True
@@ -105,15 +137,42 @@ def test_unsubscribe_withdraws_consent_and_suppresses(engine: Engine) -> None:
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ({"id": "x", "type": "delivered", "customer": "c1", "order": "nope"}, "delivered: unknown order 'nope'"),
+        (
+            {"id": "x", "type": "delivered", "customer": "c1", "order": "nope"},
+            "delivered: unknown order 'nope'",
+        ),
         ({"id": "x", "type": "delivered", "customer": "ghost"}, "unknown customer 'ghost'"),
-        ({"id": "x", "type": "purchase", "customer": "c2", "channel": "web", "lines": [{"sku": "Q"}], "order": "o9"}, "line 1: unknown product Q and no unit_price"),
-        ({"id": "x", "type": "purchase", "customer": "c2", "channel": "web", "lines": [{"sku": "Q"}]}, "a purchase needs `order`"),
+        (
+            {
+                "id": "x",
+                "type": "purchase",
+                "customer": "c2",
+                "channel": "web",
+                "lines": [{"sku": "Q"}],
+                "order": "o9",
+            },
+            "line 1: unknown product Q and no unit_price",
+        ),
+        (
+            {
+                "id": "x",
+                "type": "purchase",
+                "customer": "c2",
+                "channel": "web",
+                "lines": [{"sku": "Q"}],
+            },
+            "a purchase needs `order`",
+        ),
     ],
 )
-def test_bad_events_are_refused_with_a_reason(engine: Engine, event: dict[str, object], message: str) -> None:
+def test_bad_events_are_refused_with_a_reason(
+    engine: Engine, event: dict[str, object], message: str
+) -> None:
     with session_scope(engine) as session:
         ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
-    with pytest.raises(IngestError, match=message.replace("(", r"\(").replace(")", r"\)")), session_scope(engine) as session:
+    with (
+        pytest.raises(IngestError, match=message.replace("(", r"\(").replace(")", r"\)")),
+        session_scope(engine) as session,
+    ):
         ingest_event(session, EventIn.model_validate(event))
     assert count(engine, InboundEvent) == 1

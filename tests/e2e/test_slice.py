@@ -51,7 +51,12 @@ PURCHASE = {
         {"sku": "ROSE-01", "qty": 2, "unit_price": "14.50", "name": "Klimroos"},
         {"sku": "POT-40", "qty": 1, "unit_price": "29.00", "name": "Terracotta pot"},
     ],
-    "profile": {"id": "k-1001", "first_name": "Bart", "email": "bart@example.com", "locale": "nl-BE"},
+    "profile": {
+        "id": "k-1001",
+        "first_name": "Bart",
+        "email": "bart@example.com",
+        "locale": "nl-BE",
+    },
 }
 
 
@@ -85,9 +90,19 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
             with session_scope(stack.services.engine) as session:
                 key = ensure_key(session, "e2e", ["ingest", "read"])
             headers = {"Authorization": f"Bearer {key}"}
-            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers=headers) as http:
-                product = {"sku": "LAWN-10", "name": "Gazonmest 10 kg", "price": "24.95", "consumption_days": 60,
-                           "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]}}
+            async with httpx.AsyncClient(
+                base_url=stack.api_url, timeout=30, headers=headers
+            ) as http:
+                product = {
+                    "sku": "LAWN-10",
+                    "name": "Gazonmest 10 kg",
+                    "price": "24.95",
+                    "consumption_days": 60,
+                    "care": {
+                        "summary": "Strooi op een droog gazon.",
+                        "tips": ["Water na het strooien."],
+                    },
+                }
                 assert (await http.post("/v1/products", json=product)).status_code == 200
                 # the same purchase twice, at the same time, and once more afterwards
                 first, second = await asyncio.gather(
@@ -99,7 +114,9 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
                     lambda: [e for e in outbox_entries(settings) if e["channel"] == "email"]
                 )
                 await asyncio.sleep(3)  # a duplicate would arrive within this time
-                seen["confirmations"] = [e for e in outbox_entries(settings) if e["channel"] == "email"]
+                seen["confirmations"] = [
+                    e for e in outbox_entries(settings) if e["channel"] == "email"
+                ]
                 seen["first"] = confirmations[0]
                 page = await http.get("/outbox")
                 seen["page"] = page.text
@@ -107,7 +124,8 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
                 seen["customer"] = customer.json()
                 handle = stack.client.get_workflow_handle("journey:k-1001:post_purchase:W-1001")
                 description = await handle.describe()
-                seen["search"] = {k: v for k, v in (description.raw_description.workflow_execution_info.search_attributes.indexed_fields.items())}
+                info = description.raw_description.workflow_execution_info
+                seen["search"] = dict(info.search_attributes.indexed_fields)
                 seen["status"] = await handle.query("status")
         finally:
             stop.set()
@@ -118,13 +136,18 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
     email = seen["confirmations"][0]
     assert email["to"] == "bart@example.com"
     assert email["subject"] == "Bedankt voor je bestelling W-1001"
-    html = (settings.outbox_dir / next(f for f in email["files"] if f.endswith(".html"))).read_text()
+    html = (
+        settings.outbox_dir / next(f for f in email["files"] if f.endswith(".html"))
+    ).read_text()
     assert "Bart" in html and "Gazonmest 10 kg" in html and "Klimroos" in html
     assert "82,95" in html  # 24,95 + 2 x 14,50 + 29,00
     assert "Bedankt voor je bestelling W-1001" in seen["page"]
     assert [m["template"] for m in seen["customer"]["messages"]] == ["order_confirmation"]
     assert sorted(j["journey"] for j in seen["customer"]["journeys"]) == [
-        "enrichment", "post_purchase", "reactivation", "refill"
+        "enrichment",
+        "post_purchase",
+        "reactivation",
+        "refill",
     ]
     assert {"CustomerId", "Journey", "JourneyVersion", "OrderId", "Step"} <= set(seen["search"])
     assert "post_purchase at step wait_delivery" in seen["status"]

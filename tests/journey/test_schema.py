@@ -10,10 +10,23 @@ from trouw.journey.model import journey_json_schema
 
 def test_schema_file_matches_the_models() -> None:
     stored = json.loads((ROOT / "journeys/schema.json").read_text())
-    assert stored == journey_json_schema(), "regenerate: trouw validate --schema journeys/schema.json"
+    assert stored == journey_json_schema(), (
+        "regenerate: trouw validate --schema journeys/schema.json"
+    )
 
 
 def test_schema_knows_every_step_action() -> None:
     text = (ROOT / "journeys/schema.json").read_text()
-    for action in ("send", "wait", "wait_until", "wait_for", "branch", "split", "update", "call", "goal", "exit"):
+    for action in (
+        "send",
+        "wait",
+        "wait_until",
+        "wait_for",
+        "branch",
+        "split",
+        "update",
+        "call",
+        "goal",
+        "exit",
+    ):
         assert f'"{action}"' in text

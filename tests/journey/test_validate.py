@@ -154,7 +154,9 @@ def test_problem_names_the_file_in_the_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "journeys").glob("*.yaml")) + sorted((ROOT / "journeys/examples").glob("*.yaml"))
+    "path",
+    sorted((ROOT / "journeys").glob("*.yaml"))
+    + sorted((ROOT / "journeys/examples").glob("*.yaml")),
 )
 def test_shipped_and_example_journeys_are_valid(path: Path) -> None:
     loaded, problems = validate_paths(

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT
-from tests.workflows.test_shipped_journeys import CUSTOMERS, EVENTS
 from tests.workflows.scenario import write_scenario
+from tests.workflows.test_shipped_journeys import CUSTOMERS, EVENTS
 from trouw.simulate import load_scenario, simulate
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -12,19 +12,28 @@ from temporalio.worker import Replayer
 from trouw.worker import WORKFLOWS, workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORY_BY_NAME = {
+    p.stem: WorkflowHistory.from_json(p.stem, p.read_text(encoding="utf-8")) for p in HISTORIES
+}
 
 
 def test_histories_cover_every_shipped_journey() -> None:
     names = {path.name for path in HISTORIES}
-    for journey in ("post_purchase", "refill", "reactivation", "birthday", "enrichment", "voucher_expiry"):
+    for journey in (
+        "post_purchase",
+        "refill",
+        "reactivation",
+        "birthday",
+        "enrichment",
+        "voucher_expiry",
+    ):
         assert any(f"_{journey}_" in name for name in names), f"no stored history of {journey}"
     assert any(name.startswith("customer_") for name in names)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    workflow_id = path.stem
-    history = WorkflowHistory.from_json(workflow_id, path.read_text(encoding="utf-8"))
+    history = HISTORY_BY_NAME[path.stem]
     replayer = Replayer(
         workflows=list(WORKFLOWS),
         data_converter=pydantic_data_converter,

@@ -10,24 +10,51 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-CONTRACT_KEYS = {"at", "customer", "journey", "step", "channel", "template", "category", "outcome", "reason", "subject"}
+CONTRACT_KEYS = {
+    "at",
+    "customer",
+    "journey",
+    "step",
+    "channel",
+    "template",
+    "category",
+    "outcome",
+    "reason",
+    "subject",
+}
 
 
 def trouw(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TROUW_")}
     return subprocess.run(
-        [sys.executable, "-m", "trouw.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "trouw.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_simulate_json_follows_the_contract(tmp_path: Path) -> None:
-    done = trouw("simulate", "journeys/scenarios/garden_centre.yaml", "--json", "--html", str(tmp_path / "page"))
+    done = trouw(
+        "simulate",
+        "journeys/scenarios/garden_centre.yaml",
+        "--json",
+        "--html",
+        str(tmp_path / "page"),
+    )
     assert done.returncode == 0, done.stderr
     timeline = json.loads(done.stdout)
     assert timeline and all(CONTRACT_KEYS <= set(entry) for entry in timeline)
     first = timeline[0]
     assert first["at"] == "2026-03-02T09:00:00+01:00"
-    assert (first["customer"], first["journey"], first["step"], first["outcome"]) == ("c1", "post_purchase", "confirmation", "sent")
+    assert (first["customer"], first["journey"], first["step"], first["outcome"]) == (
+        "c1",
+        "post_purchase",
+        "confirmation",
+        "sent",
+    )
     assert first["subject"] == "Bedankt voor je bestelling o1"
     page = (tmp_path / "page/index.html").read_text()
     assert "Bedankt voor je bestelling o1" in page and 'href="messages/' in page
@@ -52,7 +79,10 @@ def test_bad_scenario_names_file_line_and_field(tmp_path: Path) -> None:
     done = trouw("simulate", str(path))
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert lines[0] == f"{path}:5:10: events #1: at: 'soon' is neither an offset (2d4h) nor a timestamp"
+    assert (
+        lines[0]
+        == f"{path}:5:10: events #1: at: 'soon' is neither an offset (2d4h) nor a timestamp"
+    )
     assert "Traceback" not in done.stderr
 
 
@@ -71,7 +101,9 @@ def test_bad_scenario_reference_is_reported(tmp_path: Path) -> None:
 
 
 def test_validate_reports_and_exits_1(tmp_path: Path) -> None:
-    (tmp_path / "j.yaml").write_text("journey: j\ntrigger: {event: purchase}\nsteps:\n  - {id: a, wait: soon}\n")
+    (tmp_path / "j.yaml").write_text(
+        "journey: j\ntrigger: {event: purchase}\nsteps:\n  - {id: a, wait: soon}\n"
+    )
     done = trouw("validate", str(tmp_path))
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == (

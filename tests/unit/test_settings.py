@@ -39,7 +39,9 @@ def test_config_file_documents_every_setting_with_its_default() -> None:
             continue
         assert name in documented, f"{name} is missing from config/trouw.toml"
         default = field.get_default(call_default_factory=True)
-        assert Settings.model_validate({name: documented[name]}).__getattribute__(name) == default, name
+        assert (
+            Settings.model_validate({name: documented[name]}).__getattribute__(name) == default
+        ), name
 
 
 def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,12 +61,26 @@ def test_postgres_url_gets_the_psycopg_driver() -> None:
     ("name", "value", "message"),
     [
         ("TROUW_API_PORT", "eighty", "bad setting TROUW_API_PORT: Input should be a valid integer"),
-        ("TROUW_DEFAULT_TIMEZONE", "Mars/Olympus", "bad setting TROUW_DEFAULT_TIMEZONE: Value error, unknown time zone 'Mars/Olympus'"),
-        ("TROUW_EMAIL_PROVIDER", "pigeon", "bad setting TROUW_EMAIL_PROVIDER: Input should be 'outbox', 'sendgrid' or 'smtp'"),
-        ("TROUW_DATABASE_URL", "mysql://x", "bad setting TROUW_DATABASE_URL: Value error, must start with sqlite:// or postgresql://"),
+        (
+            "TROUW_DEFAULT_TIMEZONE",
+            "Mars/Olympus",
+            "bad setting TROUW_DEFAULT_TIMEZONE: Value error, unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            "TROUW_EMAIL_PROVIDER",
+            "pigeon",
+            "bad setting TROUW_EMAIL_PROVIDER: Input should be 'outbox', 'sendgrid' or 'smtp'",
+        ),
+        (
+            "TROUW_DATABASE_URL",
+            "mysql://x",
+            "bad setting TROUW_DATABASE_URL: Value error, must start with sqlite:// or postgresql://",
+        ),
     ],
 )
-def test_bad_setting_is_one_line(monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str) -> None:
+def test_bad_setting_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as caught:
         load_settings()
@@ -75,7 +91,12 @@ def test_bad_setting_is_one_line(monkeypatch: pytest.MonkeyPatch, name: str, val
 def test_cli_exits_2_on_a_bad_setting(tmp_path: Path) -> None:
     env = {"TROUW_API_PORT": "eighty", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", "trouw.cli", "validate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "trouw.cli", "validate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

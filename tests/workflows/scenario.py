@@ -28,19 +28,39 @@ PRODUCTS: list[dict[str, Any]] = [
         "care": {"summary": "Plant in de volle zon.", "tips": ["Geef veel water."]},
     },
     {"sku": "POT-40", "name": "Terracotta pot", "category": "garden", "price": 29.00},
-    {"sku": "SALT-25", "name": "Zout voor waterontharder 25 kg", "category": "home", "price": 9.95, "consumption_days": 400},
+    {
+        "sku": "SALT-25",
+        "name": "Zout voor waterontharder 25 kg",
+        "category": "home",
+        "price": 9.95,
+        "consumption_days": 400,
+    },
 ]
 
 
-def write_scenario(path: Path, *, customers: list[dict[str, Any]], events: list[dict[str, Any]], until: str = "400d") -> Path:
-    data = {"start": START, "until": until, "customers": customers, "products": PRODUCTS, "events": events}
+def write_scenario(
+    path: Path,
+    *,
+    customers: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    until: str = "400d",
+) -> Path:
+    data = {
+        "start": START,
+        "until": until,
+        "customers": customers,
+        "products": PRODUCTS,
+        "events": events,
+    }
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
 
 
 async def run(path: Path, journeys: Path, templates: Path) -> tuple[Scenario, SimulationResult]:
     scenario = load_scenario(path)
-    result = await simulate(scenario, journeys_dir=journeys, templates_dir=templates, workdir=path.parent / "sim")
+    result = await simulate(
+        scenario, journeys_dir=journeys, templates_dir=templates, workdir=path.parent / "sim"
+    )
     return scenario, result
 
 
@@ -48,5 +68,6 @@ def of(result: SimulationResult, customer: str, **match: str) -> list[TimelineEn
     return [
         entry
         for entry in result.timeline
-        if entry.customer == customer and all(getattr(entry, key) == value for key, value in match.items())
+        if entry.customer == customer
+        and all(getattr(entry, key) == value for key, value in match.items())
     ]

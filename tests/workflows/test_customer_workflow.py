@@ -33,7 +33,12 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings) -> 
                 order="o-dup",
                 channel="pos",
                 lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
-                profile={"id": "dup-1", "first_name": "An", "email": "an@example.com", "birthday": "1990-05-05"},
+                profile={
+                    "id": "dup-1",
+                    "first_name": "An",
+                    "email": "an@example.com",
+                    "birthday": "1990-05-05",
+                },
                 at=now,
             ),
         )
@@ -58,10 +63,14 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings) -> 
                 await env.sleep(timedelta(seconds=2))
 
             await send(purchase_event)
-            first_run = (await env.client.get_workflow_handle(customer_workflow_id("dup-1")).describe()).run_id
+            first_run = (
+                await env.client.get_workflow_handle(customer_workflow_id("dup-1")).describe()
+            ).run_id
             await send(purchase_event)  # the same event again: dropped
             for number in range(12):  # enough signals to pass the history limit
-                await send(purchase_event.model_copy(update={"id": f"review-{number}", "type": "review"}))
+                await send(
+                    purchase_event.model_copy(update={"id": f"review-{number}", "type": "review"})
+                )
             await send(purchase_event)  # still remembered after continue-as-new
             handle = env.client.get_workflow_handle(customer_workflow_id("dup-1"))
             description = await handle.describe()
@@ -70,9 +79,13 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings) -> 
         await env.shutdown()
     assert description.run_id != first_run, "the customer workflow should have continued as new"
     with session_scope(engine) as session:
-        runs = session.exec(select(JourneyRun.journey).where(JourneyRun.customer_id == "dup-1")).all()
+        runs = session.exec(
+            select(JourneyRun.journey).where(JourneyRun.customer_id == "dup-1")
+        ).all()
         confirmations = session.exec(
-            select(Message).where(Message.customer_id == "dup-1", Message.template == "order_confirmation")
+            select(Message).where(
+                Message.customer_id == "dup-1", Message.template == "order_confirmation"
+            )
         ).all()
     assert sorted(runs) == ["birthday", "post_purchase", "reactivation"]
     assert len(confirmations) == 1 and confirmations[0].state == "sent"

@@ -25,11 +25,25 @@ def test_split_is_deterministic_and_holdout_receives_nothing(tmp_path: Path) -> 
     others = [c for c in ids if arm(c) != "holdout"][:4]
     assert len(holdout) == 2, "pick more ids: the hash should put ~10% in the hold-out group"
     customers = [
-        {"id": c, "first_name": "Test", "email": f"{c}@example.com", "phone": "+32470000099", "locale": "en", "birthday": "1980-01-01"}
+        {
+            "id": c,
+            "first_name": "Test",
+            "email": f"{c}@example.com",
+            "phone": "+32470000099",
+            "locale": "en",
+            "birthday": "1980-01-01",
+        }
         for c in holdout + others
     ]
     events = [
-        {"at": "0d", "type": "purchase", "customer": c, "order": f"o-{c}", "channel": "pos", "lines": [{"sku": "ROSE-01"}]}
+        {
+            "at": "0d",
+            "type": "purchase",
+            "customer": c,
+            "order": f"o-{c}",
+            "channel": "pos",
+            "lines": [{"sku": "ROSE-01"}],
+        }
         for c in holdout + others
     ]
     path = write_scenario(tmp_path / "ab.yaml", customers=customers, events=events, until="10d")
@@ -51,13 +65,32 @@ def test_goal_event_ends_the_run_as_a_conversion(tmp_path: Path) -> None:
     from trouw.db.models import JourneyRun
 
     customers = [
-        {"id": "g1", "first_name": "Ann", "email": "g1@example.com", "locale": "en", "birthday": "1980-01-01"},
-        {"id": "g2", "first_name": "Bob", "email": "g2@example.com", "locale": "en", "birthday": "1980-01-01"},
+        {
+            "id": "g1",
+            "first_name": "Ann",
+            "email": "g1@example.com",
+            "locale": "en",
+            "birthday": "1980-01-01",
+        },
+        {
+            "id": "g2",
+            "first_name": "Bob",
+            "email": "g2@example.com",
+            "locale": "en",
+            "birthday": "1980-01-01",
+        },
     ]
     events = [
         {"at": "0d", "type": "register", "customer": "g1"},
         {"at": "0d", "type": "register", "customer": "g2"},
-        {"at": "2d", "type": "purchase", "customer": "g1", "order": "o-g1", "channel": "pos", "lines": [{"sku": "POT-40"}]},
+        {
+            "at": "2d",
+            "type": "purchase",
+            "customer": "g1",
+            "order": "o-g1",
+            "channel": "pos",
+            "lines": [{"sku": "POT-40"}],
+        },
     ]
     path = write_scenario(tmp_path / "goal.yaml", customers=customers, events=events, until="10d")
     _scenario, result = asyncio.run(run(path, ROOT / "journeys/examples", ROOT / "templates"))
@@ -66,7 +99,9 @@ def test_goal_event_ends_the_run_as_a_conversion(tmp_path: Path) -> None:
     with session_scope(engine) as session:
         runs = {
             run.customer_id: (run.status, run.end_reason)
-            for run in session.exec(select(JourneyRun).where(JourneyRun.journey == "example_welcome"))
+            for run in session.exec(
+                select(JourneyRun).where(JourneyRun.journey == "example_welcome")
+            )
         }
     assert runs == {
         "g1": ("converted", "goal first_purchase: purchase"),
@@ -78,14 +113,35 @@ def test_goal_event_ends_the_run_as_a_conversion(tmp_path: Path) -> None:
 def test_wait_for_event_or_timeout(tmp_path: Path, delivered_after: str | None) -> None:
     import asyncio
 
-    customers = [{"id": "w1", "first_name": "Wim", "email": "w1@example.com", "locale": "nl-BE", "birthday": "1980-01-01"}]
-    events = [{"at": "0d", "type": "purchase", "customer": "w1", "order": "o-w1", "channel": "web", "lines": [{"sku": "POT-40"}]}]
+    customers = [
+        {
+            "id": "w1",
+            "first_name": "Wim",
+            "email": "w1@example.com",
+            "locale": "nl-BE",
+            "birthday": "1980-01-01",
+        }
+    ]
+    events = [
+        {
+            "at": "0d",
+            "type": "purchase",
+            "customer": "w1",
+            "order": "o-w1",
+            "channel": "web",
+            "lines": [{"sku": "POT-40"}],
+        }
+    ]
     if delivered_after:
-        events.append({"at": delivered_after, "type": "delivered", "customer": "w1", "order": "o-w1"})
+        events.append(
+            {"at": delivered_after, "type": "delivered", "customer": "w1", "order": "o-w1"}
+        )
     path = write_scenario(tmp_path / "wait.yaml", customers=customers, events=events, until="20d")
     _scenario, result = asyncio.run(run(path, ROOT / "journeys/examples", ROOT / "templates"))
     notices = of(result, "w1", journey="example_delivery_wait")
     if delivered_after:
-        assert [(datetime.fromisoformat(e.at).day, e.template) for e in notices] == [(3, "delivery_notice")]
+        assert [(datetime.fromisoformat(e.at).day, e.template) for e in notices] == [
+            (3, "delivery_notice")
+        ]
     else:
         assert notices == []

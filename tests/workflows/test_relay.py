@@ -30,7 +30,11 @@ def purchase(event_id: str, customer: str) -> EventIn:
             "channel": "pos",
             "at": datetime.now(UTC),
             "lines": [{"sku": "X-1", "unit_price": "5.00", "name": "Zaad"}],
-            "profile": {"id": customer, "email": f"{customer}@example.com", "birthday": "1990-05-05"},
+            "profile": {
+                "id": customer,
+                "email": f"{customer}@example.com",
+                "birthday": "1990-05-05",
+            },
         }
     )
 
@@ -51,8 +55,12 @@ async def test_crash_before_and_after_hand_off_is_repaired(settings: Settings) -
     try:
         async with build_worker(env.client, services, task_queue=QUEUE):
             await deliver(env.client, twice, task_queue=QUEUE, search_attributes=False)
-            relayed = await relay_pending(engine, env.client, task_queue=QUEUE, search_attributes=False)
-            again = await relay_pending(engine, env.client, task_queue=QUEUE, search_attributes=False)
+            relayed = await relay_pending(
+                engine, env.client, task_queue=QUEUE, search_attributes=False
+            )
+            again = await relay_pending(
+                engine, env.client, task_queue=QUEUE, search_attributes=False
+            )
             await env.sleep(timedelta(seconds=5))
     finally:
         await env.shutdown()
@@ -60,9 +68,13 @@ async def test_crash_before_and_after_hand_off_is_repaired(settings: Settings) -
     with session_scope(engine) as session:
         assert all(e.relayed_at is not None for e in session.exec(select(InboundEvent)).all())
         for customer in ("r1", "r2"):
-            runs = session.exec(select(JourneyRun.journey).where(JourneyRun.customer_id == customer)).all()
+            runs = session.exec(
+                select(JourneyRun.journey).where(JourneyRun.customer_id == customer)
+            ).all()
             sent = session.exec(
-                select(Message).where(Message.customer_id == customer, Message.template == "order_confirmation")
+                select(Message).where(
+                    Message.customer_id == customer, Message.template == "order_confirmation"
+                )
             ).all()
             assert sorted(runs) == ["birthday", "post_purchase", "reactivation"], customer
             assert [m.state for m in sent] == ["sent"], customer

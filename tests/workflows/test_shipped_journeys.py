@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -14,43 +13,146 @@ from trouw.simulate import SimulationResult
 
 CUSTOMERS = [
     # unsubscribes in the middle of the wait before the care tips
-    {"id": "a1", "first_name": "Bart", "email": "a1@example.com", "phone": "+32470000001", "locale": "nl-BE"},
+    {
+        "id": "a1",
+        "first_name": "Bart",
+        "email": "a1@example.com",
+        "phone": "+32470000001",
+        "locale": "nl-BE",
+    },
     # buys the fertiliser again before it runs out
     {"id": "a2", "first_name": "Sophie", "email": "a2@example.com", "locale": "fr-BE"},
     # comes back after 100 days
-    {"id": "a3", "first_name": "Emma", "email": "a3@example.com", "locale": "nl-NL", "timezone": "Europe/Amsterdam", "birthday": "1990-01-15"},
+    {
+        "id": "a3",
+        "first_name": "Emma",
+        "email": "a3@example.com",
+        "locale": "nl-NL",
+        "timezone": "Europe/Amsterdam",
+        "birthday": "1990-01-15",
+    },
     # returns the web order the next day
-    {"id": "a4", "first_name": "Tom", "email": "a4@example.com", "locale": "nl-BE", "birthday": "1980-06-01"},
+    {
+        "id": "a4",
+        "first_name": "Tom",
+        "email": "a4@example.com",
+        "locale": "nl-BE",
+        "birthday": "1980-06-01",
+    },
     # birthday in March, opted in to promotional email
-    {"id": "a5", "first_name": "Claire", "email": "a5@example.com", "locale": "fr-BE", "birthday": "1985-03-20", "opt_in": {"email": True}},
+    {
+        "id": "a5",
+        "first_name": "Claire",
+        "email": "a5@example.com",
+        "locale": "fr-BE",
+        "birthday": "1985-03-20",
+        "opt_in": {"email": True},
+    },
     # birthday, but no opt-in
-    {"id": "a6", "first_name": "Daan", "email": "a6@example.com", "locale": "nl-NL", "birthday": "1985-03-20"},
+    {
+        "id": "a6",
+        "first_name": "Daan",
+        "email": "a6@example.com",
+        "locale": "nl-NL",
+        "birthday": "1985-03-20",
+    },
     # delivered late in the evening: the delivery SMS waits for the morning
-    {"id": "a8", "first_name": "Lotte", "email": "a8@example.com", "phone": "+32470000008", "locale": "nl-BE", "birthday": "1970-12-24"},
+    {
+        "id": "a8",
+        "first_name": "Lotte",
+        "email": "a8@example.com",
+        "phone": "+32470000008",
+        "locale": "nl-BE",
+        "birthday": "1970-12-24",
+    },
     # a refill period longer than the refill journey's service cutoff
-    {"id": "a9", "first_name": "Hugo", "email": "a9@example.com", "locale": "fr-BE", "birthday": "1970-12-24"},
+    {
+        "id": "a9",
+        "first_name": "Hugo",
+        "email": "a9@example.com",
+        "locale": "fr-BE",
+        "birthday": "1970-12-24",
+    },
 ]
 EVENTS = [
-    {"at": "0d", "type": "purchase", "customer": "a1", "order": "o-a1", "channel": "web", "lines": [{"sku": "LAWN-10"}, {"sku": "ROSE-01"}]},
+    {
+        "at": "0d",
+        "type": "purchase",
+        "customer": "a1",
+        "order": "o-a1",
+        "channel": "web",
+        "lines": [{"sku": "LAWN-10"}, {"sku": "ROSE-01"}],
+    },
     {"at": "2d", "type": "delivered", "customer": "a1", "order": "o-a1"},
     {"at": "3d", "type": "unsubscribe", "customer": "a1", "channel": "email"},
-    {"at": "0d", "type": "purchase", "customer": "a2", "order": "o-a2-1", "channel": "pos", "lines": [{"sku": "LAWN-10"}]},
-    {"at": "30d", "type": "purchase", "customer": "a2", "order": "o-a2-2", "channel": "pos", "lines": [{"sku": "LAWN-10"}]},
-    {"at": "0d", "type": "purchase", "customer": "a3", "order": "o-a3-1", "channel": "pos", "lines": [{"sku": "POT-40"}]},
-    {"at": "100d", "type": "purchase", "customer": "a3", "order": "o-a3-2", "channel": "pos", "lines": [{"sku": "POT-40"}]},
-    {"at": "0d", "type": "purchase", "customer": "a4", "order": "o-a4", "channel": "web", "lines": [{"sku": "ROSE-01"}]},
+    {
+        "at": "0d",
+        "type": "purchase",
+        "customer": "a2",
+        "order": "o-a2-1",
+        "channel": "pos",
+        "lines": [{"sku": "LAWN-10"}],
+    },
+    {
+        "at": "30d",
+        "type": "purchase",
+        "customer": "a2",
+        "order": "o-a2-2",
+        "channel": "pos",
+        "lines": [{"sku": "LAWN-10"}],
+    },
+    {
+        "at": "0d",
+        "type": "purchase",
+        "customer": "a3",
+        "order": "o-a3-1",
+        "channel": "pos",
+        "lines": [{"sku": "POT-40"}],
+    },
+    {
+        "at": "100d",
+        "type": "purchase",
+        "customer": "a3",
+        "order": "o-a3-2",
+        "channel": "pos",
+        "lines": [{"sku": "POT-40"}],
+    },
+    {
+        "at": "0d",
+        "type": "purchase",
+        "customer": "a4",
+        "order": "o-a4",
+        "channel": "web",
+        "lines": [{"sku": "ROSE-01"}],
+    },
     {"at": "1d", "type": "returned", "customer": "a4", "order": "o-a4"},
     {"at": "0d", "type": "register", "customer": "a5"},
     {"at": "0d", "type": "register", "customer": "a6"},
-    {"at": "0d", "type": "purchase", "customer": "a8", "order": "o-a8", "channel": "web", "lines": [{"sku": "POT-40"}]},
+    {
+        "at": "0d",
+        "type": "purchase",
+        "customer": "a8",
+        "order": "o-a8",
+        "channel": "web",
+        "lines": [{"sku": "POT-40"}],
+    },
     {"at": "1d13h30m", "type": "delivered", "customer": "a8", "order": "o-a8"},
-    {"at": "0d", "type": "purchase", "customer": "a9", "order": "o-a9", "channel": "pos", "lines": [{"sku": "SALT-25"}]},
+    {
+        "at": "0d",
+        "type": "purchase",
+        "customer": "a9",
+        "order": "o-a9",
+        "channel": "pos",
+        "lines": [{"sku": "SALT-25"}],
+    },
 ]
 
 
 @pytest_asyncio.fixture(scope="module")
 async def result(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
-    path = write_scenario(tmp_path_factory.mktemp("shipped") / "scenario.yaml", customers=CUSTOMERS, events=EVENTS)
+    path = write_scenario(
+        tmp_path_factory.mktemp("shipped") / "scenario.yaml", customers=CUSTOMERS, events=EVENTS
+    )
     _scenario, outcome = await run(path, ROOT / "journeys", ROOT / "templates")
     return outcome
 
@@ -61,10 +163,22 @@ def local(entry_at: str) -> str:
 
 def test_confirmation_at_once_for_every_purchase(result: SimulationResult) -> None:
     confirmations = [e for e in result.timeline if e.template == "order_confirmation"]
-    assert sorted(e.customer for e in confirmations) == ["a1", "a2", "a2", "a3", "a3", "a4", "a8", "a9"]
+    assert sorted(e.customer for e in confirmations) == [
+        "a1",
+        "a2",
+        "a2",
+        "a3",
+        "a3",
+        "a4",
+        "a8",
+        "a9",
+    ]
     assert all(e.outcome == "sent" and e.category == "transactional" for e in confirmations)
     assert of(result, "a1", template="order_confirmation")[0].at == "2026-03-02T09:00:00+01:00"
-    assert of(result, "a1", template="order_confirmation")[0].subject == "Bedankt voor je bestelling o-a1"
+    assert (
+        of(result, "a1", template="order_confirmation")[0].subject
+        == "Bedankt voor je bestelling o-a1"
+    )
 
 
 def test_unsubscribe_mid_wait_stops_service_mail(result: SimulationResult) -> None:

@@ -108,7 +108,7 @@ def validate_paths(
             )
         names[item.journey.name] = item.doc.file
         loaded.append(item)
-    needed = {
+    needed: set[tuple[str, str]] = {
         (step.send, step.template)
         for item in loaded
         for step in item.journey.steps
