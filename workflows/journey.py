@@ -226,8 +226,11 @@ class JourneyWorkflow:
                     "send_message", request, result_type=SendMessageResult, **SEND_OPTIONS
                 )
             except ActivityError as exc:
-                # Recorded in the ledger by the activity; the journey goes on with its next step.
-                workflow.logger.warning("step %s failed: %s", step.id, exc.cause or exc)
+                # Recorded in the ledger by the activity; the journey says whether to go on.
+                cause = exc.cause or exc
+                workflow.logger.warning("step %s failed: %s", step.id, cause)
+                if step.on_error == "exit":
+                    raise _Ended("exited", f"step {step.id} failed: {cause}") from None
                 return
             if result.outcome == "sent":
                 self._sent += 1

@@ -150,6 +150,9 @@ class SendStep(StepBase):
     template: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     category: Category | None = None
     when: Expression | None = None
+    # A send that fails (a template that does not render, a refused address) is recorded in the
+    # ledger; the run goes on with the next step, or ends when this says exit.
+    on_error: Literal["continue", "exit"] = "continue"
 
     @field_validator("when")
     @classmethod
