@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -40,6 +41,9 @@ from trouw.render import TemplateError
 from trouw.tokens import TokenPayload, sign_token
 
 FINAL_STATES = {"sent", "suppressed", "failed", "unknown"}
+# How long past the provider timeout an in_flight row still belongs to a live attempt (the
+# rate limiter's wait comes after the mark). Only after that is its outcome unknown.
+LEASE_MARGIN = timedelta(seconds=10)
 COUNTRY_BY_LOCALE = {"nl-BE": "BE", "fr-BE": "BE", "nl-NL": "NL", "fr-FR": "FR"}
 
 
@@ -177,8 +181,9 @@ class MessagingActivities:
     # --- phase 1: claim, decide, render (one transaction) -------------------------------------
     def _prepare(self, input: SendMessageInput) -> SendMessageResult | OutgoingEmail | OutgoingSms:
         with session_scope(self.services.engine) as session:
+            # FOR UPDATE: two attempts at once (a timed-out one still running) take turns here.
             message = session.exec(
-                select(Message).where(Message.message_key == input.message_key)
+                select(Message).where(Message.message_key == input.message_key).with_for_update()
             ).first()
             if message is None:
                 message = Message(
@@ -193,11 +198,26 @@ class MessagingActivities:
                     template=input.template,
                     created_at=input.now,
                 )
-                session.add(message)
-                session.flush()
-            elif message.state in FINAL_STATES:
+                try:
+                    with session.begin_nested():
+                        session.add(message)
+                except IntegrityError:
+                    # Another attempt claimed the key a moment ago: its row decides.
+                    message = session.exec(
+                        select(Message)
+                        .where(Message.message_key == input.message_key)
+                        .with_for_update()
+                    ).one()
+            if message.state in FINAL_STATES:
                 return _result(message)  # a retry or replay: never a second send
-            elif message.state == "in_flight":
+            if message.state == "in_flight":
+                held = _lease_left(message)
+                if held is not None:
+                    raise ApplicationError(
+                        "another attempt is sending this message now",
+                        type="SendInProgressError",
+                        next_retry_delay=held,
+                    )
                 return self._reconcile(session, message, input)
             customer = session.get(Customer, input.customer_id) or Customer(id=input.customer_id)
             consent = current_consent(session, input.customer_id)
@@ -239,7 +259,25 @@ class MessagingActivities:
                 ) from None
             message.state = "in_flight"
             message.attempts += 1
+            # The lease says until when this attempt may still be sending (wall-clock time).
+            lease_until = datetime.now(UTC) + self._lease(input.channel)
+            message.status_history = [
+                *(message.status_history or []),
+                {
+                    "status": "sending",
+                    "at": input.now.isoformat(),
+                    "detail": None,
+                    "lease_until": lease_until.isoformat(),
+                },
+            ]
             return outgoing
+
+    def _lease(self, channel: str) -> timedelta:
+        settings = self.services.settings
+        timeout = settings.provider_timeout_seconds
+        if channel == "email" and settings.email_provider == "smtp":
+            timeout = settings.smtp_timeout_seconds
+        return timedelta(seconds=timeout) + LEASE_MARGIN
 
     def _render(
         self, session: Session, message: Message, customer: Customer, input: SendMessageInput
@@ -327,6 +365,7 @@ class MessagingActivities:
             raise ApplicationError(str(exc), type="TransientDeliveryError") from None
         except AmbiguousDeliveryError as exc:
             # Left in_flight: the next attempt reconciles before anything is sent again.
+            await asyncio.to_thread(self._unknown, input, str(exc))
             raise ApplicationError(str(exc), type="AmbiguousDeliveryError") from None
         except PermanentDeliveryError as exc:
             await asyncio.to_thread(self._fail, input, exc)
@@ -350,6 +389,16 @@ class MessagingActivities:
             _push_status(message, "sent", input.now, provider)
             session.add(message)
             return _result(message)
+
+    def _unknown(self, input: SendMessageInput, detail: str) -> None:
+        """This attempt is over (no lease left) but the provider may have sent the message."""
+        with session_scope(self.services.engine) as session:
+            message = session.exec(
+                select(Message).where(Message.message_key == input.message_key)
+            ).one()
+            message.error = detail
+            _push_status(message, "outcome_unknown", input.now, detail)
+            session.add(message)
 
     def _release(self, input: SendMessageInput, detail: str) -> None:
         with session_scope(self.services.engine) as session:
@@ -399,6 +448,23 @@ def _record_decision(
     message.decided_at = now
     label = decision.action if decision.action != "send" else "allowed"
     _push_status(message, label, now, decision.text)
+
+
+def _lease_left(message: Message) -> timedelta | None:
+    """How long the attempt that marked this row in_flight may still be running, if at all.
+
+    That attempt's "sending" entry holds its lease; an "outcome_unknown" entry after it means
+    the attempt ended (webhook entries may come in between). Rows marked before leases: none.
+    """
+    for entry in reversed(message.status_history or []):
+        if entry.get("status") == "outcome_unknown":
+            return None
+        if entry.get("status") == "sending":
+            if not entry.get("lease_until"):
+                return None
+            left = datetime.fromisoformat(entry["lease_until"]) - datetime.now(UTC)
+            return left if left > timedelta(0) else None
+    return None
 
 
 def _push_status(message: Message, status: str, at: datetime, detail: str | None) -> None:

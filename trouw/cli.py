@@ -412,6 +412,11 @@ def _register_more() -> None:
     apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
     apikey_app.command("create")(apikey_create)
     app.add_typer(apikey_app, name="apikey")
+    from trouw.imports.cli import app as imports_app
+    from trouw.imports.cli import connect_command
+
+    app.add_typer(imports_app, name="import", help="Import POS and ERP exports (CSV, JSON).")
+    app.command("connect")(connect_command)
     app.command("why")(gdpr_cli.why)
     app.command("export")(gdpr_cli.export)
     app.command("forget")(gdpr_cli.forget)

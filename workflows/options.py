@@ -8,8 +8,10 @@ from typing import Any
 from temporalio.common import RetryPolicy
 
 # A send may wait on a provider's rate limit: retries back off up to an hour, for a day at most.
+# start_to_close is how soon an attempt lost with its worker is retried: above the provider
+# timeout (30 s) and the send lease (provider timeout + 10 s, activities/messaging.py).
 SEND_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=2),
+    "start_to_close_timeout": timedelta(seconds=45),
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=2),

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from trouw.consent import current_consent
 from trouw.db.models import Customer, InboundEvent, Order, Product
@@ -186,6 +187,12 @@ class _Importer:
         self.pending_rows = 0
         self._resolved: dict[tuple[str, ...], dict[str, str]] = {}
         self.order_rows: list[_Row] = []
+        self.order_batch: list[list[_Row]] = []
+        self.known_orders: dict[str, str] = {}
+        self.known_events: dict[str, datetime] = {}
+        self.known_customers: set[str] = set()
+        self.cached: list[Any] = []
+        self.backfilled: list[int | None] = []
 
     # -- reading -------------------------------------------------------------------------------
     def columns_for(self, keys: tuple[str, ...]) -> dict[str, str]:
@@ -260,11 +267,19 @@ class _Importer:
         return True
 
     def commit(self) -> None:
+        if self.backfilled:
+            self.session.exec(
+                update(InboundEvent)
+                .where(col(InboundEvent.id).in_(self.backfilled))
+                .values(relayed_at=self.now)
+            )
+            self.backfilled = []
         self.session.commit()
         self.session.close()
         # A fresh session per batch: the identity map never grows with the file.
         self.session = Session(self.engine, expire_on_commit=False)
         self.pending_rows = 0
+        self.cached = []
 
     def close(self) -> None:
         self.session.close()
@@ -347,30 +362,84 @@ class _Importer:
 
     # -- orders --------------------------------------------------------------------------------
     def order_row(self, row: _Row) -> bool:
-        """Collect the rows of one order; flush the previous order when the order id changes."""
+        """Collect the rows of one order; at each order boundary, process a full batch of orders."""
         order_id = row.fields.get("order_id")
         current = self.order_rows[0] if self.order_rows else None
         committed = False
         if current is not None and (order_id is None or current.fields["order_id"] != order_id):
-            committed = self.flush_order()
+            self.end_order()
+            if self.pending_rows >= self.batch_rows:
+                self.process_orders()
+                committed = True
+        self.pending_rows += 1
         if order_id is None:
-            self.reject([row])
-            self.report.records_rejected -= 1  # a loose bad row is not an order
-            return self.done(1) or committed
-        self.order_rows.append(row)
+            # Rejected in turn with the batch, so the reject file stays in line order.
+            self.order_batch.append([row])
+        else:
+            self.order_rows.append(row)
         return committed
 
+    def end_order(self) -> None:
+        if self.order_rows:
+            self.order_batch.append(self.order_rows)
+            self.order_rows = []
+
     def flush_order(self) -> bool:
-        rows, self.order_rows = self.order_rows, []
-        if not rows:
+        """End the last order and process what is buffered (the end of the file)."""
+        self.end_order()
+        if not self.order_batch:
             return False
-        try:
-            self.order(rows)
-        except _Rejected as exc:
-            self.reject(rows, exc.reason)
-        except (IngestError, ValidationError) as exc:
-            self.reject(rows, str(exc).splitlines()[0])
-        return self.done(len(rows))
+        self.process_orders()
+        return True
+
+    def process_orders(self) -> None:
+        """Ingest a batch of whole orders with a few IN queries up front, then commit."""
+        batch, self.order_batch = self.order_batch, []
+        self.prefetch(batch)
+        for rows in batch:
+            if "order_id" not in rows[0].fields:
+                self.reject(rows)
+                self.report.records_rejected -= 1  # a loose bad row is not an order
+                continue
+            try:
+                self.order(rows)
+            except _Rejected as exc:
+                self.reject(rows, exc.reason)
+            except (IngestError, ValidationError) as exc:
+                self.reject(rows, str(exc).splitlines()[0])
+        self.commit()
+
+    def prefetch(self, batch: list[list[_Row]]) -> None:
+        """Load the batch's known orders, customers and products in one query each.
+
+        The objects land in the session's identity map, so the per-order lookups (ours and
+        ingest_event's) are answered from memory; only truly new rows still cost a query.
+        """
+        order_ids = {rows[0].fields["order_id"] for rows in batch if "order_id" in rows[0].fields}
+        customer_ids = {
+            r.fields["customer_id"] for rows in batch for r in rows if "customer_id" in r.fields
+        }
+        skus = {r.fields["sku"] for rows in batch for r in rows if "sku" in r.fields}
+        orders = self.session.exec(select(Order).where(col(Order.id).in_(order_ids))).all()
+        self.known_orders = {o.id: o.customer_id for o in orders}
+        event_ids = [f"import:orders:{order_id}" for order_id in self.known_orders]
+        self.known_events = (
+            {
+                e.source_id: e.received_at
+                for e in self.session.exec(
+                    select(InboundEvent).where(col(InboundEvent.source_id).in_(event_ids))
+                ).all()
+            }
+            if event_ids
+            else {}
+        )
+        customers = self.session.exec(
+            select(Customer).where(col(Customer.id).in_(customer_ids))
+        ).all()
+        products = self.session.exec(select(Product).where(col(Product.sku).in_(skus))).all()
+        # Strong references for the batch: the identity map alone holds objects weakly.
+        self.cached = [*customers, *products]
+        self.known_customers = {c.id for c in customers}
 
     def order(self, rows: list[_Row]) -> None:
         first = rows[0].fields
@@ -393,15 +462,12 @@ class _Importer:
                 if channel
                 else "no channel: map a channel column or set default_channel in the mapping"
             )
-        existing = self.session.get(Order, order_id)
         event_id = f"import:orders:{order_id}"
-        if existing is not None:
-            if existing.customer_id != first["customer_id"]:
+        known_customer = self.known_orders.get(order_id)
+        if known_customer is not None:
+            if known_customer != first["customer_id"]:
                 raise _Rejected(f"order {order_id} already exists for another customer")
-            stored = self.session.exec(
-                select(InboundEvent).where(InboundEvent.source_id == event_id)
-            ).first()
-            if stored is not None and stored.received_at == self.now:
+            if self.known_events.get(event_id) == self.now:
                 raise _Rejected(
                     f"duplicate: order {order_id} was already imported earlier in this file "
                     "(the rows of one order must be adjacent)"
@@ -436,15 +502,28 @@ class _Importer:
             channel=channel,
             store=first.get("store"),
             lines=lines,
-            profile=self.profile(rows),
             source="import",
         )
+        profile = self.profile(rows)
         with self.session.begin_nested():
+            if profile is not None or event.customer not in self.known_customers:
+                # What ingest_event would do with event.profile, done here so the customer
+                # object stays in this batch's cache: one lookup instead of two per new customer.
+                customer = upsert_customer(
+                    self.session,
+                    profile or CustomerIn(id=event.customer),
+                    at=placed_at,
+                    source="import",
+                )
+                self.cached.append(customer)
             stored, new = ingest_event(self.session, event, now=self.now)
-            if new and self.backfill:
-                # Stored as already handed off: the relay never starts journeys for history.
-                stored.relayed_at = self.now
-                self.session.add(stored)
+        if new and self.backfill:
+            # Stored as already handed off (set before this batch commits, in its transaction):
+            # the relay never starts journeys for history.
+            self.backfilled.append(stored.id)
+        self.known_orders[order_id] = first["customer_id"]
+        self.known_events[event_id] = stored.received_at
+        self.known_customers.add(first["customer_id"])
         self.counted(len(rows), new=new)
         if new and not self.backfill and placed_at < self.now - timedelta(days=OLD_ORDER_DAYS):
             self.report.old_orders_started += 1
@@ -466,6 +545,8 @@ class _Importer:
             raise _Rejected(
                 f"order {first['order_id']}: customer details rejected on line {rows[0].record.line}"
             ) from None
+        if incoming.id not in self.known_customers:
+            return incoming
         existing = self.session.get(Customer, incoming.id)
         if existing is not None and not _customer_changes(existing, incoming):
             return None

@@ -1,0 +1,129 @@
+"""Replaying a journey's history re-runs its workflow code and sends nothing to the provider."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from activities.services import Services
+from tests.conftest import ROOT
+from tests.fakes import FakeSendGrid
+from trouw.contracts import JourneyResult
+from trouw.db.engine import make_engine, migrate, session_scope
+from trouw.db.models import Message
+from trouw.ingest import EventIn, ProductIn, ingest_event, upsert_product, wire_event
+from trouw.providers import aclose_provider
+from trouw.settings import Settings
+from trouw.temporal import binary, deliver
+from trouw.worker import WORKFLOWS, build_worker, workflow_runner
+
+TASK_QUEUE = "replay-sends-nothing"
+JOURNEY_ID = "journey:k-3001:post_purchase:P-3001"
+
+
+async def test_replaying_a_post_purchase_history_sends_nothing(tmp_path: Path) -> None:
+    with FakeSendGrid() as sendgrid:
+        settings = Settings(
+            home=tmp_path / "home",
+            database_url=f"sqlite:///{tmp_path / 'replay.db'}",
+            journeys_dir=ROOT / "journeys",
+            templates_dir=ROOT / "templates",
+            signing_keys=["test-key"],
+            email_provider="sendgrid",
+            sendgrid_api_key=sendgrid.api_key,
+            sendgrid_host=sendgrid.url,
+            send_rate_per_second=10_000,
+            task_queue=TASK_QUEUE,
+        )
+        engine = make_engine(settings.effective_database_url)
+        migrate(engine)
+        services = Services.from_settings(settings, engine=engine)
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(binary("temporal-test-server")),
+            data_converter=pydantic_data_converter,
+        )
+        try:
+            async with build_worker(env.client, services, task_queue=TASK_QUEUE):
+                now = await env.get_current_time()
+                with session_scope(engine) as session:
+                    upsert_product(
+                        session,
+                        ProductIn(
+                            sku="LAWN-10",
+                            name="Gazonmest 10 kg",
+                            care={"summary": "Strooi op een droog gazon.", "tips": ["Water."]},
+                        ),
+                    )
+                    row, _new = ingest_event(
+                        session,
+                        EventIn(
+                            id="evt-3001",
+                            type="purchase",
+                            customer="k-3001",
+                            order="P-3001",
+                            channel="pos",
+                            at=now,
+                            lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],
+                            profile={"id": "k-3001", "first_name": "An", "email": "an@example.com"},
+                        ),
+                        now=now,
+                    )
+                    event = wire_event(row)
+                await deliver(env.client, event, task_queue=TASK_QUEUE, search_attributes=False)
+                handle = env.client.get_workflow_handle(JOURNEY_ID)
+                for _ in range(100):  # the customer workflow starts the journey as a child
+                    try:
+                        await handle.describe()
+                        break
+                    except Exception:  # noqa: BLE001 - not started yet
+                        await asyncio.sleep(0.1)
+                await env.sleep(timedelta(days=10))  # past the tips (1 d) and the review (7 d)
+                result = JourneyResult.model_validate(await handle.result())
+                history = await handle.fetch_history()
+                assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        finally:
+            await env.shutdown()
+            for provider in services._providers.values():
+                await aclose_provider(provider)
+
+        with session_scope(engine) as session:
+            sent = session.exec(
+                select(Message.template).where(
+                    Message.workflow_id == JOURNEY_ID, Message.state == "sent"
+                )
+            ).all()
+        assert result.outcome == "completed" and result.sent == 3
+        assert sorted(sent) == ["care_tips", "order_confirmation", "review_request"]
+        journey_keys = [
+            key
+            for key in (m["custom_args"]["message_key"] for m in sendgrid.mails)
+            if key.startswith(JOURNEY_ID)
+        ]
+        assert len(journey_keys) == 3 == len(set(journey_keys))
+        scheduled = [
+            e
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "send_message"
+        ]
+        assert len(scheduled) == 3
+
+        before = len(sendgrid.requests)
+        replayer = Replayer(
+            workflows=list(WORKFLOWS),
+            data_converter=pydantic_data_converter,
+            workflow_runner=workflow_runner(),
+        )
+        replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert replayed.replay_failure is None
+        await asyncio.sleep(0.5)  # a send from workflow code would have reached the fake by now
+        assert len(sendgrid.requests) == before, "replay must never reach the provider"
+        engine.dispose()
