@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 from temporalio.client import Client
 
+from trouw.contracts import CustomerEvent
 from trouw.db.engine import session_scope
 from trouw.db.models import InboundEvent
 from trouw.ingest import pending_events, wire_event
@@ -31,15 +32,27 @@ async def hand_off(
     A crash between the two leaves relayed_at empty and the sweep sends it again; the customer
     workflow drops the repeat by event id, so the journey starts once.
     """
-    with session_scope(engine) as session:
-        row = session.exec(select(InboundEvent).where(InboundEvent.source_id == source_id)).one()
-        event = wire_event(row)
+
+    def load() -> CustomerEvent:
+        with session_scope(engine) as session:
+            row = session.exec(
+                select(InboundEvent).where(InboundEvent.source_id == source_id)
+            ).one()
+            return wire_event(row)
+
+    def mark() -> None:
+        with session_scope(engine) as session:
+            row = session.exec(
+                select(InboundEvent).where(InboundEvent.source_id == source_id)
+            ).one()
+            if row.relayed_at is None:
+                row.relayed_at = datetime.now(UTC)
+                session.add(row)
+
+    # Database work off the event loop: the API serves other requests meanwhile.
+    event = await asyncio.to_thread(load)
     await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
-    with session_scope(engine) as session:
-        row = session.exec(select(InboundEvent).where(InboundEvent.source_id == source_id)).one()
-        if row.relayed_at is None:
-            row.relayed_at = datetime.now(UTC)
-            session.add(row)
+    await asyncio.to_thread(mark)
 
 
 async def relay_pending(

@@ -18,7 +18,8 @@ from tests.workflows.scenario import write_scenario
 from tests.workflows.test_shipped_journeys import CUSTOMERS, EVENTS
 from trouw.simulate import load_scenario, simulate
 
-HISTORIES = Path(__file__).parent / "histories"
+# Each engine version's histories stay: v1 before the parallel child starts, current after.
+HISTORIES = Path(__file__).parent / "histories" / "current"
 
 
 async def record() -> list[Path]:
@@ -35,7 +36,7 @@ async def record() -> list[Path]:
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    HISTORIES.mkdir(exist_ok=True)
+    HISTORIES.mkdir(parents=True, exist_ok=True)
     written = []
     for workflow_id, history in sorted(histories.items()):
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow_id) + ".json"

@@ -11,14 +11,16 @@ from temporalio.worker import Replayer
 
 from trouw.worker import WORKFLOWS, workflow_runner
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 HISTORY_BY_NAME = {
-    p.stem: WorkflowHistory.from_json(p.stem, p.read_text(encoding="utf-8")) for p in HISTORIES
+    f"{p.parent.name}/{p.stem}": WorkflowHistory.from_json(p.stem, p.read_text(encoding="utf-8"))
+    for p in HISTORIES
 }
 
 
-def test_histories_cover_every_shipped_journey() -> None:
-    names = {path.name for path in HISTORIES}
+@pytest.mark.parametrize("version", ["v1", "current"])
+def test_histories_cover_every_shipped_journey(version: str) -> None:
+    names = {path.name for path in HISTORIES if path.parent.name == version}
     for journey in (
         "post_purchase",
         "refill",
@@ -31,9 +33,9 @@ def test_histories_cover_every_shipped_journey() -> None:
     assert any(name.startswith("customer_") for name in names)
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+@pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    history = HISTORY_BY_NAME[path.stem]
+    history = HISTORY_BY_NAME[f"{path.parent.name}/{path.stem}"]
     replayer = Replayer(
         workflows=list(WORKFLOWS),
         data_converter=pydantic_data_converter,
