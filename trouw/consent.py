@@ -127,21 +127,45 @@ def suppress(
     for each in channels:
         address = customer.email if each == "email" else customer.phone
         key = address_hash(address) if address else address_hash(f"customer:{customer.id}")
-        exists = session.exec(
-            select(Suppression).where(
-                Suppression.address_hash == key,
-                Suppression.channel == each,
-                Suppression.reason == reason,
-            )
-        ).first()
-        if exists is None:
-            session.add(
-                Suppression(
-                    address_hash=key,
-                    customer_id=customer.id,
-                    channel=each,
-                    reason=reason,
-                    at=at,
-                    source=source,
-                )
-            )
+        add_suppression(
+            session,
+            key=key,
+            customer_id=customer.id,
+            channel=each,
+            reason=reason,
+            at=at,
+            source=source,
+        )
+
+
+def add_suppression(
+    session: Session,
+    *,
+    key: str,
+    customer_id: str | None,
+    channel: str,
+    reason: str,
+    at: datetime,
+    source: str | None,
+) -> bool:
+    """Record a suppression of an address hash once; False when it was already there."""
+    exists = session.exec(
+        select(Suppression.id).where(
+            Suppression.address_hash == key,
+            Suppression.channel == channel,
+            Suppression.reason == reason,
+        )
+    ).first()
+    if exists is not None:
+        return False
+    session.add(
+        Suppression(
+            address_hash=key,
+            customer_id=customer_id,
+            channel=channel,
+            reason=reason,
+            at=at,
+            source=source,
+        )
+    )
+    return True

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
-from trouw.consent import CHANNELS, address_hash, current_consent
+from trouw.consent import CHANNELS, add_suppression, address_hash, current_consent
 from trouw.contracts import customer_workflow_id
 from trouw.db.engine import session_scope
 from trouw.db.models import (
@@ -365,26 +365,15 @@ def _suppress_addresses(session: Session, customer: Customer, at: datetime) -> i
     for channel, address in (("email", customer.email), ("sms", customer.phone)):
         if not address:
             continue
-        key = address_hash(address)
-        exists = session.exec(
-            select(Suppression.id).where(
-                Suppression.address_hash == key,
-                Suppression.channel == channel,
-                Suppression.reason == ERASED,
-            )
-        ).first()
-        if exists is None:
-            session.add(
-                Suppression(
-                    address_hash=key,
-                    customer_id=customer.id,
-                    channel=channel,
-                    reason=ERASED,
-                    at=at,
-                    source="erasure",
-                )
-            )
-            added += 1
+        added += add_suppression(
+            session,
+            key=address_hash(address),
+            customer_id=customer.id,
+            channel=channel,
+            reason=ERASED,
+            at=at,
+            source="erasure",
+        )
     return added
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from trouw.consent import record_consent, suppress
 from trouw.contracts import CustomerEvent
 from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Product, Voucher
 
-EVENT_TYPES = (
+EventType = Literal[
     "register",
     "purchase",
     "delivered",
@@ -27,7 +27,8 @@ EVENT_TYPES = (
     "sms_stop",
     "voucher_redeemed",
     "custom",
-)
+]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 Locale = Literal["nl-BE", "nl-NL", "fr-BE", "en"]
 
 
@@ -95,20 +96,7 @@ class EventIn(Strict):
     """One event from any source; `id` is the source's own id and makes re-sending harmless."""
 
     id: str = Field(min_length=1, max_length=200)
-    type: Literal[
-        "register",
-        "purchase",
-        "delivered",
-        "returned",
-        "review",
-        "opt_in",
-        "opt_out",
-        "unsubscribe",
-        "bounce",
-        "sms_stop",
-        "voucher_redeemed",
-        "custom",
-    ]
+    type: EventType
     customer: str = Field(min_length=1, max_length=64)
     at: datetime | None = None
     order: str | None = Field(default=None, max_length=64)

@@ -224,11 +224,11 @@ def journey_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml") if p.is_file())
 
 
-def load_journeys(directory: Path) -> dict[str, LoadedJourney]:
-    """Every journey in a folder by name; all problems of all files in one JourneyError."""
+def load_files(files: Iterable[Path]) -> tuple[dict[str, LoadedJourney], list[Problem]]:
+    """Load journey files by name; a file that fails or repeats a name becomes a Problem."""
     loaded: dict[str, LoadedJourney] = {}
     problems: list[Problem] = []
-    for path in journey_files(directory):
+    for path in files:
         try:
             item = load_journey(path)
         except JourneyError as exc:
@@ -244,6 +244,12 @@ def load_journeys(directory: Path) -> dict[str, LoadedJourney]:
             )
             continue
         loaded[item.journey.name] = item
+    return loaded, problems
+
+
+def load_journeys(directory: Path) -> dict[str, LoadedJourney]:
+    """Every journey in a folder by name; all problems of all files in one JourneyError."""
+    loaded, problems = load_files(journey_files(directory))
     if problems:
         raise JourneyError(problems)
     return loaded

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from trouw.journey.graph import structure_problems
-from trouw.journey.loader import JourneyError, LoadedJourney, Problem, journey_files, load_journey
+from trouw.journey.loader import LoadedJourney, Problem, journey_files, load_files
 from trouw.journey.model import CallStep, SendStep
 
 
@@ -91,23 +91,9 @@ def validate_paths(
     templates = TemplateStore(templates_dir) if templates_dir.is_dir() else None
     if templates is None:
         problems.append(Problem(str(templates_dir), 1, 1, "templates folder not found"))
-    loaded: list[LoadedJourney] = []
-    names: dict[str, str] = {}
-    for file in files:
-        try:
-            item = load_journey(file)
-        except JourneyError as exc:
-            problems.extend(exc.problems)
-            continue
-        if item.journey.name in names:
-            problems.append(
-                item.doc.problem(
-                    ["journey"],
-                    f"journey '{item.journey.name}' is also defined in {names[item.journey.name]}",
-                )
-            )
-        names[item.journey.name] = item.doc.file
-        loaded.append(item)
+    by_name, load_problems = load_files(files)
+    problems.extend(load_problems)
+    loaded = list(by_name.values())
     needed: set[tuple[str, str]] = {
         (step.send, step.template)
         for item in loaded
