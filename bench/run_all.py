@@ -32,7 +32,10 @@ def main() -> int:
         print(f"=== {title} ===", flush=True)
         started = time.monotonic()
         done = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]], check=False)
-        print(f"--- {args[0]}: exit {done.returncode} in {time.monotonic() - started:.0f} s\n", flush=True)
+        print(
+            f"--- {args[0]}: exit {done.returncode} in {time.monotonic() - started:.0f} s\n",
+            flush=True,
+        )
         failed += done.returncode != 0
     return 1 if failed else 0
 

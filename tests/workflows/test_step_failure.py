@@ -35,16 +35,39 @@ def test_template_error_is_recorded_and_the_journey_decides(tmp_path: Path, on_e
     shutil.copytree(ROOT / "templates", templates)
     body = templates / "email/care_tips/body.mjml"
     # a variable no context has: a marketer's typo
-    body.write_text(body.read_text().replace("</mj-body>", "<mj-raw>{{ customer.nick_name }}</mj-raw></mj-body>", 1))
+    body.write_text(
+        body.read_text().replace(
+            "</mj-body>", "<mj-raw>{{ customer.nick_name }}</mj-raw></mj-body>", 1
+        )
+    )
     journeys = tmp_path / "journeys"
     journeys.mkdir()
     (journeys / "failing.yaml").write_text(JOURNEY.replace("ON_ERROR", on_error))
     customers = [
-        {"id": "f1", "first_name": "Fien", "email": "f1@example.com", "locale": "nl-BE", "birthday": "1980-01-01"},
-        {"id": "f2", "first_name": "Gert", "email": "f2@example.com", "locale": "nl-BE", "birthday": "1980-01-01"},
+        {
+            "id": "f1",
+            "first_name": "Fien",
+            "email": "f1@example.com",
+            "locale": "nl-BE",
+            "birthday": "1980-01-01",
+        },
+        {
+            "id": "f2",
+            "first_name": "Gert",
+            "email": "f2@example.com",
+            "locale": "nl-BE",
+            "birthday": "1980-01-01",
+        },
     ]
     events = [
-        {"at": "0d", "type": "purchase", "customer": c, "order": f"o-{c}", "channel": "pos", "lines": [{"sku": "ROSE-01"}]}
+        {
+            "at": "0d",
+            "type": "purchase",
+            "customer": c,
+            "order": f"o-{c}",
+            "channel": "pos",
+            "lines": [{"sku": "ROSE-01"}],
+        }
         for c in ("f1", "f2")
     ]
     path = write_scenario(tmp_path / "s.yaml", customers=customers, events=events, until="3d")
