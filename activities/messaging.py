@@ -161,7 +161,7 @@ def template_context(
     context["shop"] = {
         "name": services.settings.shop_name,
         "url": services.settings.public_url,
-        "address": "",
+        "address": services.settings.shop_address,
     }
     return context
 

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     default_locale: Literal["nl-BE", "nl-NL", "fr-BE", "en"] = "nl-BE"
     default_timezone: str = "Europe/Brussels"
     shop_name: str = "Tuincentrum De Linde"
+    shop_address: str = "Lindestraat 12, 9000 Gent"
 
     # Providers per channel: outbox (local files), sendgrid or smtp for email; outbox or twilio for SMS.
     email_provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
