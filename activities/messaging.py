@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
+from trouw.callbacks import MESSAGE_STATUSES
 from trouw.consent import ConsentState, current_consent, suppress
 from trouw.context import build_context
 from trouw.contracts import SendMessageInput, SendMessageResult
@@ -40,6 +41,8 @@ from trouw.providers.base import (
 from trouw.render import TemplateError
 from trouw.tokens import TokenPayload, sign_token
 
+# Statuses only a provider callback sets (processed and later): the provider has the message.
+PROVIDER_ACCEPTED = frozenset(MESSAGE_STATUSES[MESSAGE_STATUSES.index("processed") :])
 FINAL_STATES = {"sent", "suppressed", "failed", "unknown"}
 # How long past the provider timeout an in_flight row still belongs to a live attempt (the
 # rate limiter's wait comes after the mark). Only after that is its outcome unknown.
@@ -319,7 +322,21 @@ class MessagingActivities:
     def _reconcile(
         self, session: Session, message: Message, input: SendMessageInput
     ) -> SendMessageResult:
-        """The last attempt may have reached the provider: resend only what may be duplicated."""
+        """The last attempt may have reached the provider: resend only what may be duplicated.
+
+        First ask what the provider told us meanwhile: a delivery event for this message key
+        (SendGrid's event webhook, Twilio's status callback) proves it was accepted.
+        """
+        if message.status in PROVIDER_ACCEPTED:
+            message.state = "sent"
+            message.sent_at = message.sent_at or input.now
+            _push_status(
+                message,
+                "reconciled",
+                input.now,
+                f"outcome was unknown; the provider reported {message.status}: not resent",
+            )
+            return _result(message)
         settings = self.services.settings
         resend = {
             "transactional": settings.resend_unknown_transactional,

@@ -391,6 +391,27 @@ async def test_transactional_after_unknown_outcome_is_resent_once(
     assert len(sendgrid.requests) == 2
 
 
+async def test_unknown_outcome_settled_by_a_provider_event_is_not_resent(
+    services: Services, sendgrid: FakeSendGrid, engine: Engine
+) -> None:
+    input = request()
+    sendgrid.fail_next(500)
+    with pytest.raises(ApplicationError):
+        await send(services, input)
+    # SendGrid's event webhook reports the message delivered before the retry runs
+    with session_scope(engine) as session:
+        row = session.exec(select(Message).where(Message.message_key == input.message_key)).one()
+        row.status = "delivered"
+        session.add(row)
+    expire_lease(engine, input.message_key)
+    result = await send_with_retries(services, input)
+    assert result.outcome == "sent"
+    assert len(sendgrid.requests) == 1
+    row = ledger(engine, input.message_key)
+    assert (row.state, row.status) == ("sent", "delivered")
+    assert row.status_history[-1]["status"] == "reconciled"
+
+
 @pytest.mark.parametrize("category", ["service", "promotional"])
 async def test_service_or_promotional_after_unknown_outcome_is_not_resent(
     category: str, services: Services, sendgrid: FakeSendGrid, engine: Engine
