@@ -111,3 +111,21 @@ def test_validate_reports_and_exits_1(tmp_path: Path) -> None:
     )
     ok = trouw("validate")
     assert ok.returncode == 0 and "6 journey(s) valid" in ok.stdout
+
+
+def test_preview_prints_subject_size_and_sms_segments(tmp_path: Path) -> None:
+    done = trouw("preview", "refill_reminder", "--locale", "fr-BE", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "email refill_reminder (fr-BE)" in done.stdout
+    assert "subject:" in done.stdout and "segments:" in done.stdout
+    assert (tmp_path / "refill_reminder.fr-BE.html").is_file()
+    assert (tmp_path / "refill_reminder.fr-BE.sms.txt").is_file()
+    unknown = trouw("preview", "no_such_template", "--out", str(tmp_path))
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error: unknown template 'no_such_template'")
+
+
+def test_templates_check_passes_on_the_shipped_templates() -> None:
+    done = trouw("templates", "check")
+    assert done.returncode == 0, done.stderr
+    assert "10 template(s) render in every locale" in done.stdout
