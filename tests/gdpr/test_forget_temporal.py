@@ -89,7 +89,6 @@ async def test_forget_command_connects_to_the_configured_temporal(
     )
     monkeypatch.setattr(gdpr_cli, "_settings", lambda: configured)
     monkeypatch.setattr(gdpr_cli, "_engine", lambda _settings: engine)
-    monkeypatch.setattr(gdpr_cli, "_leave", lambda: None)  # os._exit would end pytest
     app = typer.Typer()
     app.command("forget")(gdpr_cli.forget)
     app.command("noop")(lambda: None)

@@ -32,7 +32,7 @@ from trouw.callbacks import (
     verify_sendgrid_signature,
     verify_twilio_signature,
 )
-from trouw.consent import address_hash, record_consent
+from trouw.consent import add_suppression, address_hash, record_consent
 from trouw.db.engine import session_scope
 from trouw.db.models import CallbackEvent, Customer, Message, Suppression
 from trouw.ingest import EventIn, IngestError
@@ -91,25 +91,15 @@ def suppress_address(
     customer_id: str | None = None,
 ) -> None:
     """Suppress an address (known customer or not); one row per address, channel and reason."""
-    key = address_hash(address)
-    exists = session.exec(
-        select(Suppression).where(
-            Suppression.address_hash == key,
-            Suppression.channel == channel,
-            Suppression.reason == reason,
-        )
-    ).first()
-    if exists is None:
-        session.add(
-            Suppression(
-                address_hash=key,
-                customer_id=customer_id,
-                channel=channel,
-                reason=reason,
-                at=at,
-                source=source,
-            )
-        )
+    add_suppression(
+        session,
+        key=address_hash(address),
+        customer_id=customer_id,
+        channel=channel,
+        reason=reason,
+        at=at,
+        source=source,
+    )
 
 
 def _new_markers(session: Session, effects: Sequence[Effect]) -> list[Effect]:

@@ -1,4 +1,4 @@
-"""`trouw apikey create`: make an API key and print it once (the lead registers the command)."""
+"""`trouw apikey create`: make an API key and print it once (registered by trouw.cli)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,15 @@ def apikey_create(
     ),
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
-    from trouw.db.engine import DatabaseError, get_engine, session_scope
-    from trouw.settings import SettingsError, load_settings
+    from trouw.db.engine import session_scope
+    from trouw.terminal import engine_or_fail, fail, settings_or_fail
 
+    engine = engine_or_fail(settings_or_fail())
     try:
-        settings = load_settings()
-        engine = get_engine(settings.effective_database_url)
         with session_scope(engine) as session:
             key = create_api_key(session, name=name, scopes=scopes)
-    except (SettingsError, DatabaseError, UnknownScopeError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (UnknownScopeError, ValueError) as exc:
+        fail(str(exc))
     typer.echo(key)
     typer.echo(
         f"Key {name!r} ({', '.join(dict.fromkeys(scopes))}) created. Keep it safe: it is not "

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from trouw.imports.importer import Progress
 from trouw.imports.mapping import Kind
-from trouw.settings import Settings, SettingsError, load_settings
+from trouw.terminal import console, engine_or_fail, err, fail, settings_or_fail
 
 app = typer.Typer(
     help="Import customers, products or order lines from a POS or ERP export (CSV or JSON).",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
 
 MAPPING = typer.Option(
     None, "--mapping", help="Mapping NAME from config/import_mappings.toml (default: default)."
@@ -35,34 +28,6 @@ MAPPINGS_FILE = typer.Option(
 REJECT_FILE = typer.Option(
     None, "--reject-file", help="Where rejected rows go (default: FILE.rejects.csv)."
 )
-
-
-def _exit(code: int) -> NoReturn:
-    # Same exit as trouw/cli.py: flush and leave at once (the Temporal client can crash at exit).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    _exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        _fail(str(exc), 2)
-
-
-def _engine(settings: Settings) -> Any:
-    from trouw.db.engine import DatabaseError, get_engine
-
-    try:
-        return get_engine(settings.effective_database_url)
-    except DatabaseError as exc:
-        _fail(str(exc))
 
 
 @contextmanager
@@ -109,10 +74,10 @@ def run_import(
     from trouw.imports.importer import ImportFileError, import_file
     from trouw.imports.mapping import MappingError
 
-    settings = _settings()
+    settings = settings_or_fail()
     if not file.is_file():
-        _fail(f"{file}: no such file")
-    engine = _engine(settings)
+        fail(f"{file}: no such file")
+    engine = engine_or_fail(settings)
     try:
         with _progress_bar(f"importing {file.name}") as progress:
             report = import_file(
@@ -127,19 +92,18 @@ def run_import(
                 progress=progress,
             )
     except (ImportFileError, MappingError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         err.print(
             "interrupted: the batches committed so far stay; run the same import again to "
             "finish (it skips what is there)",
             highlight=False,
         )
-        _exit(130)
+        raise typer.Exit(130) from None
     for line in report.summary():
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     if report.error:
-        _fail(report.error)
-    _exit(0)
+        fail(report.error)
 
 
 @app.command("customers")
@@ -224,9 +188,9 @@ def connect_command(
         interval = parse_duration(every)
         settle_seconds = parse_duration(settle) if settle.strip() not in ("0", "0s") else 0.0
     except ValueError as exc:
-        _fail(str(exc))
-    settings = _settings()
-    engine = _engine(settings)
+        fail(str(exc))
+    settings = settings_or_fail()
+    engine = engine_or_fail(settings)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -254,4 +218,3 @@ def connect_command(
         settle_seconds=settle_seconds,
     )
     console.print("stopped", highlight=False)
-    _exit(0)
