@@ -169,6 +169,20 @@ def template_context(
     return context
 
 
+def at_this_attempt(input: SendMessageInput) -> SendMessageInput:
+    """The input with `now` moved to this attempt's start.
+
+    A retry can run hours after the workflow scheduled the send (rate limits back off up to an
+    hour); quiet hours, caps and the sent time must see the retry's time, not the first one.
+    Both times are the server's, so the simulator's clock offset carries over.
+    """
+    info = activity.info()
+    late = info.current_attempt_scheduled_time - info.scheduled_time
+    if late <= timedelta(0):
+        return input
+    return input.model_copy(update={"now": input.now + late})
+
+
 class MessagingActivities:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -176,6 +190,7 @@ class MessagingActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
+        input = at_this_attempt(input)
         prepared = await asyncio.to_thread(self._prepare, input)
         if isinstance(prepared, SendMessageResult):
             return prepared

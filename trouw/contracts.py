@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 CUSTOMER_WORKFLOW = "Customer"
 JOURNEY_WORKFLOW = "Journey"
 RECORD_EVENT_SIGNAL = "record_event"
+PING_SIGNAL = "ping"  # answered by a running journey run: nothing else happens
 STATUS_QUERY = "status"
 
 
@@ -81,6 +82,7 @@ class ResumeState(Wire):
     vars: dict[str, Any] = Field(default_factory=dict)
     events: dict[str, Any] = Field(default_factory=dict)
     visits: dict[str, int] = Field(default_factory=dict)
+    inbox: list[CustomerEvent] = Field(default_factory=list)  # events a later wait_for may need
 
 
 class JourneyInput(Wire):

@@ -14,6 +14,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
         CUSTOMER_WORKFLOW,
+        PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
         STATUS_QUERY,
         ActiveRun,
@@ -74,6 +75,7 @@ class CustomerWorkflow:
             try:
                 await workflow.wait_condition(lambda: bool(self._queue), timeout=IDLE_END)
             except TimeoutError:
+                await self._forget_finished_carried_runs(input)
                 if not self._runs and not self._queue:
                     return  # idle: the next event starts a fresh execution
                 continue
@@ -99,6 +101,15 @@ class CustomerWorkflow:
                         handled=self._handled,
                     )
                 )
+
+    async def _forget_finished_carried_runs(self, input: CustomerInput) -> None:
+        """Runs carried over continue-as-new have no watcher: ask each whether it still runs."""
+        carried = {run.workflow_id for run in input.runs}
+        for workflow_id in sorted(carried & set(self._runs)):
+            try:
+                await workflow.get_external_workflow_handle(workflow_id).signal(PING_SIGNAL)
+            except Exception:  # noqa: BLE001 - it has ended
+                self._runs.pop(workflow_id, None)
 
     async def _route(self, event: CustomerEvent) -> None:
         """Hand the event to runs that listen for it (exits, waits, goals), before new runs start."""

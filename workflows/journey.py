@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
         JOURNEY_WORKFLOW,
+        PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
         STATUS_QUERY,
         CallActivityInput,
@@ -57,6 +58,7 @@ STEP = SearchAttributeKey.for_keyword("Step")
 NEXT_WAKEUP = SearchAttributeKey.for_datetime("NextWakeup")
 # Continue-as-new well before Temporal's 50k-event limit; a yearly journey does it every cycle.
 HISTORY_LIMIT = 4000
+FRESH_YEARLY_CONTEXT = "fresh-yearly-context"
 
 
 class _Ended(Exception):
@@ -86,6 +88,10 @@ class JourneyWorkflow:
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
     def record_event(self, event: CustomerEvent) -> None:
         self._inbox.append(event)
+        self._judge(event)
+
+    def _judge(self, event: CustomerEvent) -> None:
+        """Does this event end the run (a goal or an exit rule)?"""
         if self._journey is None or self._input is None or self._ended is not None:
             return
         for goal in self._journey.settings.goals:
@@ -101,6 +107,10 @@ class JourneyWorkflow:
                 continue
             self._ended = _Ended("exited", f"exit on {event.type}", by_event=True)
             return
+
+    @workflow.signal(name=PING_SIGNAL)
+    def ping(self) -> None:
+        """Lets the customer workflow find out whether this run still runs."""
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> str:
@@ -124,7 +134,13 @@ class JourneyWorkflow:
         self._vars: dict[str, Any] = dict(resume.vars)
         self._events: dict[str, Any] = dict(resume.events)
         self._visits: dict[str, int] = dict(resume.visits)
-        self._stale = False
+        self._inbox[:0] = resume.inbox
+        # A yearly cycle starts from today's data, not the first cycle's snapshot (patched:
+        # cycles that started before this change replay without the reload).
+        self._stale = input.cycle > 0 and workflow.patched(FRESH_YEARLY_CONTEXT)
+        # Signals delivered with the start arrive before the journey is parsed: judge them now.
+        for early in list(self._inbox):
+            self._judge(early)
         step_id: str | None = resume.step
         try:
             if input.resume is None and journey.trigger.date is not None:
@@ -153,8 +169,9 @@ class JourneyWorkflow:
 
     def _next_cycle(self, input: JourneyInput) -> None:
         """A yearly journey starts its next cycle with a fresh history."""
+        trigger = input.trigger.model_copy(update={"at": self._now()})
         workflow.continue_as_new(
-            input.model_copy(update={"cycle": input.cycle + 1, "resume": None})
+            input.model_copy(update={"cycle": input.cycle + 1, "resume": None, "trigger": trigger})
         )
 
     async def _run_step(self, step: StepBase) -> str | None:
@@ -164,8 +181,10 @@ class JourneyWorkflow:
             await self._send(step)
         elif isinstance(step, WaitStep):
             await self._sleep_until(self._now() + parse_duration(step.wait), f"waiting {step.wait}")
+            self._maybe_continue_as_new(follow)
         elif isinstance(step, WaitUntilStep):
             await self._wait_until(step)
+            self._maybe_continue_as_new(follow)
         elif isinstance(step, WaitForStep):
             return await self._wait_for(step, follow)
         elif isinstance(step, BranchStep):
@@ -389,7 +408,6 @@ class JourneyWorkflow:
         self._wake = None
         self._stale = True
         self._check_ended()
-        await self._maybe_continue_as_new()
 
     async def _show(self, step: str, wake: datetime) -> None:
         assert self._input is not None
@@ -397,7 +415,8 @@ class JourneyWorkflow:
         if self._input.search_attributes:
             workflow.upsert_search_attributes([STEP.value_set(step), NEXT_WAKEUP.value_set(wake)])
 
-    async def _maybe_continue_as_new(self) -> None:
+    def _maybe_continue_as_new(self, follow: str | None) -> None:
+        """At the end of a wait step (a step boundary), start afresh if the history is long."""
         assert self._input is not None
         info = workflow.info()
         if (
@@ -405,14 +424,15 @@ class JourneyWorkflow:
             and not info.is_continue_as_new_suggested()
         ):
             return
-        assert self._journey is not None and self._step is not None
-        # Resume at the step after the wait that just ended.
-        follow = default_next(self._journey, self._step)
         workflow.continue_as_new(
             self._input.model_copy(
                 update={
                     "resume": ResumeState(
-                        step=follow, vars=self._vars, events=self._events, visits=self._visits
+                        step=follow,
+                        vars=self._vars,
+                        events=self._events,
+                        visits=self._visits,
+                        inbox=self._inbox,
                     ),
                     "context": _jsonable(self._ctx),
                 }

@@ -267,6 +267,29 @@ async def test_sms_in_quiet_hours_is_deferred_to_eight_and_sent_then(
     assert row.state == "sent" and row.provider_id == twilio.messages[0]["sid"]
 
 
+async def test_a_late_retry_is_judged_at_its_own_time(
+    services: Services, twilio: FakeTwilio, engine: Engine
+) -> None:
+    # Scheduled at 20:50 in Brussels, but this attempt (after rate-limit backoff) starts at 22:30.
+    scheduled = datetime(2026, 3, 2, 19, 50, tzinfo=UTC)
+    input = request(
+        "journey:k-2001:post_purchase:W-2001#0:delivery_sms:sms",
+        channel="sms",
+        template="delivery_notice",
+        now=scheduled,
+    )
+    env = ActivityEnvironment()
+    env.info = replace(
+        env.info,
+        attempt=3,
+        scheduled_time=scheduled,
+        current_attempt_scheduled_time=scheduled + timedelta(hours=1, minutes=40),
+    )
+    result = await env.run(MessagingActivities(services).send_message, input)
+    assert (result.outcome, result.reason) == ("deferred", "quiet_hours")
+    assert twilio.requests == []
+
+
 async def test_rate_limit_releases_the_claim_and_retries_after_the_reset(
     services: Services, sendgrid: FakeSendGrid, engine: Engine
 ) -> None:
