@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlalchemy.exc import IntegrityError
@@ -29,12 +29,19 @@ EventType = Literal[
     "voucher_redeemed",
     "custom",
 ]
-EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 Locale = Literal["nl-BE", "nl-NL", "fr-BE", "en"]
 
 
 class IngestError(ValueError):
     """An event that cannot be applied (an unknown order, say); the message says why."""
+
+
+def erased_error(customer_id: str) -> IngestError:
+    """The refusal for anything sent about an erased customer (GDPR art. 17): nothing revives it."""
+    return IngestError(
+        f"customer {customer_id!r} was erased: its data cannot be stored again; "
+        "use a new customer id for this person"
+    )
 
 
 class Strict(BaseModel):
@@ -126,6 +133,8 @@ def upsert_customer(session: Session, data: CustomerIn, *, at: datetime, source:
     customer = session.get(Customer, data.id)
     if customer is None:
         customer = Customer(id=data.id, created_at=at)
+    elif customer.erased:
+        raise erased_error(data.id)
     for name in ("email", "phone", "first_name", "last_name", "locale", "timezone", "birthday"):
         value = getattr(data, name)
         if value is not None:
@@ -251,6 +260,8 @@ def _apply(session: Session, event: EventIn, customer: Customer, at: datetime) -
                 granted=False,
                 at=at,
                 source=event.source,
+                wording_version=event.wording_version,
+                wording_text=event.wording_text,
             )
         suppress(
             session,
@@ -322,6 +333,8 @@ def ingest_event(
 def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> InboundEvent:
     at = event.at or now or datetime.now(UTC)
     customer = session.get(Customer, event.customer)
+    if customer is not None and customer.erased:
+        raise erased_error(event.customer)
     if event.profile is not None:
         if event.profile.id != event.customer:
             raise IngestError("profile.id differs from customer")

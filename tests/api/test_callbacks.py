@@ -96,8 +96,9 @@ def test_sendgrid_blocked_is_not_a_hard_bounce(mail: Api, sendgrid_signer: SendG
 
 def test_sendgrid_spamreport_and_unsubscribe(mail: Api, sendgrid_signer: SendGridSigner) -> None:
     post_sendgrid(mail, sendgrid_signer, [sg_event("spamreport", "s1")])
-    reasons = {s.reason for s in suppressions(mail.engine)}
-    assert reasons == {"spam_complaint", "unsubscribe"}
+    # The provider's suppression (spam_complaint) is tied to the message's customer too.
+    reasons = {(s.reason, s.customer_id) for s in suppressions(mail.engine)}
+    assert reasons == {("spam_complaint", "c1"), ("unsubscribe", "c1")}
     assert message(mail.engine, KEY).status == "spam_complaint"
     withdrawn = {(r.channel, r.scope) for r in consents(mail.engine) if not r.granted}
     assert withdrawn == {("email", "promotional"), ("email", "service")}

@@ -10,7 +10,8 @@ import pytest
 
 from tests.api.conftest import Api, add_message, events, rows
 from trouw.db.engine import session_scope
-from trouw.db.models import JourneyRun, Order, Product
+from trouw.db.models import Customer, JourneyRun, Order, Product
+from trouw.gdpr import erase
 
 PURCHASE = {
     "id": "pos-gent-2026-0001",
@@ -121,6 +122,23 @@ def test_an_event_that_cannot_apply_is_422_and_stores_nothing(api: Api) -> None:
     assert response.status_code == 422
     assert "unknown customer" in response.json()["detail"][0]["message"]
     assert events(api.engine) == []
+
+
+def test_an_erased_customer_is_422_and_stays_erased(api: Api) -> None:
+    assert api.post("/v1/events", PURCHASE).status_code == 202
+    with session_scope(api.engine) as session:
+        erase(session, customer_id="c1", at=datetime.now(UTC))
+    again = {**PURCHASE, "id": "pos-gent-2026-0002", "order": "o2"}
+    response = api.post("/v1/events", again)
+    assert response.status_code == 422
+    message = response.json()["detail"][0]["message"]
+    assert message.startswith("customer 'c1' was erased") and "new customer id" in message
+    refused = api.post("/v1/customers", {"id": "c1", "email": "bart@example.com"})
+    assert refused.status_code == 422
+    assert "was erased" in refused.json()["detail"][0]["message"]
+    assert len(events(api.engine)) == 1 and len(rows(api.engine, Order)) == 1
+    [tombstone] = rows(api.engine, Customer)
+    assert tombstone.erased and (tombstone.email, tombstone.first_name) == (None, None)
 
 
 def test_customers_and_products_are_upserted(api: Api) -> None:

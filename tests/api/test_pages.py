@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.api.conftest import Api, add_customer, consents, events, suppressions
+from trouw.db.engine import session_scope
+from trouw.gdpr import erase
 from trouw.tokens import TokenPayload, sign_token
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -129,6 +133,16 @@ def test_suppressed_channel_is_shown_but_not_changed(shopper: Api) -> None:
     before = len(consents(shopper.engine))
     shopper.client.post(link, data={"email_promotional": "yes", "sms_service": "yes"})
     assert len(consents(shopper.engine)) == before
+
+
+def test_an_erased_customer_is_unknown(shopper: Api) -> None:
+    with session_scope(shopper.engine) as session:
+        erase(session, customer_id="c1", at=datetime.now(UTC))
+    before = len(consents(shopper.engine))
+    link = f"/u/{token(channel='email', category='all')}"
+    assert shopper.client.post(link, data=ONE_CLICK).status_code == 200
+    assert shopper.client.get(f"/preferences/{token()}").status_code == 400
+    assert events(shopper.engine) == [] and len(consents(shopper.engine)) == before
 
 
 def test_unknown_customer(api: Api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from tests.api.conftest import (
 )
 from trouw.api.customers import match_customer, normalise_phone
 from trouw.api.webshops import hmac_sha256_base64, verify_hmac_base64
+from trouw.db.engine import session_scope
 from trouw.db.models import Order, OrderLine
+from trouw.gdpr import erase
 
 # Shaped like the orders/create example in Shopify's webhook reference (trimmed).
 SHOPIFY_ORDER: dict[str, Any] = {
@@ -172,6 +175,23 @@ def test_shopify_customer_is_matched_by_phone_when_email_differs(api: Api) -> No
     add_customer(api.engine, "pos-43", email="other@example.com", phone="+32470123456")
     shopify(api, SHOPIFY_ORDER, "orders/create", "w1")
     assert rows(api.engine, Order)[0].customer_id == "pos-43"
+
+
+def test_shopify_customer_who_was_erased_comes_back_as_a_new_customer(api: Api) -> None:
+    shopify(api, SHOPIFY_ORDER, "orders/create", "w1")
+    with session_scope(api.engine) as session:
+        erase(session, customer_id="shopify:115310627314723954", at=datetime.now(UTC))
+    response = shopify(api, {**SHOPIFY_ORDER, "id": 820982911946154509}, "orders/create", "w2")
+    assert response.json()["status"] == "accepted"
+    owners = {o.id: o.customer_id for o in rows(api.engine, Order)}
+    assert owners == {
+        "shopify:820982911946154508": "shopify:115310627314723954",
+        "shopify:820982911946154509": "shopify:115310627314723954:2",
+    }
+    tombstone = customer(api.engine, "shopify:115310627314723954")
+    assert tombstone is not None and tombstone.erased and tombstone.email is None
+    new = customer(api.engine, "shopify:115310627314723954:2")
+    assert new is not None and not new.erased and new.email == "jon@example.com"
 
 
 def test_shopify_repeat_delivery_changes_nothing(api: Api) -> None:

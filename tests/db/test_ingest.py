@@ -12,13 +12,16 @@ from sqlmodel import func, select
 
 from trouw.consent import current_consent
 from trouw.db.engine import session_scope
-from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Suppression
+from trouw.db.models import ConsentRecord, Customer, InboundEvent, Order, OrderLine, Suppression
+from trouw.gdpr import erase
 from trouw.ingest import (
+    CustomerIn,
     EventIn,
     IngestError,
     ProductIn,
     ingest_event,
     pending_events,
+    upsert_customer,
     upsert_product,
 )
 
@@ -132,6 +135,84 @@ def test_unsubscribe_withdraws_consent_and_suppresses(engine: Engine) -> None:
         assert consent.promotional("email") is False and consent.service_objection("email") is True
         reasons = [s.reason for s in session.exec(select(Suppression)).all()]
         assert reasons == ["unsubscribe"]
+
+
+def test_unsubscribe_keeps_its_wording_as_evidence(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+        ingest_event(
+            session,
+            EventIn(
+                id="u1",
+                type="unsubscribe",
+                customer="c1",
+                channel="email",
+                at=AT,
+                source="unsubscribe",
+                wording_version="one-click",
+                wording_text="one-click unsubscribe link in message m1",
+            ),
+        )
+    with session_scope(engine) as session:
+        records = session.exec(
+            select(ConsentRecord).where(ConsentRecord.source == "unsubscribe")
+        ).all()
+        assert sorted(r.scope for r in records) == ["promotional", "service"]
+        assert {(r.wording_version, r.wording_text) for r in records} == {
+            ("one-click", "one-click unsubscribe link in message m1")
+        }
+
+
+def _erased_c1(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+    with session_scope(engine) as session:
+        erase(session, customer_id="c1", at=AT)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {
+            "id": "e2",
+            "type": "purchase",
+            "customer": "c1",
+            "order": "o2",
+            "channel": "pos",
+            "lines": [{"sku": "X", "unit_price": "2.00"}],
+        },
+        {
+            "id": "e2",
+            "type": "register",
+            "customer": "c1",
+            "profile": {"id": "c1", "email": "bart@example.com", "first_name": "Bart"},
+        },
+        {"id": "e2", "type": "opt_in", "customer": "c1", "channel": "email"},
+    ],
+)
+def test_an_erased_customer_is_never_revived(engine: Engine, event: dict[str, object]) -> None:
+    _erased_c1(engine)
+    with (
+        pytest.raises(IngestError, match=r"customer 'c1' was erased: .*new customer id"),
+        session_scope(engine) as session,
+    ):
+        ingest_event(session, EventIn.model_validate(event))
+    assert count(engine, InboundEvent) == 1
+    assert count(engine, Order) == 1
+    with session_scope(engine) as session:
+        customer = session.get(Customer, "c1")
+        assert customer is not None and customer.erased
+        assert (customer.email, customer.first_name) == (None, None)
+        assert pending_events(session) == []
+
+
+def test_upsert_refuses_an_erased_customer(engine: Engine) -> None:
+    _erased_c1(engine)
+    with pytest.raises(IngestError, match="was erased"), session_scope(engine) as session:
+        upsert_customer(session, CustomerIn(id="c1", email="bart@example.com"), at=AT, source="api")
+    with session_scope(engine) as session:
+        customer = session.get(Customer, "c1")
+        assert customer is not None and customer.erased and customer.email is None
 
 
 @pytest.mark.parametrize(

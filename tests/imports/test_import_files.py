@@ -13,8 +13,11 @@ from sqlmodel import Session, col, select
 
 from tests.imports.conftest import counts, kassa
 from trouw.consent import current_consent
+from trouw.db.engine import session_scope
 from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Product
+from trouw.gdpr import erase
 from trouw.imports import ImportFileError, import_file
+from trouw.ingest import CustomerIn, upsert_customer
 from trouw.settings import Settings
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -347,3 +350,41 @@ def test_a_file_without_a_required_column_is_refused_whole(
     with pytest.raises(ImportFileError, match=r"needs column\(s\) for customer_id"):
         import_file(kind="orders", path=path, engine=engine, settings=settings)
     assert counts(engine)["purchase_order"] == 0
+
+
+def test_rows_of_an_erased_customer_are_rejected_with_the_reason(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    with session_scope(engine) as session:
+        upsert_customer(
+            session, CustomerIn(id="c1", email="bart@example.com"), at=NOW, source="pos"
+        )
+    with session_scope(engine) as session:
+        erase(session, customer_id="c1", at=NOW)
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "order_id,customer_id,customer_email,placed_at,channel,sku,qty,unit_price\n"
+        "o1,c1,bart@example.com,2026-03-02,pos,A,1,1.00\n"
+        "o2,c1,,2026-03-03,pos,A,1,1.00\n"
+        "o3,c2,an@example.com,2026-03-03,pos,A,1,1.00\n",
+        encoding="utf-8",
+    )
+    report = import_file(kind="orders", path=orders, engine=engine, settings=settings)
+    assert report.reject_file is not None
+    found = rejects(report.reject_file)
+    assert [line for line, _ in found] == [2, 3]
+    assert all(r.startswith("customer 'c1' was erased") for _, r in found), found
+    assert all("new customer id" in r for _, r in found)
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "customer_id,email,first_name\nc1,bart@example.com,Bart\n", encoding="utf-8"
+    )
+    report = import_file(kind="customers", path=customers, engine=engine, settings=settings)
+    assert report.reject_file is not None
+    [(line, reason)] = rejects(report.reject_file)
+    assert line == 2 and reason.startswith("customer 'c1' was erased")
+    with Session(engine) as session:
+        tombstone = session.get(Customer, "c1")
+        assert tombstone is not None and tombstone.erased
+        assert (tombstone.email, tombstone.first_name) == (None, None)
+        assert session.exec(select(InboundEvent.customer_id)).all() == ["c2"]

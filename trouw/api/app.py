@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,16 +31,7 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     """The API app; without a Temporal client, stored events wait for the relay."""
     state = ApiState(settings, engine, client)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-
-    app = FastAPI(
-        title="Trouw",
-        version="1",
-        description=DESCRIPTION,
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="Trouw", version="1", description=DESCRIPTION)
     app.state.trouw = state
     app.include_router(v1.router)
     app.include_router(webshops.router)
@@ -63,6 +52,19 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    if "outbox" in (settings.email_provider, settings.sms_provider):
+        _outbox_routes(app, state)
+
+    return app
+
+
+def _outbox_routes(app: FastAPI, state: ApiState) -> None:
+    """The local outbox viewer, for the development provider only.
+
+    It needs no key and shows every message with its signed unsubscribe and preference links,
+    so it does not exist when a real provider sends.
+    """
 
     @app.get("/outbox", response_class=HTMLResponse, include_in_schema=False)
     async def outbox_page() -> HTMLResponse:
@@ -97,8 +99,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left}}th{{ba
                 for name in entry.files:
                     if name.endswith(".html"):
                         path = state.settings.outbox_dir / name
-                        return HTMLResponse(path.read_text(encoding="utf-8"))
+                        text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+                        return HTMLResponse(text)
                 return HTMLResponse(f"<pre>{html.escape(entry.body or '')}</pre>")
         raise HTTPException(status_code=404, detail="no such message in the outbox")
-
-    return app

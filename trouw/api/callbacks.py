@@ -74,7 +74,7 @@ class Effect:
     status: str | None = None
     history: dict[str, Any] | None = None
     event: EventIn | None = None
-    suppress: tuple[str, str, str] | None = None  # (address, channel, reason)
+    suppress: tuple[str, str, str, str | None] | None = None  # address, channel, reason, customer
     mark_invalid: tuple[str, str] | None = None  # (customer id, channel)
     consents: list[tuple[str, str, str, bool]] = field(default_factory=list)  # id, ch, scope, yes
     lift_sms_stop: str | None = None  # phone number whose sms_stop suppression a START lifts
@@ -135,9 +135,15 @@ def _write(session: Session, effect: Effect, provider: str, now: datetime) -> No
             message.status_history = [*(message.status_history or []), effect.history]
             session.add(message)
     if effect.suppress is not None:
-        address, channel, reason = effect.suppress
+        address, channel, reason, customer_id = effect.suppress
         suppress_address(
-            session, address=address, channel=channel, reason=reason, at=now, source=provider
+            session,
+            address=address,
+            channel=channel,
+            reason=reason,
+            at=now,
+            source=provider,
+            customer_id=customer_id,
         )
     if effect.mark_invalid is not None:
         customer = session.get(Customer, effect.mark_invalid[0])
@@ -252,7 +258,7 @@ def plan_sendgrid(session: Session, events: Sequence[ProviderEvent]) -> list[Eff
             customer = match_customer(session, customer_id=None, email=event.email, phone=None)
         reason = event.suppression
         if reason is not None and event.email:
-            effect.suppress = (event.email, "email", reason)
+            effect.suppress = (event.email, "email", reason, customer.id if customer else None)
         if reason is not None and customer is not None:
             kind = {"hard_bounce": "bounce", "invalid_address": None}.get(reason, "unsubscribe")
             # A spam complaint is also an objection: the journeys must stop, not only the mail.
@@ -351,7 +357,12 @@ def plan_twilio_status(
     if status.suppression is not None:
         address = status.to or (customer.phone if customer else None)
         if address:
-            effect.suppress = (address, "sms", status.suppression)
+            effect.suppress = (
+                address,
+                "sms",
+                status.suppression,
+                customer.id if customer else None,
+            )
         if customer is not None and status.suppression == "sms_stop":
             effect.event = EventIn(
                 id=f"twilio:{status.message_sid}:{status.error_code}",
@@ -418,7 +429,7 @@ def plan_inbound(session: Session, params: Mapping[str, str], keyword: str) -> l
         match_customer(session, customer_id=None, email=None, phone=number) if number else None
     )
     if keyword == "stop" and number:
-        effect.suppress = (number, "sms", "sms_stop")
+        effect.suppress = (number, "sms", "sms_stop", customer.id if customer else None)
         if customer is not None:
             effect.event = EventIn(
                 id=f"twilio:inbound:{sid or number}",

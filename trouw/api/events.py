@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
 
 from trouw.api.state import ApiState
 from trouw.db.engine import session_scope
@@ -45,36 +44,18 @@ def _stored(row: InboundEvent, new: bool) -> StoredEvent:
     )
 
 
-def store_event(
-    engine: Engine,
-    event: EventIn,
-    *,
-    now: datetime | None = None,
-    after: Callable[[Session], None] | None = None,
-) -> StoredEvent:
-    """Store and apply an event in its own transaction, once; raises IngestError if invalid.
-
-    `after` runs in the same transaction when the event is new (to add what ingest cannot).
-    """
+def store_event(engine: Engine, event: EventIn, *, now: datetime | None = None) -> StoredEvent:
+    """Store and apply an event in its own transaction, once; raises IngestError if invalid."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with session_scope(engine) as session:
                 row, new = ingest_event(session, event, now=now)
-                if new and after is not None:
-                    after(session)
                 return _stored(row, new)
         except IntegrityError:
             if attempt == _ATTEMPTS:
                 raise
             log.info("event %s raced another request; looking again", event.id)
     raise AssertionError("unreachable")
-
-
-def stored_event(engine: Engine, source_id: str) -> StoredEvent | None:
-    """The stored event with this id, if any (as a repeat: new is False)."""
-    with session_scope(engine) as session:
-        row = session.exec(select(InboundEvent).where(InboundEvent.source_id == source_id)).first()
-        return _stored(row, False) if row is not None else None
 
 
 async def deliver_new(state: ApiState, events: Iterable[StoredEvent]) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,13 +14,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
 from trouw.consent import CHANNELS, current_consent, record_consent
 from trouw.db.engine import session_scope
-from trouw.db.models import ConsentRecord, Customer
+from trouw.db.models import Customer
 from trouw.ingest import EventIn, IngestError
 from trouw.tokens import InvalidTokenError, TokenPayload, verify_token
 
@@ -165,8 +164,10 @@ def _viewer(state: ApiState, token: str) -> Viewer | None:
         return None
     with session_scope(state.engine) as session:
         customer = session.get(Customer, payload.customer_id)
-        locale = customer.locale if customer is not None else state.settings.default_locale
-        return Viewer(token, payload, locale, customer is not None)
+        # An erased customer is a tombstone: its pages act as for an unknown customer.
+        if customer is not None and not customer.erased:
+            return Viewer(token, payload, customer.locale, True)
+        return Viewer(token, payload, state.settings.default_locale, False)
 
 
 def _invalid(state: ApiState, request: Request) -> HTMLResponse:
@@ -214,31 +215,11 @@ def unsubscribe_event(token: str, payload: TokenPayload, at: datetime) -> EventI
     )
 
 
-def _evidence(event: EventIn) -> Callable[[Session], None]:
-    def add(session: Session) -> None:
-        # ingest records an unsubscribe without its wording; the message it came from is the
-        # evidence (GDPR art. 7(1)), so fill it in on the records this transaction made.
-        records = session.exec(
-            select(ConsentRecord).where(
-                ConsentRecord.customer_id == event.customer,
-                ConsentRecord.source == event.source,
-                ConsentRecord.at == event.at,
-                col(ConsentRecord.wording_text).is_(None),
-            )
-        ).all()
-        for record in records:
-            record.wording_version = event.wording_version
-            record.wording_text = event.wording_text
-            session.add(record)
-
-    return add
-
-
 def unsubscribe(state: ApiState, viewer: Viewer, *, now: datetime) -> StoredEvent | None:
     """Honour a one-click unsubscribe at once; None when the customer is not (or no longer) known."""
     event = unsubscribe_event(viewer.token, viewer.payload, now)
     try:
-        return store_event(state.engine, event, now=now, after=_evidence(event))
+        return store_event(state.engine, event, now=now)
     except IngestError as exc:
         log.warning("unsubscribe for %s not stored: %s", viewer.payload.customer_id, exc)
         return None

@@ -127,7 +127,11 @@ async def post_customer(
             row = upsert_customer(session, customer, at=datetime.now(UTC), source="api")
             return {"id": row.id}
 
-    return await asyncio.to_thread(store)
+    try:
+        return await asyncio.to_thread(store)
+    except IngestError as exc:  # an erased customer's id
+        detail = [{"field": "id", "message": str(exc)}]
+        raise HTTPException(status_code=422, detail=detail) from None
 
 
 @router.post("/products", tags=["products"])

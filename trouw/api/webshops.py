@@ -136,7 +136,7 @@ def resolve_customer(
     candidate = f"{shop}:{_id_part(identity.external_id)}" if identity.external_id else None
     email, phone = normalise_email(identity.email), normalise_phone(identity.phone)
     found = match_customer(session, customer_id=candidate, email=email, phone=phone)
-    customer_id = found.id if found is not None else (candidate or fallback_id)
+    customer_id = found.id if found is not None else _fresh_id(session, candidate or fallback_id)
     fields: dict[str, Any] = {
         "email": email,
         "phone": phone,
@@ -156,6 +156,18 @@ def resolve_customer(
         # A field the shop accepts and we do not (a name with a line break): keep the customer.
         profile = CustomerIn(id=customer_id, opt_in=opt_in or None)
     return customer_id, profile
+
+
+def _fresh_id(session: Session, base: str) -> str:
+    """`base`, or when that is an erased customer's tombstone the first `base:N` that is not.
+
+    A forgotten customer who orders again is a new customer: the tombstone stays empty.
+    """
+    customer_id, number = base, 1
+    while (existing := session.get(Customer, customer_id)) is not None and existing.erased:
+        number += 1
+        customer_id = f"{base}:{number}"
+    return customer_id
 
 
 def _consent_changes(
@@ -240,14 +252,6 @@ def _follow_up(
 
 
 # --- Shopify --------------------------------------------------------------------------------
-
-SHOPIFY_TOPICS = (
-    "orders/create",
-    "orders/fulfilled",
-    "fulfillments/create",
-    "fulfillments/update",
-    "refunds/create",
-)
 
 
 def _shopify_identity(order: Mapping[str, Any]) -> Identity:
