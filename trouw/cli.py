@@ -198,6 +198,12 @@ def simulate(
     html_dir: Path | None = typer.Option(
         None, "--html", help="Write a timeline page to this folder."
     ),
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        min=1,
+        help="Simulate customers in this many processes (default: by size).",
+    ),
 ) -> None:
     """Run a scenario on the time-skipping server and print every message decision."""
     from trouw.simulate import load_scenario, timeline_json, write_html
@@ -207,12 +213,8 @@ def simulate(
     journeys_dir = journeys or settings.journeys_dir
 
     async def main() -> None:
-        from trouw.journey.loader import JourneyError
 
-        try:
-            parsed = load_scenario(scenario)
-        except JourneyError:
-            raise
+        parsed = load_scenario(scenario)
         show = not as_json and sys.stderr.isatty()
 
         def progress(done: int, total: int, customer: str) -> None:
@@ -227,6 +229,7 @@ def simulate(
             journeys_dir=journeys_dir,
             templates_dir=settings.templates_dir,
             progress=progress,
+            processes=processes,
         )
         if show:
             err.print()

@@ -84,7 +84,7 @@ def order_dict(session: Session, order: Order) -> dict[str, Any]:
 
 
 def rfm_segment(*, orders: int, days_since_last: int | None, total_spent: Decimal) -> str:
-    """A plain RFM segment a marketer can branch on (see docs/journeys.md for the thresholds)."""
+    """A plain RFM segment a marketer can branch on (see journeys/README.md for the thresholds)."""
     if orders == 0 or days_since_last is None:
         return "prospect"
     if days_since_last > 365:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -40,16 +38,3 @@ def build_worker(
         max_cached_workflows=500,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
-
-
-async def run_until_stopped(worker: Worker, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT: finish in-flight activities (up to 10 s), then leave."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    async with worker:
-        await stop.wait()

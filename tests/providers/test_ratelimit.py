@@ -76,9 +76,17 @@ async def test_concurrent_callers_queue_in_order() -> None:
     assert limiter.tokens == pytest.approx(-4)
 
 
-async def test_gathered_acquires_all_finish() -> None:
-    limiter = TokenBucket(1000, burst=1)  # real clock, but only to prove no deadlock
+async def test_gathered_acquires_all_finish_spaced_at_the_rate() -> None:
+    clock = FakeClock()
+    rate = 10
+    limiter = bucket(clock, rate=rate, burst=1)
+
     await asyncio.wait_for(asyncio.gather(*(limiter.acquire() for _ in range(20))), 5)
+
+    # The first passes at once, the other 19 wait a token each: at least 19/rate of fake time.
+    assert len(clock.sleeps) == 19
+    assert clock.now - 1000.0 >= 19 / rate - 1e-9
+    assert sum(clock.sleeps) == pytest.approx(19 / rate)
 
 
 def test_bucket_is_shared_per_provider_and_rate() -> None:

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from tests.fakes import FakeSendGrid
-from tests.fakes.sendgrid import sendgrid_error
 from trouw.providers import email_provider
 from trouw.providers.base import (
     AmbiguousDeliveryError,
@@ -222,8 +221,3 @@ async def test_a_line_break_in_a_header_value_is_refused_before_sending(
 
     assert caught.value.code == "invalid_header"
     assert sendgrid_fake.requests == []
-
-
-def test_error_body_is_readable() -> None:
-    # The fake's error shape is the one SendGrid documents: errors[].{message, field, help}.
-    assert sendgrid_error("x", "f") == {"errors": [{"message": "x", "field": "f", "help": None}]}

@@ -60,6 +60,13 @@ def test_simulate_json_follows_the_contract(tmp_path: Path) -> None:
     assert "Bedankt voor je bestelling o1" in page and 'href="messages/' in page
 
 
+def test_simulate_in_processes_gives_the_same_timeline() -> None:
+    one = trouw("simulate", "journeys/scenarios/garden_centre.yaml", "--json", "--processes", "1")
+    two = trouw("simulate", "journeys/scenarios/garden_centre.yaml", "--json", "--processes", "2")
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert json.loads(one.stdout) == json.loads(two.stdout)
+
+
 def test_simulate_table_by_default() -> None:
     done = trouw("simulate", "journeys/scenarios/garden_centre.yaml")
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from trouw.journey.model import Journey
+from trouw.journey.model import STEP_ACTIONS, Journey
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -182,8 +182,6 @@ def validation_problems(doc: Document, exc: ValidationError) -> list[Problem]:
 
 def _without_union_tag(loc: list[Any]) -> list[Any]:
     """Drop the step-type tag pydantic puts in the path (steps, 0, <tag>, field)."""
-    from trouw.journey.model import STEP_ACTIONS
-
     if len(loc) > 3 and loc[0] == "steps" and isinstance(loc[1], int) and loc[2] in STEP_ACTIONS:
         return loc[:2] + loc[3:]
     return loc
