@@ -95,6 +95,7 @@ def recent_messages(
 
 
 def template_links(services: Services, input: SendMessageInput) -> dict[str, str]:
+    settings = services.settings
     base = services.settings.public_url.rstrip("/")
     keys = services.settings.active_signing_keys
     unsubscribe = sign_token(
@@ -111,9 +112,14 @@ def template_links(services: Services, input: SendMessageInput) -> dict[str, str
         "unsubscribe": f"{base}/u/{unsubscribe}",
         "preferences": f"{base}/preferences/{preferences}",
         "view_in_browser": f"{base}/outbox/view/{quote(input.message_key, safe='')}",
-        "review": f"{base}/r/{quote(input.order_id or input.customer_id, safe='')}",
-        "reorder": f"{base}/shop/reorder/{quote(input.skus[0] if input.skus else '', safe='')}",
-        "shop": base,
+        # The webshop's own pages: Trouw serves no review or shop pages itself.
+        "review": settings.review_url.format(
+            order=quote(input.order_id or "", safe=""), customer=quote(input.customer_id, safe="")
+        ),
+        "reorder": settings.product_url.format(
+            sku=quote(input.skus[0] if input.skus else "", safe="")
+        ),
+        "shop": settings.shop_url,
     }
 
 
@@ -163,7 +169,7 @@ def template_context(
     context["links"] = template_links(services, input)
     context["shop"] = {
         "name": services.settings.shop_name,
-        "url": services.settings.public_url,
+        "url": services.settings.shop_url,
         "address": services.settings.shop_address,
     }
     return context

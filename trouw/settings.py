@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     default_timezone: str = "Europe/Brussels"
     shop_name: str = "Tuincentrum De Linde"
     shop_address: str = "Lindestraat 12, 9000 Gent"
+    # The webshop's pages that emails link to ({order}, {customer} and {sku} are filled in).
+    shop_url: str = "https://delinde.example"
+    review_url: str = "https://delinde.example/review?order={order}"
+    product_url: str = "https://delinde.example/p/{sku}"
 
     # Providers per channel: outbox (local files), sendgrid or smtp for email; outbox or twilio for SMS.
     email_provider: Literal["outbox", "sendgrid", "smtp"] = "outbox"
@@ -118,6 +122,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("review_url", "product_url")
+    @classmethod
+    def _link_template(cls, value: str) -> str:
+        try:
+            value.format(order="o1", customer="c1", sku="SKU")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"use only {{order}}, {{customer}} and {{sku}} ({exc})") from None
         return value
 
     @field_validator("database_url")
