@@ -1,7 +1,8 @@
-"""Takes events in: stores each once (by source id), applies it to the data, queues the hand-off."""
+"""Takes events in: stores each once (by source id), knows orders by their id, queues the hand-off."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -30,6 +31,8 @@ EventType = Literal[
     "custom",
 ]
 Locale = Literal["nl-BE", "nl-NL", "fr-BE", "en"]
+
+log = logging.getLogger("trouw.ingest")
 
 
 class IngestError(ValueError):
@@ -164,18 +167,51 @@ def upsert_product(session: Session, data: ProductIn) -> Product:
     return product
 
 
-def _apply_purchase(session: Session, event: EventIn, at: datetime) -> tuple[str, list[str]]:
+# What a purchase for an order already known is stored as: the same order sent again (a till or
+# an export re-sending it under its own event id). No journey starts or ends on it.
+ORDER_UPDATE = "order_update"
+
+
+def _apply_purchase(session: Session, event: EventIn, at: datetime) -> dict[str, Any]:
+    """A new order, or the changes to one already known by its id (its business identity)."""
     if not event.order:
         raise IngestError("a purchase needs `order`, the order id")
     if not event.lines:
         raise IngestError("a purchase needs at least one line")
     if event.channel not in ("pos", "web"):
         raise IngestError("a purchase's channel is pos or web")
+    skus = [line.sku for line in event.lines]
+    data = {"channel": event.channel, "store": event.store}
     existing = session.get(Order, event.order)
     if existing is not None:
         if existing.customer_id != event.customer:
             raise IngestError(f"order {event.order} belongs to another customer")
-        return existing.id, [line.sku for line in event.lines]
+        decision = _update_known_order(session, event, existing)
+        log.info("event %s: %s", event.id, decision)
+        return {
+            "type": ORDER_UPDATE,
+            "order_id": existing.id,
+            "skus": skus,
+            "data": data,
+            "decision": decision,
+        }
+    lines, total = _order_lines(session, event)
+    session.add(
+        Order(
+            id=event.order,
+            customer_id=event.customer,
+            channel=event.channel,
+            store=event.store,
+            placed_at=at,
+            total=event.total if event.total is not None else total,
+        )
+    )
+    session.add_all(lines)
+    return {"order_id": event.order, "skus": skus, "data": data}
+
+
+def _order_lines(session: Session, event: EventIn) -> tuple[list[OrderLine], Decimal]:
+    assert event.order is not None
     total = Decimal("0")
     lines = []
     for number, line in enumerate(event.lines, start=1):
@@ -197,18 +233,53 @@ def _apply_purchase(session: Session, event: EventIn, at: datetime) -> tuple[str
             )
         )
         total += price * line.qty
-    session.add(
-        Order(
-            id=event.order,
-            customer_id=event.customer,
-            channel=event.channel,
-            store=event.store,
-            placed_at=at,
-            total=event.total if event.total is not None else total,
-        )
+    return lines, total
+
+
+def _update_known_order(session: Session, event: EventIn, order: Order) -> str:
+    """Apply what changed in a re-sent order; returns the decision, with its reason, in words.
+
+    The order keeps its first placed_at: the re-send is news about the same purchase.
+    """
+    lines, total = _order_lines(session, event)
+    old = list(
+        session.exec(
+            select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.line_no))
+        ).all()
     )
-    session.add_all(lines)
-    return event.order, [line.sku for line in event.lines]
+    changed = []
+    if _line_facts(old) != _line_facts(lines):
+        changed.append("lines")
+        for line in old:
+            session.delete(line)
+        session.flush()  # the (order_id, line_no) pairs are unique: old lines go first
+        session.add_all(lines)
+    new_total = event.total if event.total is not None else total
+    for name, value in (("channel", event.channel), ("store", event.store), ("total", new_total)):
+        if value is not None and getattr(order, name) != value:
+            changed.append(name)
+            setattr(order, name, value)
+    session.add(order)
+    first = _first_purchase_event(session, order)
+    known = f"order {order.id} is already known" + (
+        f" (first stored as event {first})" if first else ""
+    )
+    outcome = f"changes applied: {', '.join(changed)}" if changed else "no changes"
+    return f"{known}: a re-send under a new event id, not a new purchase; {outcome}"
+
+
+def _line_facts(lines: list[OrderLine]) -> list[tuple[str, int, Decimal, str]]:
+    return [(line.sku, line.qty, Decimal(line.unit_price), line.name) for line in lines]
+
+
+def _first_purchase_event(session: Session, order: Order) -> str | None:
+    """The source id of the event that first brought this order (None when it came otherwise)."""
+    rows = session.exec(
+        select(InboundEvent)
+        .where(InboundEvent.customer_id == order.customer_id, InboundEvent.type == "purchase")
+        .order_by(col(InboundEvent.id))
+    ).all()
+    return next((row.source_id for row in rows if row.payload.get("order_id") == order.id), None)
 
 
 def _order_skus(session: Session, order_id: str) -> list[str]:
@@ -220,8 +291,7 @@ def _apply(session: Session, event: EventIn, customer: Customer, at: datetime) -
     facts: dict[str, Any] = {"order_id": event.order, "skus": []}
     kind = event.type
     if kind == "purchase":
-        facts["order_id"], facts["skus"] = _apply_purchase(session, event, at)
-        facts["data"] = {"channel": event.channel, "store": event.store}
+        facts = _apply_purchase(session, event, at)
     elif kind in ("delivered", "returned"):
         order = session.get(Order, event.order) if event.order else None
         if order is None or order.customer_id != customer.id:
@@ -348,17 +418,21 @@ def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> Inbo
             raise IngestError(f"unknown customer {event.customer!r}: register the customer first")
     session.flush()
     facts = _apply(session, event, customer, at)
+    kind = facts.get("type") or (event.type if event.type != "custom" else f"custom:{event.name}")
+    payload = {
+        "order_id": facts.get("order_id"),
+        "skus": facts.get("skus", []),
+        "data": _plain(facts.get("data", {})),
+    }
+    if "decision" in facts:
+        payload["decision"] = facts["decision"]
     row = InboundEvent(
         source_id=event.id,
-        type=event.type if event.type != "custom" else f"custom:{event.name}",
+        type=kind,
         customer_id=customer.id,
         occurred_at=at,
         received_at=now or datetime.now(UTC),
-        payload={
-            "order_id": facts.get("order_id"),
-            "skus": facts.get("skus", []),
-            "data": _plain(facts.get("data", {})),
-        },
+        payload=payload,
     )
     session.add(row)
     session.flush()

@@ -23,6 +23,7 @@ from trouw.ingest import (
     pending_events,
     upsert_customer,
     upsert_product,
+    wire_event,
 )
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -257,3 +258,49 @@ def test_bad_events_are_refused_with_a_reason(
     ):
         ingest_event(session, EventIn.model_validate(event))
     assert count(engine, InboundEvent) == 1
+
+
+def test_an_order_sent_again_under_a_new_event_id_is_the_same_order(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+    # A till re-sends the order under its own event id, with a corrected quantity.
+    with session_scope(engine) as session:
+        row, new = ingest_event(
+            session, purchase("till-7", lines=[{"sku": "X", "qty": 3, "unit_price": "1.00"}])
+        )
+        assert new is True
+        assert row.type == "order_update"
+        assert row.payload["decision"] == (
+            "order o1 is already known (first stored as event e1): a re-send under a new "
+            "event id, not a new purchase; changes applied: lines, total"
+        )
+        event = wire_event(row)
+        assert (event.type, event.order_id, event.skus) == ("order_update", "o1", ["X"])
+    with session_scope(engine) as session:
+        order = session.get(Order, "o1")
+        assert order is not None and order.total == Decimal("3.00") and order.placed_at == AT
+        lines = session.exec(select(OrderLine).where(OrderLine.order_id == "o1")).all()
+        assert [(line.sku, line.qty) for line in lines] == [("X", 3)]
+    assert count(engine, Order) == 1
+
+
+def test_an_unchanged_order_sent_again_says_so(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+    with session_scope(engine) as session:
+        row, _new = ingest_event(
+            session, purchase("export-1", lines=[{"sku": "X", "unit_price": "1.00"}])
+        )
+        assert row.type == "order_update"
+        assert row.payload["decision"].endswith("not a new purchase; no changes")
+
+
+def test_an_order_id_of_another_customer_is_refused(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+    other = purchase("e2", customer="c2", profile=None, lines=[{"sku": "X", "unit_price": "1.00"}])
+    with (
+        pytest.raises(IngestError, match="order o1 belongs to another customer"),
+        session_scope(engine) as session,
+    ):
+        ingest_event(session, other)
