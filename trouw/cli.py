@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from trouw.settings import Settings
-from trouw.terminal import console, err, exit_now, fail, settings_or_fail
+from trouw.terminal import console, err, exit_now, fail, settings_or_fail, verbatim
 
 app = typer.Typer(
     name="trouw",
@@ -41,7 +41,7 @@ def _run(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     except (TemporalError, DatabaseError, ProviderConfigError, JourneyError, ValueError) as exc:
         if isinstance(exc, JourneyError):
             for problem in exc.problems:
-                err.print(str(problem), highlight=False, soft_wrap=True)
+                verbatim(str(problem))
             raise typer.Exit(1) from None
         fail(str(exc))
 
@@ -179,7 +179,7 @@ def validate(
     if schema is not None:
         schema.write_text(json.dumps(journey_json_schema(), indent=2) + "\n", encoding="utf-8")
     for problem in problems:
-        err.print(str(problem), highlight=False, soft_wrap=True)
+        verbatim(str(problem))
     if problems:
         err.print(f"{len(problems)} problem(s) in {len(targets)} path(s)", highlight=False)
         raise typer.Exit(1)
@@ -310,15 +310,15 @@ def preview(
     for result in results:
         console.print(f"[bold]{result.channel}[/] {result.name} ({result.locale})", highlight=False)
         if result.subject is not None:
-            console.print(f"  subject:   {result.subject}", highlight=False)
-            console.print(f"  preheader: {result.preheader}", highlight=False)
+            verbatim(f"  subject:   {result.subject}", to=console)
+            verbatim(f"  preheader: {result.preheader}", to=console)
         console.print(f"  size:      {result.size_bytes} bytes", highlight=False)
         if result.sms_segments is not None:
             console.print(
                 f"  segments:  {result.sms_segments} ({result.sms_encoding})", highlight=False
             )
         for path in result.files:
-            console.print(f"  file:      {path}", highlight=False)
+            verbatim(f"  file:      {path}", to=console)
         if png and result.channel == "email":
             console.print(
                 f"  png:       {result.png or 'not made (install chromium)'}", highlight=False
@@ -368,7 +368,7 @@ def templates_check() -> None:
     store = TemplateStore(settings.templates_dir)
     problems = check_templates(store)
     for problem in problems:
-        err.print(problem, highlight=False, soft_wrap=True)
+        verbatim(problem)
     if problems:
         raise typer.Exit(1)
     console.print(f"{len(store.names())} template(s) render in every locale")
@@ -397,24 +397,42 @@ _register_more()
 
 def main() -> None:
     """Run one command, then leave through exit_now whatever happened."""
-    import click
-
     from trouw.temporal import quiet_runtime
 
     quiet_runtime()
-    code = 0
+    exit_now(run_command(sys.argv[1:]))
+
+
+def run_command(args: list[str]) -> int:
+    """Run `trouw ARGS`; a misuse (unknown command or option, a missing argument) is one line
+    and exit code 2. Typer raises its bundled click's exceptions, not click's own: both count."""
+    import click
+
     try:
-        result = app(standalone_mode=False)
-        code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except click.exceptions.Abort:
+        result = app(args=args, prog_name="trouw", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        return int(exc.exit_code)
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted", highlight=False)
-        code = 1
-    exit_now(code)
+        return 1
+    except (click.ClickException, typer.TyperException) as exc:
+        line = misuse_line(exc)
+        if line:  # a group called bare has printed its help: nothing more to say
+            verbatim(line)
+        return int(getattr(exc, "exit_code", 1))
+
+
+def misuse_line(exc: Exception) -> str:
+    """`error: <what>` and where to read the usage, on one line."""
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    message = " ".join(str(message).split())
+    if not message:
+        return ""
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "trouw"
+    return f"error: {message} (see '{path} --help')"
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def verbatim(text: str, *, to: Console | None = None) -> None:
+    """Print text exactly as it is: no markup (Rich would eat `[a-z]`), no colouring, no wrap."""
+    (to or err).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def settings_or_fail(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
