@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,6 +54,8 @@ class Settings(BaseSettings):
     # The HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Development: allows an http public_url on a host other than this machine (a test box).
+    development: bool = False
     public_url: str = "http://127.0.0.1:8000"
 
     # Content.
@@ -133,6 +137,22 @@ class Settings(BaseSettings):
             raise ValueError(f"use only {{order}}, {{customer}} and {{sku}} ({exc})") from None
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _https_public_url(cls, value: str, info: ValidationInfo) -> str:
+        # RFC 8058: a one-click unsubscribe URL must be https. An http URL on this machine's
+        # loopback reaches no customer, so it can only be development.
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute https:// URL")
+        if parts.scheme == "http" and not info.data.get("development"):
+            if parts.hostname != "localhost" and not _is_loopback(parts.hostname):
+                raise ValueError(
+                    "must be https:// (RFC 8058 one-click unsubscribe links); http only on "
+                    "localhost or with TROUW_DEVELOPMENT=true"
+                )
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str | None) -> str | None:
@@ -195,6 +215,13 @@ class Settings(BaseSettings):
             key_file.write_text(secrets.token_urlsafe(32))
             key_file.chmod(0o600)
         return [key_file.read_text().strip().encode()]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from trouw.providers import email_provider, sms_provider
-from trouw.providers.base import OutgoingEmail, OutgoingSms, message_id_for
+from trouw.providers.base import OutgoingEmail, OutgoingSms
+from trouw.providers.mime import message_id_for
 from trouw.providers.outbox import OutboxProvider, list_outbox, safe_key
 from trouw.settings import Settings
 
@@ -41,7 +42,7 @@ async def test_email_becomes_html_and_a_real_eml(settings: Settings, email: Outg
     assert result.provider_id == "outbox:run-1:confirm:email"
     assert (outbox / f"{stem}.html").read_text() == email.html
     parsed = email_module_parse((outbox / f"{stem}.eml").read_bytes())
-    assert parsed["Message-ID"] == message_id_for(email.message_key)
+    assert parsed["Message-ID"] == message_id_for(email.message_key, sender=settings.email_from)
     assert parsed["List-Unsubscribe"] == "<https://trouw.example/u/tok123>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed.get_content_type() == "multipart/alternative"

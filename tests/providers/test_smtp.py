@@ -16,8 +16,8 @@ from trouw.providers.base import (
     OutgoingEmail,
     PermanentDeliveryError,
     TransientDeliveryError,
-    message_id_for,
 )
+from trouw.providers.mime import message_id_for
 from trouw.providers.smtp import SmtpProvider
 from trouw.settings import Settings
 
@@ -45,9 +45,9 @@ async def test_send_has_deterministic_message_id_and_one_click_headers(
     first = await provider.send_email(email)
     again = await provider.send_email(email)  # a retry: downstream sees the same id
 
-    expected_id = message_id_for("run-1:confirm:email")
+    expected_id = message_id_for("run-1:confirm:email", sender=settings.email_from)
     assert first.provider_id == again.provider_id == expected_id
-    assert len(expected_id) == len("<>@trouw") + 32
+    assert len(expected_id) == len("<>@delinde.example") + 32
     mails = smtp_fake.received
     assert [m.rcpt_tos for m in mails] == [["bart@example.com"], ["bart@example.com"]]
     assert mails[0].mail_from == "hallo@delinde.example"

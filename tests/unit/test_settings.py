@@ -103,3 +103,25 @@ def test_cli_exits_2_on_a_bad_setting(tmp_path: Path) -> None:
         "error: bad setting TROUW_API_PORT: Input should be a valid integer, unable to parse string as an integer"
     ]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["https://trouw.delinde.example", "http://127.0.0.1:8000", "http://localhost:8000"]
+)
+def test_public_url_https_or_this_machine_is_accepted(url: str) -> None:
+    assert load_settings(public_url=url).public_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://trouw.delinde.example", "http://192.168.1.20:8000", "trouw.example", "ftp://x"]
+)
+def test_public_url_without_https_stops_trouw_outside_development(url: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(public_url=url)
+    assert str(caught.value).startswith("bad setting TROUW_PUBLIC_URL:")
+    assert "https" in str(caught.value)
+
+
+def test_development_flag_allows_an_http_public_url() -> None:
+    settings = load_settings(development=True, public_url="http://192.168.1.20:8000")
+    assert settings.public_url == "http://192.168.1.20:8000"

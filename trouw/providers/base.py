@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -11,6 +10,8 @@ Category = Literal["transactional", "service", "promotional"]
 
 # RFC 8058 one-click unsubscribe: the POST body a mailbox provider sends to the URL.
 ONE_CLICK_POST = "List-Unsubscribe=One-Click"
+# RFC 5322 2.1.1: no line of a message may be longer than 998 octets (CRLF excluded).
+MAX_LINE_OCTETS = 998
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,6 @@ class SmsProvider(Protocol):
     async def send_sms(self, sms: OutgoingSms) -> ProviderResult: ...
 
 
-def message_id_for(message_key: str) -> str:
-    """The RFC 5322 Message-ID of a message key: the same key always gives the same id, so a
-    duplicate send is recognisable downstream (and no PII leaks into headers)."""
-    digest = hashlib.sha256(message_key.encode("utf-8")).hexdigest()[:32]
-    return f"<{digest}@trouw>"
-
-
 def check_header_values(email: OutgoingEmail, *, provider: str) -> None:
     """Refuse CR/LF in values that become headers: a customer name must not add a Bcc."""
     for name, value in (
@@ -165,3 +159,36 @@ def check_header_values(email: OutgoingEmail, *, provider: str) -> None:
             raise PermanentDeliveryError(
                 f"{name} contains a line break", provider=provider, code="invalid_header"
             )
+    if email.category != "transactional" and not email.unsubscribe_url:
+        # RFC 8058 and the mailbox providers' bulk-sender rules: every non-transactional
+        # email carries a one-click unsubscribe.
+        raise PermanentDeliveryError(
+            f"a {email.category} email needs an unsubscribe URL",
+            provider=provider,
+            code="invalid_header",
+        )
+    if email.unsubscribe_url:
+        try:
+            list_unsubscribe(email.unsubscribe_url)
+        except ValueError as exc:
+            raise PermanentDeliveryError(
+                str(exc), provider=provider, code="invalid_header"
+            ) from None
+
+
+def list_unsubscribe(url: str) -> str:
+    """The RFC 2369 List-Unsubscribe value `<https://...>`, as it must appear on the wire.
+
+    RFC 2369 forbids whitespace inside the brackets, so the value is never folded or
+    encoded: it must be ASCII and fit on one line. ValueError when it cannot.
+    """
+    value = f"<{url}>"
+    line = len("List-Unsubscribe: ") + len(value)
+    if not value.isascii() or any(c in value for c in " \t\r\n"):
+        raise ValueError("the unsubscribe URL must be ASCII without spaces")
+    if line > MAX_LINE_OCTETS:
+        raise ValueError(
+            f"List-Unsubscribe would be {line} octets, over the {MAX_LINE_OCTETS} a header line "
+            "may have (RFC 5322 2.1.1): shorten public_url"
+        )
+    return value

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,8 @@ from trouw.providers.base import (
     OutgoingSms,
     ProviderResult,
     check_header_values,
-    message_id_for,
 )
-from trouw.providers.mime import build_email_message
+from trouw.providers.mime import build_email_message, message_id_for
 
 if TYPE_CHECKING:
     from trouw.settings import Settings
@@ -156,7 +156,8 @@ class OutboxProvider:
             message = build_email_message(
                 email, sender=self.email_from, reply_to=email.reply_to or self.reply_to, date=at
             )
-            _write_atomic(self.outbox_dir / eml_name, bytes(message))
+            # CRLF, as on the wire: the .eml is byte for byte what the SMTP provider would send.
+            _write_atomic(self.outbox_dir / eml_name, message.as_bytes(policy=SMTP_POLICY))
             _append_index(
                 self.outbox_dir,
                 {
@@ -168,7 +169,7 @@ class OutboxProvider:
                     "category": email.category,
                     "journey": email.journey,
                     "unsubscribe_url": email.unsubscribe_url,
-                    "message_id": message_id_for(email.message_key),
+                    "message_id": message_id_for(email.message_key, sender=self.email_from),
                     "files": [html_name, eml_name],
                     "at": at.isoformat(),
                 },

@@ -37,6 +37,7 @@ from trouw.providers.base import (
     RateLimitedError,
     TransientDeliveryError,
     check_header_values,
+    list_unsubscribe,
 )
 from trouw.providers.mime import parse_sender
 from trouw.providers.ratelimit import TokenBucket, bucket_for
@@ -108,7 +109,7 @@ class SendGridProvider:
         mail.custom_arg = CustomArg("message_key", email.message_key)
         if email.unsubscribe_url:
             mail.header = [
-                Header("List-Unsubscribe", f"<{email.unsubscribe_url}>"),
+                Header("List-Unsubscribe", list_unsubscribe(email.unsubscribe_url)),
                 Header("List-Unsubscribe-Post", ONE_CLICK_POST),
             ]
         reply_to = email.reply_to or self.reply_to

@@ -18,9 +18,8 @@ from trouw.providers.base import (
     ProviderResult,
     TransientDeliveryError,
     check_header_values,
-    message_id_for,
 )
-from trouw.providers.mime import build_email_message, parse_sender
+from trouw.providers.mime import build_email_message, message_id_for, parse_sender
 from trouw.providers.ratelimit import TokenBucket, bucket_for
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ class SmtpProvider:
         _quietly_quit(smtp)
         return ProviderResult(
             provider=self.name,
-            provider_id=message_id_for(email.message_key),
+            provider_id=message_id_for(email.message_key, sender=self.email_from),
             accepted_at=datetime.now(UTC),
         )
 

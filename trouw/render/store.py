@@ -31,12 +31,13 @@ from trouw.render.sources import (
     Sources,
     StringValue,
     locale_files,
+    normalize_locale,
     resolve_locale,
     substitute_strings,
 )
 
 # Bump when the compile pipeline changes, so cached compiled HTML of the same sources is redone.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 # A render bigger than this is a runaway loop, not an email (Gmail clips at ~102 KB anyway).
 MAX_HTML_CHARS = 500_000
 MAX_SMS_CHARS = 1_600
@@ -48,6 +49,11 @@ _JINJA_TAG_RE = re.compile(r"\{[{%].*?[}%]\}", re.DOTALL)
 # Autoescape does not stop javascript: or data: URLs; only these schemes may reach an href.
 _OK_HREF_STARTS = ("https:", "http:", "mailto:", "tel:", "#")
 _TAG_RE = re.compile(r"<[^>]+>")
+# MRML writes lang="und" (undetermined) on <html> and the body wrapper unless <mjml lang> says
+# otherwise; the recipient's tag goes there per render, through a Jinja placeholder.
+_UNDETERMINED_LANG = ' lang="und"'
+_LANG_PLACEHOLDER = ' lang="{{ html_lang }}"'
+_LANGUAGE_TAG_RE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
 try:
     _MJML_VERSION = metadata.version("mjml-python")
 except metadata.PackageNotFoundError:  # pragma: no cover - only in odd installs
@@ -184,7 +190,11 @@ class TemplateStore:
         """Render one email for one recipient; raises TemplateError naming file and line."""
         source = self._email_source(name)
         compiled = self._compiled_email(source, locale)
-        ctx = {**context, "locale": compiled.locale}
+        ctx = {
+            **context,
+            "locale": compiled.locale,
+            "html_lang": html_lang(locale, compiled.locale),
+        }
         try:
             subject = compiled.subject.render(ctx).strip()
             preheader = " ".join(compiled.preheader.render(ctx).split())
@@ -388,6 +398,7 @@ class TemplateStore:
             raise TemplateError(f"{where(None)}: MJML: {exc}") from None
         # MRML drops alt="" and image-blocking clients then show a broken-image box.
         html_source = _IMG_WITHOUT_ALT_RE.sub('<img alt=""', html_source)
+        html_source = html_source.replace(_UNDETERMINED_LANG, _LANG_PLACEHOLDER)
         lost = _lost_tags(localized, html_source)
         if lost:
             line = localized[: localized.index(lost)].count("\n") + 1
@@ -463,6 +474,16 @@ class TemplateStore:
             with _COMPILED_LOCK:
                 _SMS_COMPILED[key] = template
         return template
+
+
+def html_lang(requested: str, used: str) -> str:
+    """The BCP 47 tag for <html lang>: the customer's own tag (en-GB, nl-BE) when the email is
+    in that language, else the language the email was rendered in (a de-BE customer who gets
+    the English copy reads English, and screen readers must pronounce it so)."""
+    tag = normalize_locale(requested) if requested else used
+    if not _LANGUAGE_TAG_RE.fullmatch(tag):
+        return used
+    return tag if tag.split("-")[0] == used.split("-")[0].lower() else used
 
 
 def _first_bad_href(html: str) -> int:
