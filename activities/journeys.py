@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 from temporalio import activity
 
 from activities.services import Services
@@ -28,6 +30,8 @@ from trouw.journey import expressions
 from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
 
+log = logging.getLogger("trouw.journeys")
+
 
 def run_workflow_id(customer_id: str, journey: str, key: str) -> str:
     return f"journey:{customer_id}:{journey}:{key}"
@@ -47,50 +51,101 @@ def _reentry_key(journey: Journey, event: CustomerEvent, scope: dict[str, Any]) 
     return None if value in (None, "") else str(value)
 
 
+@dataclass(frozen=True)
+class TriggerFailure:
+    """A journey whose trigger could not be judged for this event: that journey alone fails."""
+
+    journey: Journey
+    reason: str
+
+
 def plan_runs(
     journeys: list[Journey], event: CustomerEvent, context: dict[str, Any], now: datetime
-) -> list[tuple[Journey, str, dict[str, Any], list[str]]]:
-    """Which runs an event starts: (journey, re-entry key, run context, skus). Pure."""
+) -> tuple[list[tuple[Journey, str, dict[str, Any], list[str]]], list[TriggerFailure]]:
+    """Which runs an event starts: (journey, re-entry key, run context, skus), and the journeys
+    whose trigger failed (a condition over data it did not expect). Pure."""
     plans: list[tuple[Journey, str, dict[str, Any], list[str]]] = []
+    failures: list[TriggerFailure] = []
     base = {**hydrate(jsonable(context)), "event": {"type": event.type, **event.data}, "now": now}
     for journey in journeys:
-        trigger = journey.trigger
-        if trigger.event is not None and trigger.event not in (event.type, "any"):
-            continue
-        if trigger.date is not None and event.type not in ("register", "purchase"):
-            continue  # a date journey starts when the customer is first known
-        if trigger.date is not None and expressions.evaluate(trigger.date, base) in (None, ""):
-            continue
-        if trigger.when and not expressions.truthy(trigger.when, base):
-            continue
-        items: list[Any] = [None]
+        try:
+            plans.extend(_plan_journey(journey, event, context, base, len(plans)))
+        except expressions.ExpressionError as exc:
+            failures.append(TriggerFailure(journey, f"trigger: {exc}"))
+    return plans, failures
+
+
+def _plan_journey(
+    journey: Journey,
+    event: CustomerEvent,
+    context: dict[str, Any],
+    base: dict[str, Any],
+    planned: int,
+) -> list[tuple[Journey, str, dict[str, Any], list[str]]]:
+    plans: list[tuple[Journey, str, dict[str, Any], list[str]]] = []
+    trigger = journey.trigger
+    if trigger.event is not None and trigger.event not in (event.type, "any"):
+        return plans
+    if trigger.date is not None and event.type not in ("register", "purchase"):
+        return plans  # a date journey starts when the customer is first known
+    if trigger.date is not None and expressions.evaluate(trigger.date, base) in (None, ""):
+        return plans
+    if trigger.when and not expressions.truthy(trigger.when, base):
+        return plans
+    items: list[Any] = [None]
+    if trigger.for_each:
+        items = list(expressions.evaluate(trigger.for_each, base) or [])
+    for item in items:
+        scope = dict(base)
+        skus = list(event.skus)
         if trigger.for_each:
-            items = list(expressions.evaluate(trigger.for_each, base) or [])
-        for item in items:
-            scope = dict(base)
-            skus = list(event.skus)
-            if trigger.for_each:
-                scope[trigger.as_] = item
-                sku = item.get("sku") if isinstance(item, dict) else None
-                skus = [sku] if sku else skus
-            key = _reentry_key(journey, event, scope)
-            if key is None:
-                continue
-            if trigger.for_each and trigger.reentry in ("order", "event"):
-                key = f"{key}:{skus[0] if skus else len(plans)}"
-            run_context = dict(context)
-            run_context["trigger"] = {
-                "type": event.type,
-                "at": event.at,
-                "order_id": event.order_id,
-                **event.data,
-            }
-            if trigger.for_each:
-                run_context[trigger.as_] = item
-                if isinstance(item, dict) and item.get("product"):
-                    run_context["product"] = item["product"]
-            plans.append((journey, key, run_context, skus))
+            scope[trigger.as_] = item
+            sku = item.get("sku") if isinstance(item, dict) else None
+            skus = [sku] if sku else skus
+        key = _reentry_key(journey, event, scope)
+        if key is None:
+            continue
+        if trigger.for_each and trigger.reentry in ("order", "event"):
+            key = f"{key}:{skus[0] if skus else planned + len(plans)}"
+        run_context = dict(context)
+        run_context["trigger"] = {
+            "type": event.type,
+            "at": event.at,
+            "order_id": event.order_id,
+            **event.data,
+        }
+        if trigger.for_each:
+            run_context[trigger.as_] = item
+            if isinstance(item, dict) and item.get("product"):
+                run_context["product"] = item["product"]
+        plans.append((journey, key, run_context, skus))
     return plans
+
+
+def _record_trigger_failure(
+    session: Session, input: MatchJourneysInput, failure: TriggerFailure
+) -> None:
+    """The failed journey's run, in the ledger with its reason; other journeys go on."""
+    journey = failure.journey
+    workflow_id = run_workflow_id(input.customer_id, journey.name, f"failed:{input.event.id}")
+    log.error("journey %s failed for event %s: %s", journey.name, input.event.id, failure.reason)
+    if session.exec(select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)).first():
+        return
+    session.add(
+        JourneyRun(
+            workflow_id=workflow_id,
+            customer_id=input.customer_id,
+            journey=journey.name,
+            version=journey.version,
+            reentry_key=f"failed:{input.event.id}",
+            event_source_id=input.event.id,
+            started_at=input.now,
+            status="failed",
+            ended_at=input.now,
+            end_reason=failure.reason[:2000],
+        )
+    )
+    session.flush()
 
 
 class JourneyActivities:
@@ -103,7 +158,7 @@ class JourneyActivities:
 
     def _match(self, input: MatchJourneysInput) -> MatchJourneysResult:
         event = input.event
-        journeys = [item.journey for item in self.services.catalog.journeys().values()]
+        journeys = list(self.services.catalog.journeys().values())
         runs: list[RunPlan] = []
         with session_scope(self.services.engine) as session:
             context = build_context(
@@ -113,7 +168,10 @@ class JourneyActivities:
                 skus=event.skus,
                 now=input.now,
             )
-            for journey, key, run_context, skus in plan_runs(journeys, event, context, input.now):
+            plans, failures = plan_runs(journeys, event, context, input.now)
+            for failure in failures:
+                _record_trigger_failure(session, input, failure)
+            for journey, key, run_context, skus in plans:
                 workflow_id = run_workflow_id(input.customer_id, journey.name, key)
                 existing = session.exec(
                     select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)

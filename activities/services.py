@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,32 +11,26 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from trouw.db.engine import get_engine
-from trouw.journey.loader import LoadedJourney, load_journeys
+from trouw.journey.catalog import STATE_FILE, JourneyCatalog
+from trouw.journey.loader import LoadedJourney, Problem
 from trouw.render import TemplateStore
 from trouw.settings import Settings
 
 
-class JourneyCatalog:
-    """The journeys folder, re-read when a file changes: new runs get the edited version."""
+def journey_check(
+    settings: Settings,
+) -> Callable[[list[Path]], tuple[list[LoadedJourney], list[Problem]]]:
+    """What `trouw validate` checks, as the catalog runs it on every change of the folder."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._lock = threading.Lock()
-        self._stamp: tuple[tuple[str, float], ...] | None = None
-        self._journeys: dict[str, LoadedJourney] = {}
+    def check(files: list[Path]) -> tuple[list[LoadedJourney], list[Problem]]:
+        from activities.custom import CUSTOM_ACTIVITY_NAMES
+        from trouw.journey.validate import validate_paths
 
-    def _current_stamp(self) -> tuple[tuple[str, float], ...]:
-        return tuple(
-            (str(path), path.stat().st_mtime) for path in sorted(self.directory.glob("*.yaml"))
+        return validate_paths(
+            files, templates_dir=settings.templates_dir, activities=CUSTOM_ACTIVITY_NAMES
         )
 
-    def journeys(self) -> dict[str, LoadedJourney]:
-        with self._lock:
-            stamp = self._current_stamp()
-            if stamp != self._stamp:
-                self._journeys = load_journeys(self.directory)
-                self._stamp = stamp
-            return self._journeys
+    return check
 
 
 @dataclass
@@ -53,7 +48,11 @@ class Services:
             settings=settings,
             engine=engine or get_engine(settings.effective_database_url),
             templates=TemplateStore(settings.templates_dir),
-            catalog=JourneyCatalog(settings.journeys_dir),
+            catalog=JourneyCatalog(
+                settings.journeys_dir,
+                check=journey_check(settings),
+                state_file=settings.home / STATE_FILE,
+            ),
         )
 
     def provider(self, channel: str) -> Any:

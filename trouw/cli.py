@@ -189,6 +189,38 @@ def validate(
 
 
 @app.command()
+def status() -> None:
+    """The journeys the worker runs, and every file it refused with its problems (exit 1)."""
+    from activities.services import journey_check
+    from trouw.journey.catalog import STATE_FILE, JourneyCatalog, read_state
+
+    settings = settings_or_fail()
+    path = settings.home / STATE_FILE
+    found = read_state(path)
+    if found is None:
+        verbatim(
+            f"no worker has loaded journeys with this home yet ({path}); "
+            f"what a worker would load from {settings.journeys_dir}:",
+            to=console,
+        )
+        catalog = JourneyCatalog(settings.journeys_dir, check=journey_check(settings))
+        catalog.journeys()
+        state = catalog.state
+    else:
+        state = found[0]
+        verbatim(
+            f"journeys in {state.directory}, as the worker saw them at {state.checked_at}:",
+            to=console,
+        )
+    for item in state.files:
+        verbatim(item.line(), to=console)
+        for problem in item.problems:
+            verbatim(f"  {problem}", to=console)
+    if state.refused:
+        raise typer.Exit(1)
+
+
+@app.command()
 def simulate(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     journeys: Path | None = typer.Option(

@@ -165,6 +165,6 @@ class CallActivityInput(Wire):
 
 class RecordRunInput(Wire):
     workflow_id: str
-    status: Literal["running", "completed", "exited", "converted", "held_out"]
+    status: Literal["running", "completed", "exited", "converted", "held_out", "failed"]
     reason: str | None = None
     now: datetime

@@ -29,6 +29,9 @@ def build_worker(
     client: Client, services: Services, *, task_queue: str | None = None, sandboxed: bool = True
 ) -> Worker:
     """The worker; `sandboxed=False` is for the simulator only (see docs/decisions.md)."""
+    # Validate the journeys now: refusals are logged at start, and the first event does not
+    # wait for every template to be compiled and checked.
+    services.catalog.journeys()
     return Worker(
         client,
         task_queue=task_queue or services.settings.task_queue,

@@ -59,6 +59,7 @@ NEXT_WAKEUP = SearchAttributeKey.for_datetime("NextWakeup")
 # Continue-as-new well before Temporal's 50k-event limit; a yearly journey does it every cycle.
 HISTORY_LIMIT = 4000
 FRESH_YEARLY_CONTEXT = "fresh-yearly-context"
+RECORD_FAILED_RUNS = "record-failed-runs"
 
 
 class _Ended(Exception):
@@ -151,6 +152,12 @@ class JourneyWorkflow:
                 step = journey.step(step_id)
                 self._visits[step_id] = self._visits.get(step_id, 0) + 1
                 step_id = await self._run_step(step)
+        except ApplicationError as failed:
+            # The run fails alone and visibly (Temporal UI); the ledger says why (patched:
+            # runs that failed before this change replay without the record).
+            if failed.type == "ExpressionError" and workflow.patched(RECORD_FAILED_RUNS):
+                await self._record("failed", failed.message)
+            raise
         except _Ended as ended:
             if journey.trigger.every == "year" and not ended.by_event:
                 self._next_cycle(input)

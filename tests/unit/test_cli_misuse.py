@@ -47,7 +47,7 @@ def misuse(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, st
 def test_every_command_is_covered() -> None:
     names = {" ".join(path) for path, _cmd in LEAVES}
     # A new command is picked up by these tests without editing them; this guards the walk.
-    assert {"validate", "simulate", "import orders", "templates check"} <= names
+    assert {"validate", "simulate", "status", "import orders", "templates check"} <= names
     assert len(WITH_ARGUMENTS) >= 5
 
 
