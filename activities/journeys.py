@@ -131,21 +131,22 @@ def _record_trigger_failure(
     log.error("journey %s failed for event %s: %s", journey.name, input.event.id, failure.reason)
     if session.exec(select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)).first():
         return
-    session.add(
-        JourneyRun(
-            workflow_id=workflow_id,
-            customer_id=input.customer_id,
-            journey=journey.name,
-            version=journey.version,
-            reentry_key=f"failed:{input.event.id}",
-            event_source_id=input.event.id,
-            started_at=input.now,
-            status="failed",
-            ended_at=input.now,
-            end_reason=failure.reason[:2000],
-        )
-    )
+    run = _run_row(input, journey, f"failed:{input.event.id}")
+    run.status, run.ended_at, run.end_reason = "failed", input.now, failure.reason[:2000]
+    session.add(run)
     session.flush()
+
+
+def _run_row(input: MatchJourneysInput, journey: Journey, key: str) -> JourneyRun:
+    return JourneyRun(
+        workflow_id=run_workflow_id(input.customer_id, journey.name, key),
+        customer_id=input.customer_id,
+        journey=journey.name,
+        version=journey.version,
+        reentry_key=key,
+        event_source_id=input.event.id,
+        started_at=input.now,
+    )
 
 
 class JourneyActivities:
@@ -179,17 +180,7 @@ class JourneyActivities:
                 if existing is not None and existing.event_source_id != event.id:
                     continue  # re-entry guard: this run was started by an earlier event
                 if existing is None:
-                    session.add(
-                        JourneyRun(
-                            workflow_id=workflow_id,
-                            customer_id=input.customer_id,
-                            journey=journey.name,
-                            version=journey.version,
-                            reentry_key=key,
-                            event_source_id=event.id,
-                            started_at=input.now,
-                        )
-                    )
+                    session.add(_run_row(input, journey, key))
                     try:
                         session.flush()
                     except IntegrityError:
