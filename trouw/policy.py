@@ -36,6 +36,56 @@ REASON_CODES: frozenset[str] = frozenset(
     }
 )
 
+CATEGORIES: tuple[Category, ...] = ("transactional", "service", "promotional")
+CHANNELS: tuple[Channel, ...] = ("email", "sms")
+
+
+@dataclass(frozen=True)
+class SendingHours:
+    """Local wall-clock times in which a message may go out: from `start` up to, not including,
+    `end`; a window may cross midnight, and start == end means any time of any day."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> SendingHours:
+        """`always`, or `HH:MM-HH:MM` (e.g. `08:00-21:00`; `21:00-08:00` crosses midnight)."""
+        value = text.strip().lower()
+        if value == "always":
+            return ALWAYS
+        parts = value.split("-")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            start, end = (time.fromisoformat(part.strip()) for part in parts)
+        except ValueError:
+            raise ValueError(
+                f"sending hours {text!r}: write HH:MM-HH:MM (e.g. 08:00-21:00) or always"
+            ) from None
+        return cls(start.replace(second=0, microsecond=0), end.replace(second=0, microsecond=0))
+
+    @property
+    def always(self) -> bool:
+        return self.start == self.end
+
+    def allows(self, clock: time) -> bool:
+        start, end = self.start, self.end
+        if start == end:
+            return True
+        if start < end:
+            return start <= clock < end
+        return clock >= start or clock < end  # the window crosses midnight
+
+    def __str__(self) -> str:
+        if self.always:
+            return "always"
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+ALWAYS = SendingHours(time(0), time(0))
+DAYTIME = SendingHours(time(8), time(21))
+
 # Which categories each suppression stops on its channel. An unsubscribe is a withdrawal of
 # consent, not a dead address: a receipt is still owed. So is an erasure: the address outlives
 # the erased customer only as a hash, and a person who comes back with it and buys again is
@@ -78,9 +128,17 @@ class PolicySettings(Protocol):
     @property
     def promotional_cap_days(self) -> int: ...
     @property
-    def quiet_hours_start(self) -> time: ...
+    def sending_hours_email_transactional(self) -> str: ...
     @property
-    def quiet_hours_end(self) -> time: ...
+    def sending_hours_email_service(self) -> str: ...
+    @property
+    def sending_hours_email_promotional(self) -> str: ...
+    @property
+    def sending_hours_sms_transactional(self) -> str: ...
+    @property
+    def sending_hours_sms_service(self) -> str: ...
+    @property
+    def sending_hours_sms_promotional(self) -> str: ...
     @property
     def quiet_on_sundays(self) -> bool: ...
     @property
@@ -95,10 +153,19 @@ class PolicyConfig:
     smart_sending_hours: float = 16.0
     promotional_cap_count: int = 2
     promotional_cap_days: int = 7
-    quiet_hours_start: time = time(21, 0)
-    quiet_hours_end: time = time(8, 0)
-    quiet_on_sundays: bool = False
+    # Per channel and category, in the customer's own zone; a receipt by email goes out at once.
+    sending_hours_email_transactional: SendingHours = ALWAYS
+    sending_hours_email_service: SendingHours = DAYTIME
+    sending_hours_email_promotional: SendingHours = DAYTIME
+    sending_hours_sms_transactional: SendingHours = DAYTIME
+    sending_hours_sms_service: SendingHours = DAYTIME
+    sending_hours_sms_promotional: SendingHours = DAYTIME
+    quiet_on_sundays: bool = False  # on these days only messages sent `always` go out
     quiet_on_holidays: bool = False
+
+    def sending_hours(self, channel: Channel, category: Category) -> SendingHours:
+        hours: SendingHours = getattr(self, f"sending_hours_{channel}_{category}")
+        return hours
 
     @classmethod
     def from_settings(cls, settings: PolicySettings) -> PolicyConfig:
@@ -107,8 +174,20 @@ class PolicyConfig:
             smart_sending_hours=settings.smart_sending_hours,
             promotional_cap_count=settings.promotional_cap_count,
             promotional_cap_days=settings.promotional_cap_days,
-            quiet_hours_start=settings.quiet_hours_start,
-            quiet_hours_end=settings.quiet_hours_end,
+            sending_hours_email_transactional=SendingHours.parse(
+                settings.sending_hours_email_transactional
+            ),
+            sending_hours_email_service=SendingHours.parse(settings.sending_hours_email_service),
+            sending_hours_email_promotional=SendingHours.parse(
+                settings.sending_hours_email_promotional
+            ),
+            sending_hours_sms_transactional=SendingHours.parse(
+                settings.sending_hours_sms_transactional
+            ),
+            sending_hours_sms_service=SendingHours.parse(settings.sending_hours_sms_service),
+            sending_hours_sms_promotional=SendingHours.parse(
+                settings.sending_hours_sms_promotional
+            ),
             quiet_on_sundays=settings.quiet_on_sundays,
             quiet_on_holidays=settings.quiet_on_holidays,
         )
@@ -162,7 +241,7 @@ class RecentMessage:
 class Decision:
     """The verdict: `reason` is a stable code (None when sent), `text` a sentence with figures.
 
-    `until` is in UTC (see next_allowed_sms_time); `text` shows it in the customer's zone.
+    `until` is in UTC (see next_sending_time); `text` shows it in the customer's zone.
     """
 
     action: Action
@@ -188,7 +267,7 @@ def decide(
     """Send, suppress or defer one message; pure: every fact, including `now`, is passed in.
 
     Checks run in this order, so the reason given is the most useful one: suppression, address,
-    consent, service cutoff, frequency cap, smart sending, quiet hours (docs/policy.md).
+    consent, service cutoff, frequency cap, smart sending, sending hours (docs/policy.md).
     """
     _require_aware(now, "now")
     _require_aware(message.triggered_at, "message.triggered_at")
@@ -233,12 +312,13 @@ def decide(
             )
 
     if category == "transactional":
-        if channel == "email":
-            return Decision("send")
-        until = next_allowed_sms_time(now, recipient.timezone, recipient.country, config)
+        hours = config.sending_hours(channel, category)
+        until = next_sending_time(now, recipient.timezone, recipient.country, hours, config)
         if until == now:
             return Decision("send")
-        return _defer("quiet_hours", until, _quiet_text(config, recipient, zone, until))
+        return _defer(
+            "quiet_hours", until, _quiet_text(config, hours, message, recipient, zone, until)
+        )
 
     return _decide_busy(message, recipient, recent, now, config, zone, cutoff)
 
@@ -252,8 +332,9 @@ def _decide_busy(
     zone: ZoneInfo,
     cutoff: datetime | None,
 ) -> Decision:
-    """Frequency cap, smart sending and quiet hours for service and promotional messages."""
+    """Frequency cap, smart sending and sending hours for service and promotional messages."""
     category, channel = message.category, message.channel
+    hours = config.sending_hours(channel, category)
     skip_when_busy = category == "promotional" and message.promotional_when_busy == "skip"
     sent = [m for m in recent if m.at.astimezone(UTC) <= now]
 
@@ -286,18 +367,17 @@ def _decide_busy(
     )
 
     # Move t forward until every constraint holds. Cap and smart sending, once met, stay met
-    # as t grows; quiet hours are re-applied after each move, so two rounds reach a fixed point.
-    # A "skip" promotional message is judged at the first moment outside quiet hours, because
+    # as t grows; sending hours are re-applied after each move, so two rounds reach a fixed
+    # point. A "skip" promotional message is judged at the first moment in sending hours, because
     # a deferral there would find it free: decide(until) must agree with decide(now).
     causes: list[str] = []
     t = now
     for _ in range(8):
         start = t
-        if channel == "sms":
-            q = next_allowed_sms_time(t, recipient.timezone, recipient.country, config)
-            if q > t:
-                causes.append("quiet_hours")
-                t = q
+        q = next_sending_time(t, recipient.timezone, recipient.country, hours, config)
+        if q > t:
+            causes.append("quiet_hours")
+            t = q
         if cap_free > t:
             if skip_when_busy:
                 return _suppress("frequency_cap", cap_text)
@@ -321,7 +401,7 @@ def _decide_busy(
     if "smart_sending" in causes:
         parts.append(smart_text)
     if "quiet_hours" in causes:
-        parts.append(_quiet_text(config, recipient, zone, None))
+        parts.append(_quiet_text(config, hours, message, recipient, zone, None))
     why = "; ".join(parts)
 
     if cutoff is not None and t > cutoff:
@@ -359,16 +439,18 @@ def _cap_free_at(
     return in_window[config.promotional_cap_count - 1] + window
 
 
-def is_quiet(at: datetime, timezone: str, country: str | None, config: PolicyConfig) -> bool:
-    """Whether an SMS at `at` falls in quiet hours (or a quiet day) in the customer's zone."""
+def is_quiet(
+    at: datetime, timezone: str, country: str | None, hours: SendingHours, config: PolicyConfig
+) -> bool:
+    """Whether `at` is outside `hours` (or on a quiet day) in the customer's zone."""
     _require_aware(at, "at")
-    return _is_quiet_local(at.astimezone(_zone(timezone)), country, config)
+    return _is_quiet_local(at.astimezone(_zone(timezone)), country, hours, config)
 
 
-def next_allowed_sms_time(
-    at: datetime, timezone: str, country: str | None, config: PolicyConfig
+def next_sending_time(
+    at: datetime, timezone: str, country: str | None, hours: SendingHours, config: PolicyConfig
 ) -> datetime:
-    """The first moment >= `at` outside quiet hours and quiet days; `at` itself when allowed.
+    """The first moment >= `at` within `hours` and not on a quiet day; `at` itself when allowed.
 
     The result is in UTC: a local time in the repeated autumn hour carries fold=1, and Python
     then calls it unequal to every other zone's reading of the same instant (PEP 495).
@@ -376,35 +458,36 @@ def next_allowed_sms_time(
     _require_aware(at, "at")
     zone = _zone(timezone)
     at = at.astimezone(UTC)
-    if not _is_quiet_local(at.astimezone(zone), country, config):
+    if not _is_quiet_local(at.astimezone(zone), country, hours, config):
         return at
-    # Allowed stretches can only begin at local midnight, at the end of quiet hours, or at a DST
-    # jump over one of them; try those in order, day by day (holidays never last a year).
+    # Allowed stretches can only begin at local midnight, at the start of sending hours, or at a
+    # DST jump over one of them; try those in order, day by day (holidays never last a year).
     first_day = at.astimezone(zone).date()
     for offset in range(0, 400):
         day = first_day + timedelta(days=offset)
         candidates = sorted(
             {
                 instant
-                for wall in (time(0, 0), config.quiet_hours_end)
+                for wall in (time(0, 0), hours.start)
                 for instant in _instants_at_or_after_wall(day, wall, zone)
             }
         )
         for instant in candidates:
-            if instant > at and not _is_quiet_local(instant.astimezone(zone), country, config):
+            if instant > at and not _is_quiet_local(
+                instant.astimezone(zone), country, hours, config
+            ):
                 return instant
-    raise ValueError("no moment outside quiet hours within 400 days; check the quiet settings")
+    raise ValueError("no moment in sending hours within 400 days; check the quiet settings")
 
 
-def _is_quiet_local(local: datetime, country: str | None, config: PolicyConfig) -> bool:
+def _is_quiet_local(
+    local: datetime, country: str | None, hours: SendingHours, config: PolicyConfig
+) -> bool:
+    if hours.always:
+        return False
     if _is_quiet_day(local.date(), country, config):
         return True
-    start, end, clock = config.quiet_hours_start, config.quiet_hours_end, local.time()
-    if start == end:
-        return False  # equal bounds switch quiet hours off
-    if start < end:
-        return start <= clock < end
-    return clock >= start or clock < end  # the window crosses midnight
+    return not hours.allows(local.time())
 
 
 def _is_quiet_day(day: date, country: str | None, config: PolicyConfig) -> bool:
@@ -469,20 +552,21 @@ def _address_name(channel: Channel) -> str:
 
 def _quiet_text(
     config: PolicyConfig,
+    hours: SendingHours,
+    message: MessageFacts,
     recipient: RecipientState,
     zone: ZoneInfo,
     until: datetime | None,
 ) -> str:
-    start = config.quiet_hours_start.strftime("%H:%M")
-    end = config.quiet_hours_end.strftime("%H:%M")
-    text = f"quiet hours {start}–{end} {zone.key}"
+    start, end = hours.start.strftime("%H:%M"), hours.end.strftime("%H:%M")
+    text = f"{message.category} {message.channel} only {start}–{end} {zone.key}"
     days = []
     if config.quiet_on_sundays:
         days.append("Sundays")
     if config.quiet_on_holidays and recipient.country:
         days.append(f"public holidays ({recipient.country.upper()})")
     if days:
-        text += " and " + " and ".join(days)
+        text += ", not on " + " or ".join(days)
     if until is not None:
         text += f"; deferred to {_fmt(until, zone)}"
     return text

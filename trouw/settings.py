@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from datetime import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from trouw.policy import SendingHours
 
 ENV_PREFIX = "TROUW_"
 DEFAULT_CONFIG_FILE = Path("config/trouw.toml")
@@ -109,8 +110,13 @@ class Settings(BaseSettings):
     smart_sending_hours: float = Field(default=16.0, ge=0)
     promotional_cap_count: int = Field(default=2, ge=0)
     promotional_cap_days: int = Field(default=7, ge=1)
-    quiet_hours_start: time = time(21, 0)
-    quiet_hours_end: time = time(8, 0)
+    # Sending hours per channel and category: "HH:MM-HH:MM" local time, or "always".
+    sending_hours_email_transactional: str = "always"
+    sending_hours_email_service: str = "08:00-21:00"
+    sending_hours_email_promotional: str = "08:00-21:00"
+    sending_hours_sms_transactional: str = "08:00-21:00"
+    sending_hours_sms_service: str = "08:00-21:00"
+    sending_hours_sms_promotional: str = "08:00-21:00"
     quiet_on_sundays: bool = False
     quiet_on_holidays: bool = False
     resend_unknown_transactional: bool = True
@@ -127,6 +133,18 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator(
+        "sending_hours_email_transactional",
+        "sending_hours_email_service",
+        "sending_hours_email_promotional",
+        "sending_hours_sms_transactional",
+        "sending_hours_sms_service",
+        "sending_hours_sms_promotional",
+    )
+    @classmethod
+    def _sending_hours(cls, value: str) -> str:
+        return str(SendingHours.parse(value))
 
     @field_validator("review_url", "product_url")
     @classmethod

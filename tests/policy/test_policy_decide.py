@@ -18,15 +18,17 @@ from trouw.policy import (
     PolicyConfig,
     RecentMessage,
     RecipientState,
+    SendingHours,
     Suppression,
     decide,
     is_quiet,
-    next_allowed_sms_time,
+    next_sending_time,
 )
 
 POLICY_DOC = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
 BRUSSELS = ZoneInfo("Europe/Brussels")
 CONFIG = PolicyConfig()
+SMS_HOURS = CONFIG.sending_hours("sms", "transactional")
 # A Wednesday, well clear of DST changes and holidays.
 DAY_TIME = datetime(2026, 3, 4, 14, 0, tzinfo=BRUSSELS)
 NIGHT_TIME = datetime(2026, 3, 4, 22, 30, tzinfo=BRUSSELS)
@@ -77,7 +79,7 @@ CASES = list(
         (False, True),  # service cutoff passed
         (False, True),  # promotional cap reached
         (False, True),  # a non-transactional message on this channel two hours ago
-        (False, True),  # now is in quiet hours
+        (False, True),  # now is outside sending hours (22:30)
     )
 )
 
@@ -99,7 +101,7 @@ def expected(category, channel, consent, suppression, cutoff_passed, capped, sma
         return "suppress", "frequency_cap"
     if category != "transactional" and smart:
         return ("suppress" if category == "promotional" else "defer"), "smart_sending"
-    if channel == "sms" and quiet:
+    if quiet and (channel, category) != ("email", "transactional"):
         return "defer", "quiet_hours"
     return "send", None
 
@@ -143,8 +145,8 @@ def test_decision_table(
     if action == "defer":
         assert decision.until is not None and decision.until > now
         assert decision.until.tzinfo is not None
-        if channel == "sms":
-            assert not is_quiet(decision.until, "Europe/Brussels", "BE", CONFIG)
+        hours = CONFIG.sending_hours(channel, category)
+        assert not is_quiet(decision.until, "Europe/Brussels", "BE", hours, CONFIG)
         # Re-deciding at the deferred moment sends: the deferral was to a real opening.
         assert decide(facts, person, recent, decision.until, CONFIG).action == "send"
     else:
@@ -183,7 +185,7 @@ def test_transactional_sms_in_quiet_hours_is_deferred_to_the_morning_not_dropped
         "defer",
         "quiet_hours",
         datetime(2026, 3, 5, 8, 0, tzinfo=BRUSSELS),
-        "quiet hours 21:00–08:00 Europe/Brussels; deferred to 2026-03-05 08:00 +01:00",
+        "transactional sms only 08:00–21:00 Europe/Brussels; deferred to 2026-03-05 08:00 +01:00",
     )
     assert decision.explain() == decision.text
 
@@ -197,9 +199,25 @@ def test_transactional_email_ignores_quiet_hours_caps_and_smart_sending():
     assert decision.reason is None
 
 
+def test_email_deferred_by_smart_sending_into_the_night_waits_for_the_morning():
+    # The reproduction: a service email at 09:00 after one at 08:00 was deferred to 00:00 and
+    # went out at night. It now waits for the email sending hours.
+    morning = datetime(2026, 3, 4, 9, 0, tzinfo=BRUSSELS)
+    recent = [RecentMessage(morning - timedelta(hours=1), "email", "service")]
+    decision = decide(message("service", "email"), recipient(), recent, morning, CONFIG)
+    assert (decision.action, decision.code) == ("defer", "smart_sending")
+    assert decision.until == datetime(2026, 3, 5, 8, 0, tzinfo=BRUSSELS)
+    assert decision.text == (
+        "smart sending: last email at 2026-03-04 08:00 +01:00, 16 h between non-transactional "
+        "messages; service email only 08:00–21:00 Europe/Brussels; "
+        "deferred to 2026-03-05 08:00 +01:00"
+    )
+
+
 def test_service_message_is_deferred_to_the_end_of_the_smart_sending_window():
     recent = [RecentMessage(DAY_TIME - timedelta(hours=2), "email", "promotional")]
-    decision = decide(message("service", "email"), recipient(), recent, DAY_TIME, CONFIG)
+    config = replace(CONFIG, sending_hours_email_service=SendingHours.parse("always"))
+    decision = decide(message("service", "email"), recipient(), recent, DAY_TIME, config)
     assert decision.action == "defer"
     assert decision.until == DAY_TIME + timedelta(hours=14)
     assert "smart sending: last email at 2026-03-04 12:00 +01:00, 16 h" in decision.text
@@ -210,7 +228,7 @@ def test_smart_sending_then_quiet_hours_defers_to_the_morning_with_the_first_cau
     decision = decide(message("service", "sms"), recipient(), recent, DAY_TIME, CONFIG)
     assert (decision.action, decision.code) == ("defer", "smart_sending")
     assert decision.until == datetime(2026, 3, 5, 8, 0, tzinfo=BRUSSELS)
-    assert "quiet hours" in decision.text
+    assert "service sms only 08:00–21:00" in decision.text
 
 
 def test_smart_sending_is_per_channel():
@@ -311,7 +329,7 @@ def test_promotional_defer_mode_respects_its_deadline():
     assert (decision.action, decision.code, decision.until) == (
         "defer",
         "smart_sending",
-        DAY_TIME + timedelta(hours=14),
+        DAY_TIME + timedelta(hours=18),  # free at 04:00, sent at 08:00
     )
     too_late = replace(in_time, defer_deadline=DAY_TIME + timedelta(hours=13))
     decision = decide(too_late, recipient(), recent, DAY_TIME, CONFIG)
@@ -396,34 +414,34 @@ def test_service_needs_no_opt_in():
 # --- quiet hours, days and DST --------------------------------------------------------------
 
 
-def test_quiet_hours_end_on_the_day_clocks_spring_forward():
+def test_sending_hours_open_on_the_day_clocks_spring_forward():
     night = datetime(2026, 3, 28, 23, 0, tzinfo=BRUSSELS)
     decision = decide(message("transactional", "sms"), recipient(), [], night, CONFIG)
     assert decision.until == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)  # 08:00 CEST
     assert decision.text.endswith("deferred to 2026-03-29 08:00 +02:00")
 
 
-def test_quiet_hours_end_on_the_day_clocks_fall_back():
+def test_sending_hours_open_on_the_day_clocks_fall_back():
     night = datetime(2026, 10, 24, 23, 0, tzinfo=BRUSSELS)
     decision = decide(message("transactional", "sms"), recipient(), [], night, CONFIG)
     assert decision.until == datetime(2026, 10, 25, 7, 0, tzinfo=UTC)  # 08:00 CET
     assert decision.text.endswith("deferred to 2026-10-25 08:00 +01:00")
 
 
-def test_quiet_hours_ending_inside_the_spring_gap_end_at_the_jump():
-    config = replace(CONFIG, quiet_hours_end=time(2, 30))
+def test_sending_hours_starting_inside_the_spring_gap_open_at_the_jump():
+    hours = SendingHours(time(2, 30), time(21))
     night = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # 01:30 CET, quiet
-    until = next_allowed_sms_time(night, "Europe/Brussels", "BE", config)
+    until = next_sending_time(night, "Europe/Brussels", "BE", hours, CONFIG)
     assert until == datetime(
         2026, 3, 29, 1, 0, tzinfo=UTC
     )  # 03:00 CEST, the clock jumped over 02:30
 
 
-def test_quiet_hours_ending_in_the_repeated_autumn_hour_end_at_its_second_pass():
-    config = replace(CONFIG, quiet_hours_end=time(2, 30))
+def test_sending_hours_starting_in_the_repeated_autumn_hour_open_at_its_second_pass():
+    hours = SendingHours(time(2, 30), time(21))
     second_pass = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)  # 02:10 CET, after 02:59 CEST
-    assert is_quiet(second_pass, "Europe/Brussels", "BE", config)
-    until = next_allowed_sms_time(second_pass, "Europe/Brussels", "BE", config)
+    assert is_quiet(second_pass, "Europe/Brussels", "BE", hours, CONFIG)
+    until = next_sending_time(second_pass, "Europe/Brussels", "BE", hours, CONFIG)
     assert until == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
 
 
@@ -436,11 +454,54 @@ def test_quiet_hours_follow_the_customers_own_timezone():
     assert decision.until == datetime(2026, 3, 5, 8, 0, tzinfo=ZoneInfo("America/New_York"))
 
 
-def test_email_has_no_quiet_hours():
-    assert (
-        decide(message("promotional", "email"), recipient(), [], NIGHT_TIME, CONFIG).action
-        == "send"
+def test_email_has_sending_hours_except_receipts():
+    promotional = decide(message("promotional", "email"), recipient(), [], NIGHT_TIME, CONFIG)
+    assert (promotional.action, promotional.code) == ("defer", "quiet_hours")
+    assert promotional.until == datetime(2026, 3, 5, 8, 0, tzinfo=BRUSSELS)
+    receipt = decide(message("transactional", "email"), recipient(), [], NIGHT_TIME, CONFIG)
+    assert receipt.action == "send"
+
+
+def test_sending_hours_are_per_channel_and_category():
+    config = replace(
+        CONFIG,
+        sending_hours_email_promotional=SendingHours.parse("10:00-18:00"),
+        sending_hours_sms_transactional=SendingHours.parse("always"),
     )
+    nine = datetime(2026, 3, 4, 9, 0, tzinfo=BRUSSELS)
+    promotional = decide(message("promotional", "email"), recipient(), [], nine, config)
+    assert promotional.until == datetime(2026, 3, 4, 10, 0, tzinfo=BRUSSELS)
+    assert decide(message("service", "email"), recipient(), [], nine, config).action == "send"
+    receipt = decide(message("transactional", "sms"), recipient(), [], NIGHT_TIME, config)
+    assert receipt.action == "send"
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"),
+    [
+        ("08:00-21:00", SendingHours(time(8), time(21))),
+        (" 21:30 - 07:15 ", SendingHours(time(21, 30), time(7, 15))),
+        ("always", SendingHours(time(0), time(0))),
+        ("ALWAYS", SendingHours(time(0), time(0))),
+    ],
+)
+def test_sending_hours_parse_and_print(text: str, hours: SendingHours) -> None:
+    assert SendingHours.parse(text) == hours
+    assert SendingHours.parse(str(hours)) == hours
+
+
+@pytest.mark.parametrize("text", ["", "8-21", "08:00", "08:00-21:00-22:00", "25:00-08:00", "night"])
+def test_bad_sending_hours_are_refused_with_the_format(text: str) -> None:
+    with pytest.raises(ValueError, match=r"write HH:MM-HH:MM \(e\.g\. 08:00-21:00\) or always"):
+        SendingHours.parse(text)
+
+
+def test_a_bad_sending_hours_setting_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trouw.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("TROUW_SENDING_HOURS_EMAIL_SERVICE", "8-21")
+    with pytest.raises(SettingsError, match="TROUW_SENDING_HOURS_EMAIL_SERVICE: .*HH:MM-HH:MM"):
+        load_settings()
 
 
 def test_quiet_sundays_skip_to_monday_morning():
@@ -448,7 +509,7 @@ def test_quiet_sundays_skip_to_monday_morning():
     saturday_night = datetime(2026, 3, 7, 22, 0, tzinfo=BRUSSELS)
     decision = decide(message("transactional", "sms"), recipient(), [], saturday_night, config)
     assert decision.until == datetime(2026, 3, 9, 8, 0, tzinfo=BRUSSELS)
-    assert "and Sundays" in decision.text
+    assert ", not on Sundays" in decision.text
 
 
 def test_quiet_sunday_and_easter_monday_skip_to_tuesday():
@@ -470,27 +531,27 @@ def test_holidays_follow_the_customers_country():
     assert decide(message("service", "sms"), unknown, [], kings_day, config).action == "send"
 
 
-def test_quiet_window_within_one_day_and_equal_bounds():
-    lunch = replace(CONFIG, quiet_hours_start=time(12), quiet_hours_end=time(14))
-    assert is_quiet(datetime(2026, 3, 4, 13, 0, tzinfo=BRUSSELS), "Europe/Brussels", None, lunch)
-    assert not is_quiet(
-        datetime(2026, 3, 4, 14, 0, tzinfo=BRUSSELS), "Europe/Brussels", None, lunch
+def test_sending_hours_across_midnight_and_equal_bounds():
+    night_shift = SendingHours(time(14), time(12))  # quiet only 12:00-14:00
+    assert is_quiet(
+        datetime(2026, 3, 4, 13, 0, tzinfo=BRUSSELS), "Europe/Brussels", None, night_shift, CONFIG
     )
-    assert not is_quiet(
-        datetime(2026, 3, 4, 23, 0, tzinfo=BRUSSELS), "Europe/Brussels", None, lunch
-    )
-    off = replace(CONFIG, quiet_hours_start=time(8), quiet_hours_end=time(8))
-    assert not is_quiet(NIGHT_TIME, "Europe/Brussels", None, off)
+    for hour in (14, 23, 3):
+        moment = datetime(2026, 3, 4, hour, 0, tzinfo=BRUSSELS)
+        assert not is_quiet(moment, "Europe/Brussels", None, night_shift, CONFIG)
+    always = SendingHours(time(8), time(8))
+    sundays = replace(CONFIG, quiet_on_sundays=True)
+    sunday_night = datetime(2026, 3, 8, 23, 0, tzinfo=BRUSSELS)
+    assert not is_quiet(sunday_night, "Europe/Brussels", None, always, sundays)
 
 
-def test_quiet_start_is_inclusive_and_end_exclusive():
-    assert is_quiet(datetime(2026, 3, 4, 21, 0, tzinfo=BRUSSELS), "Europe/Brussels", None, CONFIG)
-    assert not is_quiet(
-        datetime(2026, 3, 4, 20, 59, tzinfo=BRUSSELS), "Europe/Brussels", None, CONFIG
-    )
-    assert not is_quiet(
-        datetime(2026, 3, 5, 8, 0, tzinfo=BRUSSELS), "Europe/Brussels", None, CONFIG
-    )
+def test_sending_hours_start_inclusive_and_end_exclusive():
+    def quiet_at(hour: int, minute: int) -> bool:
+        moment = datetime(2026, 3, 4, hour, minute, tzinfo=BRUSSELS)
+        return is_quiet(moment, "Europe/Brussels", None, SMS_HOURS, CONFIG)
+
+    assert quiet_at(21, 0) and quiet_at(7, 59)
+    assert not quiet_at(20, 59) and not quiet_at(8, 0)
 
 
 # --- inputs and settings --------------------------------------------------------------------
@@ -507,7 +568,8 @@ def test_config_defaults_equal_the_settings_defaults():
     from trouw.settings import Settings
 
     for name, value in vars(PolicyConfig()).items():
-        assert Settings.model_fields[name].default == value, name
+        default = Settings.model_fields[name].default
+        assert default == (str(value) if isinstance(value, SendingHours) else value), name
 
 
 def test_config_from_settings_copies_every_policy_field():
@@ -518,11 +580,57 @@ def test_config_from_settings_copies_every_policy_field():
         smart_sending_hours=4.5,
         promotional_cap_count=3,
         promotional_cap_days=14,
-        quiet_hours_start=time(20),
-        quiet_hours_end=time(9),
+        sending_hours_email_transactional="07:00-22:00",
+        sending_hours_email_service="09:00-20:00",
+        sending_hours_email_promotional="10:00-19:00",
+        sending_hours_sms_transactional="always",
+        sending_hours_sms_service="09:30-20:30",
+        sending_hours_sms_promotional="10:30-18:30",
         quiet_on_sundays=True,
         quiet_on_holidays=True,
     )
+    hours = SendingHours.parse
     assert PolicyConfig.from_settings(settings) == PolicyConfig(
-        90, 4.5, 3, 14, time(20), time(9), True, True
+        90,
+        4.5,
+        3,
+        14,
+        hours("07:00-22:00"),
+        hours("09:00-20:00"),
+        hours("10:00-19:00"),
+        hours("always"),
+        hours("09:30-20:30"),
+        hours("10:30-18:30"),
+        True,
+        True,
     )
+
+
+def documented_sending_hours() -> dict[tuple[str, str], str]:
+    """The default sending hours table of docs/policy.md, by (channel, category)."""
+    lines = [line.strip() for line in POLICY_DOC.read_text(encoding="utf-8").splitlines()]
+    header = next(i for i, line in enumerate(lines) if line.startswith("| channel |"))
+    columns = [cell.strip() for cell in lines[header].strip("|").split("|")]
+    assert columns[1:] == ["transactional", "service", "promotional"], columns
+    table = {}
+    for row in itertools.takewhile(lambda line: line.startswith("|"), lines[header + 2 :]):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for category, value in zip(columns[1:], cells[1:], strict=True):
+            table[(cells[0], category)] = value
+    return table
+
+
+def test_the_documented_sending_hours_are_the_defaults_and_the_shipped_config() -> None:
+    import tomllib
+
+    expected = {
+        (channel, category): str(CONFIG.sending_hours(channel, category))
+        for channel in ("email", "sms")
+        for category in ("transactional", "service", "promotional")
+    }
+    assert documented_sending_hours() == expected
+    shipped = tomllib.loads((POLICY_DOC.parents[1] / "config" / "trouw.toml").read_text())
+    assert {
+        (channel, category): shipped[f"sending_hours_{channel}_{category}"]
+        for channel, category in expected
+    } == expected
