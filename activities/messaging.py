@@ -21,6 +21,7 @@ from trouw.contracts import SendMessageInput, SendMessageResult
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message, Voucher
 from trouw.journey.hydrate import hydrate
+from trouw.locales import region_of
 from trouw.policy import (
     Decision,
     MessageFacts,
@@ -47,7 +48,6 @@ FINAL_STATES = {"sent", "suppressed", "failed", "unknown"}
 # How long past the provider timeout an in_flight row still belongs to a live attempt (the
 # rate limiter's wait comes after the mark). Only after that is its outcome unknown.
 LEASE_MARGIN = timedelta(seconds=10)
-COUNTRY_BY_LOCALE = {"nl-BE": "BE", "fr-BE": "BE", "nl-NL": "NL", "fr-FR": "FR"}
 
 
 def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState:
@@ -69,7 +69,7 @@ def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState
         email=customer.email,
         phone=customer.phone,
         timezone=customer.timezone,
-        country=COUNTRY_BY_LOCALE.get(customer.locale),
+        country=region_of(customer.locale),
         promotional_opt_in={ch: consent.promotional(ch) for ch in ("email", "sms")},
         service_objection={ch: consent.service_objection(ch) for ch in ("email", "sms")},
         suppressions=suppressions,

@@ -47,7 +47,9 @@ class Services:
         return cls(
             settings=settings,
             engine=engine or get_engine(settings.effective_database_url),
-            templates=TemplateStore(settings.templates_dir),
+            templates=TemplateStore(
+                settings.templates_dir, locale_fallback=settings.locale_fallback
+            ),
             catalog=JourneyCatalog(
                 settings.journeys_dir,
                 check=journey_check(settings),

@@ -316,7 +316,9 @@ def preview(
     channel: str | None = typer.Option(
         None, "--channel", help="email or sms (default: every channel it has)."
     ),
-    locale: str = typer.Option("nl-BE", "--locale", help="nl-BE, nl-NL, fr-BE or en."),
+    locale: str = typer.Option(
+        "nl-BE", "--locale", help="Any BCP 47 tag (nl-BE, fr-FR, en-GB, de-BE, ...)."
+    ),
     customer: str | None = typer.Option(None, "--customer", help="Render for this customer id."),
     sample: bool = typer.Option(
         False, "--sample", help="Use sample data (the default without --customer)."
@@ -329,7 +331,7 @@ def preview(
     from trouw.render.preview import preview as render_preview
 
     settings = settings_or_fail()
-    store = TemplateStore(settings.templates_dir)
+    store = TemplateStore(settings.templates_dir, locale_fallback=settings.locale_fallback)
     context = None
     if customer is not None:
         context = _customer_context(settings, customer, template)
@@ -397,7 +399,7 @@ def templates_check() -> None:
     from trouw.render.preview import check_templates
 
     settings = settings_or_fail()
-    store = TemplateStore(settings.templates_dir)
+    store = TemplateStore(settings.templates_dir, locale_fallback=settings.locale_fallback)
     problems = check_templates(store)
     for problem in problems:
         verbatim(problem)

@@ -72,6 +72,8 @@ def order_dict(session: Session, order: Order) -> dict[str, Any]:
     ]
     return {
         "id": order.id,
+        # What the customer calls the order; our id ("shopify:450789469") is never shown.
+        "name": order.name or order.id,
         "channel": order.channel,
         "store": order.store,
         "placed_at": order.placed_at,

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from babel.numbers import is_currency
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -15,6 +16,8 @@ from trouw.consent import record_consent, suppress
 from trouw.context import jsonable
 from trouw.contracts import CustomerEvent
 from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Product, Voucher
+from trouw.locales import LocaleTag, region_of
+from trouw.phones import PhoneError, normalise_phone
 
 EventType = Literal[
     "register",
@@ -30,7 +33,6 @@ EventType = Literal[
     "voucher_redeemed",
     "custom",
 ]
-Locale = Literal["nl-BE", "nl-NL", "fr-BE", "en"]
 
 log = logging.getLogger("trouw.ingest")
 
@@ -56,14 +58,29 @@ class CustomerIn(Strict):
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
     email: EmailStr | None = None
-    phone: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
+    # Before phone: a national phone number is read in the locale's region (nl-BE: 0470...).
+    locale: LocaleTag | None = None
+    phone: str | None = Field(
+        default=None,
+        max_length=40,
+        description="E.164 (+32470123456), or a national number when locale names the region.",
+    )
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
-    locale: Locale | None = None
     timezone: str | None = None
     birthday: date | None = None
     attributes: dict[str, Any] | None = None
     opt_in: dict[Literal["email", "sms"], bool] | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise_phone(value, country=region_of(info.data.get("locale")))
+        except PhoneError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("first_name", "last_name")
     @classmethod
@@ -111,6 +128,11 @@ class EventIn(Strict):
     customer: str = Field(min_length=1, max_length=64)
     at: datetime | None = None
     order: str | None = Field(default=None, max_length=64)
+    # What the customer calls the order ("#1001"); without it, customers see `order`.
+    order_name: str | None = Field(default=None, min_length=1, max_length=64)
+    currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the order's amounts."
+    )
     channel: str | None = None  # pos|web for purchases; email|sms|all for consent events
     store: str | None = Field(default=None, max_length=100)
     lines: list[LineIn] = Field(default_factory=list)
@@ -123,6 +145,13 @@ class EventIn(Strict):
     wording_version: str | None = None
     wording_text: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        if value is not None and not is_currency(value):
+            raise ValueError(f"unknown currency {value!r} (ISO 4217, e.g. EUR)")
+        return value
 
     @field_validator("at")
     @classmethod
@@ -204,6 +233,8 @@ def _apply_purchase(session: Session, event: EventIn, at: datetime) -> dict[str,
             store=event.store,
             placed_at=at,
             total=event.total if event.total is not None else total,
+            currency=event.currency or Order.model_fields["currency"].default,
+            name=event.order_name,
         )
     )
     session.add_all(lines)
@@ -255,7 +286,14 @@ def _update_known_order(session: Session, event: EventIn, order: Order) -> str:
         session.flush()  # the (order_id, line_no) pairs are unique: old lines go first
         session.add_all(lines)
     new_total = event.total if event.total is not None else total
-    for name, value in (("channel", event.channel), ("store", event.store), ("total", new_total)):
+    updates = (
+        ("channel", event.channel),
+        ("store", event.store),
+        ("total", new_total),
+        ("name", event.order_name),
+        ("currency", event.currency),
+    )
+    for name, value in updates:
         if value is not None and getattr(order, name) != value:
             changed.append(name)
             setattr(order, name, value)

@@ -17,6 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from trouw.locales import LocaleTag, language_of, parse_locale_tag
 from trouw.policy import SendingHours
 
 ENV_PREFIX = "TROUW_"
@@ -62,7 +63,9 @@ class Settings(BaseSettings):
     # Content.
     journeys_dir: Path = Path("journeys")
     templates_dir: Path = Path("templates")
-    default_locale: Literal["nl-BE", "nl-NL", "fr-BE", "en"] = "nl-BE"
+    default_locale: LocaleTag = "nl-BE"
+    # Template languages to try when a customer's language has none: per language, "*" for all.
+    locale_fallback: dict[str, list[LocaleTag]] = Field(default_factory=lambda: {"*": ["en"]})
     default_timezone: str = "Europe/Brussels"
     shop_name: str = "Tuincentrum De Linde"
     shop_address: str = "Lindestraat 12, 9000 Gent"
@@ -145,6 +148,14 @@ class Settings(BaseSettings):
     @classmethod
     def _sending_hours(cls, value: str) -> str:
         return str(SendingHours.parse(value))
+
+    @field_validator("locale_fallback")
+    @classmethod
+    def _fallback_keys(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key in value:
+            if key != "*" and language_of(parse_locale_tag(key)) != key.lower():
+                raise ValueError(f"keys are languages (nl, de) or *, not {key!r}")
+        return {key.lower(): chain for key, chain in value.items()}
 
     @field_validator("review_url", "product_url")
     @classmethod

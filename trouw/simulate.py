@@ -33,6 +33,7 @@ from trouw.ingest import (
 )
 from trouw.journey.durations import DurationError, parse_duration
 from trouw.journey.loader import JourneyError, Problem, load_journeys, parse_model, read_document
+from trouw.locales import LocaleTag
 from trouw.settings import Settings
 
 
@@ -46,7 +47,7 @@ class ScenarioCustomer(ScenarioModel):
     last_name: str | None = None
     email: str | None = None
     phone: str | None = None
-    locale: Literal["nl-BE", "nl-NL", "fr-BE", "en"] = "nl-BE"
+    locale: LocaleTag = "nl-BE"
     timezone: str = "Europe/Brussels"
     birthday: date | None = None
     opt_in: dict[Literal["email", "sms"], bool] = Field(default_factory=dict)

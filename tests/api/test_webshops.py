@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +22,13 @@ from tests.api.conftest import (
     shopify_headers,
     woo_headers,
 )
-from trouw.api.customers import match_customer, normalise_phone
+from trouw.api.customers import match_customer
 from trouw.api.webshops import hmac_sha256_base64, verify_hmac_base64
+from trouw.context import build_context
 from trouw.db.engine import session_scope
-from trouw.db.models import Order, OrderLine
+from trouw.db.models import Customer, Order, OrderLine
 from trouw.gdpr import erase
+from trouw.render import TemplateStore, sample_context
 
 # Shaped like the orders/create example in Shopify's webhook reference (trimmed).
 SHOPIFY_ORDER: dict[str, Any] = {
@@ -333,8 +338,111 @@ def test_match_customer_order(api: Api) -> None:
         assert match() is None
 
 
-def test_normalise_phone() -> None:
-    assert normalise_phone("+32 (0)470") is None
-    assert normalise_phone("0032 470 12 34 56") == "+32470123456"
-    assert normalise_phone("+31-6-1234-5678") == "+31612345678"
-    assert normalise_phone("0470 12 34 56") is None  # no country code: cannot be matched safely
+# --- the shops' own published examples (tests/api/data/webshops/README.md names the sources) ---
+
+DATA = Path(__file__).parent / "data" / "webshops"
+TEMPLATES = Path(__file__).parents[2] / "templates"
+
+
+def official(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+def test_shopify_official_order_keeps_currency_name_phone_and_line_names(api: Api) -> None:
+    order = official("shopify/order.json")["order"]
+    response = shopify(api, order, "orders/create", "official-1")
+    assert response.json() == {"status": "accepted", "events": ["shopify:order:450789469"]}
+    [stored] = rows(api.engine, Order)
+    assert (stored.id, stored.name, stored.currency, str(stored.total)) == (
+        "shopify:450789469",
+        "#1001",
+        "USD",
+        "409.94",
+    )
+    lines = sorted(rows(api.engine, OrderLine), key=lambda line: line.line_no)
+    assert [line.name for line in lines][0] == "IPod Nano - 8gb - green"
+    bob = customer(api.engine, "shopify:207119551")
+    # "555-625-1199" is national: read with the billing address's country (US).
+    assert bob is not None and bob.phone == "+15556251199"
+
+
+def test_shopify_confirmation_shows_order_name_and_dollars_never_our_id(api: Api) -> None:
+    shopify(api, official("shopify/order.json")["order"], "orders/create", "official-1")
+    store = TemplateStore(TEMPLATES)
+    with Session(api.engine) as session:
+        context = build_context(
+            session,
+            customer_id="shopify:207119551",
+            order_id="shopify:450789469",
+            skus=[],
+            now=datetime.now(UTC),
+        )
+    context.update(sample_context("order_confirmation", "en-US") | {"order": context["order"]})
+    email = store.render_email("order_confirmation", "en-US", context)
+    assert "#1001" in email.subject and "$409.94" in email.html and "$199.00" in email.text
+    for part in (email.subject, email.html, email.text):
+        assert "shopify:450789469" not in part and "€" not in part
+    dutch = store.render_email("order_confirmation", "nl-BE", context)
+    assert "US$\u00a0409,94" in dutch.html
+
+
+def test_shopify_official_fulfillment_and_refund(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    order = official("shopify/order.json")["order"]
+    fulfillment = official("shopify/fulfillment.json")["fulfillment"]
+    refund = official("shopify/refund.json")["refund"]
+    caplog.set_level(logging.INFO, logger="trouw.api.webshops")
+    # Before its order came: ignored, and the log says why.
+    early = shopify(api, {**fulfillment, "status": "success"}, "fulfillments/create", "f0")
+    assert early.json()["status"] == "ignored"
+    assert "unknown order shopify:450789469" in early.json()["reason"]
+    assert "ignored: fulfilment of unknown order shopify:450789469" in caplog.text
+    shopify(api, order, "orders/create", "o1")
+    # The example fulfilment is still pending: nothing has left the shop yet.
+    pending = shopify(api, fulfillment, "fulfillments/create", "f1")
+    assert pending.json()["status"] == "ignored" and "'pending'" in pending.json()["reason"]
+    fulfilled = shopify(api, {**order, "fulfillment_status": "fulfilled"}, "orders/fulfilled", "f2")
+    assert fulfilled.json()["events"] == ["shopify:delivered:450789469"]
+    returned = shopify(api, refund, "refunds/create", "r1")
+    assert returned.json()["events"] == ["shopify:refund:509562969"]
+    assert sorted(e.type for e in events(api.engine)) == ["delivered", "purchase", "returned"]
+
+
+def test_woocommerce_official_order_lifecycle(api: Api) -> None:
+    created = woo(api, official("woocommerce/order_processing.json"))
+    assert created.json() == {"status": "accepted", "events": ["woocommerce:order:727"]}
+    [stored] = rows(api.engine, Order)
+    assert (stored.name, stored.currency, str(stored.total)) == ("727", "USD", "29.35")
+    names = sorted(line.name for line in rows(api.engine, OrderLine))
+    assert names == ["Ship Your Idea \u2013 Color: Black, Size: M Test", "Woo Single #1"]
+    # A guest: no customer id, so the order names the customer; "(555) 555-5555" with US.
+    [guest] = [c for c in rows(api.engine, Customer) if c.email == "john.doe@example.com"]
+    assert guest.phone == "+15555555555"
+    completed = woo(api, official("woocommerce/order_completed.json"), "order.updated")
+    assert completed.json()["events"] == ["woocommerce:order:727", "woocommerce:delivered:727"]
+    refunded = woo(api, official("woocommerce/order_refunded.json"), "order.updated")
+    assert refunded.json()["events"][-1] == "woocommerce:refund:727:726"
+    assert sorted(e.type for e in events(api.engine)) == ["delivered", "purchase", "returned"]
+
+
+def test_woocommerce_unpaid_order_is_logged_with_its_reason(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trouw.api.webshops")
+    pending = {**official("woocommerce/order_processing.json"), "status": "pending"}
+    response = woo(api, pending)
+    assert response.json()["reason"] == "order woocommerce:727 is 'pending': only paid orders count"
+    assert "woocommerce webhook - (order.created) ignored: order woocommerce:727" in caplog.text
+
+
+def test_unreadable_phone_keeps_the_order_and_logs_why(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trouw.api.webshops")
+    order = official("woocommerce/order_processing.json")
+    order = {**order, "billing": {**order["billing"], "phone": "+1 555 555 5555 ext. 12"}}
+    assert woo(api, order).json()["status"] == "accepted"
+    [guest] = rows(api.engine, Customer)
+    assert guest.phone is None
+    assert "phone not stored" in caplog.text and "extension" in caplog.text

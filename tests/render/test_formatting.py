@@ -11,6 +11,7 @@ from babel.numbers import format_currency
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trouw.render import TemplateStore, sample_context
 from trouw.render.environment import babel_locale, html_environment, line_environment
 
 NBSP, NNBSP = "\u00a0", "\u202f"
@@ -85,3 +86,17 @@ def test_filters_follow_the_render_locale_not_the_process() -> None:
 def test_fast_money_matches_babel(value: Decimal, locale: str, currency: str) -> None:
     expected = format_currency(value, currency, locale=babel_locale(locale))
     assert render("{{ v|money(c) }}", locale, v=value, c=currency) == expected
+
+
+def test_amounts_and_dates_follow_the_customers_own_locale(store: TemplateStore) -> None:
+    context = sample_context("delivery_notice", "en")
+    context["order"] = {**context["order"], "delivered_at": date(2026, 4, 24)}
+    # en-GB reads the English copy with British dates; de-BE reads English, Belgian style.
+    british = store.render_email("delivery_notice", "en-GB", context)
+    assert "24 April 2026" in british.text and british.locale == "en-GB"
+    american = store.render_email("delivery_notice", "en-US", context)
+    assert "April 24, 2026" in american.text
+    german_belgian = store.render_email("delivery_notice", "de-BE", context)
+    assert german_belgian.locale == "en" and "24 April 2026" in german_belgian.text
+    sms = store.render_sms("refill_reminder", "fr-FR", sample_context("refill_reminder", "fr"))
+    assert sms.locale == "fr-BE" and sms.text.startswith("Bonjour")

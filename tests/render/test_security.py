@@ -108,7 +108,7 @@ def test_line_break_written_into_subject_template_is_refused(make_email: MakeEma
 
 def test_line_break_in_sms_value_is_refused(store: TemplateStore) -> None:
     ctx = sample_context("delivery_notice", "en")
-    ctx["order"] = {**ctx["order"], "id": "A1\nSTOP"}
+    ctx["order"] = {**ctx["order"], "name": "A1\nSTOP"}
     with pytest.raises(TemplateError, match="line break"):
         store.render_sms("delivery_notice", "en", ctx)
 

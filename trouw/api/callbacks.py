@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from trouw.api.customers import match_customer, normalise_phone
+from trouw.api.customers import match_customer
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
 from trouw.callbacks import (
@@ -36,6 +36,7 @@ from trouw.consent import add_suppression, address_hash, record_consent
 from trouw.db.engine import session_scope
 from trouw.db.models import CallbackEvent, Customer, Message, Suppression
 from trouw.ingest import EventIn, IngestError
+from trouw.phones import phone_or_none
 
 log = logging.getLogger("trouw.api.callbacks")
 router = APIRouter(prefix="/v1/callbacks", tags=["provider callbacks"])
@@ -422,7 +423,7 @@ def plan_inbound(session: Session, params: Mapping[str, str], keyword: str) -> l
     """STOP: suppress, withdraw SMS consent, tell the workflow. START: grant service SMS again."""
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     sender = params.get("From") or ""
-    number = normalise_phone(sender) or sender
+    number = phone_or_none(sender) or sender
     marker = f"twilio:inbound:{sid}" if sid else None
     effect = Effect(marker=marker)
     customer = (

@@ -8,20 +8,9 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from trouw.db.models import Customer
+from trouw.phones import phone_or_none
 
-_PHONE_NOISE = re.compile(r"[\s().\-/]")
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def normalise_phone(phone: str | None) -> str | None:
-    """E.164 (+32470000001) from what shops store ("+32 470 00 00 01", "0032470…"); else None."""
-    if not phone:
-        return None
-    compact = _PHONE_NOISE.sub("", phone.strip())
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    return compact if _E164.fullmatch(compact) else None
 
 
 def normalise_email(email: str | None) -> str | None:
@@ -53,7 +42,8 @@ def match_customer(
         ).first()
         if by_email is not None:
             return by_email
-    number = normalise_phone(phone)
+    # Without a country only international numbers match: a national one is ambiguous.
+    number = phone_or_none(phone)
     if number:
         return session.exec(
             select(Customer)

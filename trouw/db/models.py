@@ -50,7 +50,7 @@ class Customer(SQLModel, table=True):
     phone: str | None = Field(default=None, index=True, max_length=32)
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
-    locale: str = Field(default="nl-BE", max_length=8)
+    locale: str = Field(default="nl-BE", max_length=35)  # a BCP 47 tag, as given (trouw.locales)
     timezone: str = Field(default="Europe/Brussels", max_length=64)
     birthday: date | None = None
     attributes: dict[str, Any] = _json(default_factory=dict)
@@ -108,6 +108,9 @@ class Order(SQLModel, table=True):
     __tablename__ = "purchase_order"
 
     id: str = Field(primary_key=True, max_length=64)
+    # The shop's own name for the order, as the customer knows it (Shopify "#1001", WooCommerce
+    # "727"); customers never see our id, which carries the source ("shopify:450789469").
+    name: str | None = Field(default=None, max_length=64)
     customer_id: str = Field(index=True, max_length=64)
     channel: str = Field(max_length=8)  # pos | web
     store: str | None = Field(default=None, max_length=100)
@@ -115,7 +118,7 @@ class Order(SQLModel, table=True):
     delivered_at: datetime | None = _when(nullable=True, default=None)
     returned_at: datetime | None = _when(nullable=True, default=None)
     total: Decimal = Field(default=Decimal("0"), max_digits=12, decimal_places=2)
-    currency: str = Field(default="EUR", max_length=3)
+    currency: str = Field(default="EUR", max_length=3)  # ISO 4217, what the customer paid in
 
 
 class OrderLine(SQLModel, table=True):
@@ -181,7 +184,7 @@ class Message(SQLModel, table=True):
     channel: str = Field(max_length=8)
     category: str = Field(max_length=16)
     template: str = Field(max_length=100)
-    locale: str | None = Field(default=None, max_length=8)
+    locale: str | None = Field(default=None, max_length=35)  # the template locale used
     subject: str | None = None
     decision: str = Field(default="pending", max_length=16)  # pending | send | suppress | defer
     reason: str | None = Field(default=None, max_length=64)

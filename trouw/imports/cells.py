@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from trouw import phones
+
 # Day-first on purpose: 02/03/2026 is the 2nd of March in Belgium and the Netherlands.
 _DATE_FORMATS = ("%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y-%m-%d", "%Y/%m/%d", "%d-%m-%y", "%d/%m/%y")
 _TIME_SUFFIXES = ("", " %H:%M", " %H:%M:%S", "T%H:%M", "T%H:%M:%S")
@@ -112,13 +114,9 @@ def parse_date(value: Any, *, formats: tuple[str, ...] = ()) -> date:
 
 
 def normalise_phone(value: Any, *, country: str | None) -> str:
-    """+32470123456 from '0470/12.34.56' (with country 32), '0032 470 12 34 56' or '+32 470...'."""
-    text = re.sub(r"[\s./()\-\u00a0]", "", str(value))
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    elif text.startswith("0") and country:
-        text = f"+{country.lstrip('+')}{text[1:]}"
-    if not re.fullmatch(r"\+[1-9]\d{6,14}", text):
+    """+32470123456 from '0470/12.34.56' (with country 32 or BE), '0032 470 12 34 56' or '+32 470...'."""
+    try:
+        return phones.normalise_phone(value, country=country)
+    except phones.PhoneError as exc:
         hint = "" if country else " (set phone_country in the mapping to read local numbers)"
-        raise CellError(f"not a phone number in international form: {value!r}{hint}")
-    return text
+        raise CellError(f"{exc}{hint}") from None

@@ -142,6 +142,7 @@ class _Rejected(Exception):
 
 def _validation_reason(exc: ValidationError, columns: dict[str, str]) -> str:
     error = exc.errors()[0]
+    error["msg"] = str(error["msg"]).removeprefix("Value error, ")
     location = [str(part) for part in error.get("loc", ())]
     name = location[-1] if location else ""
     for ours in (name, f"customer_{name}"):

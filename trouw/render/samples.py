@@ -188,6 +188,7 @@ def sample_context(name: str, locale: str) -> dict[str, Any]:
     shop = _SHOPS[lang]
     order = {
         "id": "W-2026-04817",
+        "name": "W-2026-04817",
         "channel": "web",
         "store": None,
         "placed_at": placed,

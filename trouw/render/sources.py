@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trouw.locales import DEFAULT_FALLBACK, canonical, negotiate
 from trouw.render.errors import TemplateError
 
-# The four locales Trouw ships copy for; `trouw templates check` renders each one.
+# The locales Trouw ships copy for; `trouw templates check` renders each one. Customers may
+# have any BCP 47 tag: trouw.locales.negotiate maps it to the nearest of these.
 SHIPPED_LOCALES: tuple[str, ...] = ("nl-BE", "nl-NL", "fr-BE", "en")
 DEFAULT_LOCALE = "en"
 
@@ -59,38 +61,32 @@ class StringValue:
 
 
 def normalize_locale(locale: str) -> str:
-    """'nl_be', 'NL-be' -> 'nl-BE'; 'FR' -> 'fr'."""
-    parts = locale.replace("_", "-").strip().split("-")
-    if not parts[0]:
-        return DEFAULT_LOCALE
-    head = parts[0].lower()
-    rest = [p.upper() if len(p) == 2 else p for p in parts[1:]]
-    return "-".join([head, *rest])
+    """'nl_be', 'NL-be' -> 'nl-BE'; 'FR' -> 'fr'; empty -> the default locale."""
+    return canonical(locale) or DEFAULT_LOCALE
 
 
-def resolve_locale(requested: str, available: Iterable[str]) -> tuple[str, list[str]]:
+def resolve_locale(
+    requested: str,
+    available: Iterable[str],
+    fallback: Mapping[str, Sequence[str]] = DEFAULT_FALLBACK,
+) -> tuple[str, list[str]]:
     """Pick the locale to render and the files to layer, most general first.
 
-    Exact locale (layered over its language file when both exist), then the language file
-    (strings.nl.yaml serves nl-BE and nl-NL alike, so the requested locale is kept), then
-    another locale of the same language (nl-NL -> nl-BE), then `en`.
+    The nearest available locale by trouw.locales.negotiate (nl-NL -> nl-NL, fr-FR -> fr,
+    de-BE -> the fallback chain), layered over its language file when both exist
+    (strings.nl-NL.yaml over strings.nl.yaml). A language file serves every region of its
+    language, and then the requested tag is what is returned (fr-FR, rendered from fr).
     """
     have = set(available)
-    want = normalize_locale(requested)
-    lang = want.split("-")[0]
-    if want in have:
-        return want, ([lang] if lang in have and lang != want else []) + [want]
-    if lang in have:
-        return want, [lang]
-    siblings = sorted(loc for loc in have if loc.split("-")[0] == lang)
-    if siblings:
-        return siblings[0], [siblings[0]]
-    if DEFAULT_LOCALE in have:
-        return DEFAULT_LOCALE, [DEFAULT_LOCALE]
     if not have:
         raise TemplateError(f"no locale files found for locale {requested!r}")
-    first = sorted(have)[0]
-    return first, [first]
+    want = normalize_locale(requested)
+    used = negotiate(want, have, fallback) or sorted(have)[0]
+    lang = used.split("-")[0]
+    if used == lang and want.split("-")[0] == lang:
+        # strings.nl.yaml serves nl-BE and nl-NL alike: the customer's own tag is kept.
+        return want, [lang]
+    return used, ([lang] if lang in have and lang != used else []) + [used]
 
 
 class Sources:

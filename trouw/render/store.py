@@ -6,7 +6,7 @@ import hashlib
 import html as htmllib
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +17,7 @@ import yaml
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from trouw.locales import DEFAULT_FALLBACK, format_locale
 from trouw.render.environment import (
     FORBIDDEN_NODES,
     html_environment,
@@ -126,8 +127,14 @@ _COMPILED_LOCK = threading.Lock()
 class TemplateStore:
     """The templates directory: email/<name>/ and sms/<name>/, rendered by name and locale."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(
+        self,
+        templates_dir: Path,
+        *,
+        locale_fallback: Mapping[str, Sequence[str]] = DEFAULT_FALLBACK,
+    ) -> None:
         self.root = Path(templates_dir)
+        self.locale_fallback = locale_fallback
         self._files = Sources(self.root)
         self._html_env = html_environment()
         self._text_env = text_environment()
@@ -190,9 +197,10 @@ class TemplateStore:
         """Render one email for one recipient; raises TemplateError naming file and line."""
         source = self._email_source(name)
         compiled = self._compiled_email(source, locale)
+        # Text in the template's language; dates and amounts in the customer's own locale.
         ctx = {
             **context,
-            "locale": compiled.locale,
+            "locale": format_locale(locale, compiled.locale),
             "html_lang": html_lang(locale, compiled.locale),
         }
         try:
@@ -228,10 +236,10 @@ class TemplateStore:
     def render_sms(self, name: str, locale: str, context: Mapping[str, Any]) -> RenderedSms:
         """Render one SMS; no value may contain a line break, and it stays under 10 segments."""
         source = self._sms_source(name)
-        used, _chain = resolve_locale(locale, source.texts)
+        used, _chain = resolve_locale(locale, source.texts, self.locale_fallback)
         expanded = source.texts[used]
         template = self._compiled_sms(source, used)
-        ctx = {**context, "locale": used}
+        ctx = {**context, "locale": format_locale(locale, used)}
         try:
             rendered = template.render(ctx)
         except Exception as exc:
@@ -256,13 +264,13 @@ class TemplateStore:
     def strings(self, name: str, locale: str) -> dict[str, str]:
         """The merged strings an email uses in a locale (layout, language, then locale files)."""
         source = self._email_source(name)
-        used, chain = resolve_locale(locale, source.strings)
+        used, chain = resolve_locale(locale, source.strings, self.locale_fallback)
         return {k: v.text for k, v in self._merged_strings(source, used, chain).items()}
 
     def localized_mjml(self, name: str, locale: str) -> str:
         """The MJML after mj-include and [[ strings ]], before compilation; Jinja tags intact."""
         source = self._email_source(name)
-        used, chain = resolve_locale(locale, source.strings)
+        used, chain = resolve_locale(locale, source.strings, self.locale_fallback)
         text, _ = substitute_strings(source.body, self._merged_strings(source, used, chain))
         return text
 
@@ -358,7 +366,7 @@ class TemplateStore:
     ) -> dict[str, StringValue]:
         merged: dict[str, StringValue] = {}
         if source.layout_strings:
-            _, layout_chain = resolve_locale(used, source.layout_strings)
+            _, layout_chain = resolve_locale(used, source.layout_strings, self.locale_fallback)
             for loc in layout_chain:
                 merged.update(source.layout_strings[loc])
         for loc in chain:
@@ -366,7 +374,7 @@ class TemplateStore:
         return merged
 
     def _compiled_email(self, source: _EmailSource, locale: str) -> _Compiled:
-        used, chain = resolve_locale(locale, source.strings)
+        used, chain = resolve_locale(locale, source.strings, self.locale_fallback)
         key = ("email", source.name, source.version, used)
         compiled = _COMPILED.get(key)
         if compiled is None:

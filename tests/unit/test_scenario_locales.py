@@ -1,0 +1,41 @@
+"""Scenario customers take any BCP 47 locale; a bad one is an error with file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trouw.journey.loader import JourneyError
+from trouw.simulate import load_scenario
+
+SCENARIO = """start: 2026-03-02T09:00:00+01:00
+until: 30d
+customers:
+  - id: c1
+    email: c1@example.com
+    locale: nl-BE
+  - id: c2
+    email: c2@example.com
+    locale: {locale}
+products:
+  - {{sku: LAWN-10, name: "Gazonmest 10 kg", price: 24.95}}
+events:
+  - {{at: 0d, type: purchase, customer: c2, order: o1, channel: web, lines: [{{sku: LAWN-10}}]}}
+"""
+
+
+@pytest.mark.parametrize("tag", ["de-BE", "en-GB", "fr-FR", "nl"])
+def test_any_valid_locale_loads(tmp_path: Path, tag: str) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO.format(locale=tag))
+    assert load_scenario(path).customers[1].locale == tag
+
+
+def test_invalid_locale_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO.format(locale="nl_BE"))
+    with pytest.raises(JourneyError) as caught:
+        load_scenario(path)
+    text = str(caught.value)
+    assert f"{path}:9:" in text and "write 'nl-BE'" in text

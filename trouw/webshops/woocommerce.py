@@ -1,0 +1,117 @@
+"""WooCommerce order webhooks (order.created, order.updated): purchase, delivered, returned."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import Session
+
+from trouw.ingest import EventIn
+from trouw.webshops.mapping import (
+    Identity,
+    Mapped,
+    ShopOrder,
+    currency,
+    id_part,
+    known_order,
+    line,
+    mapping,
+    money,
+    purchase_event,
+    text,
+    when,
+)
+
+NAME = "woocommerce"
+SECRET_SETTING = "woocommerce_webhook_secret"
+SIGNATURE_HEADER = "x-wc-webhook-signature"
+TOPIC_HEADER = "x-wc-webhook-topic"
+# WooCommerce makes a new delivery id per attempt: only business ids dedupe.
+DELIVERY_HEADER: str | None = None
+# Paid orders start journeys; pending, on-hold (awaiting payment), failed and cancelled do not.
+_PAID = ("processing", "completed")
+
+
+def _order(order: Mapping[str, Any]) -> ShopOrder:
+    lines = []
+    for item in order.get("line_items") or []:
+        if isinstance(item, Mapping):
+            mapped = line(item, unit_price=money(item.get("price")))
+            if mapped is not None:
+                lines.append(mapped)
+    number = order.get("number")
+    return ShopOrder(
+        key=id_part(order.get("id")),
+        name=text(number if number not in (None, "") else order.get("id"), 64),
+        currency=currency(order.get("currency")),
+        total=money(order.get("total")),
+        lines=lines,
+        at=when(order.get("date_paid_gmt"), naive_is_utc=True)
+        or when(order.get("date_created_gmt"), naive_is_utc=True),
+    )
+
+
+def _identity(order: Mapping[str, Any]) -> Identity:
+    billing = mapping(order.get("billing"))
+    shipping = mapping(order.get("shipping"))
+    customer_id = order.get("customer_id")
+    return Identity(
+        external_id=str(customer_id) if customer_id not in (None, 0, "0", "") else None,
+        email=billing.get("email"),
+        phone=billing.get("phone") or shipping.get("phone"),
+        country=billing.get("country") or shipping.get("country"),
+        first_name=text(billing.get("first_name"), 100),
+        last_name=text(billing.get("last_name"), 100),
+    )
+
+
+def map_webhook(session: Session, topic: str, payload: Mapping[str, Any]) -> Mapped:
+    """Our events for one WooCommerce order webhook, and why anything was left out."""
+    if topic not in ("order.created", "order.updated"):
+        return Mapped.nothing(f"topic {topic!r} means nothing to Trouw")
+    status = payload.get("status")
+    order_key = id_part(payload.get("id"))
+    order_id = f"{NAME}:{order_key}"
+    result = Mapped()
+    if status in _PAID:
+        order = _order(payload)
+        result.events.append(purchase_event(session, NAME, order, _identity(payload), result.notes))
+    known = known_order(session, NAME, order_key)
+    customer = (
+        known.customer_id if known else (result.events[0].customer if result.events else None)
+    )
+    refunds = [r for r in payload.get("refunds") or [] if isinstance(r, Mapping) and r.get("id")]
+    refund_ids = [id_part(r["id"]) for r in refunds] or (["full"] if status == "refunded" else [])
+    if customer is None:
+        if refund_ids:
+            result.ignored.append(f"refund of unknown order {order_id} (never paid in Trouw)")
+        else:
+            result.ignored.append(f"order {order_id} is {status!r}: only paid orders count")
+        return result
+    if status == "completed":
+        # WooCommerce marks an order completed when it is shipped or picked up.
+        result.events.append(
+            EventIn(
+                id=f"{NAME}:delivered:{order_key}",
+                type="delivered",
+                customer=customer,
+                at=when(payload.get("date_completed_gmt"), naive_is_utc=True),
+                order=order_id,
+                source=NAME,
+            )
+        )
+    for refund_id in refund_ids:
+        result.events.append(
+            EventIn(
+                id=f"{NAME}:refund:{order_key}:{refund_id}",
+                type="returned",
+                customer=customer,
+                at=when(payload.get("date_modified_gmt"), naive_is_utc=True),
+                order=order_id,
+                source=NAME,
+            )
+        )
+    if not result.events:
+        result.ignored.append(f"order {order_id} is {status!r}: nothing new for Trouw")
+    return result
