@@ -45,6 +45,7 @@ def customer_dict(customer: Customer, opt_in: dict[str, bool]) -> dict[str, Any]
         "locale": customer.locale,
         "timezone": customer.timezone,
         "birthday": customer.birthday,
+        "preferred_channel": customer.preferred_channel,
         "attributes": dict(customer.attributes or {}),
         "tags": list(customer.tags or []),
         "opt_in": opt_in,
@@ -164,7 +165,15 @@ def build_context(
 
 # Workflow inputs and results are stored in Temporal's history, which erasure cannot reach
 # before the namespace's retention ends: what travels there says whether, not what.
-_HISTORY_SAFE_CUSTOMER = ("id", "locale", "timezone", "birthday", "tags", "opt_in")
+_HISTORY_SAFE_CUSTOMER = (
+    "id",
+    "locale",
+    "timezone",
+    "birthday",
+    "preferred_channel",
+    "tags",
+    "opt_in",
+)
 
 
 def for_history(context: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from trouw.db.models import (
     Message,
     Order,
     OrderLine,
+    ProfileChange,
     Suppression,
     Voucher,
 )
@@ -114,6 +115,14 @@ def export(session: Session, *, customer_id: str, now: datetime | None = None) -
             for order in orders
         ],
         "consent_records": [_row(record) for record in records],
+        "profile_changes": [
+            _row(change, exclude=("id", "customer_id"))
+            for change in session.exec(
+                select(ProfileChange)
+                .where(ProfileChange.customer_id == customer_id)
+                .order_by(col(ProfileChange.at), col(ProfileChange.id))
+            ).all()
+        ],
         "proof": _proof(consent.records, consent.suppressions, customer_id),
         "suppressions": [_suppression(s, customer_id) for s in consent.suppressions],
         "messages": [

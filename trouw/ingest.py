@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 from babel.numbers import is_currency
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from trouw.consent import record_consent, suppress
 from trouw.context import jsonable
 from trouw.contracts import CustomerEvent
-from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Product, Voucher
+from trouw.db.models import (
+    Customer,
+    InboundEvent,
+    Order,
+    OrderLine,
+    Product,
+    ProfileChange,
+    Voucher,
+)
 from trouw.locales import LocaleTag, region_of
 from trouw.phones import PhoneError, normalise_phone
 
@@ -33,6 +50,37 @@ EventType = Literal[
     "voucher_redeemed",
     "custom",
 ]
+PreferredChannel = Literal["email", "sms"]
+# The profile fields a customer, an import, the API or a webshop can set (attributes apart).
+PROFILE_FIELDS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "locale",
+    "timezone",
+    "birthday",
+    "preferred_channel",
+)
+# What a customer may remove from their profile (the preference page; the API too).
+ClearableField = Literal["first_name", "last_name", "birthday", "preferred_channel"]
+EARLIEST_BIRTHDAY = date(1900, 1, 1)
+BirthdayProblem = Literal["future", "too_old"]
+
+
+def latest_birthday(now: datetime | None = None) -> date:
+    """Today somewhere on earth: UTC+14 has the earliest calendar, and its today is not future."""
+    return ((now or datetime.now(UTC)).astimezone(UTC) + timedelta(hours=14)).date()
+
+
+def birthday_problem(day: date, *, now: datetime | None = None) -> BirthdayProblem | None:
+    """Why a birthday cannot be right, or None: after today anywhere on earth, or before 1900."""
+    if day > latest_birthday(now):
+        return "future"
+    if day < EARLIEST_BIRTHDAY:
+        return "too_old"
+    return None
+
 
 log = logging.getLogger("trouw.ingest")
 
@@ -69,8 +117,29 @@ class CustomerIn(Strict):
     last_name: str | None = Field(default=None, max_length=100)
     timezone: str | None = None
     birthday: date | None = None
+    preferred_channel: PreferredChannel | None = None
     attributes: dict[str, Any] | None = None
     opt_in: dict[Literal["email", "sms"], bool] | None = None
+    clear: list[ClearableField] = Field(
+        default_factory=list, description="Fields to remove from the profile."
+    )
+
+    @model_validator(mode="after")
+    def _set_or_clear(self) -> CustomerIn:
+        both = [name for name in self.clear if getattr(self, name) is not None]
+        if both:
+            raise ValueError(f"{both[0]} is both given and cleared")
+        return self
+
+    @field_validator("birthday")
+    @classmethod
+    def _plausible_birthday(cls, value: date | None) -> date | None:
+        problem = birthday_problem(value) if value is not None else None
+        if problem == "future":
+            raise ValueError("a birthday cannot be in the future")
+        if problem == "too_old":
+            raise ValueError("a birthday before 1900 is not plausible")
+        return value
 
     @field_validator("phone")
     @classmethod
@@ -161,20 +230,55 @@ class EventIn(Strict):
         return value
 
 
-def upsert_customer(session: Session, data: CustomerIn, *, at: datetime, source: str) -> Customer:
+def profile_changes(existing: Customer | None, incoming: CustomerIn) -> list[str]:
+    """The fields (and `attributes.<name>`) incoming would change; ["new"] for a new customer."""
+    if existing is None:
+        return ["new"]
+    changed = []
+    for name in PROFILE_FIELDS:
+        value = getattr(incoming, name)
+        if value is not None and getattr(existing, name) != (
+            str(value) if name == "email" else value
+        ):
+            changed.append(name)
+    changed += [name for name in incoming.clear if getattr(existing, name) is not None]
+    for key, value in (incoming.attributes or {}).items():
+        if (existing.attributes or {}).get(key) != value:
+            changed.append(f"attributes.{key}")
+    return changed
+
+
+def apply_profile(
+    session: Session, data: CustomerIn, *, at: datetime, source: str
+) -> tuple[Customer, list[str]]:
+    """Create or update a customer; returns it and the fields that changed (none when new).
+
+    Every change is appended to the profile_change ledger with its source and time.
+    """
     customer = session.get(Customer, data.id)
+    if customer is not None and customer.erased:
+        raise erased_error(data.id)
+    changed = [] if customer is None else profile_changes(customer, data)
     if customer is None:
         customer = Customer(id=data.id, created_at=at)
-    elif customer.erased:
-        raise erased_error(data.id)
-    for name in ("email", "phone", "first_name", "last_name", "locale", "timezone", "birthday"):
+        recorded = [name for name in PROFILE_FIELDS if getattr(data, name) is not None]
+        recorded += [f"attributes.{key}" for key in data.attributes or {}]
+    else:
+        recorded = changed
+    for name in PROFILE_FIELDS:
         value = getattr(data, name)
         if value is not None:
             setattr(customer, name, str(value) if name == "email" else value)
+    for name in data.clear:
+        setattr(customer, name, None)
     if data.attributes:
         customer.attributes = {**(customer.attributes or {}), **data.attributes}
     customer.updated_at = at
     session.add(customer)
+    session.add_all(
+        ProfileChange(customer_id=customer.id, field=name, at=at, source=source)
+        for name in recorded
+    )
     for channel, granted in (data.opt_in or {}).items():
         record_consent(
             session,
@@ -185,6 +289,38 @@ def upsert_customer(session: Session, data: CustomerIn, *, at: datetime, source:
             at=at,
             source=source,
         )
+    return customer, changed
+
+
+def announce_changes(
+    session: Session, customer_id: str, changed: list[str], *, at: datetime
+) -> None:
+    """A `register` event naming the changed fields (never their values), for running journeys.
+
+    Whatever path a birthday arrives by (import, API, webshop, preference page), the customer's
+    workflow hears of it: the enrichment journey ends, the birthday journey can start.
+    """
+    if not changed:
+        return
+    session.add(
+        InboundEvent(
+            source_id=f"profile:{customer_id}:{uuid.uuid4().hex}",
+            type="register",
+            customer_id=customer_id,
+            occurred_at=at,
+            received_at=at,
+            payload={"order_id": None, "skus": [], "data": {"changed": changed}},
+        )
+    )
+
+
+def upsert_customer(
+    session: Session, data: CustomerIn, *, at: datetime, source: str, announce: bool = True
+) -> Customer:
+    """Create or update a customer; changes to a known one reach its workflow (`announce`)."""
+    customer, changed = apply_profile(session, data, at=at, source=source)
+    if announce:
+        announce_changes(session, customer.id, changed, at=at)
     return customer
 
 
@@ -324,7 +460,9 @@ def _order_skus(session: Session, order_id: str) -> list[str]:
     return list(session.exec(select(OrderLine.sku).where(OrderLine.order_id == order_id)).all())
 
 
-def _apply(session: Session, event: EventIn, customer: Customer, at: datetime) -> dict[str, Any]:
+def _apply(
+    session: Session, event: EventIn, customer: Customer, at: datetime, changed: list[str]
+) -> dict[str, Any]:
     """Apply the event to the data; returns what the customer workflow gets to know."""
     facts: dict[str, Any] = {"order_id": event.order, "skus": []}
     kind = event.type
@@ -402,6 +540,8 @@ def _apply(session: Session, event: EventIn, customer: Customer, at: datetime) -
         facts["data"] = {"code": voucher.code}
     elif kind == "review":
         facts["data"] = {"rating": event.rating}
+    elif kind == "register":
+        facts["data"] = {"changed": changed}
     elif kind == "custom":
         if not event.name:
             raise IngestError("a custom event needs `name`")
@@ -443,10 +583,13 @@ def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> Inbo
     customer = session.get(Customer, event.customer)
     if customer is not None and customer.erased:
         raise erased_error(event.customer)
+    changed: list[str] = []
     if event.profile is not None:
         if event.profile.id != event.customer:
             raise IngestError("profile.id differs from customer")
-        customer = upsert_customer(session, event.profile, at=at, source=event.source)
+        customer, changed = apply_profile(session, event.profile, at=at, source=event.source)
+        if event.type != "register":
+            announce_changes(session, customer.id, changed, at=at)
     if customer is None:
         if event.type in ("register", "purchase"):
             customer = upsert_customer(
@@ -455,7 +598,7 @@ def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> Inbo
         else:
             raise IngestError(f"unknown customer {event.customer!r}: register the customer first")
     session.flush()
-    facts = _apply(session, event, customer, at)
+    facts = _apply(session, event, customer, at, changed)
     kind = facts.get("type") or (event.type if event.type != "custom" else f"custom:{event.name}")
     payload = {
         "order_id": facts.get("order_id"),

@@ -1,7 +1,8 @@
-"""Headless Chromium clicks through the unsubscribe and preference pages (DevTools protocol)."""
+"""Headless Chromium clicks and types through the unsubscribe and preference pages (DevTools)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -11,17 +12,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from sqlmodel import Session, select
 from websockets.sync.client import ClientConnection, connect
 
 from tests.api.conftest import ApiSettings, add_customer, consents, events, suppressions
 from trouw.api.app import create_app
 from trouw.db.engine import make_engine, migrate
+from trouw.db.models import Customer, ProfileChange
 from trouw.tokens import TokenPayload, sign_token
 
 pytestmark = pytest.mark.slow
@@ -195,3 +199,72 @@ def test_click_preferences(chromium: Browser, server: tuple[str, Any]) -> None:
     assert chromium.evaluate("document.querySelector('#email_service').checked") is True
     new = [(r.channel, r.scope, r.granted, r.source) for r in consents(engine) if r.source != "pos"]
     assert new == [("email", "promotional", False, "preferences")]
+
+
+def _screenshot(browser: Browser, path: Path) -> Path:
+    """A PNG of the page as a person sees it (TROUW_SCREENSHOT_DIR keeps it for a look)."""
+    shot = browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.read_bytes().startswith(b"\x89PNG")
+    return path
+
+
+def _type(browser: Browser, selector: str, text: str) -> None:
+    """Focus a field by clicking it and type, key by key, as a person does."""
+    browser.click(selector)
+    for char in text:
+        browser.send("Input.dispatchKeyEvent", type="keyDown", text=char, key=char)
+        browser.send("Input.dispatchKeyEvent", type="keyUp", key=char)
+
+
+def test_fill_in_the_birthday_without_javascript(
+    chromium: Browser, server: tuple[str, Any], tmp_path: Path
+) -> None:
+    base, engine = server
+    shots = Path(os.environ.get("TROUW_SCREENSHOT_DIR") or tmp_path)
+    # The page must work for people who have JavaScript off: so must this test's page.
+    chromium.send("Emulation.setScriptExecutionDisabled", value=True)
+    chromium.open(f"{base}/preferences/{_token()}")
+    assert chromium.evaluate("document.querySelector('#birthday').value") == ""
+    assert chromium.evaluate("document.scripts.length") == 0
+    # The date field's segments follow the browser's locale (en-US: month, day, year).
+    _type(chromium, "#birthday", "04241979")
+    assert chromium.evaluate("document.querySelector('#birthday').value") == "1979-04-24"
+    _type(chromium, "#first_name", "Bart")
+    chromium.click("#preferred_channel_sms")
+    _screenshot(chromium, shots / "preferences-filled-in.png")
+    chromium.click("#save", navigates=True)
+    assert chromium.text("#saved") == "Je voorkeuren zijn opgeslagen."
+    assert chromium.evaluate("document.querySelector('#birthday').value") == "1979-04-24"
+    assert chromium.evaluate("document.querySelector('#preferred_channel_sms').checked") is True
+    _screenshot(chromium, shots / "preferences-saved.png")
+    with Session(engine) as session:
+        stored = session.get(Customer, "c1")
+        changes = session.exec(select(ProfileChange).where(ProfileChange.source == "preferences"))
+        fields = sorted(change.field for change in changes)
+    assert stored is not None and stored.birthday == date(1979, 4, 24)
+    assert (stored.first_name, stored.preferred_channel) == ("Bart", "sms")
+    assert fields == ["birthday", "first_name", "preferred_channel"]
+    assert [e.type for e in events(engine)] == ["register"]
+
+
+def test_a_future_birthday_is_refused_on_the_page(
+    chromium: Browser, server: tuple[str, Any], tmp_path: Path
+) -> None:
+    base, engine = server
+    shots = Path(os.environ.get("TROUW_SCREENSHOT_DIR") or tmp_path)
+    chromium.open(f"{base}/preferences/{_token()}")
+    # The field's own max stops a future date in this browser; an older browser shows a plain
+    # text field, and the server refuses it: post the form as such a browser would.
+    chromium.evaluate(
+        "(() => { const el = document.querySelector('#birthday');"
+        " el.type = 'text'; el.value = '2999-01-01'; })()"
+    )
+    chromium.click("#save", navigates=True)
+    assert chromium.text("#birthday-error") == "Een verjaardag kan niet in de toekomst liggen."
+    assert chromium.text("#not-saved").startswith("Er is niets opgeslagen.")
+    _screenshot(chromium, shots / "preferences-refused.png")
+    with Session(engine) as session:
+        stored = session.get(Customer, "c1")
+    assert stored is not None and stored.birthday is None
+    assert events(engine) == []

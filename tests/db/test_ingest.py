@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from trouw.consent import current_consent
 from trouw.db.engine import session_scope
-from trouw.db.models import ConsentRecord, Customer, InboundEvent, Order, OrderLine, Suppression
+from trouw.db.models import (
+    ConsentRecord,
+    Customer,
+    InboundEvent,
+    Order,
+    OrderLine,
+    ProfileChange,
+    Suppression,
+)
 from trouw.gdpr import erase
 from trouw.ingest import (
     CustomerIn,
     EventIn,
     IngestError,
     ProductIn,
+    birthday_problem,
     ingest_event,
     pending_events,
     upsert_customer,
@@ -304,3 +313,73 @@ def test_an_order_id_of_another_customer_is_refused(engine: Engine) -> None:
         session_scope(engine) as session,
     ):
         ingest_event(session, other)
+
+
+def register_events(engine: Engine) -> list[dict[str, object]]:
+    with session_scope(engine) as session:
+        rows = session.exec(select(InboundEvent).where(InboundEvent.type == "register")).all()
+        return [dict(row.payload["data"]) for row in rows]
+
+
+def test_every_profile_change_is_recorded_with_source_and_time(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        upsert_customer(session, CustomerIn(id="c1", first_name="Bart"), at=AT, source="pos")
+    later = AT.replace(day=9)
+    with session_scope(engine) as session:
+        update = CustomerIn.model_validate(
+            {"id": "c1", "first_name": "Bart", "birthday": "1979-04-24", "clear": []}
+        )
+        upsert_customer(session, update, at=later, source="import")
+    with session_scope(engine) as session:
+        upsert_customer(
+            session,
+            CustomerIn.model_validate({"id": "c1", "clear": ["birthday"]}),
+            at=later,
+            source="api",
+        )
+    with session_scope(engine) as session:
+        ledger = session.exec(select(ProfileChange).order_by(col(ProfileChange.id))).all()
+        assert [(r.field, r.source, r.at) for r in ledger] == [
+            ("first_name", "pos", AT),
+            ("birthday", "import", later),
+            ("birthday", "api", later),
+        ]
+        customer = session.get(Customer, "c1")
+        assert customer is not None and customer.birthday is None
+    # A new customer is no change to announce; both changes of a known one are, without values.
+    assert register_events(engine) == [{"changed": ["birthday"]}, {"changed": ["birthday"]}]
+
+
+def test_a_profile_riding_on_a_purchase_announces_its_changes(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        upsert_product(session, ProductIn(sku="LAWN-10", name="Gazonmest", price=Decimal("9")))
+    with session_scope(engine) as session:
+        ingest_event(session, purchase())
+        ingest_event(
+            session,
+            purchase("e2", order="o2", profile={"id": "c1", "birthday": "1979-04-24"}),
+        )
+    assert register_events(engine) == [{"changed": ["birthday"]}]
+    with session_scope(engine) as session:
+        types = session.exec(select(InboundEvent.type).order_by(col(InboundEvent.id))).all()
+    assert types == ["purchase", "register", "purchase"]
+
+
+@pytest.mark.parametrize(
+    ("birthday", "message"),
+    [
+        ("2999-01-01", "a birthday cannot be in the future"),
+        ("1899-12-31", "a birthday before 1900 is not plausible"),
+    ],
+)
+def test_an_impossible_birthday_is_refused(birthday: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CustomerIn.model_validate({"id": "c1", "birthday": birthday})
+
+
+def test_a_birthday_today_in_kiribati_is_not_in_the_future() -> None:
+    # 23:00 UTC on 1 March is already 2 March in Kiribati (UTC+14).
+    now = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+    assert birthday_problem(date(2026, 3, 2), now=now) is None
+    assert birthday_problem(date(2026, 3, 3), now=now) == "future"
+    assert birthday_problem(date(1900, 1, 1), now=now) is None

@@ -19,6 +19,7 @@ SECTIONS = {
     "profile",
     "orders",
     "consent_records",
+    "profile_changes",
     "proof",
     "suppressions",
     "messages",

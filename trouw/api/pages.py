@@ -21,7 +21,15 @@ from trouw.api.state import ApiState, api_state
 from trouw.consent import CHANNELS, current_consent, record_consent
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer
-from trouw.ingest import EventIn, IngestError
+from trouw.imports.cells import CellError, parse_date
+from trouw.ingest import (
+    EARLIEST_BIRTHDAY,
+    CustomerIn,
+    EventIn,
+    IngestError,
+    birthday_problem,
+    latest_birthday,
+)
 from trouw.tokens import InvalidTokenError, TokenPayload, verify_token
 
 log = logging.getLogger("trouw.api.pages")
@@ -65,6 +73,20 @@ TEXTS: dict[Language, dict[str, str]] = {
         "what_sms": "sms'jes",
         "what_all": "e-mails en sms'jes",
         "what_promotional": "aanbiedingen",
+        "profile_legend": "Over jou",
+        "first_name": "Voornaam",
+        "last_name": "Achternaam",
+        "birthday": "Verjaardag",
+        "birthday_hint": "Dan kunnen we je op je verjaardag verrassen. Laat leeg om hem te "
+        "verwijderen.",
+        "preferred_channel": "Hoe horen we het liefst van je?",
+        "preferred_none": "Geen voorkeur",
+        "not_saved": "Er is niets opgeslagen. Verbeter wat hieronder gemarkeerd is.",
+        "birthday_future": "Een verjaardag kan niet in de toekomst liggen.",
+        "birthday_too_old": "Een verjaardag vóór 1900 kan niet kloppen: kijk het jaar na.",
+        "birthday_format": "Schrijf je verjaardag als dag-maand-jaar, bijvoorbeeld 24-04-1979.",
+        "name_invalid": "Een naam staat op één regel en telt hoogstens 100 tekens.",
+        "choice_invalid": "Kies een van de mogelijkheden.",
     },
     "fr": {
         "unsubscribe_title": "Se désabonner",
@@ -91,6 +113,21 @@ TEXTS: dict[Language, dict[str, str]] = {
         "what_sms": "SMS",
         "what_all": "e-mails ni de SMS",
         "what_promotional": "offres",
+        "profile_legend": "À propos de vous",
+        "first_name": "Prénom",
+        "last_name": "Nom",
+        "birthday": "Date d'anniversaire",
+        "birthday_hint": "Pour vous faire une surprise le jour de votre anniversaire. Laissez "
+        "vide pour la supprimer.",
+        "preferred_channel": "Comment préférez-vous avoir de nos nouvelles ?",
+        "preferred_none": "Pas de préférence",
+        "not_saved": "Rien n'a été enregistré. Corrigez ce qui est indiqué ci-dessous.",
+        "birthday_future": "Une date d'anniversaire ne peut pas être dans le futur.",
+        "birthday_too_old": "Une date d'anniversaire avant 1900 n'est pas plausible : "
+        "vérifiez l'année.",
+        "birthday_format": "Écrivez la date sous la forme jour-mois-année, par exemple 24-04-1979.",
+        "name_invalid": "Un nom tient sur une ligne et compte au plus 100 caractères.",
+        "choice_invalid": "Choisissez l'une des possibilités.",
     },
     "en": {
         "unsubscribe_title": "Unsubscribe",
@@ -115,6 +152,19 @@ TEXTS: dict[Language, dict[str, str]] = {
         "what_sms": "text messages",
         "what_all": "emails and text messages",
         "what_promotional": "offers",
+        "profile_legend": "About you",
+        "first_name": "First name",
+        "last_name": "Last name",
+        "birthday": "Birthday",
+        "birthday_hint": "So we can surprise you on your birthday. Leave it empty to remove it.",
+        "preferred_channel": "How would you rather hear from us?",
+        "preferred_none": "No preference",
+        "not_saved": "Nothing was saved. Please correct what is marked below.",
+        "birthday_future": "A birthday cannot be in the future.",
+        "birthday_too_old": "A birthday before 1900 cannot be right: please check the year.",
+        "birthday_format": "Write your birthday as day-month-year, for example 24-04-1979.",
+        "name_invalid": "A name fits on one line and has at most 100 characters.",
+        "choice_invalid": "Choose one of the options.",
     },
 }
 _HEADERS = {
@@ -300,10 +350,26 @@ def save_preferences(
     wanted: set[str],
     *,
     now: datetime,
+    profile: CustomerIn | None = None,
 ) -> list[StoredEvent]:
-    """Append a consent record for each choice that changed; promotional ones reach the workflow."""
+    """Append a consent record for each choice that changed; promotional ones reach the workflow.
+
+    A profile change is a `register` event from source "preferences": the profile ledger records
+    it and the customer's journeys hear of it (the enrichment journey ends on a birthday).
+    """
     t = _texts(viewer.lang, state.settings.shop_name)
     events: list[EventIn] = []
+    if profile is not None:
+        events.append(
+            EventIn(
+                id=f"preferences:{uuid.uuid4().hex}",
+                type="register",
+                customer=viewer.payload.customer_id,
+                at=now,
+                profile=profile,
+                source="preferences",
+            )
+        )
     with session_scope(state.engine) as session:
         current = preference_state(session, viewer.payload.customer_id)
         for channel in _channels(viewer.payload):
@@ -342,10 +408,98 @@ def save_preferences(
     return [store_event(state.engine, event, now=now) for event in events]
 
 
-def _preferences_page(state: ApiState, viewer: Viewer, *, saved: bool) -> HTMLResponse:
+# --- the profile part: what the enrichment email asks for ----------------------------------
+
+
+@dataclass
+class ProfileForm:
+    """The profile fields as typed, the message key of each refused one, and the change to save."""
+
+    values: dict[str, str]
+    errors: dict[str, str]
+    change: CustomerIn | None = None
+
+
+def _profile_values(customer: Customer) -> dict[str, str]:
+    return {
+        "first_name": customer.first_name or "",
+        "last_name": customer.last_name or "",
+        "birthday": customer.birthday.isoformat() if customer.birthday else "",
+        "preferred_channel": customer.preferred_channel or "",
+    }
+
+
+def _read_name(text: str) -> str | None:
+    """The name to store, or None when it does not fit on one line of 100 characters."""
+    if len(text) > 100 or any(ch in text for ch in "\r\n\x00"):
+        return None
+    return text
+
+
+def read_profile(form: dict[str, str], customer: Customer, *, now: datetime) -> ProfileForm:
+    """Check the profile fields the form has (an absent field is left alone); pure.
+
+    An emptied field removes what was stored, as the enrichment email promises for the birthday.
+    """
+    stored = _profile_values(customer)
+    values = {name: form[name].strip() for name in stored if name in form}
+    errors: dict[str, str] = {}
+    wanted: dict[str, Any] = {}
+    for name, text in values.items():
+        if text == stored[name]:
+            continue
+        if not text:
+            wanted[name] = None
+        elif name in ("first_name", "last_name"):
+            wanted[name] = _read_name(text)
+            if wanted[name] is None:
+                errors[name] = "name_invalid"
+        elif name == "preferred_channel":
+            wanted[name] = text if text in CHANNELS else None
+            if wanted[name] is None:
+                errors[name] = "choice_invalid"
+        else:
+            try:
+                day = parse_date(text)
+            except CellError:
+                errors[name] = "birthday_format"
+                continue
+            problem = birthday_problem(day, now=now)
+            if problem is not None:
+                errors[name] = f"birthday_{problem}"
+            elif day.isoformat() != stored[name]:
+                wanted[name] = day
+    result = ProfileForm(values={**stored, **values}, errors=errors)
+    if wanted and not errors:
+        result.change = CustomerIn(
+            id=customer.id,
+            clear=[name for name, value in wanted.items() if value is None],
+            **{name: value for name, value in wanted.items() if value is not None},
+        )
+    return result
+
+
+def _load_customer(state: ApiState, customer_id: str) -> Customer:
+    with session_scope(state.engine) as session:
+        customer = session.get(Customer, customer_id)
+        assert customer is not None  # a known viewer
+        session.expunge(customer)
+        return customer
+
+
+def _preferences_page(
+    state: ApiState,
+    viewer: Viewer,
+    *,
+    saved: bool,
+    refused: tuple[ProfileForm, set[str]] | None = None,
+) -> HTMLResponse:
+    """The page; after a refused form, with what was typed and ticked and why it was refused."""
     t = _texts(viewer.lang, state.settings.shop_name)
     with session_scope(state.engine) as session:
         current = preference_state(session, viewer.payload.customer_id)
+    customer = _load_customer(state, viewer.payload.customer_id)
+    profile = refused[0] if refused else ProfileForm(_profile_values(customer), {})
     channels = []
     for channel in _channels(viewer.payload):
         since = current[channel]["suppressed_since"]
@@ -360,7 +514,12 @@ def _preferences_page(state: ApiState, viewer: Viewer, *, saved: bool) -> HTMLRe
                     {
                         "field": f"{channel}_{category}",
                         "label": t[f"category_{category}"],
-                        "checked": current[channel][category] and since is None,
+                        "checked": (
+                            f"{channel}_{category}" in refused[1]
+                            if refused
+                            else current[channel][category]
+                        )
+                        and since is None,
                     }
                     for category in CATEGORIES
                 ],
@@ -368,11 +527,18 @@ def _preferences_page(state: ApiState, viewer: Viewer, *, saved: bool) -> HTMLRe
         )
     return _render(
         "preferences.html",
+        422 if refused else 200,
         lang=viewer.locale,
         shop=state.settings.shop_name,
         title=t["preferences_title"],
         t=t,
         channels=channels,
+        profile=profile.values,
+        errors={name: t[key] for name, key in profile.errors.items()},
+        channel_choices=[("", t["preferred_none"])]
+        + [(channel, t[f"channel_{channel}"]) for channel in CHANNELS],
+        earliest=EARLIEST_BIRTHDAY.isoformat(),
+        latest=latest_birthday().isoformat(),
         saved=saved,
         action=f"/preferences/{viewer.token}",
     )
@@ -382,7 +548,7 @@ def _preferences_page(state: ApiState, viewer: Viewer, *, saved: bool) -> HTMLRe
 async def preferences_page(
     token: str, request: Request, state: ApiState = Depends(api_state)
 ) -> HTMLResponse:
-    """The preference centre, with the customer's current choices ticked."""
+    """The preference centre, with the customer's current choices ticked and profile filled in."""
     viewer = await asyncio.to_thread(_viewer, state, token)
     if viewer is None or not viewer.known:
         return _invalid(state, request)
@@ -393,12 +559,25 @@ async def preferences_page(
 async def preferences_post(
     token: str, request: Request, state: ApiState = Depends(api_state)
 ) -> HTMLResponse:
-    """Save the ticked boxes: every change is a new consent record (source "preferences")."""
+    """Save the form: every change is a new ledger record (source "preferences").
+
+    A refused field saves nothing at all and shows the form again, as typed, with the reason.
+    """
     viewer = await asyncio.to_thread(_viewer, state, token)
     if viewer is None or not viewer.known:
         return _invalid(state, request)
     form = await request.form()
     wanted = {str(name) for name, value in form.multi_items() if value == "yes"}
-    stored = await asyncio.to_thread(save_preferences, state, viewer, wanted, now=datetime.now(UTC))
+    fields = {str(name): value for name, value in form.multi_items() if isinstance(value, str)}
+    now = datetime.now(UTC)
+    customer = await asyncio.to_thread(_load_customer, state, viewer.payload.customer_id)
+    profile = read_profile(fields, customer, now=now)
+    if profile.errors:
+        return await asyncio.to_thread(
+            _preferences_page, state, viewer, saved=False, refused=(profile, wanted)
+        )
+    stored = await asyncio.to_thread(
+        save_preferences, state, viewer, wanted, now=now, profile=profile.change
+    )
     await deliver_new(state, stored)
     return await asyncio.to_thread(_preferences_page, state, viewer, saved=True)

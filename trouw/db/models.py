@@ -53,6 +53,7 @@ class Customer(SQLModel, table=True):
     locale: str = Field(default="nl-BE", max_length=35)  # a BCP 47 tag, as given (trouw.locales)
     timezone: str = Field(default="Europe/Brussels", max_length=64)
     birthday: date | None = None
+    preferred_channel: str | None = Field(default=None, max_length=8)  # email | sms
     attributes: dict[str, Any] = _json(default_factory=dict)
     tags: list[str] = _json(default_factory=list)
     email_invalid: bool = False
@@ -76,6 +77,21 @@ class ConsentRecord(SQLModel, table=True):
     source: str = Field(max_length=16)  # pos | web | api | import | email | sms
     wording_version: str | None = Field(default=None, max_length=64)
     wording_text: str | None = None
+
+
+class ProfileChange(SQLModel, table=True):
+    """Append-only record of profile changes: which field, when and through which path.
+
+    The value itself lives only on the customer, so a correction leaves no copy of the wrong one.
+    """
+
+    __tablename__ = "profile_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(index=True, max_length=64)
+    field: str = Field(max_length=80)  # birthday, first_name, attributes.points, ...
+    at: datetime = _when()
+    source: str = Field(max_length=32)  # preferences | api | import | shopify | pos | ...
 
 
 class Suppression(SQLModel, table=True):

@@ -37,6 +37,7 @@ from trouw.ingest import (
     LineIn,
     ProductIn,
     ingest_event,
+    profile_changes,
     upsert_customer,
     upsert_product,
 )
@@ -315,7 +316,7 @@ class _Importer:
         except ValidationError as exc:
             raise _Rejected(_validation_reason(exc, f["_columns"])) from None
         existing = self.session.get(Customer, incoming.id)
-        changes = _customer_changes(existing, incoming)
+        changes = profile_changes(existing, incoming)
         if existing is not None and opt_in:
             consent = current_consent(self.session, incoming.id)
             opt_in = {ch: v for ch, v in opt_in.items() if consent.promotional(ch) != v}
@@ -515,6 +516,7 @@ class _Importer:
                     profile or CustomerIn(id=event.customer),
                     at=placed_at,
                     source="import",
+                    announce=not self.backfill,
                 )
                 self.cached.append(customer)
             stored, new = ingest_event(self.session, event, now=self.now)
@@ -549,7 +551,7 @@ class _Importer:
         if incoming.id not in self.known_customers:
             return incoming
         existing = self.session.get(Customer, incoming.id)
-        if existing is not None and not _customer_changes(existing, incoming):
+        if existing is not None and not profile_changes(existing, incoming):
             return None
         return incoming
 
@@ -571,22 +573,6 @@ class _Importer:
         except IngestError as exc:
             self.reject([row], str(exc))
         return self.done(1)
-
-
-def _customer_changes(existing: Customer | None, incoming: CustomerIn) -> list[str]:
-    if existing is None:
-        return ["new"]
-    changed = []
-    for name in ("email", "phone", "first_name", "last_name", "locale", "timezone", "birthday"):
-        value = getattr(incoming, name)
-        if value is not None and getattr(existing, name) != (
-            str(value) if name == "email" else value
-        ):
-            changed.append(name)
-    for key, value in (incoming.attributes or {}).items():
-        if (existing.attributes or {}).get(key) != value:
-            changed.append(f"attributes.{key}")
-    return changed
 
 
 def default_reject_file(path: Path) -> Path:

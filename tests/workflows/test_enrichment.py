@@ -1,0 +1,119 @@
+"""The enrichment journey ends as soon as a birthday arrives, by whatever path it arrives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.services import Services
+from trouw.contracts import CustomerInput, customer_workflow_id
+from trouw.db.engine import get_engine, session_scope
+from trouw.db.models import InboundEvent, JourneyRun, Message
+from trouw.imports import import_file
+from trouw.ingest import CustomerIn, EventIn, ingest_event, upsert_customer, wire_event
+from trouw.settings import Settings
+from trouw.temporal import binary
+from trouw.worker import build_worker
+from workflows.customer import CustomerWorkflow
+
+QUEUE = "enrichment-test"
+
+
+def purchase(customer: str, now: datetime) -> EventIn:
+    return EventIn(
+        id=f"{customer}-buy",
+        type="purchase",
+        customer=customer,
+        order=f"{customer}-o1",
+        channel="pos",
+        lines=[{"sku": "SEED-1", "unit_price": "3.50", "name": "Zakje zaad"}],
+        profile={"id": customer, "first_name": "An", "email": f"{customer}@example.com"},
+        at=now,
+    )
+
+
+async def relay(engine: Engine, client: Client) -> None:
+    """What the relay does: every stored, unrelayed event to its customer's workflow."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(InboundEvent).where(InboundEvent.relayed_at == None)  # noqa: E711
+        ).all()
+        pending = [wire_event(row) for row in rows]
+        for row in rows:
+            row.relayed_at = datetime.now(UTC)
+            session.add(row)
+    for event in pending:
+        await client.start_workflow(
+            CustomerWorkflow.run,
+            CustomerInput(customer_id=event.customer_id, search_attributes=False),
+            id=customer_workflow_id(event.customer_id),
+            task_queue=QUEUE,
+            start_signal="record_event",
+            start_signal_args=[event],
+        )
+
+
+def runs(engine: Engine) -> dict[str, tuple[str, str | None]]:
+    with session_scope(engine) as session:
+        found = session.exec(select(JourneyRun).where(JourneyRun.journey == "enrichment")).all()
+        return {run.customer_id: (run.status, run.end_reason) for run in found}
+
+
+async def test_a_birthday_from_any_path_ends_the_enrichment_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    engine = get_engine(settings.effective_database_url)
+    services = Services.from_settings(settings, engine=engine)
+    customers = ("by-import", "by-api", "by-event", "silent")
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with build_worker(env.client, services, task_queue=QUEUE):
+            start = datetime.now(UTC)
+            with session_scope(engine) as session:
+                for customer in customers:
+                    ingest_event(session, purchase(customer, start), now=start)
+            await relay(engine, env.client)
+            await env.sleep(timedelta(days=5))
+            assert runs(engine) == dict.fromkeys(customers, ("running", None))
+            # Day 5: three birthdays arrive by three paths; "silent" never answers.
+            csv = tmp_path / "klanten.csv"
+            csv.write_text("id;birthday\nby-import;24-04-1979\n", encoding="utf-8")
+            import_file(kind="customers", path=csv, engine=engine, settings=settings)
+            with session_scope(engine) as session:
+                upsert_customer(
+                    session,
+                    CustomerIn(id="by-api", birthday="1985-07-01"),  # type: ignore[arg-type]
+                    at=datetime.now(UTC),
+                    source="api",
+                )
+                ingest_event(
+                    session,
+                    EventIn(
+                        id="by-event-register",
+                        type="register",
+                        customer="by-event",
+                        profile={"id": "by-event", "birthday": "1990-01-31"},
+                    ),
+                )
+            await relay(engine, env.client)
+            await env.sleep(timedelta(days=70))
+    finally:
+        await env.shutdown()
+    assert runs(engine) == {
+        "by-import": ("exited", "exit on register"),
+        "by-api": ("exited", "exit on register"),
+        "by-event": ("exited", "exit on register"),
+        "silent": ("exited", "no birthday given"),
+    }
+    with session_scope(engine) as session:
+        asked = session.exec(select(Message.customer_id).where(Message.journey == "enrichment"))
+        assert list(asked) == ["silent"]
