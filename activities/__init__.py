@@ -20,6 +20,7 @@ def all_activities(services: Services) -> list[Callable[..., Any]]:
         journeys.load_context,
         journeys.update_customer,
         journeys.record_run,
+        journeys.record_run_events,
         messaging.send_message,
         *CustomActivities(services).all(),
     ]

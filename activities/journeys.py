@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,12 +21,14 @@ from trouw.contracts import (
     LoadContextInput,
     MatchJourneysInput,
     MatchJourneysResult,
+    RecordRunEventsInput,
     RecordRunInput,
+    RunEventRecord,
     RunPlan,
     UpdateCustomerInput,
 )
 from trouw.db.engine import session_scope
-from trouw.db.models import Customer, JourneyRun
+from trouw.db.models import Customer, JourneyRun, JourneyRunEvent
 from trouw.journey import expressions
 from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
@@ -47,8 +50,23 @@ def _reentry_key(journey: Journey, event: CustomerEvent, scope: dict[str, Any]) 
         return "once"
     if rule == "event":
         return event.id
-    value = expressions.evaluate(rule, scope)
+    value = _evaluate(rule, scope)
     return None if value in (None, "") else str(value)
+
+
+class TriggerExpressionError(expressions.ExpressionError):
+    """A trigger expression that failed, with its source (to find it in the journey file)."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+def _evaluate(source: str, scope: dict[str, Any]) -> Any:
+    try:
+        return expressions.evaluate(source, scope)
+    except expressions.ExpressionError as exc:
+        raise TriggerExpressionError(str(exc), source) from None
 
 
 @dataclass(frozen=True)
@@ -57,21 +75,40 @@ class TriggerFailure:
 
     journey: Journey
     reason: str
+    expression: str | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an event that a journey's trigger listens for starts no run of it."""
+
+    journey: Journey
+    reason: str
+    expression: str | None = None
 
 
 def plan_runs(
-    journeys: list[Journey], event: CustomerEvent, context: dict[str, Any], now: datetime
+    journeys: list[Journey],
+    event: CustomerEvent,
+    context: dict[str, Any],
+    now: datetime,
+    refusals: list[Refusal] | None = None,
 ) -> tuple[list[tuple[Journey, str, dict[str, Any], list[str]]], list[TriggerFailure]]:
     """Which runs an event starts: (journey, re-entry key, run context, skus), and the journeys
-    whose trigger failed (a condition over data it did not expect). Pure."""
+    whose trigger failed (a condition over data it did not expect). Pure.
+
+    `refusals`, if given, receives each journey listening for this event whose condition or
+    date said no."""
     plans: list[tuple[Journey, str, dict[str, Any], list[str]]] = []
     failures: list[TriggerFailure] = []
+    refused = refusals if refusals is not None else []
     base = {**hydrate(jsonable(context)), "event": {"type": event.type, **event.data}, "now": now}
     for journey in journeys:
         try:
-            plans.extend(_plan_journey(journey, event, context, base, len(plans)))
+            plans.extend(_plan_journey(journey, event, context, base, len(plans), refused))
         except expressions.ExpressionError as exc:
-            failures.append(TriggerFailure(journey, f"trigger: {exc}"))
+            source = exc.source if isinstance(exc, TriggerExpressionError) else None
+            failures.append(TriggerFailure(journey, f"trigger: {exc}", source))
     return plans, failures
 
 
@@ -81,6 +118,7 @@ def _plan_journey(
     context: dict[str, Any],
     base: dict[str, Any],
     planned: int,
+    refused: list[Refusal],
 ) -> list[tuple[Journey, str, dict[str, Any], list[str]]]:
     plans: list[tuple[Journey, str, dict[str, Any], list[str]]] = []
     trigger = journey.trigger
@@ -88,13 +126,15 @@ def _plan_journey(
         return plans
     if trigger.date is not None and event.type not in ("register", "purchase"):
         return plans  # a date journey starts when the customer is first known
-    if trigger.date is not None and expressions.evaluate(trigger.date, base) in (None, ""):
+    if trigger.date is not None and _evaluate(trigger.date, base) in (None, ""):
+        refused.append(Refusal(journey, "the trigger date is empty", trigger.date))
         return plans
-    if trigger.when and not expressions.truthy(trigger.when, base):
+    if trigger.when and not _evaluate(trigger.when, base):
+        refused.append(Refusal(journey, "the trigger condition is false", trigger.when))
         return plans
     items: list[Any] = [None]
     if trigger.for_each:
-        items = list(expressions.evaluate(trigger.for_each, base) or [])
+        items = list(_evaluate(trigger.for_each, base) or [])
     for item in items:
         scope = dict(base)
         skus = list(event.skus)
@@ -135,6 +175,17 @@ def _record_trigger_failure(
     run.status, run.ended_at, run.end_reason = "failed", input.now, failure.reason[:2000]
     session.add(run)
     session.flush()
+    _add_event(
+        session,
+        key=f"{workflow_id}:failed",
+        customer_id=input.customer_id,
+        journey=journey.name,
+        workflow_id=workflow_id,
+        kind="failed",
+        at=input.now,
+        reason=failure.reason,
+        expression=failure.expression,
+    )
 
 
 def _run_row(input: MatchJourneysInput, journey: Journey, key: str) -> JourneyRun:
@@ -169,16 +220,40 @@ class JourneyActivities:
                 skus=event.skus,
                 now=input.now,
             )
-            plans, failures = plan_runs(journeys, event, context, input.now)
+            refusals: list[Refusal] = []
+            plans, failures = plan_runs(journeys, event, context, input.now, refusals)
             for failure in failures:
                 _record_trigger_failure(session, input, failure)
+            for refusal in refusals:
+                _add_event(
+                    session,
+                    key=f"{input.customer_id}:{event.id}:{refusal.journey.name}:not_started",
+                    customer_id=input.customer_id,
+                    journey=refusal.journey.name,
+                    kind="not_started",
+                    at=input.now,
+                    reason=refusal.reason,
+                    expression=refusal.expression,
+                )
             for journey, key, run_context, skus in plans:
                 workflow_id = run_workflow_id(input.customer_id, journey.name, key)
                 existing = session.exec(
                     select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)
                 ).first()
                 if existing is not None and existing.event_source_id != event.id:
-                    continue  # re-entry guard: this run was started by an earlier event
+                    _add_event(
+                        session,
+                        key=f"{input.customer_id}:{event.id}:{workflow_id}:not_started",
+                        customer_id=input.customer_id,
+                        journey=journey.name,
+                        kind="not_started",
+                        at=input.now,
+                        reason=(
+                            f"re-entry guard: run {workflow_id} was started by event "
+                            f"{existing.event_source_id} (re-entry: {journey.trigger.reentry})"
+                        ),
+                    )
+                    continue
                 if existing is None:
                     session.add(_run_row(input, journey, key))
                     try:
@@ -186,6 +261,16 @@ class JourneyActivities:
                     except IntegrityError:
                         session.rollback()
                         continue
+                    _add_event(
+                        session,
+                        key=f"{workflow_id}:started",
+                        customer_id=input.customer_id,
+                        journey=journey.name,
+                        workflow_id=workflow_id,
+                        kind="started",
+                        at=input.now,
+                        reason=f"{event.type} event {event.id}",
+                    )
                 runs.append(
                     RunPlan(
                         workflow_id=workflow_id,
@@ -244,5 +329,43 @@ class JourneyActivities:
                 run.end_reason = input.reason
                 run.ended_at = input.now if input.status != "running" else None
                 session.add(run)
+                _add_run_events(session, run, input.events)
 
         await asyncio.to_thread(record)
+
+    @activity.defn(name="record_run_events")
+    async def record_run_events(self, input: RecordRunEventsInput) -> None:
+        def record() -> None:
+            with session_scope(self.services.engine) as session:
+                run = session.exec(
+                    select(JourneyRun).where(JourneyRun.workflow_id == input.workflow_id)
+                ).first()
+                if run is not None:
+                    _add_run_events(session, run, input.events)
+
+        await asyncio.to_thread(record)
+
+
+def _add_run_events(session: Session, run: JourneyRun, events: Iterable[RunEventRecord]) -> None:
+    for event in events:
+        _add_event(
+            session,
+            key=event.key,
+            customer_id=run.customer_id,
+            journey=run.journey,
+            workflow_id=run.workflow_id,
+            kind=event.kind,
+            at=event.at,
+            step=event.step,
+            reason=event.reason,
+            expression=event.expression,
+        )
+
+
+def _add_event(session: Session, **fields: Any) -> None:
+    """One run event, once: a retried activity finds its key and adds nothing."""
+    exists = session.exec(
+        select(JourneyRunEvent.id).where(JourneyRunEvent.key == fields["key"])
+    ).first()
+    if exists is None:
+        session.add(JourneyRunEvent(**fields))

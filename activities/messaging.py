@@ -486,6 +486,8 @@ def _record_decision(
     message.decided_at = now
     label = decision.action if decision.action != "send" else "allowed"
     _push_status(message, label, now, decision.text)
+    if decision.action == "defer":  # the reason code outlives the final decision that follows
+        message.status_history[-1]["reason"] = decision.reason
 
 
 def _lease_left(message: Message) -> timedelta | None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from trouw.settings import Settings
 from trouw.terminal import console, err, exit_now, fail, settings_or_fail, verbatim
@@ -237,8 +236,14 @@ def simulate(
         help="Simulate customers in this many processes (default: by size).",
     ),
 ) -> None:
-    """Run a scenario on the time-skipping server and print every message decision."""
-    from trouw.simulate import load_scenario, timeline_json, write_html
+    """Run a scenario on the time-skipping server: every message decision and run outcome."""
+    from trouw.simulate import (
+        failure_lines,
+        load_scenario,
+        print_timeline,
+        timeline_json,
+        write_html,
+    )
     from trouw.simulate import simulate_parallel as run_simulation
 
     settings = settings_or_fail()
@@ -266,48 +271,18 @@ def simulate(
         if show:
             err.print()
         if as_json:
-            sys.stdout.write(timeline_json(result.timeline) + "\n")
+            sys.stdout.write(timeline_json(result) + "\n")
         else:
-            _print_timeline(result, parsed)
+            print_timeline(result, console)
         if html_dir is not None:
             index = write_html(result, parsed, html_dir)
             err.print(f"timeline page: {index}", highlight=False)
+        for line in failure_lines(result):
+            err.print(line, highlight=False, soft_wrap=True, markup=False)
+        if result.failures:
+            raise typer.Exit(1)
 
     _run(main)
-
-
-def _print_timeline(result: Any, scenario: Any) -> None:
-    from datetime import datetime
-
-    table = Table(title=f"{len(result.timeline)} message decisions in {result.seconds:.1f} s")
-    for column in (
-        "day",
-        "local time",
-        "customer",
-        "journey",
-        "step",
-        "channel",
-        "category",
-        "outcome",
-        "reason",
-        "subject",
-    ):
-        table.add_column(column, overflow="fold")
-    for entry in result.timeline:
-        moment = datetime.fromisoformat(entry.at)
-        table.add_row(
-            str((moment - scenario.start).days),
-            moment.strftime("%Y-%m-%d %H:%M"),
-            entry.customer,
-            entry.journey,
-            entry.step,
-            entry.channel,
-            entry.category,
-            entry.outcome if entry.outcome == "suppressed" else f"[green]{entry.outcome}[/]",
-            entry.reason or "",
-            entry.subject or "",
-        )
-    console.print(table)
 
 
 @app.command()

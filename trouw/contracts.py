@@ -163,8 +163,44 @@ class CallActivityInput(Wire):
     now: datetime
 
 
+# What a run record says happened: how a run started or why it did not, what it did on the way
+# (a branch taken, a step skipped, tags set), and how it ended. The last six are run statuses.
+RunEventKind = Literal[
+    "started",
+    "not_started",
+    "branched",
+    "skipped",
+    "tagged",
+    "updated",
+    "completed",
+    "exited",
+    "converted",
+    "held_out",
+    "failed",
+    "cancelled",
+]
+RunEnd = Literal["completed", "exited", "converted", "held_out", "failed", "cancelled"]
+
+
+class RunEventRecord(Wire):
+    """One thing a run did, noted by the workflow; `key` makes a retried write a no-op."""
+
+    key: str
+    kind: RunEventKind
+    at: datetime
+    step: str | None = None
+    reason: str | None = None
+    expression: str | None = None
+
+
+class RecordRunEventsInput(Wire):
+    workflow_id: str
+    events: list[RunEventRecord]
+
+
 class RecordRunInput(Wire):
     workflow_id: str
-    status: Literal["running", "completed", "exited", "converted", "held_out", "failed"]
+    status: Literal["running"] | RunEnd
     reason: str | None = None
     now: datetime
+    events: list[RunEventRecord] = Field(default_factory=list)  # noted since the last record

@@ -20,6 +20,7 @@ from trouw.db.models import (
     Customer,
     InboundEvent,
     JourneyRun,
+    JourneyRunEvent,
     Message,
     Order,
     OrderLine,
@@ -139,6 +140,14 @@ def export(session: Session, *, customer_id: str, now: datetime | None = None) -
                 select(JourneyRun)
                 .where(JourneyRun.customer_id == customer_id)
                 .order_by(col(JourneyRun.started_at), col(JourneyRun.id))
+            ).all()
+        ],
+        "journey_run_events": [
+            _row(event)
+            for event in session.exec(
+                select(JourneyRunEvent)
+                .where(JourneyRunEvent.customer_id == customer_id)
+                .order_by(col(JourneyRunEvent.at), col(JourneyRunEvent.id))
             ).all()
         ],
         "vouchers": [

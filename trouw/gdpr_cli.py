@@ -14,7 +14,7 @@ from sqlmodel import Session
 from trouw import gdpr
 from trouw.db.models import Customer
 from trouw.terminal import console, engine_or_fail, err, fail, settings_or_fail
-from trouw.why import UnknownCustomerError, explain, render
+from trouw.why import UnknownCustomerError, explain, reconcile_with_temporal, render
 
 _settings = settings_or_fail
 _engine = engine_or_fail
@@ -30,12 +30,17 @@ def why(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Why did (or didn't) a customer get a message: decisions, consent, provider status."""
-    engine = _engine(_settings())
+    settings = _settings()
+    engine = _engine(settings)
     with Session(engine) as session:
         try:
             explanation = explain(session, customer, journey=journey)
         except UnknownCustomerError as exc:
             fail(str(exc))
+    # A run that was terminated or timed out in Temporal could not record it: ask Temporal.
+    explanation, note = asyncio.run(reconcile_with_temporal(explanation, settings))
+    if note:
+        err.print(note, highlight=False, soft_wrap=True, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(explanation.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:

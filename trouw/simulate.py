@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
 
 from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import JourneyRun, Message
+from trouw.db.models import JourneyRun, JourneyRunEvent, Message
 from trouw.ingest import (
     CustomerIn,
     EventIn,
@@ -32,7 +34,14 @@ from trouw.ingest import (
     wire_event,
 )
 from trouw.journey.durations import DurationError, parse_duration
-from trouw.journey.loader import JourneyError, Problem, load_journeys, parse_model, read_document
+from trouw.journey.loader import (
+    JourneyError,
+    LoadedJourney,
+    Problem,
+    load_journeys,
+    parse_model,
+    read_document,
+)
 from trouw.locales import LocaleTag
 from trouw.settings import Settings
 
@@ -176,6 +185,8 @@ def _event_in(scenario: Scenario, event: ScenarioEvent, index: int) -> EventIn:
 
 @dataclass(frozen=True)
 class TimelineEntry:
+    """One message decision (the contract's record), with the deferral it went through."""
+
     at: str
     customer: str
     journey: str
@@ -188,6 +199,32 @@ class TimelineEntry:
     subject: str | None
     message_key: str
     file: str | None = None
+    day: int = 0  # calendar days since the start, in the customer's time zone
+    deferred: dict[str, str | None] | None = None  # the first deferral: at, reason, text
+    moment: str = ""  # the exact time (not printed): orders it among its run's outcomes
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run outcome, as the workflow and match_journeys recorded it (journey_run_event).
+
+    `at` is to the minute: an outcome that follows an activity (a branch after a send) is
+    recorded when the activity is done, which on the time-skipping server is a fraction of a
+    real second later, and journeys do not work below the minute.
+    """
+
+    at: str
+    customer: str
+    journey: str
+    step: str | None
+    outcome: str  # a trouw.contracts.RunEventKind
+    reason: str | None
+    workflow_id: str | None
+    expression: str | None = None
+    location: str | None = None  # file:line:col of the expression or step, when known
+    day: int = 0
+    seq: int = 0  # recording order (not printed)
+    moment: str = ""  # the exact time (not printed)
 
 
 @dataclass
@@ -197,6 +234,11 @@ class SimulationResult:
     seconds: float
     workdir: Path
     outbox_dirs: list[Path] = field(default_factory=list)
+    runs: list[RunEntry] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[RunEntry]:
+        return [run for run in self.runs if run.outcome == "failed"]
 
 
 Progress = Callable[[int, int, str], None]
@@ -238,6 +280,9 @@ async def simulate_parallel(
     ids = [customer.id for customer in scenario.customers]
     parts = [ids[n::count] for n in range(count)]
     payload = scenario.model_dump(mode="json")
+    for index, event in enumerate(payload["events"]):
+        # an event keeps the id it has in the whole scenario, whichever part simulates it
+        event["id"] = event.get("id") or f"sim-{index + 1}"
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [
@@ -254,21 +299,24 @@ async def simulate_parallel(
         ]
         done = 0
         timeline: list[TimelineEntry] = []
+        runs: list[RunEntry] = []
         outboxes: list[Path] = []
         for future in asyncio.as_completed(futures):
-            entries, outbox = await future
+            entries, run_entries, outbox = await future
             timeline.extend(TimelineEntry(**entry) for entry in entries)
+            runs.extend(RunEntry(**entry) for entry in run_entries)
             outboxes.append(Path(outbox))
             done += 1
             if progress:
                 progress(sum(len(p) for p in parts[:done]), len(ids), "")
     timeline.sort(key=lambda e: (datetime.fromisoformat(e.at), e.customer, e.message_key))
-    return SimulationResult(timeline, outboxes[0], loop.time() - started, home, outboxes)
+    runs.sort(key=_run_order)
+    return SimulationResult(timeline, outboxes[0], loop.time() - started, home, outboxes, runs)
 
 
 def _simulate_part(
     payload: dict[str, Any], customer_ids: list[str], journeys: str, templates: str, workdir: str
-) -> tuple[list[dict[str, Any]], str]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """One process's share of a parallel simulation (a top-level function, so it can be spawned)."""
     from trouw.temporal import quiet_runtime
 
@@ -286,7 +334,11 @@ def _simulate_part(
             workdir=Path(workdir),
         )
     )
-    return [asdict(entry) for entry in result.timeline], str(result.outbox_dir)
+    return (
+        [asdict(entry) for entry in result.timeline],
+        [asdict(entry) for entry in result.runs],
+        str(result.outbox_dir),
+    )
 
 
 async def simulate(
@@ -312,7 +364,7 @@ async def simulate(
     from trouw.temporal import binary, deliver
     from trouw.worker import build_worker
 
-    load_journeys(journeys_dir)  # every problem reported before anything runs
+    catalog = load_journeys(journeys_dir)  # every problem reported before anything runs
     loop = asyncio.get_running_loop()
     started = loop.time()
     home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
@@ -357,10 +409,20 @@ async def simulate(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
     )
+    # The simulator reports each failure itself, once (failure_lines); the worker's ERROR log
+    # of a failing trigger would repeat it for every customer.
+    journeys_log = logging.getLogger("trouw.journeys")
+    level = journeys_log.level
+    journeys_log.setLevel(logging.CRITICAL)
     try:
         worker = build_worker(
-            env.client, services, task_queue=settings.task_queue, sandboxed=sandboxed
+            env.client,
+            services,
+            task_queue=settings.task_queue,
+            sandboxed=sandboxed,
+            fail_runs_on_errors=True,
         )
+        unrecorded: list[RunEntry] = []
         async with worker:
             total = len(scenario.customers)
             for number, customer in enumerate(scenario.customers, start=1):
@@ -375,14 +437,18 @@ async def simulate(
                     deliver,
                     histories,
                     search_attributes,
+                    unrecorded,
                 )
             if progress:
                 progress(total, total, "")
     finally:
+        journeys_log.setLevel(level)
         await env.shutdown()
     timeline = collect_timeline(engine, scenario, settings.outbox_dir)
+    runs = collect_runs(engine, scenario, catalog) + unrecorded
+    runs.sort(key=_run_order)
     engine.dispose()
-    return SimulationResult(timeline, settings.outbox_dir, loop.time() - started, home)
+    return SimulationResult(timeline, settings.outbox_dir, loop.time() - started, home, runs=runs)
 
 
 async def _simulate_customer(
@@ -394,6 +460,7 @@ async def _simulate_customer(
     deliver: Any,
     histories: dict[str, Any] | None,
     search_attributes: bool,
+    unrecorded: list[RunEntry],
 ) -> None:
     base = await env.get_current_time()
     offset = (scenario.start - base).total_seconds()
@@ -416,6 +483,10 @@ async def _simulate_customer(
             clock_offset_seconds=offset,
         )
     await _advance(env, scenario.end - shift)
+    zone = ZoneInfo(next(c.timezone for c in scenario.customers if c.id == customer_id))
+    unrecorded.extend(
+        await _unrecorded_outcomes(env, engine, customer_id, shift, scenario.start, zone)
+    )
     await _stop_customer(env, engine, customer_id, histories)
 
 
@@ -447,6 +518,140 @@ async def _stop_customer(
             pass
 
 
+async def _unrecorded_outcomes(
+    env: Any, engine: Any, customer_id: str, shift: timedelta, start: datetime, zone: ZoneInfo
+) -> list[RunEntry]:
+    """Runs Temporal ended (or keeps failing) without their record saying so: from Temporal."""
+    from trouw.contracts import customer_workflow_id
+    from trouw.why import temporal_outcome
+
+    with session_scope(engine) as session:
+        running = [
+            (row.workflow_id, row.journey)
+            for row in session.exec(
+                select(JourneyRun)
+                .where(JourneyRun.customer_id == customer_id, JourneyRun.status == "running")
+                .order_by(col(JourneyRun.id))
+            ).all()
+        ]
+    entries = []
+    now = await env.get_current_time()
+    for workflow_id, journey in [(customer_workflow_id(customer_id), "customer"), *running]:
+        outcome = await temporal_outcome(env.client, workflow_id)
+        if outcome is None or outcome.status == "unknown":
+            continue
+        at = (outcome.at or now) + shift
+        failed = outcome.status in ("failed", "failing", "timed_out")
+        entries.append(
+            RunEntry(
+                at=_minute(at, zone),
+                customer=customer_id,
+                journey=journey,
+                step=None,
+                outcome="failed" if failed else outcome.status,
+                reason=f"in Temporal: {outcome.status}: {outcome.reason}",
+                workflow_id=workflow_id,
+                day=calendar_day(at, start, zone),
+                seq=1_000_000,
+                moment=at.isoformat(),
+            )
+        )
+    return entries
+
+
+def calendar_day(moment: datetime, start: datetime, zone: ZoneInfo) -> int:
+    """Calendar days from the start to this moment, both as dates in the customer's zone."""
+    return (moment.astimezone(zone).date() - start.astimezone(zone).date()).days
+
+
+def collect_runs(
+    engine: Any, scenario: Scenario, catalog: dict[str, LoadedJourney]
+) -> list[RunEntry]:
+    """The run events the workflows and match_journeys recorded, in the customers' time."""
+    zones = {customer.id: ZoneInfo(customer.timezone) for customer in scenario.customers}
+    entries = []
+    with session_scope(engine) as session:
+        rows = session.exec(select(JourneyRunEvent).order_by(col(JourneyRunEvent.id))).all()
+        for row in rows:
+            if row.at > scenario.end:
+                continue
+            zone = zones.get(row.customer_id, ZoneInfo("UTC"))
+            entries.append(
+                RunEntry(
+                    at=_minute(row.at, zone),
+                    customer=row.customer_id,
+                    journey=row.journey,
+                    step=row.step,
+                    outcome=row.kind,
+                    reason=row.reason,
+                    workflow_id=row.workflow_id,
+                    expression=row.expression,
+                    location=locate(catalog, row.journey, row.step, row.expression),
+                    day=calendar_day(row.at, scenario.start, zone),
+                    seq=row.id or 0,
+                    moment=row.at.isoformat(),
+                )
+            )
+    return entries
+
+
+def locate(
+    catalog: dict[str, LoadedJourney], journey: str, step: str | None, expression: str | None
+) -> str | None:
+    """file:line:col of an expression in a journey file (under its step, or its trigger), or
+    of the step; None for a run's start or end, which no one place in the file explains."""
+    item = catalog.get(journey)
+    if item is None or item.doc.root is None or (step is None and expression is None):
+        return None
+    path: list[Any] = ["trigger"]
+    if step is not None:
+        ids = [s.id for s in item.journey.steps]
+        if step not in ids:
+            return None
+        path = ["steps", ids.index(step)]
+    node: yaml.Node | None = item.doc.root
+    for part in path:
+        node = _child_node(node, part)
+    if node is None:
+        return None
+    found = _scalar(node, expression) if expression else None
+    mark = (found or node).start_mark
+    return f"{item.doc.file}:{mark.line + 1}:{mark.column + 1}"
+
+
+def _child_node(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        child: yaml.Node = node.value[part]
+        return child
+    return None
+
+
+def _scalar(node: yaml.Node, text: str) -> yaml.Node | None:
+    if isinstance(node, yaml.ScalarNode):
+        return node if str(node.value).strip() == text.strip() else None
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [value for _key, value in node.value]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    for child in children:
+        found = _scalar(child, text)
+        if found is not None:
+            return found
+    return None
+
+
+def _minute(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).replace(second=0, microsecond=0).isoformat(timespec="seconds")
+
+
+def _run_order(entry: RunEntry) -> tuple[datetime, str, datetime, int]:
+    moment = datetime.fromisoformat(entry.moment or entry.at)
+    return (datetime.fromisoformat(entry.at), entry.customer, moment, entry.seq)
+
+
 def collect_timeline(engine: Any, scenario: Scenario, outbox_dir: Path) -> list[TimelineEntry]:
     zones = {customer.id: ZoneInfo(customer.timezone) for customer in scenario.customers}
     end = scenario.end
@@ -465,7 +670,8 @@ def collect_timeline(engine: Any, scenario: Scenario, outbox_dir: Path) -> list[
             reason = row.reason if outcome == "suppressed" else None
             if row.state == "failed":
                 reason = f"failed: {row.error}"
-            local = at.astimezone(zones.get(row.customer_id, ZoneInfo("UTC")))
+            zone = zones.get(row.customer_id, ZoneInfo("UTC"))
+            local = at.astimezone(zone)
             entries.append(
                 TimelineEntry(
                     at=local.isoformat(timespec="seconds"),
@@ -479,22 +685,175 @@ def collect_timeline(engine: Any, scenario: Scenario, outbox_dir: Path) -> list[
                     reason=reason,
                     subject=row.subject if row.channel == "email" else None,
                     message_key=row.message_key,
+                    day=calendar_day(at, scenario.start, zone),
+                    deferred=_first_deferral(row, zone),
+                    moment=at.isoformat(),
                 )
             )
     entries.sort(key=lambda e: (datetime.fromisoformat(e.at), e.customer, e.message_key))
     return entries
 
 
-def timeline_json(entries: list[TimelineEntry]) -> str:
-    return json.dumps(
-        [{k: v for k, v in asdict(e).items() if k != "file"} for e in entries],
-        ensure_ascii=False,
-        indent=2,
+def _first_deferral(row: Message, zone: ZoneInfo) -> dict[str, str | None] | None:
+    """The first time the policy deferred this message: when, its reason code and its text."""
+    for entry in row.status_history or []:
+        if entry.get("status") == "defer":
+            at = datetime.fromisoformat(str(entry["at"])).astimezone(zone)
+            return {
+                "at": at.isoformat(timespec="seconds"),
+                "reason": entry.get("reason"),
+                "text": entry.get("detail"),
+            }
+    return None
+
+
+# Within one minute, a run's start comes first and its end last; each run's outcomes and
+# messages in between, in the order they happened; runs side by side by journey name.
+_ENDS = ("completed", "exited", "converted", "held_out", "failed", "cancelled", "terminated")
+
+
+def records(result: SimulationResult) -> list[dict[str, Any]]:
+    """Message decisions (the contract's records) and run outcomes, in time order.
+
+    Every record has the contract's keys and `kind` (`message` or `run`); a run record leaves
+    channel, template, category and subject null and puts what happened in `outcome`.
+    """
+    keyed: list[tuple[tuple[datetime, str, str, str, int, datetime, int], dict[str, Any]]] = []
+    for entry in result.timeline:
+        data = {k: v for k, v in asdict(entry).items() if k not in ("file", "moment")}
+        data["kind"] = "message"
+        run = entry.message_key.split("#")[0]
+        order = (
+            _floor(entry.at),
+            entry.customer,
+            entry.journey,
+            run,
+            1,
+            datetime.fromisoformat(entry.moment or entry.at),
+            # At the same instant (one workflow task), what the run noted came before the send.
+            sys.maxsize,
+        )
+        keyed.append((order, data))
+    for run_entry in result.runs:
+        data = {
+            "at": run_entry.at,
+            "customer": run_entry.customer,
+            "journey": run_entry.journey,
+            "step": run_entry.step,
+            "channel": None,
+            "template": None,
+            "category": None,
+            "outcome": run_entry.outcome,
+            "reason": run_entry.reason,
+            "subject": None,
+            "kind": "run",
+            "day": run_entry.day,
+            "workflow_id": run_entry.workflow_id,
+            "expression": run_entry.expression,
+            "location": run_entry.location,
+        }
+        group = 0 if run_entry.outcome == "started" else 2 if run_entry.outcome in _ENDS else 1
+        order = (
+            _floor(run_entry.at),
+            run_entry.customer,
+            run_entry.journey,
+            run_entry.workflow_id or "",
+            group,
+            datetime.fromisoformat(run_entry.moment or run_entry.at),
+            run_entry.seq,
+        )
+        keyed.append((order, data))
+    keyed.sort(key=lambda item: item[0])
+    return [data for _order, data in keyed]
+
+
+def _floor(at: str) -> datetime:
+    return datetime.fromisoformat(at).replace(second=0, microsecond=0)
+
+
+def timeline_json(result: SimulationResult) -> str:
+    return json.dumps(records(result), ensure_ascii=False, indent=2)
+
+
+def failure_lines(result: SimulationResult) -> list[str]:
+    """One line per distinct failure: where in which file, the journey, and why."""
+    lines: dict[str, list[str]] = {}
+    for run in result.failures:
+        where = f"{run.location}: " if run.location else ""
+        step = (
+            f", step {run.step}"
+            if run.step and f"step {run.step}" not in (run.reason or "")
+            else ""
+        )
+        line = f"{where}journey {run.journey}{step}: {run.reason}"
+        lines.setdefault(line, []).append(run.customer)
+    return [
+        f"{line} (customer {customers[0]})"
+        if len(customers) == 1
+        else f"{line} ({len(customers)} customers)"
+        for line, customers in lines.items()
+    ]
+
+
+def reason_text(record: dict[str, Any]) -> str:
+    """The reason column: a run's reason with its expression, a message's with its deferral."""
+    reason = str(record.get("reason") or "")
+    expression = record.get("expression")
+    if expression and expression not in reason:
+        reason = f"{reason}: {expression}" if reason else expression
+    deferred = record.get("deferred")
+    if deferred:
+        note = f"deferred ({deferred.get('reason')}) from {str(deferred.get('at'))[:16]}"
+        reason = f"{reason}; {note}" if reason else note
+    return reason
+
+
+def print_timeline(result: SimulationResult, console: Any) -> None:
+    """The timeline as a table: one row per message decision and per run outcome."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = records(result)
+    table = Table(
+        title=f"{len(result.timeline)} message decisions, {len(result.runs)} run outcomes "
+        f"in {result.seconds:.1f} s"
     )
+    for column in (
+        "day",
+        "local time",
+        "customer",
+        "journey",
+        "step",
+        "channel",
+        "category",
+        "outcome",
+        "reason",
+        "subject",
+    ):
+        table.add_column(column, overflow="fold")
+    styles = {"sent": "green", "failed": "bold red", "suppressed": "", "message": ""}
+    for record in rows:
+        outcome = str(record["outcome"])
+        style = styles.get(outcome, "cyan" if record["kind"] == "run" else "")
+        table.add_row(
+            str(record["day"]),
+            datetime.fromisoformat(record["at"]).strftime("%Y-%m-%d %H:%M"),
+            escape(record["customer"]),
+            escape(record["journey"]),
+            escape(record["step"] or ""),
+            record["channel"] or "",
+            record["category"] or "",
+            f"[{style}]{escape(outcome)}[/]" if style else escape(outcome),
+            escape(reason_text(record)),
+            escape(record["subject"] or ""),
+        )
+    console.print(table)
 
 
 def write_html(result: SimulationResult, scenario: Scenario, directory: Path) -> Path:
-    """A timeline page; each sent email opens from it."""
+    """A timeline page (Jinja2, autoescaped); each sent email opens from it."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     from trouw.providers.outbox import list_outbox
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -507,41 +866,33 @@ def write_html(result: SimulationResult, scenario: Scenario, directory: Path) ->
                     target.parent.mkdir(exist_ok=True)
                     shutil.copyfile(outbox / name, target)
                     files[entry.message_key] = f"messages/{name}"
-    rows = []
-    for e in result.timeline:
-        day = (datetime.fromisoformat(e.at) - scenario.start).days
-        link = files.get(e.message_key) if e.outcome == "sent" else None
-        subject = html.escape(e.subject or "")
-        cell = f'<a href="{html.escape(link)}">{subject or "open"}</a>' if link else subject
-        rows.append(
-            "<tr class='{cls}'><td>{day}</td><td>{at}</td><td>{customer}</td><td>{journey}</td>"
-            "<td>{step}</td><td>{channel}</td><td>{category}</td><td>{outcome}</td><td>{reason}</td>"
-            "<td>{subject}</td></tr>".format(
-                cls=e.outcome,
-                day=day,
-                at=html.escape(e.at[:16].replace("T", " ")),
-                customer=html.escape(e.customer),
-                journey=html.escape(e.journey),
-                step=html.escape(e.step),
-                channel=e.channel,
-                category=e.category,
-                outcome=e.outcome,
-                reason=html.escape(e.reason or ""),
-                subject=cell,
-            )
-        )
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Trouw simulation</title><style>
-body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;font-size:.9rem}}
-tr.suppressed{{color:#888}}th{{background:#f3f5f0}}</style></head><body>
-<h1>Simulation: {len(result.timeline)} message decisions</h1>
-<p>From {html.escape(scenario.start.isoformat())} for {html.escape(scenario.until)};
-{sum(e.outcome == "sent" for e in result.timeline)} sent,
-{sum(e.outcome == "suppressed" for e in result.timeline)} suppressed.</p>
-<table><thead><tr><th>day</th><th>local time</th><th>customer</th><th>journey</th><th>step</th>
-<th>channel</th><th>category</th><th>outcome</th><th>reason</th><th>subject</th></tr></thead>
-<tbody>{"".join(rows)}</tbody></table></body></html>"""
+    rows = [
+        {
+            **record,
+            "local": record["at"][:16].replace("T", " "),
+            "reason": reason_text(record),
+            "link": files.get(record.get("message_key") or "")
+            if record["outcome"] == "sent"
+            else None,
+        }
+        for record in records(result)
+    ]
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(["html"]),
+        keep_trailing_newline=True,
+    )
+    page = env.get_template("simulation.html").render(
+        messages=len(result.timeline),
+        runs=len(result.runs),
+        start=scenario.start.isoformat(),
+        until=scenario.until,
+        sent=sum(e.outcome == "sent" for e in result.timeline),
+        suppressed=sum(e.outcome == "suppressed" for e in result.timeline),
+        failed=len(result.failures),
+        failures=failure_lines(result),
+        rows=rows,
+    )
     index = directory / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

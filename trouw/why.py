@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
@@ -13,7 +14,12 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from trouw.db.models import ConsentRecord, Customer, JourneyRun, Message
+from trouw.db.models import ConsentRecord, Customer, JourneyRun, JourneyRunEvent, Message
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from trouw.settings import Settings
 
 
 class UnknownCustomerError(LookupError):
@@ -86,8 +92,21 @@ class MessageExplanation:
 
 
 @dataclass(frozen=True)
+class RunEventExplanation:
+    """One thing the run record says happened: a branch taken, a step skipped, the end..."""
+
+    at: str
+    kind: str  # a trouw.contracts.RunEventKind
+    step: str | None
+    reason: str | None
+    expression: str | None
+    journey: str = ""
+    workflow_id: str | None = None
+
+
+@dataclass(frozen=True)
 class RunExplanation:
-    """One journey run: when it started, how it ended and why."""
+    """One journey run: when it started, what it did, how it ended and why."""
 
     workflow_id: str
     journey: str
@@ -96,6 +115,10 @@ class RunExplanation:
     status: str
     ended_at: str | None
     end_reason: str | None
+    events: list[RunEventExplanation] = field(default_factory=list)
+    # Where the status comes from: the run's own record, or Temporal when the run could not
+    # record its end (terminated, timed out, failing workflow tasks).
+    status_source: str = "record"
 
     @property
     def summary(self) -> str:
@@ -110,6 +133,8 @@ class CustomerExplanation:
     journey: str | None  # the filter, if any
     messages: list[MessageExplanation] = field(default_factory=list)
     runs: list[RunExplanation] = field(default_factory=list)
+    # Events a journey's trigger listened for that started no run of it, and why.
+    not_started: list[RunEventExplanation] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -133,6 +158,14 @@ def explain(
     records = list(
         session.exec(select(ConsentRecord).where(ConsentRecord.customer_id == customer_id)).all()
     )
+    run_events = select(JourneyRunEvent).where(JourneyRunEvent.customer_id == customer_id)
+    if journey is not None:
+        run_events = run_events.where(JourneyRunEvent.journey == journey)
+    by_run: dict[str | None, list[RunEventExplanation]] = {}
+    for event in session.exec(
+        run_events.order_by(col(JourneyRunEvent.at), col(JourneyRunEvent.id))
+    ).all():
+        by_run.setdefault(event.workflow_id, []).append(_run_event(event))
     return CustomerExplanation(
         customer_id=customer.id,
         erased=customer.erased,
@@ -145,11 +178,12 @@ def explain(
             ).all()
         ],
         runs=[
-            _run(row)
+            _run(row, by_run.get(row.workflow_id, []))
             for row in session.exec(
                 runs.order_by(col(JourneyRun.started_at), col(JourneyRun.id))
             ).all()
         ],
+        not_started=by_run.get(None, []),
     )
 
 
@@ -157,7 +191,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _run(row: JourneyRun) -> RunExplanation:
+def _run(row: JourneyRun, events: list[RunEventExplanation]) -> RunExplanation:
     return RunExplanation(
         workflow_id=row.workflow_id,
         journey=row.journey,
@@ -166,7 +200,108 @@ def _run(row: JourneyRun) -> RunExplanation:
         status=row.status,
         ended_at=_iso(row.ended_at),
         end_reason=row.end_reason,
+        events=events,
     )
+
+
+def _run_event(row: JourneyRunEvent) -> RunEventExplanation:
+    return RunEventExplanation(
+        at=row.at.isoformat(),
+        kind=row.kind,
+        step=row.step,
+        reason=row.reason,
+        expression=row.expression,
+        journey=row.journey,
+        workflow_id=row.workflow_id,
+    )
+
+
+# --- reconciling with Temporal ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemporalOutcome:
+    """How Temporal says a run stands, when that is something the run could not record."""
+
+    status: str  # failed | cancelled | terminated | timed_out | failing
+    reason: str | None
+    at: datetime | None
+
+
+async def temporal_outcome(client: Client, workflow_id: str) -> TemporalOutcome | None:
+    """None while the run runs healthily or after it ended normally; else what Temporal says.
+
+    `failing`: still running, but its workflow task fails again and again (a bug, or
+    non-determinism); it makes no progress until the code is fixed.
+    """
+    from temporalio.client import WorkflowExecutionStatus as Status
+    from temporalio.service import RPCError, RPCStatusCode
+
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        described = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return TemporalOutcome("unknown", "not found in Temporal", None)
+        raise
+    status = described.status
+    if status in (None, Status.COMPLETED, Status.CONTINUED_AS_NEW):
+        return None
+    if status == Status.RUNNING:
+        pending = described.raw_description.pending_workflow_task
+        if not described.raw_description.HasField("pending_workflow_task") or pending.attempt < 2:
+            return None
+        failure = await _last_event_failure(handle, "workflow_task_failed_event_attributes")
+        return TemporalOutcome(
+            "failing", f"its workflow task fails (attempt {pending.attempt}): {failure}", None
+        )
+    at = described.close_time
+    if status == Status.FAILED:
+        failure = await _last_event_failure(handle, "workflow_execution_failed_event_attributes")
+        return TemporalOutcome("failed", failure, at)
+    if status == Status.TERMINATED:
+        history = await handle.fetch_history()
+        reason = history.events[-1].workflow_execution_terminated_event_attributes.reason
+        return TemporalOutcome("terminated", reason or None, at)
+    if status == Status.CANCELED:
+        return TemporalOutcome("cancelled", "cancelled in Temporal", at)
+    return TemporalOutcome("timed_out", "the run's execution timeout passed", at)
+
+
+async def _last_event_failure(handle: Any, attributes: str) -> str | None:
+    history = await handle.fetch_history()
+    for event in reversed(history.events):
+        if event.HasField(attributes):
+            failure = getattr(event, attributes).failure
+            message = (str(failure.message).splitlines() or [""])[0]  # one line: the gist
+            kind = failure.application_failure_info.type
+            if kind in vars(builtins):  # a bug in workflow code: say which exception
+                message = f"{kind}: {message}"
+            cause = failure.cause.message if failure.HasField("cause") else ""
+            return f"{message}: {cause}" if cause and cause not in message else message
+    return None
+
+
+async def reconcile(explanation: CustomerExplanation, client: Client) -> CustomerExplanation:
+    """Runs the database holds as running, with the status Temporal gives them, if different."""
+    runs = []
+    for run in explanation.runs:
+        outcome = (
+            await temporal_outcome(client, run.workflow_id) if run.status == "running" else None
+        )
+        if outcome is None:
+            runs.append(run)
+            continue
+        runs.append(
+            replace(
+                run,
+                status=outcome.status,
+                end_reason=outcome.reason,
+                ended_at=_iso(outcome.at),
+                status_source="temporal",
+            )
+        )
+    return replace(explanation, runs=runs)
 
 
 def _outcome(row: Message) -> str:
@@ -261,6 +396,23 @@ def _parse(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+async def reconcile_with_temporal(
+    explanation: CustomerExplanation, settings: Settings
+) -> tuple[CustomerExplanation, str | None]:
+    """Reconcile through the configured Temporal; a note instead when it cannot be reached."""
+    from temporalio.service import RPCError
+
+    from trouw.temporal import TemporalError, connect
+
+    if not any(run.status == "running" for run in explanation.runs):
+        return explanation, None
+    try:
+        client = await connect(settings, attempts=3)
+        return await reconcile(explanation, client), None
+    except (TemporalError, RPCError) as exc:
+        return explanation, f"note: run statuses are the database's; Temporal: {exc}"
+
+
 # --- rendering --------------------------------------------------------------------------------
 
 
@@ -283,6 +435,19 @@ def _zone(name: str) -> ZoneInfo:
 
 
 _STYLE = {"sent": "green", "suppressed": "red", "failed": "red", "deferred": "yellow"}
+# Run event kinds that are a run's status: the runs table shows them already.
+_ENDS = ("completed", "exited", "converted", "held_out", "failed", "cancelled")
+
+
+def describe_run_event(event: RunEventExplanation, zone: ZoneInfo) -> str:
+    """One line: when, which journey and step, what happened and why (with the expression)."""
+    where = event.journey + (f"/{event.step}" if event.step else "")
+    text = f"{_local(event.at, zone)}  {where}  {event.kind.replace('_', ' ')}"
+    if event.reason:
+        text += f": {event.reason}"
+    if event.expression and event.expression not in (event.reason or ""):
+        text += f" ({event.expression})"
+    return text
 
 
 def describe_basis(basis: ConsentBasis | None, needed: str, zone: ZoneInfo) -> str:
@@ -317,15 +482,26 @@ def render(explanation: CustomerExplanation, console: Console) -> None:
         for run in explanation.runs:
             table.add_row(
                 _local(run.started_at, zone),
-                run.journey,
-                run.version,
-                run.summary,
+                escape(run.journey),
+                escape(run.version),
+                escape(run.summary + (" (in Temporal)" if run.status_source == "temporal" else "")),
                 _local(run.ended_at, zone),
-                run.workflow_id,
+                escape(run.workflow_id),
             )
         console.print(table)
+        for run in explanation.runs:
+            steps = [e for e in run.events if e.kind not in ("started", *_ENDS)]
+            if not steps:
+                continue
+            console.print(f"{escape(run.journey)} ({escape(run.workflow_id)}):", highlight=False)
+            for event in steps:
+                console.print(f"    {escape(describe_run_event(event, zone))}", highlight=False)
     else:
         console.print("no journey runs", highlight=False)
+    if explanation.not_started:
+        console.print("events that started no run:", highlight=False)
+        for event in explanation.not_started:
+            console.print(f"    {escape(describe_run_event(event, zone))}", highlight=False)
 
     if not explanation.messages:
         console.print("no messages", highlight=False)

@@ -26,9 +26,19 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_worker(
-    client: Client, services: Services, *, task_queue: str | None = None, sandboxed: bool = True
+    client: Client,
+    services: Services,
+    *,
+    task_queue: str | None = None,
+    sandboxed: bool = True,
+    fail_runs_on_errors: bool = False,
 ) -> Worker:
-    """The worker; `sandboxed=False` is for the simulator only (see docs/decisions.md)."""
+    """The worker; `sandboxed=False` is for the simulator only (see docs/decisions.md).
+
+    `fail_runs_on_errors` (the simulator): an unexpected exception in workflow code fails the
+    run at once. A production worker retries the workflow task instead, so that deploying a fix
+    lets the run go on; on the time-skipping server such retries stall the whole simulation.
+    """
     # Validate the journeys now: refusals are logged at start, and the first event does not
     # wait for every template to be compiled and checked.
     services.catalog.journeys()
@@ -40,4 +50,5 @@ def build_worker(
         workflow_runner=workflow_runner() if sandboxed else UnsandboxedWorkflowRunner(),
         max_cached_workflows=500,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_failure_exception_types=[Exception] if fail_runs_on_errors else [],
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
@@ -21,8 +22,12 @@ with workflow.unsafe.imports_passed_through():
         JourneyInput,
         JourneyResult,
         LoadContextInput,
+        RecordRunEventsInput,
         RecordRunInput,
         ResumeState,
+        RunEnd,
+        RunEventKind,
+        RunEventRecord,
         SendMessageInput,
         SendMessageResult,
         UpdateCustomerInput,
@@ -60,12 +65,14 @@ NEXT_WAKEUP = SearchAttributeKey.for_datetime("NextWakeup")
 HISTORY_LIMIT = 4000
 FRESH_YEARLY_CONTEXT = "fresh-yearly-context"
 RECORD_FAILED_RUNS = "record-failed-runs"
+# Patch id: runs started before this change record no run events and no failure or cancellation.
+RUN_EVENTS = "run-events"
 
 
 class _Ended(Exception):
     """The run ends now (an exit event, a goal, a hold-out)."""
 
-    def __init__(self, outcome: str, reason: str, *, by_event: bool = False) -> None:
+    def __init__(self, outcome: RunEnd, reason: str, *, by_event: bool = False) -> None:
         self.outcome = outcome
         self.reason = reason
         self.by_event = by_event
@@ -84,6 +91,10 @@ class JourneyWorkflow:
         self._doing = "starting"
         self._wake: datetime | None = None
         self._sent = 0
+        self._recording = False
+        self._notes: list[RunEventRecord] = []
+        self._noted = 0
+        self._failing: str | None = None  # the expression that failed the run, if one did
 
     # --- signals and queries -------------------------------------------------------------
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
@@ -129,6 +140,7 @@ class JourneyWorkflow:
     @workflow.run
     async def run(self, input: JourneyInput) -> JourneyResult:
         self._input = input
+        self._recording = workflow.patched(RUN_EVENTS)
         self._journey = journey = Journey.model_validate(input.definition)
         self._ctx: dict[str, Any] = hydrate(input.context)
         resume = input.resume or ResumeState(step=journey.steps[0].id)
@@ -152,20 +164,34 @@ class JourneyWorkflow:
                 step = journey.step(step_id)
                 self._visits[step_id] = self._visits.get(step_id, 0) + 1
                 step_id = await self._run_step(step)
-        except ApplicationError as failed:
-            # The run fails alone and visibly (Temporal UI); the ledger says why (patched:
-            # runs that failed before this change replay without the record).
-            if failed.type == "ExpressionError" and workflow.patched(RECORD_FAILED_RUNS):
-                await self._record("failed", failed.message)
-            raise
         except _Ended as ended:
             if journey.trigger.every == "year" and not ended.by_event:
+                await self._flush()
                 self._next_cycle(input)
             await self._record(ended.outcome, ended.reason)
             return JourneyResult(outcome=ended.outcome, reason=ended.reason, sent=self._sent)
+        except FailureError as exc:
+            # The run fails alone and visibly (Temporal UI); its record says why first. Patched:
+            # runs from before run records record only a failed expression, older ones nothing.
+            if self._recording or (
+                isinstance(exc, ApplicationError)
+                and exc.type == "ExpressionError"
+                and workflow.patched(RECORD_FAILED_RUNS)
+            ):
+                cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
+                reason = cause.message if isinstance(cause, FailureError) else str(cause)
+                if isinstance(exc, ActivityError):
+                    reason = f"step {self._step}: {reason}"
+                await self._record("failed", reason, expression=self._failing)
+            raise
+        except asyncio.CancelledError:
+            if self._recording:
+                await self._record("cancelled", "cancelled in Temporal")
+            raise
         self._step = None
         self._doing = "completed"
         if journey.trigger.every == "year":
+            await self._flush()
             self._next_cycle(input)
         await self._record("completed", None)
         return JourneyResult(outcome="completed", sent=self._sent)
@@ -188,10 +214,10 @@ class JourneyWorkflow:
             await self._send(step)
         elif isinstance(step, WaitStep):
             await self._sleep_until(self._now() + parse_duration(step.wait), f"waiting {step.wait}")
-            self._maybe_continue_as_new(follow)
+            await self._maybe_continue_as_new(follow)
         elif isinstance(step, WaitUntilStep):
             await self._wait_until(step)
-            self._maybe_continue_as_new(follow)
+            await self._maybe_continue_as_new(follow)
         elif isinstance(step, WaitForStep):
             return await self._wait_for(step, follow)
         elif isinstance(step, BranchStep):
@@ -212,6 +238,7 @@ class JourneyWorkflow:
     async def _send(self, step: SendStep) -> None:
         assert self._journey is not None and self._input is not None
         if step.when and not await self._condition(step.when):
+            self._note("skipped", step.id, "`when` is false", expression=step.when)
             return
         journey = self._journey
         category = step.category or journey.settings.category
@@ -288,6 +315,7 @@ class JourneyWorkflow:
     async def _wait_for(self, step: WaitForStep, follow: str | None) -> str | None:
         deadline = self._now() + parse_duration(step.timeout)
         self._doing = f"waiting for {step.wait_for}"
+        await self._flush()
         await self._show(step.id, deadline)
         found: list[CustomerEvent] = []
 
@@ -314,10 +342,13 @@ class JourneyWorkflow:
         return follow
 
     async def _branch(self, step: BranchStep, follow: str | None) -> str | None:
-        for case in step.branch:
+        for number, case in enumerate(step.branch, start=1):
             if await self._condition(case.if_):
+                self._note("branched", step.id, f"case {number} → {case.goto}", case.if_)
                 return case.goto
-        return step.else_ or follow
+        target = step.else_ or follow
+        self._note("branched", step.id, f"no case is true → {target or 'end'}")
+        return target
 
     def _split(self, step: SplitStep, follow: str | None) -> str | None:
         assert self._input is not None and self._journey is not None
@@ -330,6 +361,7 @@ class JourneyWorkflow:
                 self._vars.setdefault("splits", {})[step.id] = arm.name
                 if arm.holdout:
                     raise _Ended("held_out", f"hold-out group of split {step.id}")
+                self._note("branched", step.id, f"split arm {arm.name} → {arm.goto or follow}")
                 return arm.goto or follow
         return follow
 
@@ -349,6 +381,11 @@ class JourneyWorkflow:
             ),
             **LOCAL_OPTIONS,
         )
+        tags = [f"+{t}" for t in step.update.tags_add] + [f"-{t}" for t in step.update.tags_remove]
+        if tags:
+            self._note("tagged", step.id, " ".join(tags))
+        if attributes:
+            self._note("updated", step.id, "attributes " + ", ".join(sorted(attributes)))
         self._stale = True
 
     async def _call(self, step: CallStep) -> None:
@@ -406,6 +443,7 @@ class JourneyWorkflow:
         delay = moment - self._now()
         if delay <= timedelta():
             return
+        await self._flush()
         self._doing = f"{doing} ({format_duration(delay)})"
         await self._show(self._step or "start", moment)
         try:
@@ -422,7 +460,7 @@ class JourneyWorkflow:
         if self._input.search_attributes:
             workflow.upsert_search_attributes([STEP.value_set(step), NEXT_WAKEUP.value_set(wake)])
 
-    def _maybe_continue_as_new(self, follow: str | None) -> None:
+    async def _maybe_continue_as_new(self, follow: str | None) -> None:
         """At the end of a wait step (a step boundary), start afresh if the history is long."""
         assert self._input is not None
         info = workflow.info()
@@ -431,6 +469,7 @@ class JourneyWorkflow:
             and not info.is_continue_as_new_suggested()
         ):
             return
+        await self._flush()
         workflow.continue_as_new(
             self._input.model_copy(
                 update={
@@ -480,6 +519,7 @@ class JourneyWorkflow:
         try:
             return expressions.evaluate(source, scope)
         except expressions.ExpressionError as exc:
+            self._failing = source
             # A data problem must not fail the workflow task forever: fail the run visibly.
             raise ApplicationError(
                 f"step {self._step}: {exc}", type="ExpressionError", non_retryable=True
@@ -507,7 +547,44 @@ class JourneyWorkflow:
         if self._ended is not None:
             raise self._ended
 
-    async def _record(self, status: str, reason: str | None) -> None:
+    def _note(
+        self,
+        kind: RunEventKind,
+        step: str | None,
+        reason: str | None,
+        expression: str | None = None,
+    ) -> None:
+        """Keep what the run did for its record; written at the next wait or at the end."""
+        if not self._recording:
+            return
+        self._notes.append(
+            RunEventRecord(
+                key=f"{workflow.info().run_id}:{self._noted}",
+                kind=kind,
+                at=self._now(),
+                step=step,
+                reason=reason,
+                expression=expression,
+            )
+        )
+        self._noted += 1
+
+    async def _flush(self) -> None:
+        """Write the notes before a wait: one local activity per wait, only when there are some."""
+        if not self._notes:
+            return
+        events, self._notes = self._notes, []
+        await workflow.execute_local_activity(
+            "record_run_events",
+            RecordRunEventsInput(workflow_id=workflow.info().workflow_id, events=events),
+            **LOCAL_OPTIONS,
+        )
+
+    async def _record(
+        self, status: RunEnd, reason: str | None, *, expression: str | None = None
+    ) -> None:
+        self._note(status, self._step, reason, expression)
+        events, self._notes = self._notes, []
         await workflow.execute_local_activity(
             "record_run",
             RecordRunInput(
@@ -515,6 +592,7 @@ class JourneyWorkflow:
                 status=status,
                 reason=reason,
                 now=self._now(),
+                events=events,
             ),
             **LOCAL_OPTIONS,
         )

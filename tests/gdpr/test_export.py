@@ -24,6 +24,7 @@ SECTIONS = {
     "suppressions",
     "messages",
     "journey_runs",
+    "journey_run_events",
     "vouchers",
     "inbound_events",
 }

@@ -182,9 +182,30 @@ class JourneyRun(SQLModel, table=True):
     started_at: datetime = _when()
     status: str = Field(
         default="running", max_length=16
-    )  # running | completed | exited | converted
+    )  # running | completed | exited | converted | held_out | failed | cancelled
     ended_at: datetime | None = _when(nullable=True, default=None)
     end_reason: str | None = None
+
+
+class JourneyRunEvent(SQLModel, table=True):
+    """What a journey run did (branch, skip, tag, end and why), or why an event started none.
+
+    Written by the workflow (through an activity) and by match_journeys, never re-derived:
+    `trouw why` and `trouw simulate` read the same rows.
+    """
+
+    __tablename__ = "journey_run_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)  # makes a retried record a no-op
+    customer_id: str = Field(index=True, max_length=64)
+    journey: str = Field(index=True, max_length=64)
+    workflow_id: str | None = Field(default=None, index=True, max_length=300)  # None: no run
+    at: datetime = _when()
+    kind: str = Field(max_length=16)  # one of trouw.contracts.RunEventKind
+    step: str | None = Field(default=None, max_length=64)
+    reason: str | None = None
+    expression: str | None = None
 
 
 class Message(SQLModel, table=True):
