@@ -164,6 +164,15 @@ def negotiate(
     return None
 
 
+def pick_language(tag: str | None, languages: Sequence[str], default: str) -> str:
+    """One of `languages` for a customer tag or an Accept-Language header; `default` if none.
+
+    For the few texts that exist per language only (pages, the SMS HELP reply).
+    """
+    first = (tag or "").split(",")[0].split(";")[0].strip()
+    return (negotiate(first, languages) if first else None) or default
+
+
 @lru_cache(maxsize=512)
 def format_locale(tag: str, rendered: str) -> str:
     """The locale to write dates, numbers and amounts in, for a customer `tag` rendered in `rendered`.

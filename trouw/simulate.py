@@ -18,7 +18,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlmodel import col, select
 
 from trouw.db.engine import make_engine, migrate, session_scope
@@ -42,7 +42,8 @@ from trouw.journey.loader import (
     parse_model,
     read_document,
 )
-from trouw.locales import LocaleTag
+from trouw.locales import LocaleTag, region_of
+from trouw.phones import PhoneError, normalise_phone
 from trouw.settings import Settings
 
 
@@ -55,12 +56,23 @@ class ScenarioCustomer(ScenarioModel):
     first_name: str | None = None
     last_name: str | None = None
     email: str | None = None
+    locale: LocaleTag = "nl-BE"  # before phone: a national number is read in its region
     phone: str | None = None
-    locale: LocaleTag = "nl-BE"
     timezone: str = "Europe/Brussels"
     birthday: date | None = None
     opt_in: dict[Literal["email", "sms"], bool] = Field(default_factory=dict)
     attributes: dict[str, Any] | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The same reading as the API's: a bad number is a scenario error with its line.
+        if value is None:
+            return None
+        try:
+            return normalise_phone(value, country=region_of(info.data.get("locale")))
+        except PhoneError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class ScenarioEvent(ScenarioModel):

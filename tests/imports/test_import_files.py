@@ -388,3 +388,43 @@ def test_rows_of_an_erased_customer_are_rejected_with_the_reason(
         assert tombstone is not None and tombstone.erased
         assert (tombstone.email, tombstone.first_name) == (None, None)
         assert session.exec(select(InboundEvent.customer_id)).all() == ["c2"]
+
+
+def test_order_name_currency_phone_and_locale_cells(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "order_id,order_name,currency,customer_id,placed_at,channel,sku,qty,unit_price\n"
+        "o1,Bon 0001,gbp,c1,2026-03-02,pos,A,1,1.00\n"
+        "o2,Bon 0002,XYZ,c1,2026-03-02,pos,A,1,1.00\n",
+        encoding="utf-8",
+    )
+    report = import_file(kind="orders", path=orders, engine=engine, settings=settings)
+    found, _ = order(engine, "o1")
+    assert (found.name, found.currency) == ("Bon 0001", "GBP")
+    assert report.reject_file is not None
+    assert rejects(report.reject_file) == [
+        (3, "currency (column 'currency'): unknown currency 'XYZ' (ISO 4217, e.g. EUR)")
+    ]
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "id,phone,locale\n"
+        "k1,+32 470 12 34 56,de-BE\n"
+        "k2,+32 470 12 34 57 ext. 5,nl-BE\n"
+        "k3,+32470123458,nl_BE\n",
+        encoding="utf-8",
+    )
+    report = import_file(kind="customers", path=customers, engine=engine, settings=settings)
+    with Session(engine) as session:
+        k1 = session.get(Customer, "k1")
+        assert k1 is not None and (k1.phone, k1.locale) == ("+32470123456", "de-BE")
+    assert report.reject_file is not None
+    assert rejects(report.reject_file) == [
+        (
+            3,
+            "phone (column 'phone'): '+32 470 12 34 57 ext. 5' has an extension (5): SMS cannot "
+            "reach it (set phone_country in the mapping to read local numbers)",
+        ),
+        (4, "locale (column 'locale'): locale 'nl_BE' is not BCP 47: write 'nl-BE' (with -)"),
+    ]

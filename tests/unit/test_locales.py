@@ -96,3 +96,20 @@ def test_regions_and_canonical_case() -> None:
         None,
     ]
     assert canonical("NL_be") == "nl-BE"
+
+
+def test_pages_and_sms_help_pick_their_language_the_same_way() -> None:
+    from trouw.api.callbacks import help_text
+    from trouw.api.pages import language_of
+
+    assert [language_of(t) for t in ("nl-NL", "fr-FR", "en-GB", "de-BE", None, "")] == [
+        "nl",
+        "fr",
+        "en",
+        "en",  # no German pages: the "*" fallback, not Dutch
+        "nl",
+        "nl",
+    ]
+    assert language_of("fr-BE,fr;q=0.9,en;q=0.8") == "fr"  # an Accept-Language header
+    assert help_text("de-BE", shop="S", url="u").startswith("S: reply STOP")
+    assert help_text("fr-CA", shop="S", url="u").startswith("S : répondez STOP")

@@ -1,4 +1,4 @@
-"""Scenario customers take any BCP 47 locale; a bad one is an error with file and line."""
+"""Scenario customers take any BCP 47 locale and national phones; bad ones name file and line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ customers:
   - id: c2
     email: c2@example.com
     locale: {locale}
+    phone: "{phone}"
 products:
   - {{sku: LAWN-10, name: "Gazonmest 10 kg", price: 24.95}}
 events:
@@ -28,14 +29,24 @@ events:
 @pytest.mark.parametrize("tag", ["de-BE", "en-GB", "fr-FR", "nl"])
 def test_any_valid_locale_loads(tmp_path: Path, tag: str) -> None:
     path = tmp_path / "scenario.yaml"
-    path.write_text(SCENARIO.format(locale=tag))
+    path.write_text(SCENARIO.format(locale=tag, phone="+32 470 12 34 56"))
     assert load_scenario(path).customers[1].locale == tag
 
 
 def test_invalid_locale_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "scenario.yaml"
-    path.write_text(SCENARIO.format(locale="nl_BE"))
+    path.write_text(SCENARIO.format(locale="nl_BE", phone="+32470123456"))
     with pytest.raises(JourneyError) as caught:
         load_scenario(path)
     text = str(caught.value)
     assert f"{path}:9:" in text and "write 'nl-BE'" in text
+
+
+def test_national_phone_is_read_in_the_locales_region(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO.format(locale="nl-BE", phone="0470 12 34 56"))
+    assert load_scenario(path).customers[1].phone == "+32470123456"
+    path.write_text(SCENARIO.format(locale="en", phone="0470 12 34 56"))
+    with pytest.raises(JourneyError) as caught:
+        load_scenario(path)
+    assert f"{path}:10:" in str(caught.value) and "no country is known" in str(caught.value)

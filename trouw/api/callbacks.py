@@ -36,6 +36,7 @@ from trouw.consent import add_suppression, address_hash, record_consent
 from trouw.db.engine import session_scope
 from trouw.db.models import CallbackEvent, Customer, Message, Suppression
 from trouw.ingest import EventIn, IngestError
+from trouw.locales import pick_language
 from trouw.phones import phone_or_none
 
 log = logging.getLogger("trouw.api.callbacks")
@@ -407,8 +408,8 @@ HELP_TEXTS = {
 
 def help_text(locale: str | None, *, shop: str, url: str) -> str:
     """The HELP reply in the customer's language (Dutch by default: most of our customers)."""
-    language = (locale or "nl")[:2]
-    return HELP_TEXTS.get(language, HELP_TEXTS["nl"]).format(shop=shop, url=url)
+    language = pick_language(locale, tuple(HELP_TEXTS), "nl")
+    return HELP_TEXTS[language].format(shop=shop, url=url)
 
 
 def _inbound_keyword(params: Mapping[str, str]) -> str | None:

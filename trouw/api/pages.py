@@ -30,6 +30,7 @@ from trouw.ingest import (
     birthday_problem,
     latest_birthday,
 )
+from trouw.locales import pick_language
 from trouw.tokens import InvalidTokenError, TokenPayload, verify_token
 
 log = logging.getLogger("trouw.api.pages")
@@ -179,9 +180,8 @@ _HEADERS = {
 
 
 def language_of(locale: str | None) -> Language:
-    """nl, fr or en from a customer locale (nl-BE, fr-BE, en); Dutch when unknown."""
-    prefix = (locale or "")[:2].lower()
-    return prefix if prefix in ("fr", "en") else "nl"  # type: ignore[return-value]
+    """nl, fr or en for a customer locale or Accept-Language (de-BE -> en); Dutch when unknown."""
+    return pick_language(locale, ("nl", "fr", "en"), "nl")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

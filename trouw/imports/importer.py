@@ -495,17 +495,23 @@ class _Importer:
                 row.problem = _validation_reason(exc, f["_columns"])
                 raise _Rejected(f"order {order_id} has a rejected row") from None
         placed_at: datetime = first["placed_at"]
-        event = EventIn(
-            id=event_id,
-            type="purchase",
-            customer=first["customer_id"],
-            at=placed_at,
-            order=order_id,
-            channel=channel,
-            store=first.get("store"),
-            lines=lines,
-            source="import",
-        )
+        try:
+            event = EventIn(
+                id=event_id,
+                type="purchase",
+                customer=first["customer_id"],
+                at=placed_at,
+                order=order_id,
+                order_name=first.get("order_name") or None,
+                currency=(first.get("currency") or "").upper() or None,
+                channel=channel,
+                store=first.get("store"),
+                lines=lines,
+                source="import",
+            )
+        except ValidationError as exc:
+            rows[0].problem = _validation_reason(exc, first["_columns"])
+            raise _Rejected(f"order {order_id}: rejected on line {rows[0].record.line}") from None
         profile = self.profile(rows)
         with self.session.begin_nested():
             if profile is not None or event.customer not in self.known_customers:

@@ -47,6 +47,8 @@ FIELDS: dict[Kind, tuple[str, ...]] = {
         "qty",
         "unit_price",
         "line_total",
+        "order_name",
+        "currency",
         "customer_email",
         "customer_phone",
         "customer_first_name",

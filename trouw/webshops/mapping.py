@@ -247,12 +247,13 @@ def known_order(session: Session, shop: str, order_key: Any) -> Order | None:
 
 
 def follow_up(
-    order: Order,
     shop: str,
     kind: Literal["delivered", "returned"],
     event_id: str,
+    *,
+    customer: str,
+    order: str,
     at: datetime | None,
 ) -> EventIn:
-    return EventIn(
-        id=event_id, type=kind, customer=order.customer_id, at=at, order=order.id, source=shop
-    )
+    """A delivered or returned event about an order we know (or learn in the same webhook)."""
+    return EventIn(id=event_id, type=kind, customer=customer, at=at, order=order, source=shop)

@@ -116,7 +116,18 @@ def map_webhook(session: Session, topic: str, payload: Mapping[str, Any]) -> Map
             return Mapped.nothing(_unknown(payload.get("order_id"), "refund"))
         event_id = f"{NAME}:refund:{id_part(payload.get('id'))}"
         at = when(payload.get("created_at"))
-        return Mapped([follow_up(refunded, NAME, "returned", event_id, at)])
+        return Mapped(
+            [
+                follow_up(
+                    NAME,
+                    "returned",
+                    event_id,
+                    customer=refunded.customer_id,
+                    order=refunded.id,
+                    at=at,
+                )
+            ]
+        )
     return Mapped.nothing(f"topic {topic!r} means nothing to Trouw")
 
 
@@ -126,7 +137,9 @@ def _delivered(session: Session, order_key: Any, at: Any) -> Mapped:
     if order is None:
         return Mapped.nothing(_unknown(order_key, "fulfilment"))
     event_id = f"{NAME}:delivered:{id_part(order_key)}"
-    return Mapped([follow_up(order, NAME, "delivered", event_id, at)])
+    return Mapped(
+        [follow_up(NAME, "delivered", event_id, customer=order.customer_id, order=order.id, at=at)]
+    )
 
 
 def _unknown(order_key: Any, what: str) -> str:

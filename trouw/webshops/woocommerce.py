@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from trouw.ingest import EventIn
 from trouw.webshops.mapping import (
     Identity,
     Mapped,
     ShopOrder,
     currency,
+    follow_up,
     id_part,
     known_order,
     line,
@@ -91,26 +91,16 @@ def map_webhook(session: Session, topic: str, payload: Mapping[str, Any]) -> Map
         return result
     if status == "completed":
         # WooCommerce marks an order completed when it is shipped or picked up.
+        at = when(payload.get("date_completed_gmt"), naive_is_utc=True)
+        event_id = f"{NAME}:delivered:{order_key}"
         result.events.append(
-            EventIn(
-                id=f"{NAME}:delivered:{order_key}",
-                type="delivered",
-                customer=customer,
-                at=when(payload.get("date_completed_gmt"), naive_is_utc=True),
-                order=order_id,
-                source=NAME,
-            )
+            follow_up(NAME, "delivered", event_id, customer=customer, order=order_id, at=at)
         )
     for refund_id in refund_ids:
+        at = when(payload.get("date_modified_gmt"), naive_is_utc=True)
+        event_id = f"{NAME}:refund:{order_key}:{refund_id}"
         result.events.append(
-            EventIn(
-                id=f"{NAME}:refund:{order_key}:{refund_id}",
-                type="returned",
-                customer=customer,
-                at=when(payload.get("date_modified_gmt"), naive_is_utc=True),
-                order=order_id,
-                source=NAME,
-            )
+            follow_up(NAME, "returned", event_id, customer=customer, order=order_id, at=at)
         )
     if not result.events:
         result.ignored.append(f"order {order_id} is {status!r}: nothing new for Trouw")
