@@ -1,7 +1,7 @@
 """journey run events
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-30 01:14:16.246652
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 import trouw.db.models
 
 
-revision: str = '0003'
-down_revision: str | None = '0002'
+revision: str = '0004'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
