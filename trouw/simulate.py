@@ -522,12 +522,12 @@ async def _stop_customer(
         )
     for workflow_id in [customer_workflow_id(customer_id), *ids]:
         handle = env.client.get_workflow_handle(workflow_id)
-        if histories is not None:
-            histories[workflow_id] = await handle.fetch_history()
         try:
+            if histories is not None:
+                histories[workflow_id] = await handle.fetch_history()
             await handle.terminate("simulation ended")
-        except Exception:  # noqa: BLE001 - already finished
-            pass
+        except Exception:  # noqa: BLE001 - already finished, or a run that never started
+            pass  # (a journey whose trigger failed has a failed run row and no workflow)
 
 
 async def _unrecorded_outcomes(
