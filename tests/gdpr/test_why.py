@@ -386,3 +386,21 @@ async def test_why_shows_a_run_whose_workflow_task_keeps_failing(tmp_path: Path)
     assert outcome.reason is not None
     assert outcome.reason.startswith("its workflow task fails (attempt ")
     assert outcome.reason.endswith("): 2 validation errors for Journey")
+
+
+def test_why_command_says_when_temporal_cannot_be_asked(
+    engine: Engine, settings: Settings, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A running run is checked with Temporal; unreachable, why says so and shows the ledger."""
+    nowhere = settings.model_copy(update={"temporal_address": "127.0.0.1:9"})
+    monkeypatch.setattr(gdpr_cli, "_settings", lambda: nowhere)
+    monkeypatch.setattr(gdpr_cli, "_engine", lambda _settings: engine)
+    result = CliRunner().invoke(_app(), ["why", seeded.customer_id, "--json"])  # type: ignore[arg-type]
+    assert result.exit_code == 0, result.output
+    [note] = result.stderr.splitlines()
+    assert note.startswith("note: run statuses are the database's; Temporal: cannot reach")
+    runs = {run["journey"]: run for run in json.loads(result.stdout)["runs"]}
+    assert (runs["post_purchase"]["status"], runs["post_purchase"]["status_source"]) == (
+        "running",
+        "record",
+    )
