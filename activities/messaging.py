@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, assert_never
 from urllib.parse import quote
 
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +16,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
-from trouw.callbacks import MESSAGE_STATUSES
 from trouw.consent import ConsentState, current_consent, suppress
 from trouw.context import build_context
 from trouw.contracts import SendMessageInput, SendMessageResult
@@ -33,21 +34,24 @@ from trouw.policy import (
 )
 from trouw.providers.base import (
     AmbiguousDeliveryError,
+    LookupAnswer,
+    LookupQuery,
+    LookupUnavailableError,
     OutgoingEmail,
     OutgoingSms,
     PermanentDeliveryError,
+    ProviderConfigError,
     RateLimitedError,
+    ReconcilingProvider,
     TransientDeliveryError,
 )
 from trouw.render import TemplateError
 from trouw.tokens import TokenPayload, sign_token
+from workflows.options import PROVIDER_CALL_MAX, SEND_LEASE_MARGIN, SEND_RECORD_MARGIN
 
-# Statuses only a provider callback sets (processed and later): the provider has the message.
-PROVIDER_ACCEPTED = frozenset(MESSAGE_STATUSES[MESSAGE_STATUSES.index("processed") :])
 FINAL_STATES = {"sent", "suppressed", "failed", "unknown"}
-# How long past the provider timeout an in_flight row still belongs to a live attempt (the
-# rate limiter's wait comes after the mark). Only after that is its outcome unknown.
-LEASE_MARGIN = timedelta(seconds=10)
+# How often a message whose outcome is unknown asks its provider again (at most).
+RECONCILE_POLL = timedelta(seconds=60)
 
 
 def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState:
@@ -189,10 +193,51 @@ def at_this_attempt(input: SendMessageInput) -> SendMessageInput:
     return input.model_copy(update={"now": input.now + late})
 
 
+@dataclass(frozen=True)
+class Reconcile:
+    """A message whose last attempt's outcome is unknown: ask the provider before anything."""
+
+    query: LookupQuery
+    answer_by: datetime  # wall clock: when the category rule decides without an answer
+
+
+ReconcileAction = Literal["accepted", "resend", "wait", "give_up"]
+
+
+def reconcile_verdict(
+    answer: LookupAnswer | None, *, now: datetime, answer_by: datetime, resend: bool
+) -> ReconcileAction:
+    """What to do about an unknown outcome, given the provider's answer (None: none came).
+
+    The provider has it: accepted, never resent. The provider is sure it does not: it was not
+    accepted, so resending makes no duplicate, whatever the category. No sure answer yet: wait
+    until `answer_by`; then the category's resend setting decides (at least once, or at most
+    once with the outcome recorded as unknown).
+    """
+    if answer is not None and answer.found:
+        return "accepted"
+    if answer is not None and answer.settled:
+        return "resend"
+    if now < answer_by:
+        return "wait"
+    return "resend" if resend else "give_up"
+
+
 class MessagingActivities:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.policy = PolicyConfig.from_settings(services.settings)
+        settings = services.settings
+        for name, seconds in (
+            ("TROUW_PROVIDER_TIMEOUT_SECONDS", settings.provider_timeout_seconds),
+            ("TROUW_SMTP_TIMEOUT_SECONDS", settings.smtp_timeout_seconds),
+        ):
+            if seconds > PROVIDER_CALL_MAX.total_seconds():
+                raise ProviderConfigError(
+                    f"{name}={seconds:g} is above the send budget of "
+                    f"{PROVIDER_CALL_MAX.total_seconds():g} s (workflows/options.py): a call "
+                    "must end before its ledger lease does"
+                )
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
@@ -200,10 +245,14 @@ class MessagingActivities:
         prepared = await asyncio.to_thread(self._prepare, input)
         if isinstance(prepared, SendMessageResult):
             return prepared
-        return await self._deliver(input, prepared)
+        if isinstance(prepared, Reconcile):
+            return await self._reconcile(input, prepared)
+        return await self._deliver(input, *prepared)
 
     # --- phase 1: claim, decide, render (one transaction) -------------------------------------
-    def _prepare(self, input: SendMessageInput) -> SendMessageResult | OutgoingEmail | OutgoingSms:
+    def _prepare(
+        self, input: SendMessageInput
+    ) -> SendMessageResult | Reconcile | tuple[OutgoingEmail | OutgoingSms, datetime]:
         with session_scope(self.services.engine) as session:
             # FOR UPDATE: two attempts at once (a timed-out one still running) take turns here.
             message = session.exec(
@@ -242,7 +291,15 @@ class MessagingActivities:
                         type="SendInProgressError",
                         next_retry_delay=held,
                     )
-                return self._reconcile(session, message, input)
+                # The attempt ended without recording an answer (its worker was lost).
+                self._mark_unknown(message, input, "the attempt ended without an answer")
+            if message.state == "reconciling":
+                if message.status is not None:
+                    return self._accepted(message, input, f"the provider reported {message.status}")
+                customer = session.get(Customer, input.customer_id) or Customer(
+                    id=input.customer_id
+                )
+                return self._reconcile_request(message, customer)
             customer = session.get(Customer, input.customer_id) or Customer(id=input.customer_id)
             consent = current_consent(session, input.customer_id)
             decision = decide(
@@ -283,25 +340,29 @@ class MessagingActivities:
                 ) from None
             message.state = "in_flight"
             message.attempts += 1
-            # The lease says until when this attempt may still be sending (wall-clock time).
-            lease_until = datetime.now(UTC) + self._lease(input.channel)
+            # The lease says until when this attempt may still be sending (wall-clock time);
+            # the call itself must end SEND_RECORD_MARGIN before it.
+            started = datetime.now(UTC)
+            lease_until = started + self._call_budget(input.channel) + SEND_LEASE_MARGIN
             message.status_history = [
                 *(message.status_history or []),
                 {
                     "status": "sending",
                     "at": input.now.isoformat(),
                     "detail": None,
+                    "started": started.isoformat(),
                     "lease_until": lease_until.isoformat(),
                 },
             ]
-            return outgoing
+            return outgoing, lease_until
 
-    def _lease(self, channel: str) -> timedelta:
+    def _call_budget(self, channel: str) -> timedelta:
+        """The longest one provider call of this channel may take (workflows/options.py)."""
         settings = self.services.settings
         timeout = settings.provider_timeout_seconds
         if channel == "email" and settings.email_provider == "smtp":
             timeout = settings.smtp_timeout_seconds
-        return timedelta(seconds=timeout) + LEASE_MARGIN
+        return min(timedelta(seconds=timeout), PROVIDER_CALL_MAX)
 
     def _render(
         self, session: Session, message: Message, customer: Customer, input: SendMessageInput
@@ -340,57 +401,140 @@ class MessagingActivities:
             journey=input.journey,
         )
 
-    def _reconcile(
-        self, session: Session, message: Message, input: SendMessageInput
-    ) -> SendMessageResult:
-        """The last attempt may have reached the provider: resend only what may be duplicated.
+    # --- unknown outcomes: ask the provider, then the category rule ---------------------------
+    def _mark_unknown(self, message: Message, input: SendMessageInput, detail: str) -> None:
+        """The attempt is over and the provider may have the message: wait for an answer."""
+        provider = self.services.provider(input.channel)
+        wait = getattr(provider, "answer_within_seconds", 0.0)
+        if not isinstance(provider, ReconcilingProvider):
+            wait = 0.0  # nobody to ask: the category rule decides now
+        answer_by = datetime.now(UTC) + timedelta(seconds=wait)
+        message.state = "reconciling"
+        message.status_history = [
+            *(message.status_history or []),
+            {
+                "status": "outcome_unknown",
+                "at": input.now.isoformat(),
+                "detail": detail,
+                "answer_by": answer_by.isoformat(),
+            },
+        ]
 
-        First ask what the provider told us meanwhile: a delivery event for this message key
-        (SendGrid's event webhook, Twilio's status callback) proves it was accepted.
-        """
-        if message.status in PROVIDER_ACCEPTED:
-            message.state = "sent"
-            message.sent_at = message.sent_at or input.now
-            _push_status(
-                message,
-                "reconciled",
-                input.now,
-                f"outcome was unknown; the provider reported {message.status}: not resent",
+    def _reconcile_request(self, message: Message, customer: Customer) -> Reconcile:
+        sending = _last_entry(message, "sending") or {}
+        unknown = _last_entry(message, "outcome_unknown") or {}
+        since = sending.get("started") or sending.get("lease_until") or unknown.get("at")
+        to = (customer.email if message.channel == "email" else customer.phone) or ""
+        return Reconcile(
+            query=LookupQuery(
+                message_key=message.message_key,
+                to=to,
+                since=datetime.fromisoformat(since) if since else datetime.now(UTC),
+                body=message.subject if message.channel == "sms" else None,
+            ),
+            answer_by=datetime.fromisoformat(unknown["answer_by"])
+            if unknown.get("answer_by")
+            else datetime.now(UTC),
+        )
+
+    async def _reconcile(self, input: SendMessageInput, pending: Reconcile) -> SendMessageResult:
+        """Ask the provider (outside any transaction: no row lock is held over the network)."""
+        provider = self.services.provider(input.channel)
+        answer: LookupAnswer | None = None
+        problem = None
+        if isinstance(provider, ReconcilingProvider) and datetime.now(UTC) < pending.answer_by:
+            try:
+                answer = await provider.lookup(pending.query)
+            except LookupUnavailableError as exc:
+                problem = str(exc)
+        return await asyncio.to_thread(self._settle, input, answer, problem)
+
+    def _settle(
+        self, input: SendMessageInput, answer: LookupAnswer | None, problem: str | None
+    ) -> SendMessageResult:
+        with session_scope(self.services.engine) as session:
+            message = session.exec(
+                select(Message).where(Message.message_key == input.message_key).with_for_update()
+            ).one()
+            if message.state != "reconciling":
+                return _result(message)  # another attempt settled it meanwhile
+            if message.status is not None:  # a webhook arrived while we asked
+                return self._accepted(message, input, f"the provider reported {message.status}")
+            unknown = _last_entry(message, "outcome_unknown") or {}
+            answer_by = datetime.fromisoformat(unknown.get("answer_by") or input.now.isoformat())
+            now = datetime.now(UTC)
+            verdict = reconcile_verdict(
+                answer, now=now, answer_by=answer_by, resend=self._resends(message.category)
             )
-            return _result(message)
+            heard = answer.detail if answer is not None else (problem or "no answer")
+            match verdict:
+                case "accepted":
+                    assert answer is not None
+                    message.provider_id = message.provider_id or answer.provider_id
+                    return self._accepted(message, input, heard)
+                case "resend":
+                    why = (
+                        "the provider does not have it: it was not accepted"
+                        if answer is not None and answer.settled
+                        else f"no answer by the deadline; a {message.category} message is resent"
+                    )
+                    message.state = "claimed"
+                    _push_status(message, "resending", input.now, f"{why} ({heard})")
+                    session.commit()
+                    raise ApplicationError(
+                        f"resending after an unknown outcome: {why}",
+                        type="ResendAfterUnknownOutcome",
+                        next_retry_delay=timedelta(seconds=1),
+                    )
+                case "wait":
+                    session.rollback()  # nothing learnt: the row stays as it was
+                    raise ApplicationError(
+                        f"outcome unknown, waiting for the provider ({heard})",
+                        type="OutcomeUnknownError",
+                        next_retry_delay=max(
+                            min(RECONCILE_POLL, answer_by - now), timedelta(seconds=1)
+                        ),
+                    )
+                case "give_up":
+                    message.state = "unknown"
+                    message.reason = "unknown_outcome_not_resent"
+                    message.reason_text = (
+                        f"the provider may have sent it; a {message.category} message is not "
+                        f"resent ({heard})"
+                    )
+                    _push_status(message, "unknown", input.now, message.reason_text)
+                    return _result(message)
+                case _:
+                    assert_never(verdict)
+
+    def _accepted(self, message: Message, input: SendMessageInput, heard: str) -> SendMessageResult:
+        message.state = "sent"
+        message.sent_at = message.sent_at or input.now
+        _push_status(message, "reconciled", input.now, f"outcome was unknown; {heard}: not resent")
+        return _result(message)
+
+    def _resends(self, category: str) -> bool:
         settings = self.services.settings
-        resend = {
+        return {
             "transactional": settings.resend_unknown_transactional,
             "service": settings.resend_unknown_service,
             "promotional": settings.resend_unknown_promotional,
-        }[message.category]
-        if resend:
-            message.state = "claimed"
-            _push_status(
-                message, "resending", input.now, "outcome unknown; resent (category allows it)"
-            )
-            session.commit()
-            raise ApplicationError(
-                "resending after an unknown outcome", type="ResendAfterUnknownOutcome"
-            )
-        message.state = "unknown"
-        message.reason = "unknown_outcome_not_resent"
-        message.reason_text = (
-            f"the provider may have sent it; a {message.category} message is not resent"
-        )
-        _push_status(message, "unknown", input.now, message.reason_text)
-        return _result(message)
+        }[category]
 
     # --- phase 2: the provider call, outside any transaction ------------------------------
     async def _deliver(
-        self, input: SendMessageInput, outgoing: OutgoingEmail | OutgoingSms
+        self, input: SendMessageInput, outgoing: OutgoingEmail | OutgoingSms, lease_until: datetime
     ) -> SendMessageResult:
         provider = self.services.provider(input.channel)
+        # The call ends (connection closed) before the lease does, whatever happened since the
+        # claim: a later attempt can never meet this one still talking to the provider.
+        left = (lease_until - SEND_RECORD_MARGIN - datetime.now(UTC)).total_seconds()
+        deadline = time.monotonic() + left
         try:
             if isinstance(outgoing, OutgoingEmail):
-                result = await provider.send_email(outgoing)
+                result = await provider.send_email(outgoing, deadline=deadline)
             else:
-                result = await provider.send_sms(outgoing)
+                result = await provider.send_sms(outgoing, deadline=deadline)
         except RateLimitedError as exc:
             await asyncio.to_thread(self._release, input, str(exc))
             raise ApplicationError(
@@ -402,9 +546,11 @@ class MessagingActivities:
             await asyncio.to_thread(self._release, input, str(exc))
             raise ApplicationError(str(exc), type="TransientDeliveryError") from None
         except AmbiguousDeliveryError as exc:
-            # Left in_flight: the next attempt reconciles before anything is sent again.
+            # Reconciling: the next attempt asks the provider before anything is sent again.
             await asyncio.to_thread(self._unknown, input, str(exc))
-            raise ApplicationError(str(exc), type="AmbiguousDeliveryError") from None
+            raise ApplicationError(
+                str(exc), type="AmbiguousDeliveryError", next_retry_delay=timedelta(seconds=1)
+            ) from None
         except PermanentDeliveryError as exc:
             await asyncio.to_thread(self._fail, input, exc)
             raise ApplicationError(
@@ -435,7 +581,7 @@ class MessagingActivities:
                 select(Message).where(Message.message_key == input.message_key)
             ).one()
             message.error = detail
-            _push_status(message, "outcome_unknown", input.now, detail)
+            self._mark_unknown(message, input, detail)
             session.add(message)
 
     def _release(self, input: SendMessageInput, detail: str) -> None:
@@ -488,6 +634,11 @@ def _record_decision(
     _push_status(message, label, now, decision.text)
     if decision.action == "defer":  # the reason code outlives the final decision that follows
         message.status_history[-1]["reason"] = decision.reason
+
+
+def _last_entry(message: Message, status: str) -> dict[str, Any] | None:
+    entries: list[dict[str, Any]] = message.status_history or []
+    return next((entry for entry in reversed(entries) if entry.get("status") == status), None)
 
 
 def _lease_left(message: Message) -> timedelta | None:

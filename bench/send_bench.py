@@ -144,7 +144,7 @@ async def main() -> None:
 
         runs: list[Run] = []
         for name, send in (
-            ("sendgrid provider (urllib in asyncio.to_thread)", send_email),
+            ("sendgrid provider (aiohttp, one deadline per call)", send_email),
             ("twilio provider (AsyncTwilioHttpClient, create_async)", send_sms),
             ("twilio sync client in asyncio.to_thread (not used)", send_sms_sync),
         ):
@@ -153,6 +153,7 @@ async def main() -> None:
                 runs.append(run)
                 print(run.row(), file=sys.stderr, flush=True)
         await twilio.aclose()
+        await sendgrid.aclose()
     finally:
         process.terminate()
         process.wait(5)

@@ -37,6 +37,7 @@ _OUTCOMES = {
     "failed": "failed",
     "unknown": "unknown outcome",
     "in_flight": "in flight",
+    "reconciling": "outcome unknown, asking the provider",
 }
 # Decision.text of a deferral ends in "deferred to 2026-03-03 08:00 +01:00" (trouw/policy.py).
 _DEFERRED_TO = re.compile(r"deferred to (\d{4}-\d\d-\d\d \d\d:\d\d [+-]\d\d:\d\d)")

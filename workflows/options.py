@@ -7,11 +7,25 @@ from typing import Any
 
 from temporalio.common import RetryPolicy
 
-# A send may wait on a provider's rate limit: retries back off up to an hour, for a day at most.
-# start_to_close is how soon an attempt lost with its worker is retried: above the provider
-# timeout (30 s) and the send lease (provider timeout + 10 s, activities/messaging.py).
+# The send timing budget, in one place (docs/reliability.md, "Deadlines"). Everything derives
+# from the longest one provider call may take, connecting to final answer, enforced by closing
+# the connection (trouw/providers/deadline.py); TROUW_PROVIDER_TIMEOUT_SECONDS and
+# TROUW_SMTP_TIMEOUT_SECONDS may be lower, never higher (checked when the worker starts).
+PROVIDER_CALL_MAX = timedelta(seconds=30)
+# An in_flight ledger row's lease: the claim is committed, then the call runs (its deadline is
+# the lease's end minus SEND_RECORD_MARGIN), then its answer is recorded. No later attempt
+# sends while the lease runs, and no call can outlive it.
+SEND_RECORD_MARGIN = timedelta(seconds=5)
+SEND_LEASE_MARGIN = timedelta(seconds=10)
+SEND_LEASE_MAX = PROVIDER_CALL_MAX + SEND_LEASE_MARGIN
+# How soon Temporal retries an attempt lost with its worker: after the longest lease, so the
+# retry finds the lease over and reconciles at once instead of waiting for it.
+SEND_ATTEMPT_TIMEOUT = SEND_LEASE_MAX + timedelta(seconds=5)
+
+# A send may wait on a provider's rate limit: retries back off up to an hour, for a day at most
+# (which also bounds how long an unknown outcome can wait for the provider's answer).
 SEND_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=45),
+    "start_to_close_timeout": SEND_ATTEMPT_TIMEOUT,
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=2),

@@ -20,7 +20,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.messaging import MessagingActivities
 from activities.services import Services
 from tests.conftest import ROOT
-from tests.fakes import FakeSendGrid, FakeTwilio
+from tests.fakes import FakeSendGrid, FakeTwilio, ScriptedResponse
 from trouw.contracts import SendMessageInput, SendMessageResult
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message, Suppression
@@ -374,32 +374,89 @@ async def test_twilio_invalid_number_marks_the_phone_invalid(
     assert len(twilio.requests) == 1
 
 
-async def test_ambiguous_error_leaves_the_row_in_flight(
+def lose_the_next_answer(services: Services, sendgrid: FakeSendGrid, *, accepted: bool) -> None:
+    """The next request reaches SendGrid but its answer comes after the call's deadline;
+    SendGrid took the message or (a 500 in the end) did not."""
+    services.provider("email").timeout = 0.5
+    status, body = (200, None) if accepted else (500, {"errors": [{"message": "internal"}]})
+    sendgrid.script(ScriptedResponse(status=status, body=body, hang_seconds=1.5))
+
+
+def ask_at_once(services: Services, *, answer_within: float = 60.0) -> None:
+    """The Email Activity API shows messages at once (the fake does): trust "not found" now."""
+    provider = services.provider("email")
+    provider.lookup_settle_seconds = 0.0
+    provider.answer_within_seconds = answer_within
+
+
+async def test_a_5xx_answer_is_not_an_unknown_outcome(
+    services: Services, sendgrid: FakeSendGrid, engine: Engine
+) -> None:
+    # SendGrid answered: it did not take the message, so a retry is safe for every category.
+    add_customer(engine, promotional_opt_in=True)
+    input = request("journey:k-2001:post_purchase:W-2001#0:service:email", category="service")
+    sendgrid.fail_next(500)
+    with pytest.raises(ApplicationError) as raised:
+        await send(services, input)
+    assert raised.value.type == "TransientDeliveryError"
+    assert ledger(engine, input.message_key).state == "claimed"
+    assert (await send_with_retries(services, input)).outcome == "sent"
+    assert [r.status for r in sendgrid.requests] == [500, 202]
+
+
+async def test_a_lost_answer_leaves_the_row_reconciling(
     services: Services, sendgrid: FakeSendGrid, engine: Engine
 ) -> None:
     input = request()
-    sendgrid.fail_next(500)
+    lose_the_next_answer(services, sendgrid, accepted=True)
     with pytest.raises(ApplicationError) as raised:
         await send(services, input)
     assert raised.value.type == "AmbiguousDeliveryError"
     assert not raised.value.non_retryable
-    assert ledger(engine, input.message_key).state == "in_flight"
+    row = ledger(engine, input.message_key)
+    assert row.state == "reconciling"
+    assert row.status_history[-1]["status"] == "outcome_unknown"
+    assert row.status_history[-1]["answer_by"]
 
 
-async def test_transactional_after_unknown_outcome_is_resent_once(
-    services: Services, sendgrid: FakeSendGrid, engine: Engine
+@pytest.mark.parametrize("category", ["transactional", "service", "promotional"])
+async def test_an_accepted_message_whose_answer_was_lost_is_found_and_never_resent(
+    category: str, services: Services, sendgrid: FakeSendGrid, engine: Engine
 ) -> None:
-    input = request()
-    sendgrid.fail_next(500)
+    add_customer(engine, promotional_opt_in=True)
+    input = request(f"journey:k-2001:post_purchase:W-2001#0:{category}:email", category=category)
+    ask_at_once(services)
+    lose_the_next_answer(services, sendgrid, accepted=True)
     with pytest.raises(ApplicationError):
         await send(services, input)
+    await asyncio.sleep(1.5)  # the held request is processed meanwhile
     result = await send_with_retries(services, input)
     assert result.outcome == "sent"
-    assert keys_sent(sendgrid) == [input.message_key, input.message_key]
-    assert [r.status for r in sendgrid.requests] == [500, 202]
+    assert len(sendgrid.activity) == 1, "one copy: reconciliation found it"
+    lookups = [r for r in sendgrid.requests if r.method == "GET"]
+    assert lookups and "message_key" in lookups[0].query["query"]
     row = ledger(engine, input.message_key)
     assert row.state == "sent"
-    statuses = [entry["status"] for entry in row.status_history]
+    assert row.provider_id == sendgrid.activity[0]["msg_id"]
+    assert row.status_history[-1]["status"] == "reconciled"
+
+
+@pytest.mark.parametrize("category", ["transactional", "service", "promotional"])
+async def test_a_message_the_provider_never_took_is_resent_whatever_the_category(
+    category: str, services: Services, sendgrid: FakeSendGrid, engine: Engine
+) -> None:
+    add_customer(engine, promotional_opt_in=True)
+    input = request(f"journey:k-2001:post_purchase:W-2001#0:{category}:email", category=category)
+    ask_at_once(services)
+    lose_the_next_answer(services, sendgrid, accepted=False)
+    with pytest.raises(ApplicationError):
+        await send(services, input)
+    await asyncio.sleep(1.5)  # the held request ends in a 500 meanwhile
+    services.provider("email").timeout = 5.0
+    result = await send_with_retries(services, input)
+    assert result.outcome == "sent"
+    assert len(sendgrid.activity) == 1
+    statuses = [entry["status"] for entry in ledger(engine, input.message_key).status_history]
     assert statuses == [
         "allowed",
         "sending",
@@ -409,16 +466,16 @@ async def test_transactional_after_unknown_outcome_is_resent_once(
         "sending",
         "sent",
     ]
-    # Settled: later attempts never send a third time.
     await send(services, input, attempt=9)
-    assert len(sendgrid.requests) == 2
+    assert len(sendgrid.activity) == 1, "settled: later attempts never send again"
 
 
 async def test_unknown_outcome_settled_by_a_provider_event_is_not_resent(
     services: Services, sendgrid: FakeSendGrid, engine: Engine
 ) -> None:
     input = request()
-    sendgrid.fail_next(500)
+    sendgrid.activity_enabled = False  # no Email Activity add-on: only the webhook can tell
+    lose_the_next_answer(services, sendgrid, accepted=True)
     with pytest.raises(ApplicationError):
         await send(services, input)
     # SendGrid's event webhook reports the message delivered before the retry runs
@@ -426,34 +483,61 @@ async def test_unknown_outcome_settled_by_a_provider_event_is_not_resent(
         row = session.exec(select(Message).where(Message.message_key == input.message_key)).one()
         row.status = "delivered"
         session.add(row)
-    expire_lease(engine, input.message_key)
     result = await send_with_retries(services, input)
     assert result.outcome == "sent"
-    assert len(sendgrid.requests) == 1
+    assert len([r for r in sendgrid.requests if r.method == "POST"]) == 1
     row = ledger(engine, input.message_key)
     assert (row.state, row.status) == ("sent", "delivered")
     assert row.status_history[-1]["status"] == "reconciled"
 
 
-@pytest.mark.parametrize("category", ["service", "promotional"])
-async def test_service_or_promotional_after_unknown_outcome_is_not_resent(
-    category: str, services: Services, sendgrid: FakeSendGrid, engine: Engine
+async def test_without_an_answer_the_message_waits_until_its_deadline(
+    services: Services, sendgrid: FakeSendGrid, engine: Engine
+) -> None:
+    input = request()
+    sendgrid.activity_enabled = False
+    ask_at_once(services, answer_within=3600)
+    lose_the_next_answer(services, sendgrid, accepted=True)
+    with pytest.raises(ApplicationError):
+        await send(services, input)
+    with pytest.raises(ApplicationError) as raised:
+        await send(services, input, attempt=2)
+    assert raised.value.type == "OutcomeUnknownError"
+    assert raised.value.next_retry_delay is not None
+    assert ledger(engine, input.message_key).state == "reconciling"
+    assert len([r for r in sendgrid.requests if r.method == "POST"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("category", "resent"),
+    [("transactional", True), ("service", False), ("promotional", False)],
+)
+async def test_at_the_deadline_without_an_answer_the_category_decides(
+    category: str, resent: bool, services: Services, sendgrid: FakeSendGrid, engine: Engine
 ) -> None:
     add_customer(engine, promotional_opt_in=True)
     input = request(f"journey:k-2001:post_purchase:W-2001#0:{category}:email", category=category)
-    sendgrid.fail_next(500)
+    sendgrid.activity_enabled = False
+    ask_at_once(services, answer_within=0)  # the deadline is now
+    lose_the_next_answer(services, sendgrid, accepted=True)
     with pytest.raises(ApplicationError):
         await send(services, input)
+    await asyncio.sleep(1.5)
+    services.provider("email").timeout = 5.0
     result = await send_with_retries(services, input)
-    assert result.outcome == "suppressed"
-    assert result.reason == "unknown_outcome_not_resent"
-    assert len(sendgrid.requests) == 1
     row = ledger(engine, input.message_key)
-    assert row.state == "unknown"
-    assert row.reason == "unknown_outcome_not_resent"
-    assert row.status_history[-1]["status"] == "unknown"
+    posts = [r for r in sendgrid.requests if r.method == "POST"]
+    if resent:
+        assert result.outcome == "sent" and row.state == "sent"
+        assert len(posts) == 2 and len(sendgrid.activity) == 2  # at least once: a duplicate
+        assert "resending" in [entry["status"] for entry in row.status_history]
+    else:
+        assert result.outcome == "suppressed"
+        assert result.reason == "unknown_outcome_not_resent"
+        assert row.state == "unknown" and row.status_history[-1]["status"] == "unknown"
+        assert len(posts) == 1
     await send(services, input, attempt=9)
-    assert len(sendgrid.requests) == 1
+    assert len([r for r in sendgrid.requests if r.method == "POST"]) == len(posts)
 
 
 async def test_template_error_fails_for_good_and_names_the_file(
@@ -514,8 +598,9 @@ async def test_attempt_after_a_dead_one_waits_out_its_lease_then_reconciles(
     category: str, services: Services, sendgrid: FakeSendGrid, engine: Engine
 ) -> None:
     add_customer(engine, promotional_opt_in=True)
+    ask_at_once(services)
     input = request(f"journey:k-2001:post_purchase:W-2001#0:{category}:email", category=category)
-    sendgrid.hang_next(2.0)
+    sendgrid.hang_next(1.0)
     first = asyncio.create_task(send(services, input))
     for _ in range(100):  # the request has reached the provider...
         if sendgrid.requests:
@@ -533,13 +618,11 @@ async def test_attempt_after_a_dead_one_waits_out_its_lease_then_reconciles(
     assert delay is not None and timedelta(0) < delay <= timedelta(seconds=15)
     assert len(sendgrid.requests) == 1
 
+    await asyncio.sleep(1.5)  # SendGrid processes the held request meanwhile
     expire_lease(engine, input.message_key)
     result = await send_with_retries(services, input)
     row = ledger(engine, input.message_key)
-    if category == "transactional":
-        assert result.outcome == "sent" and row.state == "sent"
-        assert len(sendgrid.requests) == 2
-        assert "resending" in [entry["status"] for entry in row.status_history]
-    else:
-        assert result.reason == "unknown_outcome_not_resent" and row.state == "unknown"
-        assert len(sendgrid.requests) == 1
+    # The provider is asked first, for every category: it has the message, so none is resent.
+    assert result.outcome == "sent" and row.state == "sent"
+    assert len(sendgrid.activity) == 1
+    assert row.status_history[-1]["status"] == "reconciled"

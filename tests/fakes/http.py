@@ -32,8 +32,9 @@ class ScriptedResponse:
     status: int = 200
     body: Any = None  # JSON-serialisable, or None for an empty body
     headers: dict[str, str] = field(default_factory=dict)
-    # Sleep this long before answering normally: the client times out although the
-    # request was (eventually) processed - the ambiguous case.
+    # Sleep this long before answering: normally (no status or body given), so the client
+    # times out although the request was processed; else with this answer, so the request
+    # left and was not processed (a lookup then finds nothing).
     hang_seconds: float = 0.0
 
 

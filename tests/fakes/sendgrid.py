@@ -1,4 +1,5 @@
-"""A fake SendGrid v3 Mail Send endpoint that checks what the real API checks and records it."""
+"""A fake SendGrid v3 API: Mail Send (checks what the real API checks, records every request,
+never deduplicates) and the Email Activity API's message filter, for reconciliation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +21,12 @@ _RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "conte
                      "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc",
                      "bcc"}  # fmt: skip
 MAX_BODY_BYTES = 30 * 1024 * 1024
+# The Email Activity query language, as far as Trouw uses it: one `field="value"` or
+# `unique_args['name']="value"` condition, optionally in parentheses (see tests/fakes/README.md).
+_ACTIVITY_QUERY = re.compile(
+    r"""^\(?\s*(?:unique_args\['(?P<arg>[^']+)'\]|(?P<field>[a-z_]+))\s*=\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*\)?$"""
+)
+_ACTIVITY_FIELDS = {"msg_id", "to_email", "from_email", "subject", "status"}
 
 
 def sendgrid_error(message: str, field: str | None = None) -> dict[str, Any]:
@@ -34,6 +42,9 @@ class FakeSendGrid(ThreadedFake):
         super().__init__(record=record)
         self.api_key = api_key
         self.message_ids: list[str] = []
+        # What the Email Activity API knows: one entry per accepted message (per recipient).
+        self.activity: list[dict[str, Any]] = []
+        self.activity_enabled = True  # False: the account lacks the paid add-on (403)
 
     # -- scripting helpers ----------------------------------------------------------------
     def fail_next(
@@ -77,7 +88,40 @@ class FakeSendGrid(ThreadedFake):
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES + 1024)
         app.router.add_post("/v3/mail/send", self._mail_send)
+        app.router.add_get("/v3/messages", self._filter_messages)
         return app
+
+    async def _filter_messages(self, request: web.Request) -> web.Response:
+        """GET /v3/messages?query=...&limit=N, answered in the shape of SendGrid's OpenAPI
+        (twilio/sendgrid-oai, spec/yaml/tsg_email_activity_v3.yaml)."""
+        await record(request, self)
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response(
+                sendgrid_error("The provided authorization grant is invalid, expired, or revoked"),
+                status=401,
+            )
+        if not self.activity_enabled:
+            return web.json_response(sendgrid_error("access forbidden"), status=403)
+        match = _ACTIVITY_QUERY.match(request.query.get("query", "").strip())
+        if match is None or (match["field"] and match["field"] not in _ACTIVITY_FIELDS):
+            return web.json_response(
+                sendgrid_error("invalid syntax: the query cannot be parsed"), status=400
+            )
+        try:
+            limit = int(request.query.get("limit", "10"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            return web.json_response(sendgrid_error("limit must be between 1 and 1000"), status=400)
+        value = re.sub(r"\\(.)", r"\1", match["value"])
+        if match["arg"]:
+            found = [m for m in self.activity if m["unique_args"].get(match["arg"]) == value]
+        else:
+            found = [m for m in self.activity if m[match["field"]] == value]
+        shown = [
+            {key: entry[key] for key in entry if key != "unique_args"} for entry in found[:limit]
+        ]
+        return web.json_response({"messages": shown})
 
     async def _mail_send(self, request: web.Request) -> web.Response:
         recorded = await record(request, self)
@@ -100,7 +144,8 @@ class FakeSendGrid(ThreadedFake):
         scripted = self.next_scripted()
         if scripted is not None and scripted.hang_seconds:
             await asyncio.sleep(scripted.hang_seconds)
-            scripted = None
+            if scripted.status == 200 and scripted.body is None:
+                scripted = None  # held, then processed: accepted, but the client gave up
         if scripted is not None:
             return scripted_answer(scripted)
         if len(body) > MAX_BODY_BYTES:
@@ -113,7 +158,33 @@ class FakeSendGrid(ThreadedFake):
             return web.json_response(sendgrid_error(problem[1], problem[0]), status=400)
         message_id = secrets.token_urlsafe(16)
         self.message_ids.append(message_id)
+        self._remember(recorded.json, message_id)
         return web.Response(status=202, headers={"X-Message-Id": message_id})
+
+    def _remember(self, mail: dict[str, Any], message_id: str) -> None:
+        """One Email Activity entry per recipient; msg_id extends X-Message-Id, as SendGrid's
+        per-recipient ids do (support article 35804743679259)."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for p, personalization in enumerate(mail["personalizations"]):
+            unique_args = {
+                **(mail.get("custom_args") or {}),
+                **personalization.get("custom_args", {}),
+            }
+            for t, recipient in enumerate(personalization["to"]):
+                with self._lock:
+                    self.activity.append(
+                        {
+                            "from_email": mail["from"]["email"],
+                            "msg_id": f"{message_id}.filter0001p1mdw1-{p}-{t}.0",
+                            "subject": personalization.get("subject") or mail.get("subject", ""),
+                            "to_email": recipient["email"],
+                            "status": "processed",
+                            "opens_count": 0,
+                            "clicks_count": 0,
+                            "last_event_time": now,
+                            "unique_args": unique_args,
+                        }
+                    )
 
 
 def validate_mail(mail: Any) -> tuple[str | None, str] | None:

@@ -115,7 +115,8 @@ class FakeTwilio(ThreadedFake):
         scripted = self.next_scripted()
         if scripted is not None and scripted.hang_seconds:
             await asyncio.sleep(scripted.hang_seconds)
-            scripted = None
+            if scripted.status == 200 and scripted.body is None:
+                scripted = None  # held, then processed: accepted, but the client gave up
         if scripted is not None:
             return scripted_answer(scripted)
         to = form.get("To", "")
@@ -168,6 +169,7 @@ class FakeTwilio(ThreadedFake):
         }
 
     async def _list(self, request: web.Request) -> web.Response:
+        await record(request, self)
         if not self._authorised(request):
             return self._error(20003)
         to, sender = request.query.get("To"), request.query.get("From")

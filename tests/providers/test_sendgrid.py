@@ -95,10 +95,10 @@ async def test_transactional_mail_without_unsubscribe_url_has_no_list_headers(
         (403, None, PermanentDeliveryError, False),
         (413, None, PermanentDeliveryError, False),
         (429, None, RateLimitedError, False),
-        (500, None, AmbiguousDeliveryError, False),
-        (502, None, AmbiguousDeliveryError, False),
-        (503, None, AmbiguousDeliveryError, False),
-        (504, None, AmbiguousDeliveryError, False),
+        (500, None, TransientDeliveryError, False),
+        (502, None, TransientDeliveryError, False),
+        (503, None, TransientDeliveryError, False),
+        (504, None, TransientDeliveryError, False),
     ],
 )
 async def test_http_errors_are_classified(

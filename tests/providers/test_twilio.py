@@ -112,8 +112,8 @@ async def test_message_key_is_url_encoded_in_the_status_callback(
         (20003, 401, PermanentDeliveryError, False, False),
         (20429, 429, RateLimitedError, False, False),
         (20429, 400, RateLimitedError, False, False),  # the code alone says "rate limited"
-        (20500, 500, AmbiguousDeliveryError, False, False),
-        (20503, 503, AmbiguousDeliveryError, False, False),
+        (20500, 500, TransientDeliveryError, False, False),
+        (20503, 503, TransientDeliveryError, False, False),
     ],
 )
 async def test_twilio_errors_are_classified(

@@ -229,7 +229,7 @@ class Message(SQLModel, table=True):
     consent_snapshot: dict[str, Any] = _json(default_factory=dict)
     state: str = Field(
         default="claimed", max_length=16
-    )  # claimed|in_flight|sent|suppressed|failed|unknown
+    )  # claimed|in_flight|reconciling|sent|suppressed|failed|unknown
     status: str | None = Field(default=None, max_length=32)  # provider-side status, never backwards
     status_history: list[dict[str, Any]] = _json(default_factory=list)
     provider: str | None = Field(default=None, max_length=32)

@@ -116,12 +116,14 @@ class RateLimitedError(DeliveryError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """The request never reached the provider, or was refused for now: safe to retry."""
+    """The provider did not accept the message (not reached, refused for now, or the call
+    ended before the message was complete): safe to retry, whatever the category."""
 
 
 class AmbiguousDeliveryError(DeliveryError):
-    """The request left but no answer came (timeout, 5xx, lost connection): it may have been
-    sent, so the caller reconciles before it retries."""
+    """The complete message left but no answer came (SMTP: the connection was lost after the
+    final dot; HTTP: a timeout or disconnect after the request was sent): the provider may
+    have it, so the caller reconciles before it retries."""
 
 
 class ProviderConfigError(Exception):
@@ -130,20 +132,63 @@ class ProviderConfigError(Exception):
 
 @runtime_checkable
 class EmailProvider(Protocol):
-    """Sends one email; raises a DeliveryError subclass when it is not accepted."""
+    """Sends one email; raises a DeliveryError subclass when it is not accepted.
+
+    `deadline` (a time.monotonic() instant) is when the call must have ended, connection
+    closed, whatever the provider's own timeout says: the send ledger's lease ends after it.
+    """
 
     name: str
 
-    async def send_email(self, email: OutgoingEmail) -> ProviderResult: ...
+    async def send_email(
+        self, email: OutgoingEmail, *, deadline: float | None = None
+    ) -> ProviderResult: ...
 
 
 @runtime_checkable
 class SmsProvider(Protocol):
-    """Sends one SMS; raises a DeliveryError subclass when it is not accepted."""
+    """Sends one SMS; raises a DeliveryError subclass when it is not accepted (`deadline` as
+    for EmailProvider)."""
 
     name: str
 
-    async def send_sms(self, sms: OutgoingSms) -> ProviderResult: ...
+    async def send_sms(
+        self, sms: OutgoingSms, *, deadline: float | None = None
+    ) -> ProviderResult: ...
+
+
+@dataclass(frozen=True)
+class LookupQuery:
+    """A message whose send outcome was lost, as the provider can be asked about it."""
+
+    message_key: str
+    to: str
+    since: datetime  # when the attempt whose answer was lost started (wall clock, UTC)
+    body: str | None = None  # SMS text: Twilio's message list shows the text, not our key
+
+
+@dataclass(frozen=True)
+class LookupAnswer:
+    """What the provider says. `found`: it has the message. Not found is final only when
+    `settled`: the provider shows messages some time after accepting them."""
+
+    found: bool
+    settled: bool
+    provider_id: str | None = None
+    detail: str = ""
+
+
+class LookupUnavailableError(Exception):
+    """The provider could not be asked now (no answer, an error, no access): ask again later."""
+
+
+@runtime_checkable
+class ReconcilingProvider(Protocol):
+    """A provider that can say whether it accepted a message whose answer was lost."""
+
+    name: str
+
+    async def lookup(self, query: LookupQuery) -> LookupAnswer: ...
 
 
 def check_header_values(email: OutgoingEmail, *, provider: str) -> None:

@@ -134,11 +134,14 @@ class OutboxProvider:
             provider=self.name, provider_id=f"outbox:{message_key}", accepted_at=at
         )
 
-    async def send_email(self, email: OutgoingEmail) -> ProviderResult:
+    async def send_email(
+        self, email: OutgoingEmail, *, deadline: float | None = None
+    ) -> ProviderResult:
+        # A local file write: no connection to bound, so the deadline has nothing to cut short.
         check_header_values(email, provider=self.name)
         return self._write_email(email)
 
-    async def send_sms(self, sms: OutgoingSms) -> ProviderResult:
+    async def send_sms(self, sms: OutgoingSms, *, deadline: float | None = None) -> ProviderResult:
         return self._write_sms(sms)
 
     async def aclose(self) -> None:

@@ -1,17 +1,16 @@
-"""SendGrid v3 Mail Send through the official `sendgrid` client, with errors classified."""
+"""SendGrid v3 Mail Send (the body made by the official `sendgrid` helpers) over aiohttp, under one
+deadline per call, with errors classified and lost answers looked up in the Email Activity API."""
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import time
-import urllib.error
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import python_http_client.exceptions as http_errors
+import aiohttp
 import sendgrid
 from sendgrid.helpers.mail import (
     Category,
@@ -30,6 +29,9 @@ from trouw.providers.base import (
     ONE_CLICK_POST,
     AmbiguousDeliveryError,
     DeliveryError,
+    LookupAnswer,
+    LookupQuery,
+    LookupUnavailableError,
     OutgoingEmail,
     PermanentDeliveryError,
     ProviderConfigError,
@@ -39,6 +41,7 @@ from trouw.providers.base import (
     check_header_values,
     list_unsubscribe,
 )
+from trouw.providers.deadline import CallDeadline, progress_trace, track_request
 from trouw.providers.mime import parse_sender
 from trouw.providers.ratelimit import TokenBucket, bucket_for
 
@@ -49,6 +52,12 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 # When a 429 lacks X-RateLimit-Reset we still must not hammer: SendGrid windows are short.
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 MIN_RETRY_AFTER_SECONDS = 1.0
+# The Email Activity API shows a message some time after Mail Send accepted it: "not found"
+# means "not accepted" only this long after the attempt (our assumption; SendGrid documents
+# no figure). Past ANSWER_WITHIN_SECONDS without an answer, the category rule decides.
+LOOKUP_SETTLE_SECONDS = 600.0
+ANSWER_WITHIN_SECONDS = 3600.0
+USER_AGENT = f"sendgrid/{sendgrid.__version__};python (trouw)"
 
 
 class SendGridProvider:
@@ -67,14 +76,21 @@ class SendGridProvider:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         limiter: TokenBucket | None = None,
         clock: Callable[[], float] = time.time,
+        lookup_settle_seconds: float = LOOKUP_SETTLE_SECONDS,
+        answer_within_seconds: float = ANSWER_WITHIN_SECONDS,
     ) -> None:
-        self.client = sendgrid.SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+        self.api_key = api_key
+        self.host = host.rstrip("/")
         self.sender = parse_sender(email_from)
         self.reply_to = reply_to
         self.sandbox = sandbox
         self.timeout = timeout
         self.limiter = limiter
         self._clock = clock  # wall clock: X-RateLimit-Reset is a Unix epoch
+        self.lookup_settle_seconds = lookup_settle_seconds
+        self.answer_within_seconds = answer_within_seconds
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SendGridProvider:
@@ -123,57 +139,132 @@ class SendGridProvider:
         body: dict[str, Any] = mail.get()
         return body
 
-    async def send_email(self, email: OutgoingEmail) -> ProviderResult:
+    async def send_email(
+        self, email: OutgoingEmail, *, deadline: float | None = None
+    ) -> ProviderResult:
         check_header_values(email, provider=self.name)
         body = self.build_request(email)
         if self.limiter is not None:
             await self.limiter.acquire()
-        # python-http-client is urllib, hence blocking: keep it off the event loop.
-        return await asyncio.to_thread(self._post, body)
+        call = CallDeadline.within(self.timeout, until=deadline)
+        status, text, headers = await self._request(
+            "POST", "/v3/mail/send", call=call, json_body=body
+        )
+        if status >= 400:
+            raise self.classify_http_error(status, text, headers)
+        return ProviderResult(
+            provider=self.name,
+            provider_id=headers.get("X-Message-Id"),
+            accepted_at=datetime.now(UTC),
+        )
+
+    async def lookup(self, query: LookupQuery) -> LookupAnswer:
+        """Ask the Email Activity API (a paid add-on) for messages carrying our message key in
+        custom_args (the API calls them unique_args)."""
+        escaped = query.message_key.replace("\\", "\\\\").replace('"', '\\"')
+        params = {"query": f"(unique_args['message_key']=\"{escaped}\")", "limit": "10"}
+        call = CallDeadline.within(self.timeout)
+        try:
+            status, text, _ = await self._request("GET", "/v3/messages", call=call, params=params)
+        except DeliveryError as exc:
+            raise LookupUnavailableError(str(exc)) from exc
+        if status != 200:
+            raise LookupUnavailableError(f"Email Activity API answered {status}: {text[:200]}")
+        try:
+            messages = json.loads(text).get("messages") or []
+        except (ValueError, AttributeError) as exc:
+            raise LookupUnavailableError(f"Email Activity API answer is not JSON: {exc}") from exc
+        if messages:
+            first = messages[0]
+            return LookupAnswer(
+                found=True,
+                settled=True,
+                provider_id=str(first.get("msg_id") or "") or None,
+                detail=f"Email Activity: {first.get('status')}",
+            )
+        age = self._clock() - query.since.timestamp()
+        return LookupAnswer(
+            found=False,
+            settled=age >= self.lookup_settle_seconds,
+            detail=f"Email Activity: no message {age:.0f} s after the attempt",
+        )
 
     async def aclose(self) -> None:
-        """Nothing to release: urllib opens one connection per request."""
+        """Close the aiohttp session of the current loop."""
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = self._loop = None
 
-    def _post(self, body: dict[str, Any]) -> ProviderResult:
+    def _session_for_loop(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            self._session = aiohttp.ClientSession(trace_configs=[progress_trace()])
+            self._loop = loop
+        return self._session
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        call: CallDeadline,
+        json_body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, str, Mapping[str, str]]:
+        """One request under the call's deadline. aiohttp, not the SDK's urllib: urllib's
+        timeout is per socket operation and a thread running it cannot be stopped, while a
+        cancelled aiohttp request closes its connection."""
+        left = call.before_start(self.name)
+        session = self._session_for_loop()
+        progress = track_request()
+        headers = {
+            "Authorization": f"Bearer {self.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
         try:
-            response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
-        except http_errors.HTTPError as exc:
-            raise self.classify_http_error(exc) from None
-        except urllib.error.URLError as exc:
-            # urllib wraps only errors raised while connecting and writing the request.
-            raise TransientDeliveryError(
-                f"request not sent: {exc.reason}", provider=self.name, code="connection"
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            # Raised while waiting for or reading the answer: the request was complete.
+            async with asyncio.timeout(left):
+                async with session.request(
+                    method,
+                    self.host + path,
+                    json=json_body,
+                    params=params,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=left),
+                ) as response:
+                    text = await response.text()
+                    return response.status, text, response.headers
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if not progress.request_sent:
+                # Refused, DNS, TLS, connect timeout: nothing of the request left.
+                raise TransientDeliveryError(
+                    f"request not sent: {exc!r}", provider=self.name, code="connection"
+                ) from exc
             raise AmbiguousDeliveryError(
                 f"no answer after the request was sent: {exc!r}", provider=self.name, code="timeout"
             ) from exc
-        headers = response.headers
-        message_id = headers.get("X-Message-Id") if headers is not None else None
-        return ProviderResult(
-            provider=self.name, provider_id=message_id, accepted_at=datetime.now(UTC)
-        )
 
-    def classify_http_error(self, exc: http_errors.HTTPError) -> DeliveryError:
-        """Map a python-http-client error (raised for every status >= 400) to our classes."""
-        status = int(exc.status_code)
-        detail = _error_text(exc.body) or str(exc.reason)
+    def classify_http_error(
+        self, status: int, body: bytes | str | None, headers: Mapping[str, str] | None
+    ) -> DeliveryError:
+        """Map an answer >= 400 to our classes. Any answer means SendGrid did not take the
+        message: 429 waits for the reset, 5xx is retried, other 4xx are permanent."""
+        detail = _error_text(body) or f"HTTP {status}"
         code = str(status)
         if status == 429:
             return RateLimitedError(
                 detail,
                 provider=self.name,
                 code=code,
-                retry_after=self._retry_after(exc.headers),
+                retry_after=self._retry_after(headers),
             )
         if status >= 500:
-            return AmbiguousDeliveryError(detail, provider=self.name, code=code)
+            return TransientDeliveryError(detail, provider=self.name, code=code)
         return PermanentDeliveryError(
             detail,
             provider=self.name,
             code=code,
-            invalid_recipient=status == 400 and _names_invalid_recipient(exc.body),
+            invalid_recipient=status == 400 and _names_invalid_recipient(body),
         )
 
     def _retry_after(self, headers: Mapping[str, str] | None) -> float:

@@ -1,4 +1,5 @@
-"""SMS through Twilio's official client (async), with Twilio's error codes classified."""
+"""SMS through Twilio's official client (async) under one deadline per call, with Twilio's error
+codes classified and lost answers looked up in the Messages list."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import base64
 import contextvars
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -20,6 +21,9 @@ from twilio.rest import Client
 from trouw.providers.base import (
     AmbiguousDeliveryError,
     DeliveryError,
+    LookupAnswer,
+    LookupQuery,
+    LookupUnavailableError,
     OutgoingSms,
     PermanentDeliveryError,
     ProviderConfigError,
@@ -27,6 +31,7 @@ from trouw.providers.base import (
     RateLimitedError,
     TransientDeliveryError,
 )
+from trouw.providers.deadline import CallDeadline, progress_trace, track_request
 from trouw.providers.ratelimit import TokenBucket, bucket_for
 
 if TYPE_CHECKING:
@@ -36,6 +41,13 @@ TWILIO_API = "https://api.twilio.com"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # Twilio asks for exponential backoff; this is the first step when no Retry-After comes.
 DEFAULT_RETRY_AFTER_SECONDS = 2.0
+# Twilio creates the message resource before it answers the create, so the list shows it at
+# once; a minute covers replication lag (our assumption). Past ANSWER_WITHIN_SECONDS without
+# an answer (Twilio unreachable), the category rule decides.
+LOOKUP_SETTLE_SECONDS = 60.0
+ANSWER_WITHIN_SECONDS = 900.0
+# Our clock and Twilio's may differ: a message created this long before the attempt still counts.
+CLOCK_SKEW = timedelta(minutes=2)
 
 INVALID_RECIPIENT_CODES = frozenset({21211, 21614, 21635})  # bad number, not SMS-capable, landline
 OPTED_OUT_CODES = frozenset({21610})  # the recipient replied STOP
@@ -89,7 +101,8 @@ class AsyncBaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # un
     """The asyncio client (aiohttp) pointed at base_url; see BaseUrlHttpClient."""
 
     def __init__(self, *, base_url: str, timeout: float | None = None) -> None:
-        super().__init__(timeout=timeout)
+        # The trace marks when a request has left: before that, a failure means "not sent".
+        super().__init__(timeout=timeout, trace_configs=[progress_trace()])
         self.base_url = base_url
 
     async def request(
@@ -145,6 +158,8 @@ class TwilioProvider:
         validity_seconds: int = 14400,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         limiter: TokenBucket | None = None,
+        lookup_settle_seconds: float = LOOKUP_SETTLE_SECONDS,
+        answer_within_seconds: float = ANSWER_WITHIN_SECONDS,
     ) -> None:
         if not messaging_service_sid and not from_number:
             raise ValueError("a messaging service SID or a from number is needed")
@@ -157,6 +172,8 @@ class TwilioProvider:
         self.validity_seconds = validity_seconds
         self.timeout = timeout
         self.limiter = limiter
+        self.lookup_settle_seconds = lookup_settle_seconds
+        self.answer_within_seconds = answer_within_seconds
         self._client: Client | None = None
         self._http: AsyncBaseUrlHttpClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -215,27 +232,62 @@ class TwilioProvider:
             self._loop = loop
         return self._client
 
-    async def send_sms(self, sms: OutgoingSms) -> ProviderResult:
+    async def send_sms(self, sms: OutgoingSms, *, deadline: float | None = None) -> ProviderResult:
         params = self.create_params(sms)
         if self.limiter is not None:
             await self.limiter.acquire()
+        call = CallDeadline.within(self.timeout, until=deadline)
+        left = call.before_start(self.name)
         client = self._client_for_loop()
         _retry_after.set(None)
+        progress = track_request()
         try:
-            message = await client.messages.create_async(**params)
+            # The outer timeout is the call's deadline; cancelling the request closes its
+            # connection, so nothing of it can still leave afterwards.
+            async with asyncio.timeout(left):
+                message = await client.messages.create_async(**params)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise classify_twilio_error(exc, retry_after=_retry_after.get()) from None
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Refused, DNS, TLS, connect timeout: nothing reached Twilio.
-            raise TransientDeliveryError(
-                f"request not sent: {exc}", provider=self.name, code="connection"
-            ) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if not progress.request_sent:
+                # Refused, DNS, TLS, connect timeout: nothing reached Twilio.
+                raise TransientDeliveryError(
+                    f"request not sent: {exc!r}", provider=self.name, code="connection"
+                ) from exc
             raise AmbiguousDeliveryError(
                 f"no answer after the request was sent: {exc!r}", provider=self.name, code="timeout"
             ) from exc
         return ProviderResult(
             provider=self.name, provider_id=message.sid, accepted_at=datetime.now(UTC)
+        )
+
+    async def lookup(self, query: LookupQuery) -> LookupAnswer:
+        """Ask the Messages list (filtered by recipient) for a message with this text created
+        since the attempt began: Twilio keeps no key of ours on the message itself."""
+        client = self._client_for_loop()
+        call = CallDeadline.within(self.timeout)
+        try:
+            async with asyncio.timeout(call.before_start(self.name)):
+                found = await client.messages.list_async(to=query.to, limit=50, page_size=50)
+        except (DeliveryError, TwilioRestException, TwilioServiceException) as exc:
+            raise LookupUnavailableError(str(exc)) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise LookupUnavailableError(f"Messages list unreachable: {exc!r}") from exc
+        since = query.since - CLOCK_SKEW
+        for message in found:
+            created = message.date_created
+            if message.body == query.body and created is not None and created >= since:
+                return LookupAnswer(
+                    found=True,
+                    settled=True,
+                    provider_id=message.sid,
+                    detail=f"Messages list: {message.sid} {message.status}",
+                )
+        age = (datetime.now(UTC) - query.since).total_seconds()
+        return LookupAnswer(
+            found=False,
+            settled=age >= self.lookup_settle_seconds,
+            detail=f"Messages list: no such message {age:.0f} s after the attempt",
         )
 
     async def aclose(self) -> None:
@@ -264,7 +316,8 @@ def classify_twilio_error(
             retry_after=wait or DEFAULT_RETRY_AFTER_SECONDS,
         )
     if status >= 500:
-        return AmbiguousDeliveryError(detail, provider="twilio", code=code)
+        # An answer, even a 5xx, means Twilio did not create the message: retry it.
+        return TransientDeliveryError(detail, provider="twilio", code=code)
     return PermanentDeliveryError(
         detail,
         provider="twilio",
