@@ -488,12 +488,13 @@ class MessagingActivities:
                     )
                 case "wait":
                     session.rollback()  # nothing learnt: the row stays as it was
+                    delay = min(RECONCILE_POLL, answer_by - now)
+                    if answer is not None and answer.settles_at is not None:
+                        delay = min(delay, answer.settles_at - now)
                     raise ApplicationError(
                         f"outcome unknown, waiting for the provider ({heard})",
                         type="OutcomeUnknownError",
-                        next_retry_delay=max(
-                            min(RECONCILE_POLL, answer_by - now), timedelta(seconds=1)
-                        ),
+                        next_retry_delay=max(delay, timedelta(seconds=1)),
                     )
                 case "give_up":
                     message.state = "unknown"

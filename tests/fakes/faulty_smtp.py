@@ -78,6 +78,7 @@ class Copy:
     message_id: str | None
     rcpt_tos: list[str]
     accepted_at: float  # time.monotonic()
+    accepted_wall: float  # time.time(), to compare with the ledger's lease times
     answered: bool  # whether the 250 was written (False: dropped or held past the client)
     data: bytes
 
@@ -231,12 +232,19 @@ class FaultySmtpServer:
             message_id=str(parsed["Message-ID"]) if parsed["Message-ID"] else None,
             rcpt_tos=list(envelope.rcpt_tos),
             accepted_at=time.monotonic(),
+            accepted_wall=time.time(),
             answered=False,
             data=data,
         )
         with self.lock:
             self.copies.append(copy)
         return copy
+
+    @property
+    def open_connections(self) -> int:
+        """Sessions in progress now: a kill now lands in a send window."""
+        with self.lock:
+            return sum(1 for c in self.connections if c.number > 0 and c.closed_at is None)
 
     def copies_by_message_id(self) -> Counter[str | None]:
         with self.lock:

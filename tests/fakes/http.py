@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -51,6 +52,9 @@ class ThreadedFake:
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
         self.port = 0
+        # Consulted when nothing is scripted: a random fault plan for reliability runs.
+        self.plan: Callable[[], ScriptedResponse | None] | None = None
+        self.in_progress = 0  # requests being answered now (a "send window" is open)
 
     # -- to be provided by subclasses ---------------------------------------------------
     def make_app(self) -> web.Application:
@@ -68,7 +72,9 @@ class ThreadedFake:
 
     def next_scripted(self) -> ScriptedResponse | None:
         with self._lock:
-            return self._script.popleft() if self._script else None
+            if self._script:
+                return self._script.popleft()
+        return self.plan() if self.plan is not None else None
 
     def reset(self) -> None:
         with self._lock:

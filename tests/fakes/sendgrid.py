@@ -124,10 +124,14 @@ class FakeSendGrid(ThreadedFake):
         return web.json_response({"messages": shown})
 
     async def _mail_send(self, request: web.Request) -> web.Response:
-        recorded = await record(request, self)
-        response = await self._answer(request, recorded.body, recorded)
-        recorded.status = response.status
-        return response
+        self.in_progress += 1
+        try:
+            recorded = await record(request, self)
+            response = await self._answer(request, recorded.body, recorded)
+            recorded.status = response.status
+            return response
+        finally:
+            self.in_progress -= 1
 
     async def _answer(self, request: web.Request, body: bytes, recorded: Any) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":

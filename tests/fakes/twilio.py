@@ -55,6 +55,9 @@ class FakeTwilio(ThreadedFake):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[dict[str, Any]] = []
+        # The StatusCallback of each created message, in the order of `messages`: how a
+        # reliability run maps a message Twilio created back to our message key.
+        self.callbacks: list[str | None] = []
 
     def fail_next(
         self,
@@ -103,11 +106,15 @@ class FakeTwilio(ThreadedFake):
         )
 
     async def _create(self, request: web.Request) -> web.Response:
-        recorded = await record(request, self)
-        recorded.form = parse_qs(recorded.body.decode(), keep_blank_values=True)
-        response = await self._answer(request, {k: v[0] for k, v in recorded.form.items()})
-        recorded.status = response.status
-        return response
+        self.in_progress += 1
+        try:
+            recorded = await record(request, self)
+            recorded.form = parse_qs(recorded.body.decode(), keep_blank_values=True)
+            response = await self._answer(request, {k: v[0] for k, v in recorded.form.items()})
+            recorded.status = response.status
+            return response
+        finally:
+            self.in_progress -= 1
 
     async def _answer(self, request: web.Request, form: dict[str, str]) -> web.Response:
         if not self._authorised(request):
@@ -136,7 +143,9 @@ class FakeTwilio(ThreadedFake):
                 status=400,
             )
         message = self._message(form)
-        self.messages.append(message)
+        with self._lock:
+            self.messages.append(message)
+            self.callbacks.append(form.get("StatusCallback"))
         return web.json_response(message, status=201)
 
     def _message(self, form: dict[str, str]) -> dict[str, Any]:

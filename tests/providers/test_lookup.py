@@ -29,7 +29,7 @@ async def sendgrid(sendgrid_fake: FakeSendGrid) -> AsyncIterator[SendGridProvide
         api_key=sendgrid_fake.api_key,
         email_from="hallo@delinde.example",
         host=sendgrid_fake.url,
-        timeout=0.5,
+        timeout=5.0,
         lookup_settle_seconds=600,
     )
     yield provider
@@ -44,7 +44,7 @@ async def twilio(twilio_fake: FakeTwilio) -> AsyncIterator[TwilioProvider]:
         public_url="https://trouw.example",
         from_number="+3225550100",
         base_url=twilio_fake.url,
-        timeout=0.5,
+        timeout=5.0,
         lookup_settle_seconds=60,
     )
     yield provider
@@ -69,8 +69,10 @@ async def test_sendgrid_finds_a_message_by_its_key_after_a_lost_answer(
     await sendgrid.send_email(other)  # same recipient, another message: must not match
     since = datetime.now(UTC)
     sendgrid_fake.hang_next(1.0)
+    sendgrid.timeout = 0.5  # this call only: its answer comes too late
     with pytest.raises(AmbiguousDeliveryError):
         await sendgrid.send_email(email)
+    sendgrid.timeout = 5.0
     answer = None
     for _ in range(40):  # the held request is processed after the hang
         answer = await sendgrid.lookup(query_for(email, since=since))
@@ -110,8 +112,10 @@ async def test_twilio_finds_the_message_by_recipient_text_and_time(
     earlier = await twilio.send_sms(dataclasses.replace(sms, body="Another text"))
     since = datetime.now(UTC)
     twilio_fake.hang_next(1.0)
+    twilio.timeout = 0.5  # this call only: its answer comes too late
     with pytest.raises(AmbiguousDeliveryError):
         await twilio.send_sms(sms)
+    twilio.timeout = 5.0
     query = LookupQuery(message_key=sms.message_key, to=sms.to, since=since, body=sms.body)
     answer = None
     for _ in range(40):
@@ -143,8 +147,10 @@ async def test_twilio_a_request_that_failed_in_the_end_is_not_found(
     twilio_fake.script(
         ScriptedResponse(status=500, body={"code": 20500, "status": 500}, hang_seconds=1.0)
     )
+    twilio.timeout = 0.5  # this call only: its answer comes too late
     with pytest.raises(AmbiguousDeliveryError):
         await twilio.send_sms(sms)
+    twilio.timeout = 5.0
     await _pause(1.2)
     query = LookupQuery(message_key=sms.message_key, to=sms.to, since=since, body=sms.body)
     assert not (await twilio.lookup(query)).found

@@ -170,12 +170,14 @@ class LookupQuery:
 @dataclass(frozen=True)
 class LookupAnswer:
     """What the provider says. `found`: it has the message. Not found is final only when
-    `settled`: the provider shows messages some time after accepting them."""
+    `settled`: a request may still be processed a while after its answer was lost, and the
+    provider may show a message some time after accepting it."""
 
     found: bool
     settled: bool
     provider_id: str | None = None
     detail: str = ""
+    settles_at: datetime | None = None  # not found yet: when "not found" will be final
 
 
 class LookupUnavailableError(Exception):

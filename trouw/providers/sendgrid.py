@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -52,9 +52,10 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 # When a 429 lacks X-RateLimit-Reset we still must not hammer: SendGrid windows are short.
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 MIN_RETRY_AFTER_SECONDS = 1.0
-# The Email Activity API shows a message some time after Mail Send accepted it: "not found"
-# means "not accepted" only this long after the attempt (our assumption; SendGrid documents
-# no figure). Past ANSWER_WITHIN_SECONDS without an answer, the category rule decides.
+# A request whose answer was lost may still be processed for a while, and the Email Activity
+# API shows a message some time after Mail Send accepted it: "not found" means "not accepted"
+# only this long after the attempt (our assumption; SendGrid documents no figure). Past
+# ANSWER_WITHIN_SECONDS without an answer, the category rule decides.
 LOOKUP_SETTLE_SECONDS = 600.0
 ANSWER_WITHIN_SECONDS = 3600.0
 USER_AGENT = f"sendgrid/{sendgrid.__version__};python (trouw)"
@@ -187,6 +188,7 @@ class SendGridProvider:
             found=False,
             settled=age >= self.lookup_settle_seconds,
             detail=f"Email Activity: no message {age:.0f} s after the attempt",
+            settles_at=query.since + timedelta(seconds=self.lookup_settle_seconds),
         )
 
     async def aclose(self) -> None:

@@ -42,7 +42,8 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 # Twilio asks for exponential backoff; this is the first step when no Retry-After comes.
 DEFAULT_RETRY_AFTER_SECONDS = 2.0
 # Twilio creates the message resource before it answers the create, so the list shows it at
-# once; a minute covers replication lag (our assumption). Past ANSWER_WITHIN_SECONDS without
+# once; a request whose answer was lost may still be processed for a while. A minute covers
+# both (our assumption). Past ANSWER_WITHIN_SECONDS without
 # an answer (Twilio unreachable), the category rule decides.
 LOOKUP_SETTLE_SECONDS = 60.0
 ANSWER_WITHIN_SECONDS = 900.0
@@ -288,6 +289,7 @@ class TwilioProvider:
             found=False,
             settled=age >= self.lookup_settle_seconds,
             detail=f"Messages list: no such message {age:.0f} s after the attempt",
+            settles_at=query.since + timedelta(seconds=self.lookup_settle_seconds),
         )
 
     async def aclose(self) -> None:
