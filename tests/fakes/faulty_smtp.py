@@ -13,10 +13,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.fakes.smtp import ControlledServer, PortZeroController
 
 FaultPhase = Literal["connect", "ehlo", "mail", "rcpt", "data", "dot"]
 FaultKind = Literal["refuse", "drop", "reply", "hold", "slow"]
@@ -176,7 +177,7 @@ class _Handler:
         return "250 2.0.0 OK: queued"
 
 
-class _Controller(Controller):
+class _Controller(PortZeroController):
     def __init__(self, fake: FaultySmtpServer, **kwargs: Any) -> None:
         self.fake = fake
         super().__init__(_Handler(fake), **kwargs)
@@ -184,13 +185,8 @@ class _Controller(Controller):
     def factory(self) -> SMTP:
         return _FaultySMTP(self.fake, self.handler, **self.SMTP_kwargs)
 
-    def _trigger_server(self) -> None:
-        assert isinstance(self.server, asyncio.Server)
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
 
-
-class FaultySmtpServer:
+class FaultySmtpServer(ControlledServer):
     """A context manager; `host`/`port` after start. Faults come from `script(...)` (the next
     connections, in order) and then from `plan(connection number)`, e.g. `random_faults`.
     It never deduplicates: every final dot that arrives is a copy in the recipient's box."""
@@ -249,20 +245,6 @@ class FaultySmtpServer:
     def copies_by_message_id(self) -> Counter[str | None]:
         with self.lock:
             return Counter(copy.message_id for copy in self.copies)
-
-    def start(self) -> Self:
-        self._controller.start()
-        self.port = self._controller.port
-        return self
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def random_faults(

@@ -70,7 +70,7 @@ class _Handler:
         return "250 OK: queued"
 
 
-class _PortZeroController(Controller):
+class PortZeroController(Controller):
     """aiosmtpd's Controller, but asked for port 0 it learns the real port before its
     readiness probe connects."""
 
@@ -80,7 +80,28 @@ class _PortZeroController(Controller):
         super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
-class FakeSmtpServer:
+class ControlledServer:
+    """start/stop and the context manager for a server run by an aiosmtpd Controller."""
+
+    _controller: Controller
+    port: int
+
+    def start(self) -> Self:
+        self._controller.start()
+        self.port = self._controller.port
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class FakeSmtpServer(ControlledServer):
     """Use as a context manager; `host`, `port` after start. Refuse recipients with
     refuse(address, "550 ..."), fail the next DATA with fail_next_data("451 ..."), or drop
     the connection after the next DATA with drop_next_data()."""
@@ -105,7 +126,7 @@ class FakeSmtpServer:
         if credentials is not None:
             kwargs["authenticator"] = self._authenticator(credentials)
             kwargs["auth_require_tls"] = tls_context is not None
-        self._controller = _PortZeroController(_Handler(self), hostname=self.host, port=0, **kwargs)
+        self._controller = PortZeroController(_Handler(self), hostname=self.host, port=0, **kwargs)
 
     def _authenticator(self, credentials: tuple[str, str]) -> Any:
         def authenticate(
@@ -135,20 +156,6 @@ class FakeSmtpServer:
     def drop_next_data(self) -> None:
         with self.lock:
             self.drop_after_data += 1
-
-    def start(self) -> Self:
-        self._controller.start()
-        self.port = self._controller.port
-        return self
-
-    def stop(self) -> None:
-        self._controller.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
