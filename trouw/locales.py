@@ -192,6 +192,17 @@ def format_locale(tag: str, rendered: str) -> str:
     return canonical(rendered)
 
 
+def html_lang(tag: str, rendered: str) -> str:
+    """The tag for <html lang>: the customer's own (en-GB, nl-BE) when the email is in their
+    language, else the language it was rendered in (a de-BE customer who gets the English copy
+    reads English, and screen readers must pronounce it so). Anything not a tag: `rendered`."""
+    try:
+        own = parse_locale_tag(canonical(tag)) if tag else rendered
+    except LocaleError:
+        return rendered
+    return own if language_of(own) == language_of(rendered) else rendered
+
+
 def _babel_knows(tag: str) -> bool:
     try:
         Locale.parse(_underscored(tag))

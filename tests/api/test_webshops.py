@@ -446,3 +446,30 @@ def test_unreadable_phone_keeps_the_order_and_logs_why(
     [guest] = rows(api.engine, Customer)
     assert guest.phone is None
     assert "phone not stored" in caplog.text and "extension" in caplog.text
+
+
+def test_shopify_presentment_currency_and_customer_locale(api: Api) -> None:
+    # Shopify's *_set fields (MoneyBag: shop_money and presentment_money) on the fixture order:
+    # the shop books USD, the customer paid in EUR and must see euros.
+    order = official("shopify/order.json")["order"]
+
+    def bag(usd: str, eur: str) -> dict[str, Any]:
+        return {
+            "shop_money": {"amount": usd, "currency_code": "USD"},
+            "presentment_money": {"amount": eur, "currency_code": "EUR"},
+        }
+
+    lines = [{**item, "price_set": bag(item["price"], "183.50")} for item in order["line_items"]]
+    paid_in_euro = {
+        **order,
+        "presentment_currency": "EUR",
+        "total_price_set": bag(order["total_price"], "378.01"),
+        "line_items": lines,
+        "customer_locale": "fr_CA",  # POSIX-style from a storefront: still one tag
+    }
+    shopify(api, paid_in_euro, "orders/create", "eur-1")
+    [stored] = rows(api.engine, Order)
+    assert (stored.currency, str(stored.total)) == ("EUR", "378.01")
+    assert {str(line.unit_price) for line in rows(api.engine, OrderLine)} == {"183.50"}
+    bob = customer(api.engine, "shopify:207119551")
+    assert bob is not None and bob.locale == "fr-CA"

@@ -17,7 +17,7 @@ import yaml
 from jinja2 import Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from trouw.locales import DEFAULT_FALLBACK, format_locale
+from trouw.locales import DEFAULT_FALLBACK, format_locale, html_lang
 from trouw.render.environment import (
     FORBIDDEN_NODES,
     html_environment,
@@ -32,7 +32,6 @@ from trouw.render.sources import (
     Sources,
     StringValue,
     locale_files,
-    normalize_locale,
     resolve_locale,
     substitute_strings,
 )
@@ -54,7 +53,6 @@ _TAG_RE = re.compile(r"<[^>]+>")
 # otherwise; the recipient's tag goes there per render, through a Jinja placeholder.
 _UNDETERMINED_LANG = ' lang="und"'
 _LANG_PLACEHOLDER = ' lang="{{ html_lang }}"'
-_LANGUAGE_TAG_RE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
 try:
     _MJML_VERSION = metadata.version("mjml-python")
 except metadata.PackageNotFoundError:  # pragma: no cover - only in odd installs
@@ -482,16 +480,6 @@ class TemplateStore:
             with _COMPILED_LOCK:
                 _SMS_COMPILED[key] = template
         return template
-
-
-def html_lang(requested: str, used: str) -> str:
-    """The BCP 47 tag for <html lang>: the customer's own tag (en-GB, nl-BE) when the email is
-    in that language, else the language the email was rendered in (a de-BE customer who gets
-    the English copy reads English, and screen readers must pronounce it so)."""
-    tag = normalize_locale(requested) if requested else used
-    if not _LANGUAGE_TAG_RE.fullmatch(tag):
-        return used
-    return tag if tag.split("-")[0] == used.split("-")[0].lower() else used
 
 
 def _first_bad_href(html: str) -> int:
