@@ -98,7 +98,10 @@ def recent_messages(
     ]
 
 
-def template_links(services: Services, input: SendMessageInput) -> dict[str, str]:
+def template_links(
+    services: Services, input: SendMessageInput, *, order_name: str | None = None
+) -> dict[str, str]:
+    """Links for the templates; the webshop's pages get the shop's own order name, never ours."""
     settings = services.settings
     base = services.settings.public_url.rstrip("/")
     keys = services.settings.active_signing_keys
@@ -118,7 +121,8 @@ def template_links(services: Services, input: SendMessageInput) -> dict[str, str
         "view_in_browser": f"{base}/outbox/view/{quote(input.message_key, safe='')}",
         # The webshop's own pages: Trouw serves no review or shop pages itself.
         "review": settings.review_url.format(
-            order=quote(input.order_id or "", safe=""), customer=quote(input.customer_id, safe="")
+            order=quote(order_name or input.order_id or "", safe=""),
+            customer=quote(input.customer_id, safe=""),
         ),
         "reorder": settings.product_url.format(
             sku=quote(input.skus[0] if input.skus else "", safe="")
@@ -170,7 +174,8 @@ def template_context(
             "expected_empty_at": start + timedelta(days=product["consumption_days"] * qty)
         }
     context.setdefault("recommendations", [])
-    context["links"] = template_links(services, input)
+    order_name = (context.get("order") or {}).get("name")
+    context["links"] = template_links(services, input, order_name=order_name)
     context["shop"] = {
         "name": services.settings.shop_name,
         "url": services.settings.shop_url,

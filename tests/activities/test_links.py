@@ -43,6 +43,27 @@ def test_review_and_reorder_links_use_the_webshop_settings() -> None:
     assert links["review"] == "https://shop.example/reviews/new?order=o%2F1"
     assert links["reorder"] == "https://shop.example/products/SKU%201"
     assert links["shop"] == "https://shop.example"
+    # A webshop order: its page knows the shop's name for it, not Trouw's "shopify:..." id.
+    webshop = template_links(
+        SimpleNamespace(settings=settings),  # type: ignore[arg-type]
+        SendMessageInput(
+            message_key="journey:c1:post_purchase:shopify:450789469#0:review:email",
+            customer_id="c1",
+            journey="post_purchase",
+            journey_version="1",
+            workflow_id="journey:c1:post_purchase:shopify:450789469",
+            step="review",
+            channel="email",
+            template="review_request",
+            category="service",
+            triggered_at=NOW,
+            service_cutoff_days=180,
+            now=NOW,
+            order_id="shopify:450789469",
+        ),
+        order_name="#1001",
+    )
+    assert webshop["review"] == "https://shop.example/reviews/new?order=%231001"
     assert links["unsubscribe"].startswith("http://127.0.0.1:8000/u/")
 
 
