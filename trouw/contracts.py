@@ -15,6 +15,13 @@ PING_SIGNAL = "ping"  # answered by a running journey run: nothing else happens
 STATUS_QUERY = "status"
 
 
+# The events by which a customer withdraws consent. Each carries in its data the `channel` it
+# covers (email, sms or all) and its `scope` (promotional, service or all), so exit rules can
+# tell them apart; none of them ever stops a transactional message (journeys/README.md).
+CONSENT_WITHDRAWALS: frozenset[str] = frozenset({"unsubscribe", "opt_out", "sms_stop"})
+WithdrawalScope = Literal["promotional", "service", "all"]
+
+
 def customer_workflow_id(customer_id: str) -> str:
     return f"customer:{customer_id}"
 
@@ -83,6 +90,7 @@ class ResumeState(Wire):
     events: dict[str, Any] = Field(default_factory=dict)
     visits: dict[str, int] = Field(default_factory=dict)
     inbox: list[CustomerEvent] = Field(default_factory=list)  # events a later wait_for may need
+    winding_down: str | None = None  # exited by a consent withdrawal: only receipts still go
 
 
 class JourneyInput(Wire):

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from trouw.consent import record_consent, suppress
 from trouw.context import jsonable
-from trouw.contracts import CustomerEvent
+from trouw.contracts import CustomerEvent, WithdrawalScope
 from trouw.db.models import (
     Customer,
     InboundEvent,
@@ -203,6 +203,7 @@ class EventIn(Strict):
         default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the order's amounts."
     )
     channel: str | None = None  # pos|web for purchases; email|sms|all for consent events
+    scope: WithdrawalScope | None = None  # unsubscribe: promotional, service or all (default)
     store: str | None = Field(default=None, max_length=100)
     lines: list[LineIn] = Field(default_factory=list)
     total: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
@@ -466,6 +467,8 @@ def _apply(
     """Apply the event to the data; returns what the customer workflow gets to know."""
     facts: dict[str, Any] = {"order_id": event.order, "skus": []}
     kind = event.type
+    if event.scope is not None and kind != "unsubscribe":
+        raise IngestError("`scope` belongs to unsubscribe events: promotional, service or all")
     if kind == "purchase":
         facts = _apply_purchase(session, event, at)
     elif kind in ("delivered", "returned"):
@@ -493,30 +496,35 @@ def _apply(
             wording_version=event.wording_version,
             wording_text=event.wording_text,
         )
+        facts["data"] = {"channel": channel, "scope": "promotional"}
     elif kind == "unsubscribe":
         channel = event.channel or "all"
         if channel not in ("email", "sms", "all"):
             raise IngestError("unsubscribe channel is email, sms or all")
-        for scope in ("promotional", "service"):
+        scope = event.scope or "all"
+        for each in ("promotional", "service") if scope == "all" else (scope,):
             record_consent(
                 session,
                 customer_id=customer.id,
                 channel=channel,
-                scope=scope,
+                scope=each,
                 granted=False,
                 at=at,
                 source=event.source,
                 wording_version=event.wording_version,
                 wording_text=event.wording_text,
             )
-        suppress(
-            session,
-            customer=customer,
-            channel=channel,
-            reason="unsubscribe",
-            at=at,
-            source=event.source,
-        )
+        if scope == "all":
+            # Everything but receipts stops on the channel, also for an address shared later.
+            suppress(
+                session,
+                customer=customer,
+                channel=channel,
+                reason="unsubscribe",
+                at=at,
+                source=event.source,
+            )
+        facts["data"] = {"channel": channel, "scope": scope}
     elif kind == "bounce":
         suppress(
             session,
@@ -530,6 +538,7 @@ def _apply(
         suppress(
             session, customer=customer, channel="sms", reason="sms_stop", at=at, source=event.source
         )
+        facts["data"] = {"channel": "sms", "scope": "all"}
     elif kind == "voucher_redeemed":
         voucher = session.get(Voucher, event.code) if event.code else None
         if voucher is None or voucher.customer_id != customer.id:

@@ -82,6 +82,7 @@ class ScenarioEvent(ScenarioModel):
     id: str | None = None
     order: str | None = None
     channel: str | None = None
+    scope: str | None = None  # unsubscribe: promotional, service or all
     store: str | None = None
     lines: list[LineIn] = Field(default_factory=list)
     total: Decimal | None = None

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
+        CONSENT_WITHDRAWALS,
         JOURNEY_WORKFLOW,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
@@ -35,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from trouw.journey import expressions
     from trouw.journey.durations import format_duration, parse_duration
-    from trouw.journey.graph import default_next
+    from trouw.journey.graph import default_next, edges
     from trouw.journey.hydrate import hydrate
     from trouw.journey.model import (
         BranchStep,
@@ -67,6 +68,9 @@ FRESH_YEARLY_CONTEXT = "fresh-yearly-context"
 RECORD_FAILED_RUNS = "record-failed-runs"
 # Patch id: runs started before this change record no run events and no failure or cancellation.
 RUN_EVENTS = "run-events"
+# Patch id: an exit on a consent withdrawal (unsubscribe, opt_out, sms_stop) lets the run's
+# transactional messages still go out; runs that exited at once before this change replay so.
+KEEP_TRANSACTIONAL = "withdrawal-keeps-transactional"
 
 
 class _Ended(Exception):
@@ -95,6 +99,10 @@ class JourneyWorkflow:
         self._notes: list[RunEventRecord] = []
         self._noted = 0
         self._failing: str | None = None  # the expression that failed the run, if one did
+        # Set by an exit on a consent withdrawal: only transactional messages still go out, and
+        # the run ends as soon as none is ahead.
+        self._winding_down: str | None = None
+        self._first_step: str | None = None
 
     # --- signals and queries -------------------------------------------------------------
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
@@ -117,7 +125,14 @@ class JourneyWorkflow:
                 rule.when, {**self._ctx, "event": _event_ctx(event)}
             ):
                 continue
-            self._ended = _Ended("exited", f"exit on {event.type}", by_event=True)
+            reason = f"exit on {event.type}"
+            if event.type in CONSENT_WITHDRAWALS and workflow.patched(KEEP_TRANSACTIONAL):
+                # An unsubscribe never stops a receipt or a delivery notice of this run.
+                reason += " (transactional messages still sent)"
+                self._winding_down = self._winding_down or reason
+                if self._transactional_ahead(self._step or self._first_step):
+                    return
+            self._ended = _Ended("exited", reason, by_event=True)
             return
 
     @workflow.signal(name=PING_SIGNAL)
@@ -148,18 +163,22 @@ class JourneyWorkflow:
         self._events: dict[str, Any] = dict(resume.events)
         self._visits: dict[str, int] = dict(resume.visits)
         self._inbox[:0] = resume.inbox
+        self._winding_down = resume.winding_down
         # A yearly cycle starts from today's data, not the first cycle's snapshot (patched:
         # cycles that started before this change replay without the reload).
         self._stale = input.cycle > 0 and workflow.patched(FRESH_YEARLY_CONTEXT)
         # Signals delivered with the start arrive before the journey is parsed: judge them now.
+        step_id: str | None = resume.step
+        self._first_step = step_id
         for early in list(self._inbox):
             self._judge(early)
-        step_id: str | None = resume.step
         try:
             if input.resume is None and journey.trigger.date is not None:
                 await self._wait_for_date()
             while step_id is not None:
                 self._check_ended()
+                if self._winding_down and not self._transactional_ahead(step_id):
+                    raise _Ended("exited", self._winding_down, by_event=True)
                 self._step = step_id
                 step = journey.step(step_id)
                 self._visits[step_id] = self._visits.get(step_id, 0) + 1
@@ -237,11 +256,14 @@ class JourneyWorkflow:
     # --- steps -------------------------------------------------------------------------------
     async def _send(self, step: SendStep) -> None:
         assert self._journey is not None and self._input is not None
+        journey = self._journey
+        category = self._category(step)
+        if self._winding_down and category != "transactional":
+            self._note("skipped", step.id, self._winding_down)
+            return
         if step.when and not await self._condition(step.when):
             self._note("skipped", step.id, "`when` is false", expression=step.when)
             return
-        journey = self._journey
-        category = step.category or journey.settings.category
         triggered = self._input.trigger.at
         visit = self._visits.get(step.id, 1)
         key = f"{workflow.info().workflow_id}#{self._input.cycle}:{step.id}:{step.send}"
@@ -252,6 +274,10 @@ class JourneyWorkflow:
             deadline = self._now() + parse_duration(journey.settings.promotional_defer_limit)
         while True:
             self._check_ended()
+            if self._winding_down and category != "transactional":
+                # A deferred message the customer has since unsubscribed from.
+                self._note("skipped", step.id, self._winding_down)
+                return
             self._doing = f"sending {step.send} {step.template}"
             request = SendMessageInput(
                 message_key=key,
@@ -479,6 +505,7 @@ class JourneyWorkflow:
                         events=self._events,
                         visits=self._visits,
                         inbox=self._inbox,
+                        winding_down=self._winding_down,
                     ),
                     "context": _jsonable(self._ctx),
                 }
@@ -538,6 +565,27 @@ class JourneyWorkflow:
         if match == "product":
             return bool(set(event.skus) & set(self._input.skus))
         return True
+
+    def _category(self, step: SendStep) -> str:
+        assert self._journey is not None
+        return step.category or self._journey.settings.category
+
+    def _transactional_ahead(self, step_id: str | None) -> bool:
+        """Whether a transactional send can still happen from this step on (this one included)."""
+        assert self._journey is not None
+        journey = self._journey
+        known = {step.id for step in journey.steps}
+        todo, seen = [step_id] if step_id else [], set()
+        while todo:
+            current = todo.pop()
+            if current in seen or current not in known:
+                continue
+            seen.add(current)
+            step = journey.step(current)
+            if isinstance(step, SendStep) and self._category(step) == "transactional":
+                return True
+            todo.extend(target for target, _cost in edges(journey, step) if target is not None)
+        return False
 
     def _timezone(self) -> str:
         customer = self._ctx.get("customer") or {}

@@ -110,6 +110,12 @@ def test_sendgrid_unsubscribe_withdraws_consent(mail: Api, sendgrid_signer: Send
     assert {s.reason for s in suppressions(mail.engine)} == {"unsubscribe"}
     assert {r.source for r in consents(mail.engine)} == {"sendgrid"}
     assert message(mail.engine, KEY).status == "unsubscribed"
+    [event] = events(mail.engine)
+    # The journeys learn what the unsubscribe covers: all email, receipts excepted.
+    assert (event.type, event.payload["data"]) == (
+        "unsubscribe",
+        {"channel": "email", "scope": "all"},
+    )
 
 
 def test_sendgrid_event_for_an_unknown_address_still_suppresses(
@@ -281,8 +287,8 @@ def test_inbound_stop_suppresses_withdraws_and_tells_the_workflow(sms: Api) -> N
     assert {(s.channel, s.reason) for s in suppressions(sms.engine)} == {("sms", "sms_stop")}
     withdrawn = {(r.channel, r.scope, r.source) for r in consents(sms.engine) if not r.granted}
     assert withdrawn == {("sms", "promotional", "sms"), ("sms", "service", "sms")}
-    assert [(e.source_id, e.type) for e in events(sms.engine)] == [
-        ("twilio:inbound:SMin1", "sms_stop")
+    assert [(e.source_id, e.type, e.payload["data"]) for e in events(sms.engine)] == [
+        ("twilio:inbound:SMin1", "sms_stop", {"channel": "sms", "scope": "all"})
     ]
     # Twilio retrying the same inbound message: nothing new.
     twilio_post(sms, "/v1/callbacks/twilio/inbound", inbound("Stop"))

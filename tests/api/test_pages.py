@@ -57,6 +57,7 @@ def test_one_click_post_unsubscribes_at_once(shopper: Api) -> None:
     }
     [event] = events(shopper.engine)
     assert event.type == "unsubscribe" and event.source_id.startswith("unsubscribe:")
+    assert event.payload["data"] == {"channel": "email", "scope": "all"}
     # A mail client retrying the POST: the same answer, no second effect.
     assert shopper.client.post(link, data=ONE_CLICK).status_code == 200
     assert len(events(shopper.engine)) == 1 and len(consents(shopper.engine)) == 3

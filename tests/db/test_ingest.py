@@ -383,3 +383,77 @@ def test_a_birthday_today_in_kiribati_is_not_in_the_future() -> None:
     assert birthday_problem(date(2026, 3, 2), now=now) is None
     assert birthday_problem(date(2026, 3, 3), now=now) == "future"
     assert birthday_problem(date(1900, 1, 1), now=now) is None
+
+
+@pytest.mark.parametrize(
+    ("channel", "scope", "promotional", "objection", "suppressed"),
+    [
+        ("email", None, False, True, ["email"]),
+        ("email", "all", False, True, ["email"]),
+        ("email", "promotional", False, False, []),
+        ("email", "service", True, True, []),
+        ("all", "promotional", False, False, []),
+        ("all", None, False, True, ["email", "sms"]),
+    ],
+)
+def test_an_unsubscribe_carries_its_channel_and_scope(
+    engine: Engine,
+    channel: str,
+    scope: str | None,
+    promotional: bool,
+    objection: bool,
+    suppressed: list[str],
+) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+        row, _new = ingest_event(
+            session,
+            EventIn.model_validate(
+                {
+                    "id": "u1",
+                    "type": "unsubscribe",
+                    "customer": "c1",
+                    "channel": channel,
+                    "scope": scope,
+                    "at": AT,
+                }
+            ),
+        )
+        assert wire_event(row).data == {"channel": channel, "scope": scope or "all"}
+    with session_scope(engine) as session:
+        consent = current_consent(session, "c1")
+        assert consent.promotional("email") is promotional
+        assert consent.service_objection("email") is objection
+        assert sorted(s.channel for s in session.exec(select(Suppression)).all()) == suppressed
+
+
+@pytest.mark.parametrize(
+    ("event", "data"),
+    [
+        ({"type": "opt_out", "channel": "sms"}, {"channel": "sms", "scope": "promotional"}),
+        ({"type": "opt_in", "channel": "email"}, {"channel": "email", "scope": "promotional"}),
+        ({"type": "sms_stop"}, {"channel": "sms", "scope": "all"}),
+    ],
+)
+def test_every_consent_event_says_what_it_covers(
+    engine: Engine, event: dict[str, object], data: dict[str, str]
+) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+        row, _new = ingest_event(
+            session, EventIn.model_validate({"id": "x1", "customer": "c1", "at": AT, **event})
+        )
+        assert wire_event(row).data == data
+
+
+def test_a_scope_on_another_event_is_refused(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        ingest_event(session, purchase(lines=[{"sku": "X", "unit_price": "1.00"}]))
+    with (
+        pytest.raises(IngestError, match="`scope` belongs to unsubscribe events"),
+        session_scope(engine) as session,
+    ):
+        ingest_event(
+            session,
+            EventIn(id="x1", type="opt_out", customer="c1", channel="email", scope="service"),
+        )

@@ -14,26 +14,32 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT
+from tests.workflows import test_shipped_journeys, test_unsubscribe_scope
 from tests.workflows.scenario import write_scenario
-from tests.workflows.test_shipped_journeys import CUSTOMERS, EVENTS
 from trouw.simulate import load_scenario, simulate
 
-# Each engine version's histories stay: v1 before the parallel child starts, current after.
+# Each engine version's histories stay: v1 before the parallel child starts, v2 before an exit
+# on an unsubscribe let a run's transactional messages through, current after.
 HISTORIES = Path(__file__).parent / "histories" / "current"
 
 
 async def record() -> list[Path]:
     workdir = Path(tempfile.mkdtemp(prefix="trouw-record-"))
     try:
-        path = write_scenario(workdir / "scenario.yaml", customers=CUSTOMERS, events=EVENTS)
         histories: dict[str, Any] = {}
-        await simulate(
-            load_scenario(path),
-            journeys_dir=ROOT / "journeys",
-            templates_dir=ROOT / "templates",
-            workdir=workdir / "sim",
-            histories=histories,
-        )
+        for index, scenario in enumerate((test_shipped_journeys, test_unsubscribe_scope)):
+            path = write_scenario(
+                workdir / f"scenario{index}.yaml",
+                customers=scenario.CUSTOMERS,
+                events=scenario.EVENTS,
+            )
+            await simulate(
+                load_scenario(path),
+                journeys_dir=ROOT / "journeys",
+                templates_dir=ROOT / "templates",
+                workdir=workdir / f"sim{index}",
+                histories=histories,
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     HISTORIES.mkdir(parents=True, exist_ok=True)
