@@ -126,12 +126,16 @@ class JourneyWorkflow:
             ):
                 continue
             reason = f"exit on {event.type}"
-            if event.type in CONSENT_WITHDRAWALS and workflow.patched(KEEP_TRANSACTIONAL):
+            if (
+                event.type in CONSENT_WITHDRAWALS
+                and workflow.patched(KEEP_TRANSACTIONAL)
+                and self._transactional_ahead(self._step or self._first_step)
+            ):
                 # An unsubscribe never stops a receipt or a delivery notice of this run.
-                reason += " (transactional messages still sent)"
-                self._winding_down = self._winding_down or reason
-                if self._transactional_ahead(self._step or self._first_step):
-                    return
+                self._winding_down = self._winding_down or (
+                    f"{reason} (transactional messages still sent)"
+                )
+                return
             self._ended = _Ended("exited", reason, by_event=True)
             return
 

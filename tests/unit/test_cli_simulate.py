@@ -86,7 +86,7 @@ def test_simulate_json_follows_the_contract(tmp_path: Path) -> None:
     assert ("c1", "post_purchase", None, "completed", None) in runs
     assert ("c2", "birthday", None, "not_started", "the trigger date is empty") in runs
     skipped = next(e for e in timeline if e["outcome"] == "skipped")
-    assert skipped["location"] == "journeys/post_purchase.yaml:62:11"
+    assert skipped["location"] == "journeys/post_purchase.yaml:65:11"
     assert skipped["expression"] == "products | selectattr('care') | list | length > 0"
     page = (tmp_path / "page/index.html").read_text()
     assert "Bedankt voor je bestelling o1" in page and 'href="messages/' in page
