@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +104,53 @@ def test_after_unsubscribing_everywhere_the_notice_is_still_tried(
         ("confirmation", "sent"),
         ("delivery_sms", "suppressed"),
     ]
+
+
+RECEIPT_AFTER_TIPS = """\
+journey: receipt_after_tips
+trigger: {event: purchase}
+settings:
+  category: service
+  exit_on:
+    - {event: opt_out}
+steps:
+  - {id: pause, wait: 1d}
+  - {id: tips, send: email, template: care_tips}
+  - {id: receipt, send: email, template: order_confirmation, category: transactional}
+  - {id: later, wait: 1d}
+  - {id: more_tips, send: email, template: care_tips}
+"""
+
+
+async def test_any_consent_withdrawal_exit_still_sends_what_is_transactional(
+    tmp_path: Path,
+) -> None:
+    journeys = tmp_path / "journeys"
+    journeys.mkdir()
+    (journeys / "receipt_after_tips.yaml").write_text(RECEIPT_AFTER_TIPS, encoding="utf-8")
+    path = write_scenario(
+        tmp_path / "scenario.yaml",
+        customers=[{"id": "w1", "email": "w1@example.com"}],
+        events=[
+            {
+                "at": "0d",
+                "type": "purchase",
+                "customer": "w1",
+                "order": "o-w1",
+                "channel": "pos",
+                "lines": [{"sku": "LAWN-10"}],
+            },
+            {"at": "12h", "type": "opt_out", "customer": "w1", "channel": "email"},
+        ],
+        until="5d",
+    )
+    _scenario, result = await run(path, journeys, ROOT / "templates")
+    assert [(e.step, e.outcome) for e in of(result, "w1")] == [("receipt", "sent")]
+    outcomes = [(r.step, r.outcome, r.reason) for r in result.runs if r.customer == "w1"]
+    assert ("tips", "skipped", "exit on opt_out (transactional messages still sent)") in outcomes
+    # It ends once the receipt is out: nothing transactional is left after it.
+    assert outcomes[-1] == (
+        "receipt",
+        "exited",
+        "exit on opt_out (transactional messages still sent)",
+    )
