@@ -20,8 +20,10 @@ from tests.api.conftest import (
     events,
     rows,
     shopify_headers,
+    suppressions,
     woo_headers,
 )
+from tests.api.test_callbacks import inbound, twilio_post
 from trouw.api.customers import match_customer
 from trouw.api.webshops import hmac_sha256_base64, verify_hmac_base64
 from trouw.context import build_context
@@ -473,3 +475,15 @@ def test_shopify_presentment_currency_and_customer_locale(api: Api) -> None:
     assert {str(line.unit_price) for line in rows(api.engine, OrderLine)} == {"183.50"}
     bob = customer(api.engine, "shopify:207119551")
     assert bob is not None and bob.locale == "fr-CA"
+
+
+def test_a_national_webshop_phone_is_matched_by_sms_stop(api: Api) -> None:
+    # Before, "(555) 555-5555" was stored as NULL: no SMS, and a STOP from it matched nobody.
+    woo(api, official("woocommerce/order_processing.json"))
+    [guest] = rows(api.engine, Customer)
+    response = twilio_post(
+        api, "/v1/callbacks/twilio/inbound", inbound("STOP", From="+15555555555")
+    )
+    assert response.status_code == 200
+    assert [(s.customer_id, s.reason) for s in suppressions(api.engine)] == [(guest.id, "sms_stop")]
+    assert [(e.customer_id, e.type) for e in events(api.engine)][-1] == (guest.id, "sms_stop")
