@@ -18,6 +18,7 @@ def all_activities(services: Services) -> list[Callable[..., Any]]:
     return [
         journeys.match_journeys,
         journeys.load_context,
+        journeys.evaluate_condition,
         journeys.update_customer,
         journeys.record_run,
         journeys.record_run_events,

@@ -12,12 +12,21 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
+from trouw.attributes import (
+    AttributeValueError,
+    check_values,
+    context_attributes,
+    declared_attributes,
+)
 from trouw.context import build_context, for_history, jsonable
 from trouw.contracts import (
+    ConditionResult,
     ContextResult,
     CustomerEvent,
+    EvaluateConditionInput,
     LoadContextInput,
     MatchJourneysInput,
     MatchJourneysResult,
@@ -211,6 +220,7 @@ class JourneyActivities:
     def _match(self, input: MatchJourneysInput) -> MatchJourneysResult:
         event = input.event
         journeys = list(self.services.catalog.journeys().values())
+        declared = declared_attributes(self.services.settings)
         runs: list[RunPlan] = []
         with session_scope(self.services.engine) as session:
             context = build_context(
@@ -219,6 +229,7 @@ class JourneyActivities:
                 order_id=event.order_id,
                 skus=event.skus,
                 now=input.now,
+                attributes=declared,
             )
             refusals: list[Refusal] = []
             plans, failures = plan_runs(journeys, event, context, input.now, refusals)
@@ -278,7 +289,7 @@ class JourneyActivities:
                         version=journey.version,
                         definition=journey.model_dump(mode="json", by_alias=True),
                         reentry_key=key,
-                        context=jsonable(for_history(run_context)),
+                        context=jsonable(for_history(run_context, declared)),
                         order_id=event.order_id,
                         skus=skus,
                     )
@@ -288,6 +299,7 @@ class JourneyActivities:
     @activity.defn(name="load_context")
     async def load_context(self, input: LoadContextInput) -> ContextResult:
         def load() -> ContextResult:
+            declared = declared_attributes(self.services.settings)
             with session_scope(self.services.engine) as session:
                 context = build_context(
                     session,
@@ -295,19 +307,53 @@ class JourneyActivities:
                     order_id=input.order_id,
                     skus=input.skus,
                     now=input.now,
+                    attributes=declared,
                 )
-            return ContextResult(context=jsonable(for_history(context)))
+            return ContextResult(context=jsonable(for_history(context, declared)))
 
         return await asyncio.to_thread(load)
+
+    @activity.defn(name="evaluate_condition")
+    async def evaluate_condition(self, input: EvaluateConditionInput) -> ConditionResult:
+        """A condition on a personal attribute, evaluated here, next to the data: the workflow
+        gets true or false, and the value never enters its history."""
+
+        def evaluate() -> ConditionResult:
+            declared = declared_attributes(self.services.settings)
+            with session_scope(self.services.engine) as session:
+                customer = session.get(Customer, input.customer_id)
+                stored = dict(customer.attributes or {}) if customer is not None else {}
+            scope = hydrate(input.scope)
+            scope["customer"] = {
+                **(scope.get("customer") or {}),
+                "attributes": context_attributes(stored, declared, personal=True),
+            }
+            try:
+                return ConditionResult(value=expressions.truthy(input.expression, scope))
+            except expressions.ExpressionError as exc:
+                raise ApplicationError(
+                    str(exc), type="ExpressionError", non_retryable=True
+                ) from None
+
+        return await asyncio.to_thread(evaluate)
 
     @activity.defn(name="update_customer")
     async def update_customer(self, input: UpdateCustomerInput) -> None:
         def update() -> None:
+            declared = declared_attributes(self.services.settings)
+            try:
+                values = check_values(input.attributes, declared)
+            except AttributeValueError as exc:
+                # A journey that passed validation writes only declared attributes; a changed
+                # declaration fails the run with the reason, not the workflow task forever.
+                raise ApplicationError(
+                    f"update: {exc}", type="AttributeValueError", non_retryable=True
+                ) from None
             with session_scope(self.services.engine) as session:
                 customer = session.get(Customer, input.customer_id)
                 if customer is None:
                     return
-                customer.attributes = {**(customer.attributes or {}), **input.attributes}
+                customer.attributes = {**(customer.attributes or {}), **values}
                 tags = [t for t in (customer.tags or []) if t not in input.tags_remove]
                 tags += [t for t in input.tags_add if t not in tags]
                 customer.tags = tags

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
+from trouw.attributes import declared_attributes
 from trouw.consent import ConsentState, current_consent, suppress
 from trouw.context import build_context
 from trouw.contracts import SendMessageInput, SendMessageResult
@@ -140,6 +141,7 @@ def template_context(
         order_id=input.order_id,
         skus=input.skus,
         now=input.now,
+        attributes=declared_attributes(services.settings),
     )
     extras = hydrate(input.vars)
     events = extras.pop("events", {}) or {}

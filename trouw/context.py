@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from trouw.attributes import Declared, context_attributes
 from trouw.consent import current_consent
 from trouw.db.models import Customer, Order, OrderLine, Product
 
@@ -35,7 +36,12 @@ def product_dict(product: Product | None, sku: str, name: str | None = None) -> 
     }
 
 
-def customer_dict(customer: Customer, opt_in: dict[str, bool]) -> dict[str, Any]:
+def customer_dict(
+    customer: Customer, opt_in: dict[str, bool], attributes: Declared | None = None
+) -> dict[str, Any]:
+    """The customer as journeys and templates see it; with the declarations, every declared
+    attribute is there (None when unset) and nothing else."""
+    stored = dict(customer.attributes or {})
     return {
         "id": customer.id,
         "first_name": customer.first_name or "",
@@ -46,7 +52,9 @@ def customer_dict(customer: Customer, opt_in: dict[str, bool]) -> dict[str, Any]
         "timezone": customer.timezone,
         "birthday": customer.birthday,
         "preferred_channel": customer.preferred_channel,
-        "attributes": dict(customer.attributes or {}),
+        "attributes": stored
+        if attributes is None
+        else context_attributes(stored, attributes, personal=True),
         "tags": list(customer.tags or []),
         "opt_in": opt_in,
     }
@@ -137,16 +145,26 @@ def history_dict(session: Session, customer_id: str, now: datetime) -> dict[str,
 
 
 def build_context(
-    session: Session, *, customer_id: str, order_id: str | None, skus: Sequence[str], now: datetime
+    session: Session,
+    *,
+    customer_id: str,
+    order_id: str | None,
+    skus: Sequence[str],
+    now: datetime,
+    attributes: Declared | None = None,
 ) -> dict[str, Any]:
-    """The context for expressions and templates, as plain data (dates stay dates)."""
+    """The context for expressions and templates, as plain data (dates stay dates).
+
+    With the declared `attributes`, customer.attributes holds each of them, personal ones too:
+    this full copy stays in activities (for_history makes the one that may travel).
+    """
     customer = session.get(Customer, customer_id)
     if customer is None:
         customer = Customer(id=customer_id)
     consent = current_consent(session, customer_id)
     opt_in = {channel: consent.promotional(channel) for channel in ("email", "sms")}
     context: dict[str, Any] = {
-        "customer": customer_dict(customer, opt_in),
+        "customer": customer_dict(customer, opt_in, attributes),
         "history": history_dict(session, customer_id, now),
         "order": None,
         "products": [],
@@ -176,10 +194,12 @@ _HISTORY_SAFE_CUSTOMER = (
 )
 
 
-def for_history(context: dict[str, Any]) -> dict[str, Any]:
-    """The context as it may travel through Temporal: no names, addresses or attributes.
+def for_history(context: dict[str, Any], attributes: Declared | None = None) -> dict[str, Any]:
+    """The context as it may travel through Temporal: no names, addresses, personal attributes.
 
-    Conditions still work: `customer.email` and `customer.phone` are true or false. Templates
+    Conditions still work: `customer.email` and `customer.phone` are true or false; declared
+    attributes that are not personal keep their value, personal ones are left out (a condition
+    on one is evaluated in an activity), and without declarations there are none. Templates
     never see this copy; the send activity rebuilds the full context from the database.
     """
     safe = dict(context)
@@ -189,7 +209,10 @@ def for_history(context: dict[str, Any]) -> dict[str, Any]:
     redacted["phone"] = bool(customer.get("phone"))
     redacted["first_name"] = ""
     redacted["last_name"] = ""
-    redacted["attributes"] = {}
+    stored = customer.get("attributes") or {}
+    redacted["attributes"] = (
+        {} if attributes is None else context_attributes(stored, attributes, personal=False)
+    )
     safe["customer"] = redacted
     return safe
 

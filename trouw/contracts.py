@@ -153,6 +153,20 @@ class SendMessageResult(Wire):
     until: datetime | None = None
 
 
+class EvaluateConditionInput(Wire):
+    """A condition that reads a personal attribute, with the run's own (history-safe) scope."""
+
+    customer_id: str
+    expression: str
+    scope: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConditionResult(Wire):
+    """Only the answer travels back into the history, never the attribute's value."""
+
+    value: bool
+
+
 class UpdateCustomerInput(Wire):
     customer_id: str
     attributes: dict[str, Any] = Field(default_factory=dict)

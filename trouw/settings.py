@@ -17,6 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from trouw.attributes import AttributeDeclaration, duplicate_names
 from trouw.locales import LocaleTag, language_of, parse_locale_tag
 from trouw.policy import SendingHours
 
@@ -108,6 +109,17 @@ class Settings(BaseSettings):
     # Empty: a key is generated once and kept in HOME/signing.key.
     signing_keys: list[str] = Field(default_factory=list)
 
+    # Customer attributes journeys and templates may read (customer.attributes.<name>), with
+    # their type and whether they are personal data; imports and the API accept only these.
+    attributes: list[AttributeDeclaration] = Field(
+        default_factory=lambda: [
+            AttributeDeclaration(name="points", type="integer"),
+            AttributeDeclaration(name="favourite_store", type="string"),
+            AttributeDeclaration(name="loyal_since", type="date"),
+            AttributeDeclaration(name="loyalty_card", type="string", personal=True),
+        ]
+    )
+
     # The contact policy (see docs/policy.md).
     service_cutoff_days: int = Field(default=180, ge=1)
     smart_sending_hours: float = Field(default=16.0, ge=0)
@@ -180,6 +192,14 @@ class Settings(BaseSettings):
                     "must be https:// (RFC 8058 one-click unsubscribe links); http only on "
                     "localhost or with TROUW_DEVELOPMENT=true"
                 )
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique_attributes(cls, value: list[AttributeDeclaration]) -> list[AttributeDeclaration]:
+        twice = duplicate_names(value)
+        if twice:
+            raise ValueError(f"attribute {twice[0]!r} is declared twice")
         return value
 
     @field_validator("database_url")

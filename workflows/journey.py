@@ -11,6 +11,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from trouw.attributes import needs_activity
     from trouw.contracts import (
         CONSENT_WITHDRAWALS,
         JOURNEY_WORKFLOW,
@@ -18,8 +19,10 @@ with workflow.unsafe.imports_passed_through():
         RECORD_EVENT_SIGNAL,
         STATUS_QUERY,
         CallActivityInput,
+        ConditionResult,
         ContextResult,
         CustomerEvent,
+        EvaluateConditionInput,
         JourneyInput,
         JourneyResult,
         LoadContextInput,
@@ -71,6 +74,8 @@ RUN_EVENTS = "run-events"
 # Patch id: an exit on a consent withdrawal (unsubscribe, opt_out, sms_stop) lets the run's
 # transactional messages still go out; runs that exited at once before this change replay so.
 KEEP_TRANSACTIONAL = "withdrawal-keeps-transactional"
+# Patch id: conditions on attributes the run's copy lacks are evaluated in an activity.
+PERSONAL_CONDITIONS = "personal-attribute-conditions"
 
 
 class _Ended(Exception):
@@ -542,7 +547,35 @@ class JourneyWorkflow:
         self._stale = False
 
     async def _condition(self, source: str) -> bool:
+        await self._refresh()
+        available = (self._ctx.get("customer") or {}).get("attributes") or {}
+        if needs_activity(source, available) and workflow.patched(PERSONAL_CONDITIONS):
+            return await self._condition_in_activity(source)
         return bool(await self._value(source))
+
+    async def _condition_in_activity(self, source: str) -> bool:
+        """A condition on a personal attribute (one the run's copy leaves out) is evaluated in
+        an activity that loads the customer: only true or false enters the history."""
+        assert self._input is not None
+        try:
+            result: ConditionResult = await workflow.execute_local_activity(
+                "evaluate_condition",
+                EvaluateConditionInput(
+                    customer_id=self._input.customer_id,
+                    expression=source,
+                    scope=_jsonable({**self._ctx, "now": self._now()}),
+                ),
+                result_type=ConditionResult,
+                **LOCAL_OPTIONS,
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+            self._failing = source
+            raise ApplicationError(
+                f"step {self._step}: {reason}", type="ExpressionError", non_retryable=True
+            ) from None
+        return result.value
 
     async def _value(self, source: str) -> Any:
         await self._refresh()

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from trouw.api.auth import Principal, Scope, create_api_key, hash_key, require, revoke_keys
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
+from trouw.attributes import AttributeValueError, check_values, declared_attributes
 from trouw.consent import current_consent
 from trouw.context import jsonable
 from trouw.db.engine import session_scope
@@ -74,6 +75,14 @@ class ApiKeyPublic(BaseModel):
     revoked_at: datetime | None
 
 
+def declared_only(profile: CustomerIn, state: ApiState) -> CustomerIn:
+    """The profile with its attributes checked against the declarations (AttributeValueError)."""
+    if not profile.attributes:
+        return profile
+    declared = declared_attributes(state.settings)
+    return profile.model_copy(update={"attributes": check_values(profile.attributes, declared)})
+
+
 def _unprocessable(message: str, field: str = "") -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": [{"field": field, "message": message}]})
 
@@ -103,6 +112,11 @@ async def post_event(
     if not CUSTOMER_ID.fullmatch(event.customer):
         # EventIn takes any customer string, but a customer it creates must have a valid id.
         return _unprocessable(CUSTOMER_ID_MESSAGE, field="customer")
+    if event.profile is not None:
+        try:
+            event = event.model_copy(update={"profile": declared_only(event.profile, state)})
+        except AttributeValueError as exc:
+            return _unprocessable(str(exc), field=f"profile.attributes.{exc.name}")
     try:
         stored = await asyncio.to_thread(store_event, state.engine, event)
     except IngestError as exc:
@@ -120,7 +134,15 @@ async def post_customer(
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("ingest")),
 ) -> dict[str, str]:
-    """Create or update a customer (fields left out stay as they are)."""
+    """Create or update a customer (fields left out stay as they are).
+
+    `attributes` takes only the attributes declared in config, each of its declared type.
+    """
+    try:
+        customer = declared_only(customer, state)
+    except AttributeValueError as exc:
+        detail = [{"field": f"attributes.{exc.name}", "message": str(exc)}]
+        raise HTTPException(status_code=422, detail=detail) from None
 
     def store() -> dict[str, str]:
         with session_scope(state.engine) as session:

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from trouw.attributes import AttributeValueError, check_values, declared_attributes
 from trouw.consent import current_consent
 from trouw.db.models import Customer, InboundEvent, Order, Product
 from trouw.imports.cells import (
@@ -185,6 +186,7 @@ class _Importer:
         self.batch_rows = batch_rows
         self.now = now
         self.zone = mapping.timezone or settings.default_timezone
+        self.attributes = declared_attributes(settings)
         self.session = Session(engine, expire_on_commit=False)
         self.pending_rows = 0
         self._resolved: dict[tuple[str, ...], dict[str, str]] = {}
@@ -310,7 +312,10 @@ class _Importer:
         opt_in = {ch: f[f"opt_in_{ch}"] for ch in ("email", "sms") if f"opt_in_{ch}" in f}
         attributes = {k.split(".", 1)[1]: v for k, v in f.items() if k.startswith("attributes.")}
         if attributes:
-            data["attributes"] = attributes
+            try:
+                data["attributes"] = check_values(attributes, self.attributes, from_text=True)
+            except AttributeValueError as exc:
+                raise _Rejected(str(exc)) from None
         try:
             incoming = CustomerIn(**data, opt_in=opt_in or None)
         except ValidationError as exc:
@@ -610,6 +615,13 @@ def import_file(
         mapping = load_mapping(kind, mapping, path=mappings_path)
     if not path.is_file():
         raise ImportFileError(f"{path}: no such file")
+    declared = declared_attributes(settings)
+    undeclared = sorted(set(mapping.attributes) - set(declared))
+    if undeclared:
+        raise ImportFileError(
+            f"mapping {mapping.label}: attribute {undeclared[0]!r} is not declared "
+            f"(config/trouw.toml `attributes`: {', '.join(sorted(declared)) or 'none'})"
+        )
     # One instant per run: it is every new event's received_at, which is how a repeat of an
     # order already flushed by this same run is told apart from one imported before.
     now = now or datetime.now(UTC)
