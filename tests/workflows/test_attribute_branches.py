@@ -13,14 +13,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
-from trouw.contracts import CustomerInput, customer_workflow_id
+from tests.workflows.relaying import purchase, relay
+from trouw.contracts import customer_workflow_id
 from trouw.db.engine import get_engine, session_scope
 from trouw.db.models import JourneyRun
-from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.ingest import ingest_event
 from trouw.settings import Settings
 from trouw.temporal import binary
 from trouw.worker import build_worker
-from workflows.customer import CustomerWorkflow
 
 QUEUE = "attributes-test"
 CARD = "CARD-7731-SECRET"
@@ -64,23 +64,9 @@ async def test_branches_on_attributes_and_the_personal_value_stays_out_of_histor
     engine = get_engine(settings.effective_database_url)
     services = Services.from_settings(settings, engine=engine)
     now = datetime.now(UTC)
-    events = []
     with session_scope(engine) as session:
         for customer, attributes in CUSTOMERS.items():
-            row, _new = ingest_event(
-                session,
-                EventIn(
-                    id=f"{customer}-buy",
-                    type="purchase",
-                    customer=customer,
-                    order=f"{customer}-o1",
-                    channel="pos",
-                    lines=[{"sku": "SEED-1", "unit_price": "3.50", "name": "Zakje zaad"}],
-                    profile={"id": customer, "attributes": attributes},
-                    at=now,
-                ),
-            )
-            events.append(wire_event(row))
+            ingest_event(session, purchase(customer, now, attributes=attributes))
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
@@ -88,15 +74,7 @@ async def test_branches_on_attributes_and_the_personal_value_stays_out_of_histor
     histories: dict[str, str] = {}
     try:
         async with build_worker(env.client, services, task_queue=QUEUE):
-            for event in events:
-                await env.client.start_workflow(
-                    CustomerWorkflow.run,
-                    CustomerInput(customer_id=event.customer_id, search_attributes=False),
-                    id=customer_workflow_id(event.customer_id),
-                    task_queue=QUEUE,
-                    start_signal="record_event",
-                    start_signal_args=[event],
-                )
+            await relay(engine, env.client, QUEUE)
             await env.sleep(timedelta(minutes=5))
             with session_scope(engine) as session:
                 ids = list(session.exec(select(JourneyRun.workflow_id)).all())

@@ -7,56 +7,20 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
-from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
-from trouw.contracts import CustomerInput, customer_workflow_id
+from tests.workflows.relaying import purchase, relay
 from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import InboundEvent, JourneyRun, Message
+from trouw.db.models import JourneyRun, Message
 from trouw.imports import import_file
-from trouw.ingest import CustomerIn, EventIn, ingest_event, upsert_customer, wire_event
+from trouw.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
 from trouw.settings import Settings
 from trouw.temporal import binary
 from trouw.worker import build_worker
-from workflows.customer import CustomerWorkflow
 
 QUEUE = "enrichment-test"
-
-
-def purchase(customer: str, now: datetime) -> EventIn:
-    return EventIn(
-        id=f"{customer}-buy",
-        type="purchase",
-        customer=customer,
-        order=f"{customer}-o1",
-        channel="pos",
-        lines=[{"sku": "SEED-1", "unit_price": "3.50", "name": "Zakje zaad"}],
-        profile={"id": customer, "first_name": "An", "email": f"{customer}@example.com"},
-        at=now,
-    )
-
-
-async def relay(engine: Engine, client: Client) -> None:
-    """What the relay does: every stored, unrelayed event to its customer's workflow."""
-    with session_scope(engine) as session:
-        rows = session.exec(
-            select(InboundEvent).where(InboundEvent.relayed_at == None)  # noqa: E711
-        ).all()
-        pending = [wire_event(row) for row in rows]
-        for row in rows:
-            row.relayed_at = datetime.now(UTC)
-            session.add(row)
-    for event in pending:
-        await client.start_workflow(
-            CustomerWorkflow.run,
-            CustomerInput(customer_id=event.customer_id, search_attributes=False),
-            id=customer_workflow_id(event.customer_id),
-            task_queue=QUEUE,
-            start_signal="record_event",
-            start_signal_args=[event],
-        )
 
 
 def runs(engine: Engine) -> dict[str, tuple[str, str | None]]:
@@ -80,8 +44,12 @@ async def test_a_birthday_from_any_path_ends_the_enrichment_run(
             start = datetime.now(UTC)
             with session_scope(engine) as session:
                 for customer in customers:
-                    ingest_event(session, purchase(customer, start), now=start)
-            await relay(engine, env.client)
+                    ingest_event(
+                        session,
+                        purchase(customer, start, first_name="An", email=f"{customer}@example.com"),
+                        now=start,
+                    )
+            await relay(engine, env.client, QUEUE)
             await env.sleep(timedelta(days=5))
             assert runs(engine) == dict.fromkeys(customers, ("running", None))
             # Day 5: three birthdays arrive by three paths; "silent" never answers.
@@ -104,7 +72,7 @@ async def test_a_birthday_from_any_path_ends_the_enrichment_run(
                         profile={"id": "by-event", "birthday": "1990-01-31"},
                     ),
                 )
-            await relay(engine, env.client)
+            await relay(engine, env.client, QUEUE)
             await env.sleep(timedelta(days=70))
     finally:
         await env.shutdown()
