@@ -22,6 +22,7 @@ from trouw.context import build_context
 from trouw.contracts import SendMessageInput, SendMessageResult
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message, Voucher
+from trouw.hosted import keep_copy, view_link
 from trouw.journey.hydrate import hydrate
 from trouw.locales import region_of
 from trouw.policy import (
@@ -119,7 +120,7 @@ def template_links(
     return {
         "unsubscribe": f"{base}/u/{unsubscribe}",
         "preferences": f"{base}/preferences/{preferences}",
-        "view_in_browser": f"{base}/outbox/view/{quote(input.message_key, safe='')}",
+        "view_in_browser": view_link(settings, input.message_key, input.now),
         # The webshop's own pages: Trouw serves no review or shop pages itself.
         "review": settings.review_url.format(
             order=quote(order_name or input.order_id or "", safe=""),
@@ -378,6 +379,14 @@ class MessagingActivities:
         store = self.services.templates
         if input.channel == "email":
             email = store.render_email(input.template, customer.locale, context)
+            keep_copy(
+                session,
+                self.services.settings,
+                message_key=input.message_key,
+                customer_id=input.customer_id,
+                html=email.html,
+                now=input.now,
+            )
             message.subject = email.subject
             message.locale = email.locale
             name = " ".join(filter(None, [customer.first_name, customer.last_name])) or None

@@ -22,12 +22,14 @@ from trouw.db.models import (
     JourneyRun,
     JourneyRunEvent,
     Message,
+    MessageCopy,
     Order,
     OrderLine,
     ProfileChange,
     Suppression,
     Voucher,
 )
+from trouw.hosted import copy_html, delete_copies
 from trouw.why import UnknownCustomerError
 
 if TYPE_CHECKING:
@@ -134,6 +136,20 @@ def export(session: Session, *, customer_id: str, now: datetime | None = None) -
                 .order_by(col(Message.created_at), col(Message.id))
             ).all()
         ],
+        # The emails as sent (Art. 15(3): a copy of the personal data), while their copies last.
+        "message_copies": [
+            {
+                "message_key": copy.message_key,
+                "created_at": copy.created_at.isoformat(),
+                "expires_at": copy.expires_at.isoformat(),
+                "html": copy_html(copy),
+            }
+            for copy in session.exec(
+                select(MessageCopy)
+                .where(MessageCopy.customer_id == customer_id)
+                .order_by(col(MessageCopy.created_at), col(MessageCopy.message_key))
+            ).all()
+        ],
         "journey_runs": [
             _row(run)
             for run in session.exec(
@@ -229,6 +245,7 @@ class ErasureReport:
     consent_records_kept: int = 0
     orders_kept: int = 0
     messages_scrubbed: int = 0
+    copies_deleted: int = 0
     events_scrubbed: int = 0
     runs_closed: int = 0
     vouchers_kept: int = 0
@@ -255,6 +272,7 @@ class ErasureReport:
             f"{self.consent_withdrawals_added} withdrawals appended",
             f"{self.orders_kept} orders kept for bookkeeping, {self.vouchers_kept} vouchers kept",
             f"{self.messages_scrubbed} messages scrubbed (subject and addresses removed)",
+            f"{self.copies_deleted} hosted email copies deleted (their links answer 404)",
             f"{self.events_scrubbed} inbound events scrubbed (payload reduced to ids)",
             f"{self.runs_closed} running journey runs closed",
         ]
@@ -330,6 +348,8 @@ def erase(session: Session, *, customer_id: str, at: datetime) -> ErasureReport:
         ]
         session.add(message)
         report.messages_scrubbed += 1
+    # The copies are the emails themselves (names, orders, addresses): nothing of them is kept.
+    report.copies_deleted = delete_copies(session, customer_id=customer_id)
 
     for event in session.exec(
         select(InboundEvent).where(InboundEvent.customer_id == customer_id)

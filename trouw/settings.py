@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     twilio_base_url: str = "https://api.twilio.com"
     sms_validity_seconds: int = Field(default=14400, ge=1, le=36000)
 
+    # How long the hosted copy of a sent email ("view in browser") stays readable by its link.
+    hosted_copy_days: int = Field(default=90, ge=1, le=3650)
+
     # Signing keys for unsubscribe links, newest first; older keys still verify (rotation).
     # Empty: a key is generated once and kept in HOME/signing.key.
     signing_keys: list[str] = Field(default_factory=list)

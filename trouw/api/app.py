@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
-from trouw.api import callbacks, pages, v1, webshops
+from trouw.api import callbacks, hosted, pages, v1, webshops
 from trouw.api.state import ApiState
 from trouw.providers.outbox import list_outbox, safe_key
 from trouw.settings import Settings
@@ -31,12 +33,23 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     """The API app; without a Temporal client, stored events wait for the relay."""
     state = ApiState(settings, engine, client)
 
-    app = FastAPI(title="Trouw", version="1", description=DESCRIPTION)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        purge = asyncio.create_task(hosted.purge_forever(state), name="purge hosted copies")
+        try:
+            yield
+        finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+
+    app = FastAPI(title="Trouw", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.trouw = state
     app.include_router(v1.router)
     app.include_router(webshops.router)
     app.include_router(callbacks.router)
     app.include_router(pages.router)
+    app.include_router(hosted.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

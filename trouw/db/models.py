@@ -241,6 +241,22 @@ class Message(SQLModel, table=True):
     sent_at: datetime | None = _when(nullable=True, index=True, default=None)
 
 
+class MessageCopy(SQLModel, table=True):
+    """The HTML of a sent email as the customer got it, for its "view in browser" link.
+
+    zlib-compressed (a rendered email is 20-30 KB of repetitive table markup); beside the
+    ledger rather than in it, so the many reads of message rows never load it.
+    """
+
+    __tablename__ = "message_copy"
+
+    message_key: str = Field(primary_key=True, max_length=300)
+    customer_id: str = Field(index=True, max_length=64)
+    html_zlib: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = _when()
+    expires_at: datetime = _when(index=True)
+
+
 class Voucher(SQLModel, table=True):
     """A unique voucher code: issued by a journey, redeemed in the shop."""
 
