@@ -16,7 +16,6 @@ import argparse
 import difflib
 import json
 import re
-import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,10 +24,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from node_lines import NodeLines  # noqa: E402
+
 from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context  # noqa: E402
 from trouw.render.environment import html_environment  # noqa: E402
 
-BENCH = Path(__file__).resolve().parent
 # Reads one JSON string (MJML) per line, answers one JSON object per line; started once.
 ORACLE_JS = r"""
 const readline = require('readline');
@@ -48,43 +48,14 @@ rl.on('line', async (line) => {
 """
 
 
-class NpmMjml:
-    """npm mjml in one node process: node's start-up is paid once, not per email."""
+class NpmMjml(NodeLines):
+    """npm mjml in one node process."""
 
     def __init__(self) -> None:
-        if not (BENCH / "node_modules" / "mjml").is_dir():
-            sys.exit("npm mjml is missing: run (cd bench && npm ci) first")
-        self.proc = subprocess.Popen(
-            ["node", "-e", ORACLE_JS],
-            cwd=BENCH,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-        )
-        self.version = str(self._read()["version"])
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            sys.exit("the node mjml process died")
-        result: dict[str, Any] = json.loads(line)
-        return result
+        super().__init__(ORACLE_JS, package="mjml")
 
     def compile(self, source: str) -> str:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(source) + "\n")
-        self.proc.stdin.flush()
-        answer = self._read()
-        if "error" in answer:
-            raise RuntimeError(answer["error"])
-        return str(answer["html"])
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=10)
+        return str(self.ask(source)["html"])
 
 
 class _Visible(HTMLParser):

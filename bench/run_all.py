@@ -19,6 +19,7 @@ SCRIPTS = [
 NODE_SCRIPTS = [
     ("MJML fidelity vs npm mjml", ["mjml_fidelity.py"]),
     ("MJML renderers compared", ["mjml_compare.py"]),
+    ("email client support (caniemail)", ["email_support.py"]),
 ]
 
 
@@ -27,7 +28,7 @@ def main() -> int:
     if (BENCH / "node_modules" / "mjml").is_dir():
         scripts += NODE_SCRIPTS
     else:
-        print("(skipping the MJML fidelity benches: run `cd bench && npm ci` first)\n")
+        print("(skipping the npm benches: run `cd bench && npm ci` first)\n")
     failed = 0
     for title, args in scripts:
         print(f"=== {title} ===", flush=True)
