@@ -302,9 +302,15 @@ def preview(
     out: Path = typer.Option(Path(".trouw/preview"), "--out", help="Folder for the files."),
 ) -> None:
     """Render one template and print subject, preheader, size and SMS segments."""
+    from trouw.locales import LocaleError, canonical, parse_locale_tag
     from trouw.render import TemplateError, TemplateStore
     from trouw.render.preview import preview as render_preview
 
+    try:
+        # Typed by a person: nl_be is forgiven, a tag that cannot be a locale is not.
+        locale = parse_locale_tag(canonical(locale))
+    except LocaleError as exc:
+        fail(f"--locale: {exc}", code=2)
     settings = settings_or_fail()
     store = TemplateStore(settings.templates_dir, locale_fallback=settings.locale_fallback)
     context = None

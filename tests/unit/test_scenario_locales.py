@@ -1,4 +1,4 @@
-"""Scenario customers take any BCP 47 locale and national phones; bad ones name file and line."""
+"""Scenarios and previews take any BCP 47 locale (and scenario phones national ones); bad ones say where."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_cli_simulate import trouw
 from trouw.journey.loader import JourneyError
 from trouw.simulate import load_scenario
 
@@ -50,3 +51,14 @@ def test_national_phone_is_read_in_the_locales_region(tmp_path: Path) -> None:
     with pytest.raises(JourneyError) as caught:
         load_scenario(path)
     assert f"{path}:10:" in str(caught.value) and "no country is known" in str(caught.value)
+
+
+def test_preview_takes_any_locale_and_refuses_what_is_none(tmp_path: Path) -> None:
+    done = trouw("preview", "order_confirmation", "--locale", "fr_fr", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "email order_confirmation (fr-FR)" in done.stdout
+    bad = trouw("preview", "order_confirmation", "--locale", "nl_be_x", "--out", str(tmp_path))
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: --locale: locale 'nl-BE-x' is not a BCP 47 tag (like nl-BE, fr, en-GB)"
+    )
