@@ -38,7 +38,6 @@ from trouw.journey.loader import (
     JourneyError,
     LoadedJourney,
     Problem,
-    load_journeys,
     parse_model,
     read_document,
 )
@@ -264,6 +263,20 @@ def default_parallelism(customers: int) -> int:
     return max(1, min(os.cpu_count() or 1, 4, customers // 4))
 
 
+def check_journeys(journeys_dir: Path, templates_dir: Path) -> dict[str, LoadedJourney]:
+    """The journeys as `trouw validate` checks them: a file the worker would refuse stops the
+    simulation before anything runs (all problems at once), instead of silently starting no runs."""
+    from activities.custom import CUSTOM_ACTIVITY_NAMES
+    from trouw.journey.validate import validate_paths
+
+    loaded, problems = validate_paths(
+        [journeys_dir], templates_dir=templates_dir, activities=CUSTOM_ACTIVITY_NAMES
+    )
+    if problems:
+        raise JourneyError(problems)
+    return {item.journey.name: item for item in loaded}
+
+
 async def simulate_parallel(
     scenario: Scenario,
     *,
@@ -288,7 +301,7 @@ async def simulate_parallel(
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    load_journeys(journeys_dir)
+    check_journeys(journeys_dir, templates_dir)
     home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
     ids = [customer.id for customer in scenario.customers]
     parts = [ids[n::count] for n in range(count)]
@@ -377,7 +390,7 @@ async def simulate(
     from trouw.temporal import binary, deliver
     from trouw.worker import build_worker
 
-    catalog = load_journeys(journeys_dir)  # every problem reported before anything runs
+    catalog = check_journeys(journeys_dir, templates_dir)
     loop = asyncio.get_running_loop()
     started = loop.time()
     home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
