@@ -475,17 +475,20 @@ async def run(scenario: Scenario, workdir: Path) -> Report:
         client = await connect(settings)
         for _ in range(scenario.workers):
             workers.start()
-        handles = [
-            await client.start_workflow(
-                ReliabilitySendWorkflow.run,
-                send,
-                id=f"{settings.task_queue}-{send.workflow_id}",
-                task_queue=settings.task_queue,
-            )
-            for send in sends
-        ]
-        if scenario.kill_every is not None:
+        if scenario.kill_every is not None:  # from the first send on
             killer = asyncio.create_task(kill_loop(scenario, workers, provider, report))
+        starting = asyncio.Semaphore(32)
+
+        async def start(send: SendMessageInput) -> Any:
+            async with starting:
+                return await client.start_workflow(
+                    ReliabilitySendWorkflow.run,
+                    send,
+                    id=f"{settings.task_queue}-{send.workflow_id}",
+                    task_queue=settings.task_queue,
+                )
+
+        handles = await asyncio.gather(*(start(send) for send in sends))
         done = asyncio.gather(*(handle.result() for handle in handles))
         try:
             await asyncio.wait_for(done, scenario.within)
