@@ -24,6 +24,7 @@ from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message, Voucher
 from trouw.hosted import keep_copy, view_link
 from trouw.journey.hydrate import hydrate
+from trouw.journey.model import stricter
 from trouw.locales import region_of
 from trouw.policy import (
     Decision,
@@ -250,12 +251,25 @@ class MessagingActivities:
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         input = at_this_attempt(input)
+        input = self._with_template_category(input)
         prepared = await asyncio.to_thread(self._prepare, input)
         if isinstance(prepared, SendMessageResult):
             return prepared
         if isinstance(prepared, Reconcile):
             return await self._reconcile(input, prepared)
         return await self._deliver(input, *prepared)
+
+    def _with_template_category(self, input: SendMessageInput) -> SendMessageInput:
+        """Templates own their category: a run of an older journey version that sends a
+        template as a weaker category is judged by the template's own."""
+        try:
+            declared = self.services.templates.category(input.channel, input.template)
+        except TemplateError:
+            return input  # an unknown template fails when it is rendered, with its reason
+        category = stricter(input.category, declared)
+        if category == input.category:
+            return input
+        return input.model_copy(update={"category": category})
 
     # --- phase 1: claim, decide, render (one transaction) -------------------------------------
     def _prepare(

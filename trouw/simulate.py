@@ -37,7 +37,6 @@ from trouw.journey.durations import DurationError, parse_duration
 from trouw.journey.loader import (
     JourneyError,
     LoadedJourney,
-    Problem,
     parse_model,
     read_document,
 )
@@ -144,50 +143,17 @@ class Scenario(ScenarioModel):
 
 
 def load_scenario(path: Path) -> Scenario:
+    """The scenario, or a JourneyError with every problem of the file (file:line:col)."""
+    from trouw.journey.scenario_check import scenario_problems
+
     doc = read_document(path)
-    scenario = parse_model(doc, Scenario)
-    problems: list[Problem] = []
-    known = {customer.id for customer in scenario.customers}
-    for index, event in enumerate(scenario.events):
-        if event.customer not in known:
-            problems.append(
-                doc.problem(
-                    ["events", index, "customer"],
-                    f"events #{index + 1}: unknown customer '{event.customer}'",
-                )
-            )
-        if scenario.moment(event) < scenario.start:
-            problems.append(
-                doc.problem(
-                    ["events", index, "at"], f"events #{index + 1}: before the scenario's start"
-                )
-            )
-        try:
-            _event_in(scenario, event, index)
-        except ValueError as exc:
-            message = (
-                str(exc).splitlines()[0]
-                if "validation error" not in str(exc)
-                else _first_error(exc)
-            )
-            problems.append(
-                doc.problem(["events", index, "type"], f"events #{index + 1}: {message}")
-            )
+    problems = scenario_problems(doc)
     if problems:
         raise JourneyError(problems)
-    return scenario
+    return parse_model(doc, Scenario)
 
 
-def _first_error(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}"
-    return str(exc)
-
-
-def _event_in(scenario: Scenario, event: ScenarioEvent, index: int) -> EventIn:
+def event_in(scenario: Scenario, event: ScenarioEvent, index: int) -> EventIn:
     data = event.model_dump(exclude={"at", "id"}, exclude_none=True)
     data["lines"] = [line.model_dump(exclude_none=True) for line in event.lines]
     return EventIn(
@@ -499,7 +465,7 @@ async def _simulate_customer(
     for moment, index, event in sorted(indexed, key=lambda item: (item[0], item[1])):
         await _advance(env, moment - shift)
         with session_scope(engine) as session:
-            row, _new = ingest_event(session, _event_in(scenario, event, index), now=moment)
+            row, _new = ingest_event(session, event_in(scenario, event, index), now=moment)
             wire = wire_event(row)
         await deliver(
             env.client,

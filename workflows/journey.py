@@ -351,16 +351,28 @@ class JourneyWorkflow:
         deadline = self._now() + parse_duration(step.timeout)
         self._doing = f"waiting for {step.wait_for}"
         await self._flush()
+        if step.when:
+            await self._refresh()  # the condition compares the event with today's data
         await self._show(step.id, deadline)
         found: list[CustomerEvent] = []
+        broken: list[str] = []
 
         def arrived() -> bool:
             if self._ended is not None:
                 return True
             for event in self._inbox:
-                if event.type == step.wait_for and self._matches(step.match, event):
-                    found.append(event)
-                    return True
+                if event.type != step.wait_for or not self._matches(step.match, event):
+                    continue
+                if step.when:
+                    scope = {**self._ctx, "event": _event_ctx(event), "now": self._now()}
+                    try:
+                        if not expressions.truthy(step.when, scope):
+                            continue  # not the event this step waits for: keep waiting
+                    except expressions.ExpressionError as exc:
+                        broken.append(str(exc))  # fails the run below, not this callback
+                        return True
+                found.append(event)
+                return True
             return False
 
         try:
@@ -370,6 +382,10 @@ class JourneyWorkflow:
             return step.on_timeout or follow
         self._wake = None
         self._check_ended()
+        if broken:
+            raise ApplicationError(
+                f"step {self._step}: {broken[0]}", type="ExpressionError", non_retryable=True
+            )
         event = found[0]
         self._events[step.wait_for] = _event_ctx(event)
         self._ctx.setdefault("events", {})[step.wait_for] = self._events[step.wait_for]

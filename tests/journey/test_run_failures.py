@@ -7,12 +7,15 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, select
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
 from trouw.db.engine import make_engine
 from trouw.db.models import JourneyRun
+
+pytestmark = pytest.mark.slow
 
 FAILS_MID_RUN = """\
 journey: fragile

@@ -88,6 +88,11 @@ def _env() -> ImmutableSandboxedEnvironment:
 _ENV = _env()
 
 
+def environment() -> ImmutableSandboxedEnvironment:
+    """The one sandbox expressions run in (the checker parses with it too)."""
+    return _ENV
+
+
 @lru_cache(maxsize=4096)
 def compile_expression(source: str) -> Callable[..., Any]:
     """Compile once; raises ExpressionError with the parser's message."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 
 from trouw.journey.durations import parse_duration
@@ -30,9 +30,25 @@ def default_next(journey: Journey, step_id: str) -> str | None:
     return ids[index + 1] if index + 1 < len(ids) else None
 
 
-def edges(journey: Journey, step: StepBase) -> Iterator[tuple[str | None, timedelta]]:
-    """Each way out of a step with the least time it takes (None: the run ends)."""
+# Steps that did not parse: by id, the steps they name besides the next one (None: any step).
+# A step that names a step that does not exist simply does not lead there.
+Loose = Mapping[str, Sequence[str] | None]
+
+
+def edges(
+    journey: Journey, step: StepBase, loose: Loose | None = None
+) -> Iterator[tuple[str | None, timedelta]]:
+    """Each way out of a step with the least time it takes (None: the run ends).
+
+    A loose step leads to where it may lead at once, so what is still unreachable or late is
+    so whatever that step turns out to be."""
     follow = default_next(journey, step.id)
+    if loose is not None and step.id in loose:
+        named = loose[step.id]
+        for other in [s.id for s in journey.steps] if named is None else named:
+            yield other, timedelta()
+        yield follow, timedelta()
+        return
     if isinstance(step, GoalStep | ExitStep):
         return
     if isinstance(step, BranchStep):
@@ -52,24 +68,24 @@ def edges(journey: Journey, step: StepBase) -> Iterator[tuple[str | None, timede
         yield follow, timedelta()
 
 
-def targets(step: StepBase) -> Iterator[tuple[str, str]]:
-    """Every step id a step names, with the key that names it."""
+def targets(step: StepBase) -> Iterator[tuple[list[object], str]]:
+    """Every step id a step names, with where in the step it is written."""
     if step.next:
-        yield "next", step.next
+        yield ["next"], step.next
     if isinstance(step, BranchStep):
-        for case in step.branch:
-            yield "goto", case.goto
+        for number, case in enumerate(step.branch):
+            yield ["branch", number, "goto"], case.goto
         if step.else_:
-            yield "else", step.else_
+            yield ["else"], step.else_
     elif isinstance(step, SplitStep):
-        for arm in step.split:
+        for number, arm in enumerate(step.split):
             if arm.goto:
-                yield "goto", arm.goto
+                yield ["split", number, "goto"], arm.goto
     elif isinstance(step, WaitForStep) and step.on_timeout:
-        yield "on_timeout", step.on_timeout
+        yield ["on_timeout"], step.on_timeout
 
 
-def earliest(journey: Journey) -> dict[str, timedelta]:
+def earliest(journey: Journey, loose: Loose | None = None) -> dict[str, timedelta]:
     """The least time after the trigger at which each reachable step can run."""
     start = journey.steps[0].id
     best: dict[str, timedelta] = {start: timedelta()}
@@ -79,7 +95,7 @@ def earliest(journey: Journey) -> dict[str, timedelta]:
         elapsed, step_id = heapq.heappop(queue)
         if elapsed > best.get(step_id, elapsed):
             continue
-        for target, cost in edges(journey, journey.step(step_id)):
+        for target, cost in edges(journey, journey.step(step_id), loose):
             if target is None or target not in known:
                 continue
             total = elapsed + cost
@@ -89,8 +105,13 @@ def earliest(journey: Journey) -> dict[str, timedelta]:
     return best
 
 
-def structure_problems(journey: Journey) -> list[tuple[list[object], str]]:
-    """Problems with the shape of the step graph, as (path in the file, message)."""
+def structure_problems(
+    journey: Journey, *, loose: Loose | None = None
+) -> list[tuple[list[object], str]]:
+    """Problems with the shape of the step graph, as (path in the file, message).
+
+    `loose`: steps that did not parse and where they may lead (see `edges`)."""
+    loose = dict(loose or {})
     problems: list[tuple[list[object], str]] = []
     seen: dict[str, int] = {}
     for index, step in enumerate(journey.steps):
@@ -102,15 +123,19 @@ def structure_problems(journey: Journey) -> list[tuple[list[object], str]]:
                 )
             )
         seen.setdefault(step.id, index)
-    for index, step in enumerate(journey.steps):
-        for key, target in targets(step):
-            if target not in seen:
-                problems.append(
-                    (["steps", index, key], f"step {step.id}: {key} names unknown step '{target}'")
-                )
     if problems:
-        return problems
-    reachable = earliest(journey)
+        return problems  # with two steps of one id, no step can be told from the other
+    for index, step in enumerate(journey.steps):
+        for where, target in targets(step):
+            if target not in seen:
+                key = str(where[-1])
+                problems.append(
+                    (
+                        ["steps", index, *where],
+                        f"step {step.id}: {key} names unknown step '{target}'",
+                    )
+                )
+    reachable = earliest(journey, loose)
     for index, step in enumerate(journey.steps):
         if step.id not in reachable:
             problems.append((["steps", index, "id"], f"step {step.id}: unreachable"))

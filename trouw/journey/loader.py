@@ -166,10 +166,14 @@ def _context_label(data: Any, loc: Sequence[Any]) -> str:
     return ""
 
 
-def validation_problems(doc: Document, exc: ValidationError) -> list[Problem]:
+def validation_problems(
+    doc: Document, exc: ValidationError, *, prefix: Sequence[Any] = ()
+) -> list[Problem]:
+    """Pydantic's errors at their place in the file; `prefix` is where the validated value
+    stands (an item of a list validated on its own)."""
     problems = []
     for error in exc.errors():
-        loc = _without_union_tag(list(error.get("loc", ())))
+        loc = _without_union_tag([*prefix, *error.get("loc", ())])
         error = {**error, "loc": tuple(loc)}
         position = None
         if error.get("type") == "extra_forbidden":
@@ -218,8 +222,8 @@ def load_journey(path: Path, *, display: str | None = None) -> LoadedJourney:
 
 
 def journey_files(directory: Path) -> list[Path]:
-    """The journey files of a folder (not its scenarios/ or examples/ sub-folders)."""
-    return sorted(p for p in directory.glob("*.yaml") if p.is_file())
+    """The journey files of a folder (not its sub-folders, not _settings.yaml)."""
+    return sorted(p for p in directory.glob("*.yaml") if p.is_file() and not p.name.startswith("_"))
 
 
 def load_files(files: Iterable[Path]) -> tuple[dict[str, LoadedJourney], list[Problem]]:

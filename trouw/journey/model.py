@@ -22,6 +22,18 @@ from trouw.journey.durations import parse_duration
 from trouw.journey.expressions import check_expression
 
 Category = Literal["transactional", "service", "promotional"]
+# From least to most strict: a step may send a template only as strict as it declares, or more.
+CATEGORIES: tuple[Category, ...] = ("transactional", "service", "promotional")
+
+
+def stricter(category: Category, other: str | None) -> Category:
+    """The stricter of two categories; `other` may be a template's undeclared (None) one."""
+    for known in CATEGORIES:
+        if other == known and CATEGORIES.index(known) > CATEGORIES.index(category):
+            return known
+    return category
+
+
 Channel = Literal["email", "sms"]
 Match = Literal["order", "product", "any"]
 
@@ -219,8 +231,15 @@ class WaitUntilStep(StepBase):
 class WaitForStep(StepBase):
     wait_for: str
     match: Match = "order"
+    # Only an event for which this holds ends the wait (`event` is the arriving event).
+    when: Expression | None = None
     timeout: Duration
     on_timeout: StepId | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _expr(cls, value: str | None) -> str | None:
+        return None if value is None else _expression(value)
 
     @field_validator("timeout", mode="before")
     @classmethod

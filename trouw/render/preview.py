@@ -150,9 +150,19 @@ def check_templates(store: TemplateStore, locales: tuple[str, ...] = SHIPPED_LOC
 
 
 def _check_one(store: TemplateStore, channel: str, name: str, locale: str) -> list[str]:
+    from trouw.journey.scope import Declarations, template_scope
+    from trouw.journey.typecheck import unknown_template_names
+
     where = f"{store.root.name}/{channel}/{name}"
     context = sample_context(name, locale)
-    problems: list[str] = []
+    try:
+        # Every branch, not only the ones the sample data takes: names the context lacks.
+        scope = template_scope(Declarations())
+        problems = unknown_template_names(store, channel, name, locale, scope)
+    except TemplateError as exc:
+        return [str(exc)]
+    if problems:
+        return problems  # rendering would stop at the first of them, less precisely
     try:
         if channel == "email":
             email = store.render_email(name, locale, context)

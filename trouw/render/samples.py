@@ -91,6 +91,20 @@ _CARE: dict[str, dict[str, dict[str, Any]]] = {
             ],
         },
     },
+    "CAT-DRY-4": {
+        "nl": {
+            "summary": "Bewaar brokjes droog en afgesloten, dan blijven ze knapperig.",
+            "tips": ["Zet altijd vers water naast de brokjes."],
+        },
+        "fr": {
+            "summary": "Conservez les croquettes au sec, dans un contenant fermé.",
+            "tips": ["Laissez toujours de l'eau fraîche à côté des croquettes."],
+        },
+        "en": {
+            "summary": "Keep dry food dry and closed, so it stays crunchy.",
+            "tips": ["Always put fresh water next to the food."],
+        },
+    },
     "LAWN-10": {
         "nl": {
             "summary": "Gazonmest werkt het best op een vochtig gazon, vlak voor een regenbui.",
@@ -159,8 +173,43 @@ def _product(sku: str, lang: str) -> dict[str, Any]:
     }
 
 
+# Believable values for every field an event can carry (trouw/journey/scope.py EVENT_DATA).
+_EVENT_VALUES: dict[str, Any] = {
+    "channel": "web",
+    "store": "Gent",
+    "rating": 5,
+    "code": "VERJAARDAG-7Q2K",
+    "value": Decimal("10.00"),
+    "currency": "EUR",
+    "name": "survey_answered",
+    "changed": ["birthday"],
+}
+
+
+def _events(placed: datetime, order_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every event type a run can wait for, and a trigger carrying every field one can have."""
+    from trouw.journey.scope import Declarations, builtin_event_types
+
+    declarations = Declarations()
+    values = {**_EVENT_VALUES, "expires_at": placed + timedelta(days=30)}
+    events: dict[str, Any] = {}
+    for number, kind in enumerate(builtin_event_types()):
+        data = declarations.event_data(kind) or {}
+        events[kind] = {
+            "type": kind,
+            "at": placed + timedelta(days=number),
+            "order_id": order_id,
+            **{field: values[field] for field in data},
+        }
+    trigger: dict[str, Any] = {"type": "purchase", "at": placed, "order_id": order_id}
+    for event in events.values():
+        trigger.update({k: v for k, v in event.items() if k not in trigger})
+    return events, trigger
+
+
 def sample_context(name: str, locale: str) -> dict[str, Any]:
-    """A full context for any template: every documented key, with believable data.
+    """A full context for any template: everything a journey can pass, with believable data
+    (every field of trouw/journey/scope.py's template context; a test holds them together).
 
     `name` may be 'order_confirmation' or 'email/order_confirmation'; the refill and care
     templates get the products that make sense for them.
@@ -168,7 +217,14 @@ def sample_context(name: str, locale: str) -> dict[str, Any]:
     loc = normalize_locale(locale)
     lang = loc.split("-")[0] if loc.split("-")[0] in ("nl", "fr") else "en"
     customer_loc = loc if loc in _CUSTOMERS else {"nl": "nl-BE", "fr": "fr-BE"}.get(lang, "en")
-    customer = {**_CUSTOMERS[customer_loc], "locale": loc}
+    customer = {
+        **_CUSTOMERS[customer_loc],
+        "locale": loc,
+        "attributes": {},  # customer attributes: only those declared
+        "tags": ["garden"],
+        "opt_in": {"email": True, "sms": False},
+        "preferred_channel": "email",
+    }
     zone = ZoneInfo(customer["timezone"])
     placed = datetime(2026, 4, 24, 10, 15, tzinfo=zone)
     lines = []
@@ -193,6 +249,7 @@ def sample_context(name: str, locale: str) -> dict[str, Any]:
         "store": None,
         "placed_at": placed,
         "delivered_at": placed + timedelta(days=2, hours=4),
+        "returned_at": None,
         "total": total,
         "currency": "EUR",
         "lines": lines,
@@ -201,8 +258,23 @@ def sample_context(name: str, locale: str) -> dict[str, Any]:
     care_products = [line["product"] for line in lines if line["product"]["care"]]
     base = shop["url"]
     token = "t0k3n-sample"
+    events, trigger = _events(placed, str(order["id"]))
+    history = {
+        "orders": 3,
+        "first_order_at": placed - timedelta(days=400),
+        "last_order_at": placed,
+        "days_since_last_order": 0,
+        "total_spent": total + Decimal("86.40"),
+        "average_basket": ((total + Decimal("86.40")) / 3).quantize(Decimal("0.01")),
+        "skus": sorted(line["sku"] for line in lines),
+        "categories": sorted({line["product"]["category"] for line in lines}),
+        "rfm": "loyal",
+    }
     return {
         "customer": customer,
+        "history": history,
+        "trigger": trigger,
+        "events": events,
         "order": order,
         "products": care_products,
         "product": refill_product,
@@ -213,7 +285,7 @@ def sample_context(name: str, locale: str) -> dict[str, Any]:
             "currency": "EUR",
             "expires_at": date(2026, 5, 24),
         },
-        "recommendations": [_product("PRUNER-01", lang), _product("OLIVE-80", lang)],
+        "recommendations": [_product("OLIVE-80", lang), _product("PRUNER-01", lang)],
         "links": {
             "unsubscribe": f"{base}/u/{token}",
             "preferences": f"{base}/p/{token}",

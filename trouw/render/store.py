@@ -189,6 +189,16 @@ class TemplateStore:
         """template.yaml of an email template: description and category."""
         return dict(self._email_source(name).meta)
 
+    def category(self, channel: str, name: str) -> str | None:
+        """The category a template declares in its template.yaml (email and SMS alike): the
+        least strict category it may be sent as. None when it declares none."""
+        path = self._check_name(channel, name) / "template.yaml"
+        if not path.is_file():
+            return None
+        loaded = yaml.safe_load(self._files.read(path)) or {}
+        value = loaded.get("category") if isinstance(loaded, dict) else None
+        return str(value) if value is not None else None
+
     # -- rendering -----------------------------------------------------------------------------
 
     def render_email(self, name: str, locale: str, context: Mapping[str, Any]) -> RenderedEmail:
@@ -383,9 +393,13 @@ class TemplateStore:
                     _COMPILED[key] = compiled
         return compiled
 
-    def _compile_email(self, source: _EmailSource, used: str, chain: list[str]) -> _Compiled:
-        strings = self._merged_strings(source, used, chain)
-        localized, keys_by_line = substitute_strings(source.body, strings)
+    def _body_where(
+        self,
+        source: _EmailSource,
+        strings: dict[str, StringValue],
+        keys_by_line: Mapping[int, list[str]],
+    ) -> Callable[[int | None], str]:
+        """Line of the localised MJML -> the file and line a marketer edits."""
 
         def where(line: int | None) -> str:
             origin = source.body.origin(line)
@@ -395,6 +409,40 @@ class TemplateStore:
                 defined = ", ".join(f"'{k}' at {strings[k].origin}" for k in keys)
                 text += f" (string {defined})"
             return text
+
+        return where
+
+    def jinja_sources(
+        self, channel: str, name: str, locale: str
+    ) -> list[tuple[nodes.Template, Callable[[int | None], str]]]:
+        """Every Jinja part of a template in a locale, parsed, with where each line comes from:
+        for checks that read a template's names without rendering it."""
+        if channel == "sms":
+            sms = self._sms_source(name)
+            used, _chain = resolve_locale(locale, sms.texts)
+            expanded = sms.texts[used]
+            ast = self._line_env.parse(expanded.text)
+            return [(ast, lambda line: str(expanded.origin(line)))]
+        source = self._email_source(name)
+        used, chain = resolve_locale(locale, source.strings)
+        strings = self._merged_strings(source, used, chain)
+        localized, keys_by_line = substitute_strings(source.body, strings)
+        parts = [(self._html_env.parse(localized), self._body_where(source, strings, keys_by_line))]
+        for key in ("subject", "preheader"):
+            value = strings.get(key)
+            if value is not None:
+                parts.append((self._line_env.parse(_plain(value.text)), _fixed(str(value.origin))))
+        if source.text_part is not None:
+            part = source.text_part
+            plain = {k: StringValue(_plain(v.text), v.origin) for k, v in strings.items()}
+            text_source, _ = substitute_strings(part, plain)
+            parts.append((self._text_env.parse(text_source), lambda line: str(part.origin(line))))
+        return parts
+
+    def _compile_email(self, source: _EmailSource, used: str, chain: list[str]) -> _Compiled:
+        strings = self._merged_strings(source, used, chain)
+        localized, keys_by_line = substitute_strings(source.body, strings)
+        where = self._body_where(source, strings, keys_by_line)
 
         tag = f"{source.name}@{used}"
         diagnose_template = _compile(self._html_env, localized, f"{tag}:mjml", where)
@@ -480,6 +528,11 @@ class TemplateStore:
             with _COMPILED_LOCK:
                 _SMS_COMPILED[key] = template
         return template
+
+
+def _fixed(origin: str) -> Callable[[int | None], str]:
+    """A `where` for a one-line part (a subject): every line is the string's own origin."""
+    return lambda _line: origin
 
 
 def _first_bad_href(html: str) -> int:

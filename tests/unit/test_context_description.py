@@ -1,0 +1,101 @@
+"""The typed description of the context (trouw/journey/scope.py) matches what the code builds,
+and the sample data for templates contains everything a journey can pass."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import get_args
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from tests.conftest import ROOT
+from trouw.context import build_context
+from trouw.ingest import EventIn, EventType, LineIn, ProductIn, ingest_event, upsert_product
+from trouw.journey.scope import (
+    EVENT_DATA,
+    Declarations,
+    Shape,
+    base_scope,
+    template_scope,
+    uncovered,
+    undescribed,
+)
+from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context
+from trouw.render.preview import check_templates
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def whole(scope: dict[str, Shape]) -> Shape:
+    return Shape("record", fields=scope)
+
+
+@pytest.mark.parametrize("locale", SHIPPED_LOCALES)
+def test_sample_data_holds_everything_a_journey_can_pass(locale: str) -> None:
+    scope = whole(template_scope(Declarations()))
+    for name in TemplateStore(ROOT / "templates").names():
+        sample = sample_context(name, locale)
+        assert uncovered(scope, sample, "") == [], name
+        assert undescribed(scope, sample, "") == [], name
+
+
+def test_every_event_type_is_described() -> None:
+    declared = {name for name in get_args(EventType) if name != "custom"}
+    assert declared <= set(EVENT_DATA)
+
+
+def test_the_real_context_is_described(engine: Engine) -> None:
+    with Session(engine) as session:
+        upsert_product(
+            session,
+            ProductIn(
+                sku="LAWN-10",
+                name="Gazonmest",
+                price=Decimal("24.95"),
+                care={"summary": "Droog strooien.", "tips": ["Water geven."]},
+                consumption_days=60,
+                warranty_months=0,
+            ),
+        )
+        row, _new = ingest_event(
+            session,
+            EventIn(
+                id="e1",
+                type="purchase",
+                customer="c1",
+                order="o1",
+                channel="web",
+                store="Gent",
+                lines=[LineIn(sku="LAWN-10")],
+                at=NOW,
+            ),
+        )
+        context = build_context(session, customer_id="c1", order_id="o1", skus=["LAWN-10"], now=NOW)
+        purchase_data = dict(row.payload["data"])
+    scope = whole(base_scope(Declarations()))
+    assert set(context) == set(base_scope(Declarations()))
+    assert undescribed(scope, context, "") == []
+    assert uncovered(scope, context, "") == []
+    assert set(purchase_data) == set(EVENT_DATA["purchase"])
+
+
+def test_templates_may_use_trigger_and_events_without_guards(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    for text in (templates / "sms/delivery_notice").glob("text.*.txt"):
+        text.write_text(
+            text.read_text().rstrip()
+            + " {{ trigger.code }} {{ events.delivered.at|date }} {{ history.orders }}\n"
+        )
+    assert check_templates(TemplateStore(templates)) == []
+    bad = templates / "sms/delivery_notice/text.en.txt"
+    bad.write_text(bad.read_text().replace("events.delivered", "events.deliverd"))
+    assert check_templates(TemplateStore(templates)) == [
+        "templates/sms/delivery_notice/text.en.txt:1: unknown name 'events.deliverd' "
+        "(did you mean 'events.delivered'?)"
+    ]
