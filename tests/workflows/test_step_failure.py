@@ -34,10 +34,13 @@ def test_template_error_is_recorded_and_the_journey_decides(tmp_path: Path, on_e
     templates = tmp_path / "templates"
     shutil.copytree(ROOT / "templates", templates)
     body = templates / "email/care_tips/body.mjml"
-    # a variable no context has: a marketer's typo
+    # fails only on real data, for a first order (validation renders with sample data and
+    # refuses unknown names before anything runs)
     body.write_text(
         body.read_text().replace(
-            "</mj-body>", "<mj-raw>{{ customer.nick_name }}</mj-raw></mj-body>", 1
+            "</mj-body>",
+            "<mj-raw>{{ 10 / (history.orders - 1) }}</mj-raw></mj-body>",
+            1,
         )
     )
     journeys = tmp_path / "journeys"
@@ -76,13 +79,13 @@ def test_template_error_is_recorded_and_the_journey_decides(tmp_path: Path, on_e
         tips = of(result, customer, step="tips")
         assert [(e.outcome) for e in tips] == ["suppressed"]
         assert tips[0].reason is not None and "care_tips/body.mjml" in tips[0].reason
-        assert "nick_name" in tips[0].reason
+        assert "division by zero" in tips[0].reason
         reviews = of(result, customer, step="review")
         assert [e.outcome for e in reviews] == (["sent"] if on_error == "continue" else [])
     engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
     with session_scope(engine) as session:
         failed = session.exec(select(Message).where(Message.step == "tips")).all()
         runs = session.exec(select(JourneyRun).where(JourneyRun.journey == "failing")).all()
-    assert all(m.state == "failed" and m.error and "nick_name" in m.error for m in failed)
+    assert all(m.state == "failed" and m.error and "division by zero" in m.error for m in failed)
     expected = "completed" if on_error == "continue" else "exited"
     assert {r.status for r in runs} == {expected}

@@ -228,14 +228,22 @@ def journey_files(directory: Path) -> list[Path]:
 
 def load_files(files: Iterable[Path]) -> tuple[dict[str, LoadedJourney], list[Problem]]:
     """Load journey files by name; a file that fails or repeats a name becomes a Problem."""
-    loaded: dict[str, LoadedJourney] = {}
+    items: list[LoadedJourney] = []
     problems: list[Problem] = []
     for path in files:
         try:
-            item = load_journey(path)
+            items.append(load_journey(path))
         except JourneyError as exc:
             problems.extend(exc.problems)
-            continue
+    loaded, repeated = by_name(items)
+    return loaded, problems + repeated
+
+
+def by_name(items: Iterable[LoadedJourney]) -> tuple[dict[str, LoadedJourney], list[Problem]]:
+    """Journeys by name; a file that repeats a name is a Problem and is left out."""
+    loaded: dict[str, LoadedJourney] = {}
+    problems: list[Problem] = []
+    for item in items:
         if item.journey.name in loaded:
             problems.append(
                 item.doc.problem(

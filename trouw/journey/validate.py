@@ -21,6 +21,7 @@ from trouw.journey.loader import (
     JourneyError,
     LoadedJourney,
     Problem,
+    by_name,
     journey_files,
     parse_model,
     read_document,
@@ -516,7 +517,6 @@ def validate_paths(
     names = (
         template_name_problems(templates, needed, any_declarations) if templates is not None else {}
     )
-    loaded: dict[str, LoadedJourney] = {}
     for checked in read:
         folder = Path(checked.item.doc.file).parent
         problems.extend(
@@ -528,19 +528,8 @@ def validate_paths(
                 names=names,
             )
         )
-        if checked.partial:
-            continue
-        item = checked.item
-        if item.journey.name in loaded:
-            problems.append(
-                item.doc.problem(
-                    ["journey"],
-                    f"journey '{item.journey.name}' is also defined in "
-                    f"{loaded[item.journey.name].doc.file}",
-                )
-            )
-            continue
-        loaded[item.journey.name] = item
+    loaded, repeated = by_name(checked.item for checked in read if not checked.partial)
+    problems.extend(repeated)
     return list(loaded.values()), _in_reading_order(problems)
 
 
