@@ -77,7 +77,27 @@ def test_the_real_context_is_described(engine: Engine) -> None:
         )
         context = build_context(session, customer_id="c1", order_id="o1", skus=["LAWN-10"], now=NOW)
         purchase_data = dict(row.payload["data"])
+        others = {}
+        for number, (kind, extra) in enumerate(
+            [
+                ("review", {"rating": 5}),
+                ("opt_in", {"channel": "email"}),
+                ("opt_out", {"channel": "sms"}),
+                ("unsubscribe", {"channel": "email"}),
+                ("sms_stop", {}),
+                ("delivered", {"order": "o1"}),
+                ("returned", {"order": "o1"}),
+                ("bounce", {}),
+            ]
+        ):
+            stored, _new = ingest_event(
+                session,
+                EventIn(id=f"x{number}", type=kind, customer="c1", at=NOW, **extra),  # type: ignore[arg-type]
+            )
+            others[kind] = set(stored.payload["data"])
     scope = whole(base_scope(Declarations()))
+    # What ingest hands to the journeys for each event is what the description says.
+    assert others == {kind: set(EVENT_DATA[kind]) for kind in others}
     assert set(context) == set(base_scope(Declarations()))
     assert undescribed(scope, context, "") == []
     assert uncovered(scope, context, "") == []

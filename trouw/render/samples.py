@@ -176,6 +176,7 @@ def _product(sku: str, lang: str) -> dict[str, Any]:
 # Believable values for every field an event can carry (trouw/journey/scope.py EVENT_DATA).
 _EVENT_VALUES: dict[str, Any] = {
     "channel": "web",
+    "scope": "all",
     "store": "Gent",
     "rating": 5,
     "code": "VERJAARDAG-7Q2K",
