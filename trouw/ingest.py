@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
 from babel.numbers import is_currency
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
+    StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -50,6 +57,119 @@ EventType = Literal[
     "voucher_redeemed",
     "custom",
 ]
+ConsentChannel = Literal["email", "sms", "all"]
+
+# What str.splitlines() breaks on, and NUL: text that reaches a message header or subject (order
+# ids, names) must stay on one line, or it ends the header early or splits the subject.
+LINE_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00"
+SINGLE_LINE_PATTERN = r"^[^\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029\x00]*$"
+# Every IANA zone this machine knows; the schema names the format, validation uses this set.
+TIME_ZONES = frozenset(available_timezones())
+TIME_ZONE_FORMAT = "iana-time-zone"
+CURRENCY_FORMAT = "iso-4217"
+
+
+def _single_line(value: str) -> str:
+    if any(ch in LINE_BREAKS for ch in value):
+        raise ValueError("must be a single line: line breaks are not allowed")
+    return value
+
+
+def _known_currency(value: str) -> str:
+    if not is_currency(value):
+        raise ValueError(f"unknown currency {value!r} (ISO 4217, e.g. EUR)")
+    return value
+
+
+def _known_zone(value: str) -> str:
+    if value not in TIME_ZONES:
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Brussels")
+    return value
+
+
+def _text_on_the_wire(value: Any) -> Any:
+    # JSON has no date type: a date travels as ISO 8601 text. A number is refused rather than
+    # read as a Unix timestamp, so a wrongly typed field is an error, not a date in 1970.
+    if isinstance(value, (int, float)):
+        raise ValueError("give the date as ISO 8601 text, e.g. 2026-03-02T09:00:00+01:00")
+    return value
+
+
+SingleLine = Annotated[
+    str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN})
+]
+CustomerId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
+]
+OrderId = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+TimeZone = Annotated[
+    str,
+    AfterValidator(_known_zone),
+    Field(json_schema_extra={"format": TIME_ZONE_FORMAT}),
+]
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON has one number type: 12.0 is the integer 12 (as JSON Schema says), "12" and true are not.
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("give a whole number, not text or true/false")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_CENTS = Decimal("0.01")
+
+
+def _money_pattern(whole_digits: int) -> str:
+    return rf"^[0-9]{{1,{whole_digits}}}(\.[0-9]{{1,2}})?$"
+
+
+def _money_reader(whole_digits: int) -> Any:
+    """Reads an amount >= 0 with at most two decimals: "24.95" as text, or 24.95 as a number."""
+    pattern = re.compile(_money_pattern(whole_digits))
+    limit = 10**whole_digits
+
+    def read(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError('give an amount as text ("24.95") or a number (24.95)')
+        if isinstance(value, str):
+            if not pattern.fullmatch(value):
+                raise ValueError(
+                    f'give an amount such as "24.95": at most {whole_digits} digits, '
+                    "a point and two decimals"
+                )
+            return Decimal(value)
+        # A number as written (its shortest form: 24.95, not 24.949999...) has at most two
+        # decimals, which is what `multipleOf: 0.01` means to JSON Schema validators too.
+        if not 0 <= value < limit:  # also NaN; checked first: quantize fails on huge values
+            raise ValueError(f"an amount is at least 0 and less than {limit}")
+        amount = Decimal(str(value))
+        if amount != amount.quantize(_CENTS):
+            raise ValueError("an amount has at most two decimals")
+        return amount
+
+    return read
+
+
+def _money_schema(whole_digits: int) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "string", "pattern": _money_pattern(whole_digits)},
+            {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMaximum": 10**whole_digits,
+                "multipleOf": 0.01,
+            },
+        ]
+    }
+
+
+WireDate = Annotated[date, BeforeValidator(_text_on_the_wire)]
+WireDateTime = Annotated[datetime, BeforeValidator(_text_on_the_wire)]
 PreferredChannel = Literal["email", "sms"]
 # The profile fields a customer, an import, the API or a webshop can set (attributes apart).
 PROFILE_FIELDS = (
@@ -86,12 +206,24 @@ log = logging.getLogger("trouw.ingest")
 
 
 class IngestError(ValueError):
-    """An event that cannot be applied (an unknown order, say); the message says why."""
+    """An event that cannot be applied; the message says why, `field` which field (or "")."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownRecordError(IngestError):
+    """Something the event names does not exist: the customer, order, product or voucher."""
+
+
+class RecordConflictError(IngestError):
+    """The event conflicts with what is stored: another customer's order, an erased customer."""
 
 
 def erased_error(customer_id: str) -> IngestError:
     """The refusal for anything sent about an erased customer (GDPR art. 17): nothing revives it."""
-    return IngestError(
+    return RecordConflictError(
         f"customer {customer_id!r} was erased: its data cannot be stored again; "
         "use a new customer id for this person"
     )
@@ -101,10 +233,49 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("give the time zone, e.g. 2026-03-02T09:00:00+01:00")
+    return value
+
+
+# Field types, each declared once and shared by the flat EventIn and the typed wire events.
+EventId = Annotated[SingleLine, StringConstraints(min_length=1, max_length=200)]
+Sku = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+Name = Annotated[SingleLine, StringConstraints(min_length=1, max_length=200)]
+PersonName = Annotated[SingleLine, StringConstraints(max_length=100)]
+StoreName = Annotated[SingleLine, StringConstraints(max_length=100)]
+Code = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+Label = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+OrderName = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+Currency = Annotated[
+    str, AfterValidator(_known_currency), Field(json_schema_extra={"format": CURRENCY_FORMAT})
+]
+WordingText = Annotated[str, StringConstraints(max_length=5000)]
+# Bounds go before the validators that read the wire form, so the JSON schema shows them.
+Price = Annotated[
+    Decimal,
+    Field(ge=0, lt=10**8, decimal_places=2),
+    BeforeValidator(_money_reader(8)),
+    WithJsonSchema(_money_schema(8)),
+]
+Total = Annotated[
+    Decimal,
+    Field(ge=0, lt=10**10, decimal_places=2),
+    BeforeValidator(_money_reader(10)),
+    WithJsonSchema(_money_schema(10)),
+]
+Quantity = Annotated[int, Field(gt=0, le=10000), BeforeValidator(_json_integer)]
+Rating = Annotated[int, Field(ge=1, le=5), BeforeValidator(_json_integer)]
+Days = Annotated[int, Field(gt=0, le=3650), BeforeValidator(_json_integer)]
+Months = Annotated[int, Field(ge=0, le=240), BeforeValidator(_json_integer)]
+EventTime = Annotated[WireDateTime, AfterValidator(_aware)]
+
+
 class CustomerIn(Strict):
     """A customer registered at the till or online (klantenregistratie)."""
 
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
+    id: CustomerId
     email: EmailStr | None = None
     # Before phone: a national phone number is read in the locale's region (nl-BE: 0470...).
     locale: LocaleTag | None = None
@@ -113,13 +284,17 @@ class CustomerIn(Strict):
         max_length=40,
         description="E.164 (+32470123456), or a national number when locale names the region.",
     )
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
-    timezone: str | None = None
-    birthday: date | None = None
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    timezone: TimeZone | None = Field(
+        default=None, description="An IANA time zone name, such as Europe/Brussels."
+    )
+    birthday: WireDate | None = Field(
+        default=None, description="From 1900-01-01 up to today (422 otherwise)."
+    )
     preferred_channel: PreferredChannel | None = None
     attributes: dict[str, Any] | None = None
-    opt_in: dict[Literal["email", "sms"], bool] | None = None
+    opt_in: dict[Literal["email", "sms"], StrictBool] | None = None
     clear: list[ClearableField] = Field(
         default_factory=list, description="Fields to remove from the profile."
     )
@@ -151,84 +326,168 @@ class CustomerIn(Strict):
         except PhoneError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("first_name", "last_name")
-    @classmethod
-    def _single_line(cls, value: str | None) -> str | None:
-        if value is not None and any(ch in value for ch in "\r\n\x00"):
-            raise ValueError("must be a single line")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
-
 
 class ProductIn(Strict):
-    sku: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-    category: str = "general"
-    price: Decimal = Field(default=Decimal("0"), ge=0, max_digits=10, decimal_places=2)
-    consumption_days: int | None = Field(default=None, gt=0, le=3650)
+    sku: Sku
+    name: Name
+    category: Label = "general"
+    price: Price = Decimal("0")
+    consumption_days: Days | None = None
     care: dict[str, Any] | None = None
-    warranty_months: int | None = Field(default=None, ge=0, le=240)
+    warranty_months: Months | None = None
 
 
 class LineIn(Strict):
-    sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(default=1, gt=0, le=10000)
-    unit_price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
-    name: str | None = Field(default=None, max_length=200)
+    sku: Sku
+    qty: Quantity = 1
+    unit_price: Price | None = None
+    name: Name | None = None
 
 
 class EventIn(Strict):
-    """One event from any source; `id` is the source's own id and makes re-sending harmless."""
+    """One event from any source, flat; `id` is the source's own id and makes re-sending harmless.
 
-    id: str = Field(min_length=1, max_length=200)
+    Trouw's own sources (webshops, callbacks, pages, imports) build this directly; the API
+    takes the typed events below (`WireEvent`), which say per type what is required.
+    """
+
+    id: EventId
     type: EventType
-    customer: str = Field(min_length=1, max_length=64)
-    at: datetime | None = None
-    order: str | None = Field(default=None, max_length=64)
+    customer: CustomerId
+    at: EventTime | None = None
+    order: OrderId | None = None
     # What the customer calls the order ("#1001"); without it, customers see `order`.
-    order_name: str | None = Field(default=None, min_length=1, max_length=64)
-    currency: str | None = Field(
-        default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the order's amounts."
-    )
-    channel: str | None = None  # pos|web for purchases; email|sms|all for consent events
+    order_name: OrderName | None = None
+    currency: Currency | None = None
+    channel: Label | None = None  # pos|web for purchases; email|sms|all for consent events
     scope: WithdrawalScope | None = None  # unsubscribe: promotional, service or all (default)
-    store: str | None = Field(default=None, max_length=100)
+    store: StoreName | None = None
     lines: list[LineIn] = Field(default_factory=list)
-    total: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    total: Total | None = None
     profile: CustomerIn | None = None
-    code: str | None = Field(default=None, max_length=64)
-    name: str | None = Field(default=None, max_length=64)  # custom event name
-    rating: int | None = Field(default=None, ge=1, le=5)
-    source: str = "api"
-    wording_version: str | None = None
-    wording_text: str | None = None
+    code: Code | None = None
+    name: Label | None = None  # custom event name
+    rating: Rating | None = None
+    source: Label = "api"
+    wording_version: Label | None = None
+    wording_text: WordingText | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str | None) -> str | None:
-        if value is not None and not is_currency(value):
-            raise ValueError(f"unknown currency {value!r} (ISO 4217, e.g. EUR)")
-        return value
 
-    @field_validator("at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give the time zone, e.g. 2026-03-02T09:00:00+01:00")
-        return value
+# --- the API's typed events: one model per type, so the schema says what each type needs ------
+
+
+class _WireEventBase(Strict):
+    id: EventId = Field(description="The source's own id for the event: a repeat is harmless.")
+    customer: CustomerId = Field(
+        description="The customer id; register and purchase create the customer when unknown, "
+        "every other type needs a known customer (404 otherwise)."
+    )
+    at: EventTime | None = Field(
+        default=None, description="When it happened, with its offset; default: when received."
+    )
+    source: Label = "api"
+    profile: CustomerIn | None = Field(
+        default=None,
+        description="Customer data to store with the event. Its `id` must equal `customer` "
+        "(a rule JSON Schema cannot state: 422 otherwise).",
+    )
+
+    def as_event(self) -> EventIn:
+        """The flat event ingest applies."""
+        return EventIn.model_validate(self.model_dump())
+
+
+class RegisterEvent(_WireEventBase):
+    """A customer was created or updated (give the data in `profile`)."""
+
+    type: Literal["register"]
+
+
+class PurchaseEvent(_WireEventBase):
+    """An order at the till (`pos`) or online (`web`); an order id is stored once."""
+
+    type: Literal["purchase"]
+    order: OrderId
+    order_name: OrderName | None = Field(
+        default=None, description='What the customer calls the order ("#1001").'
+    )
+    currency: Currency | None = Field(
+        default=None, description="ISO 4217 code of the order's amounts, such as EUR."
+    )
+    channel: Literal["pos", "web"]
+    store: StoreName | None = None
+    lines: list[LineIn] = Field(min_length=1, max_length=1000)
+    total: Total | None = None
+
+
+class OrderEvent(_WireEventBase):
+    """A known order of this customer was delivered or returned."""
+
+    type: Literal["delivered", "returned"]
+    order: OrderId
+
+
+class ReviewEvent(_WireEventBase):
+    """The customer reviewed a purchase."""
+
+    type: Literal["review"]
+    order: OrderId | None = None
+    rating: Rating | None = None
+
+
+class ConsentEvent(_WireEventBase):
+    """Promotional consent given or withdrawn on a channel (default: email)."""
+
+    type: Literal["opt_in", "opt_out"]
+    channel: ConsentChannel | None = None
+    wording_version: Label | None = None
+    wording_text: WordingText | None = None
+
+
+class UnsubscribeEvent(_WireEventBase):
+    """An unsubscribe on a channel (default: all), of promotional, service or both (default)."""
+
+    type: Literal["unsubscribe"]
+    channel: ConsentChannel | None = None
+    scope: WithdrawalScope | None = None
+    wording_version: Label | None = None
+    wording_text: WordingText | None = None
+
+
+class SuppressionEvent(_WireEventBase):
+    """A hard bounce (email) or an SMS STOP: that channel is suppressed for good."""
+
+    type: Literal["bounce", "sms_stop"]
+
+
+class VoucherRedeemedEvent(_WireEventBase):
+    """A voucher of this customer was redeemed (404 for an unknown code)."""
+
+    type: Literal["voucher_redeemed"]
+    code: Code
+
+
+class CustomEvent(_WireEventBase):
+    """Anything else a journey may wait for: a name and free properties."""
+
+    type: Literal["custom"]
+    name: Label
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+WireEvent = Annotated[
+    RegisterEvent
+    | PurchaseEvent
+    | OrderEvent
+    | ReviewEvent
+    | ConsentEvent
+    | UnsubscribeEvent
+    | SuppressionEvent
+    | VoucherRedeemedEvent
+    | CustomEvent,
+    Field(discriminator="type"),
+]
 
 
 def profile_changes(existing: Customer | None, incoming: CustomerIn) -> list[str]:
@@ -341,17 +600,19 @@ ORDER_UPDATE = "order_update"
 def _apply_purchase(session: Session, event: EventIn, at: datetime) -> dict[str, Any]:
     """A new order, or the changes to one already known by its id (its business identity)."""
     if not event.order:
-        raise IngestError("a purchase needs `order`, the order id")
+        raise IngestError("a purchase needs `order`, the order id", field="order")
     if not event.lines:
-        raise IngestError("a purchase needs at least one line")
+        raise IngestError("a purchase needs at least one line", field="lines")
     if event.channel not in ("pos", "web"):
-        raise IngestError("a purchase's channel is pos or web")
+        raise IngestError("a purchase's channel is pos or web", field="channel")
     skus = [line.sku for line in event.lines]
     data = {"channel": event.channel, "store": event.store}
     existing = session.get(Order, event.order)
     if existing is not None:
         if existing.customer_id != event.customer:
-            raise IngestError(f"order {event.order} belongs to another customer")
+            raise RecordConflictError(
+                f"order {event.order} belongs to another customer", field="order"
+            )
         decision = _update_known_order(session, event, existing)
         log.info("event %s: %s", event.id, decision)
         return {
@@ -388,7 +649,10 @@ def _order_lines(session: Session, event: EventIn) -> tuple[list[OrderLine], Dec
             line.unit_price if line.unit_price is not None else (product.price if product else None)
         )
         if price is None:
-            raise IngestError(f"line {number}: unknown product {line.sku} and no unit_price")
+            raise UnknownRecordError(
+                f"line {number}: unknown product {line.sku} and no unit_price",
+                field=f"lines.{number - 1}.sku",
+            )
         name = line.name or (product.name if product else line.sku)
         lines.append(
             OrderLine(
@@ -468,13 +732,17 @@ def _apply(
     facts: dict[str, Any] = {"order_id": event.order, "skus": []}
     kind = event.type
     if event.scope is not None and kind != "unsubscribe":
-        raise IngestError("`scope` belongs to unsubscribe events: promotional, service or all")
+        raise IngestError(
+            "`scope` belongs to unsubscribe events: promotional, service or all", field="scope"
+        )
     if kind == "purchase":
         facts = _apply_purchase(session, event, at)
     elif kind in ("delivered", "returned"):
         order = session.get(Order, event.order) if event.order else None
         if order is None or order.customer_id != customer.id:
-            raise IngestError(f"{kind}: unknown order {event.order!r} for this customer")
+            raise UnknownRecordError(
+                f"{kind}: unknown order {event.order!r} for this customer", field="order"
+            )
         if kind == "delivered" and order.delivered_at is None:
             order.delivered_at = at
         if kind == "returned" and order.returned_at is None:
@@ -484,7 +752,7 @@ def _apply(
     elif kind in ("opt_in", "opt_out"):
         channel = event.channel or "email"
         if channel not in ("email", "sms", "all"):
-            raise IngestError("opt_in/opt_out channel is email, sms or all")
+            raise IngestError("opt_in/opt_out channel is email, sms or all", field="channel")
         record_consent(
             session,
             customer_id=customer.id,
@@ -500,7 +768,7 @@ def _apply(
     elif kind == "unsubscribe":
         channel = event.channel or "all"
         if channel not in ("email", "sms", "all"):
-            raise IngestError("unsubscribe channel is email, sms or all")
+            raise IngestError("unsubscribe channel is email, sms or all", field="channel")
         scope = event.scope or "all"
         for each in ("promotional", "service") if scope == "all" else (scope,):
             record_consent(
@@ -542,7 +810,9 @@ def _apply(
     elif kind == "voucher_redeemed":
         voucher = session.get(Voucher, event.code) if event.code else None
         if voucher is None or voucher.customer_id != customer.id:
-            raise IngestError(f"voucher_redeemed: unknown voucher code {event.code!r}")
+            raise UnknownRecordError(
+                f"voucher_redeemed: unknown voucher code {event.code!r}", field="code"
+            )
         if voucher.redeemed_at is None:
             voucher.redeemed_at = at
             session.add(voucher)
@@ -553,7 +823,7 @@ def _apply(
         facts["data"] = {"changed": changed}
     elif kind == "custom":
         if not event.name:
-            raise IngestError("a custom event needs `name`")
+            raise IngestError("a custom event needs `name`", field="name")
         facts["data"] = {"name": event.name, **event.properties}
     return facts
 
@@ -582,7 +852,7 @@ def ingest_event(
         except IntegrityError:
             # Another transaction stored the same event or customer first; look again.
             savepoint.rollback()
-    raise IngestError(
+    raise RecordConflictError(
         f"event {event.id!r} could not be stored: concurrent writers kept conflicting"
     )
 
@@ -595,7 +865,7 @@ def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> Inbo
     changed: list[str] = []
     if event.profile is not None:
         if event.profile.id != event.customer:
-            raise IngestError("profile.id differs from customer")
+            raise IngestError("profile.id differs from customer", field="profile.id")
         customer, changed = apply_profile(session, event.profile, at=at, source=event.source)
         if event.type != "register":
             announce_changes(session, customer.id, changed, at=at)
@@ -605,7 +875,10 @@ def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> Inbo
                 session, CustomerIn(id=event.customer), at=at, source=event.source
             )
         else:
-            raise IngestError(f"unknown customer {event.customer!r}: register the customer first")
+            raise UnknownRecordError(
+                f"unknown customer {event.customer!r}: register the customer first",
+                field="customer",
+            )
     session.flush()
     facts = _apply(session, event, customer, at, changed)
     kind = facts.get("type") or (event.type if event.type != "custom" else f"custom:{event.name}")

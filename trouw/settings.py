@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # Development: allows an http public_url on a host other than this machine (a test box).
     development: bool = False
     public_url: str = "http://127.0.0.1:8000"
+    # Every request body (events, webhooks, callbacks) is refused above this size (413), and
+    # JSON nested deeper than this (422): one bad event must not block or crash the intake.
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    api_max_json_depth: int = Field(default=32, ge=2, le=256)
 
     # Content.
     journeys_dir: Path = Path("journeys")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, add_message, events, rows
+from tests.api.conftest import Api, add_customer, add_message, events, rows
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, JourneyRun, Order, Product
 from trouw.gdpr import erase
@@ -115,26 +115,43 @@ def test_invalid_events_are_422_with_the_field(api: Api, body: dict[str, Any], f
     assert events(api.engine) == []
 
 
-def test_an_event_that_cannot_apply_is_422_and_stores_nothing(api: Api) -> None:
+def test_an_event_about_an_unknown_customer_is_404_and_stores_nothing(api: Api) -> None:
     response = api.post(
         "/v1/events", {"id": "d1", "type": "delivered", "customer": "nobody", "order": "o9"}
     )
-    assert response.status_code == 422
-    assert "unknown customer" in response.json()["detail"][0]["message"]
+    assert response.status_code == 404
+    [problem] = response.json()["detail"]
+    assert problem["field"] == "customer" and "unknown customer" in problem["message"]
     assert events(api.engine) == []
 
 
-def test_an_erased_customer_is_422_and_stays_erased(api: Api) -> None:
+def test_an_unknown_order_is_404_and_another_customers_order_is_409(api: Api) -> None:
+    assert api.post("/v1/events", PURCHASE).status_code == 202
+    add_customer(api.engine, "c2")
+    delivered = {"id": "d2", "type": "delivered", "customer": "c1", "order": "o9"}
+    unknown = api.post("/v1/events", delivered)
+    assert unknown.status_code == 404 and unknown.json()["detail"][0]["field"] == "order"
+    taken = api.post(
+        "/v1/events", {**PURCHASE, "id": "p-c2", "customer": "c2", "profile": {"id": "c2"}}
+    )
+    assert taken.status_code == 409
+    assert taken.json()["detail"] == [
+        {"field": "order", "message": "order o1 belongs to another customer"}
+    ]
+    assert len(events(api.engine)) == 1
+
+
+def test_an_erased_customer_is_409_and_stays_erased(api: Api) -> None:
     assert api.post("/v1/events", PURCHASE).status_code == 202
     with session_scope(api.engine) as session:
         erase(session, customer_id="c1", at=datetime.now(UTC))
     again = {**PURCHASE, "id": "pos-gent-2026-0002", "order": "o2"}
     response = api.post("/v1/events", again)
-    assert response.status_code == 422
+    assert response.status_code == 409
     message = response.json()["detail"][0]["message"]
     assert message.startswith("customer 'c1' was erased") and "new customer id" in message
     refused = api.post("/v1/customers", {"id": "c1", "email": "bart@example.com"})
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert "was erased" in refused.json()["detail"][0]["message"]
     assert len(events(api.engine)) == 1 and len(rows(api.engine, Order)) == 1
     [tombstone] = rows(api.engine, Customer)
@@ -198,4 +215,53 @@ def test_a_customer_id_the_customer_table_refuses_is_422(api: Api) -> None:
     response = api.post("/v1/events", body)
     assert response.status_code == 422
     assert response.json()["detail"][0]["field"] == "customer"
+    assert events(api.engine) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/customers", {"id": "c1", "opt_in": {"email": 0}}, "opt_in.email"),
+        ("/v1/customers", {"id": "c1", "opt_in": {"sms": "yes"}}, "opt_in.sms"),
+        ("/v1/customers", {"id": "c1", "birthday": 0}, "birthday"),
+        ("/v1/customers", {"id": "c1", "timezone": "Europe/Gent"}, "timezone"),
+        ("/v1/products", {"sku": "S", "name": "N", "warranty_months": "12"}, "warranty_months"),
+        ("/v1/events", {**PURCHASE, "lines": [{"sku": "LAWN-10", "qty": "2"}]}, "lines.0.qty"),
+        ("/v1/events", {**PURCHASE, "at": 1767225600}, "at"),
+        ("/v1/events", {**PURCHASE, "channel": "phone"}, "channel"),
+        ("/v1/events", {**PURCHASE, "lines": []}, "lines"),
+        ("/v1/events", {"id": "e", "type": "delivered", "customer": "c1"}, "order"),
+        ("/v1/events", {"id": "e", "type": "custom", "customer": "c1"}, "name"),
+        ("/v1/events", {"id": "e", "type": "review", "customer": "c1", "rating": True}, "rating"),
+    ],
+)
+def test_wire_types_are_strict(api: Api, path: str, body: dict[str, Any], field: str) -> None:
+    response = api.post(path, body)
+    assert response.status_code == 422, response.text
+    assert field in [p["field"] for p in response.json()["detail"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**PURCHASE, "order": "o1\r\nBcc: everyone@example.com"}, "order"),
+        ({**PURCHASE, "store": "Gent\n"}, "store"),
+        ({**PURCHASE, "lines": [{"sku": "LAWN-10", "name": "Gazon\u2028mest"}]}, "lines.0.name"),
+        (
+            {**PURCHASE, "profile": {"id": "c1", "first_name": "Bart\nPeeters"}},
+            "profile.first_name",
+        ),
+        ({"id": "e", "type": "custom", "customer": "c1", "name": "x\ry"}, "name"),
+    ],
+)
+def test_line_breaks_in_names_and_ids_are_refused_naming_the_field(
+    api: Api, body: dict[str, Any], field: str
+) -> None:
+    response = api.post("/v1/events", body)
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem == {
+        "field": field,
+        "message": "must be a single line: line breaks are not allowed",
+    }
     assert events(api.engine) == []

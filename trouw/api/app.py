@@ -7,13 +7,14 @@ import contextlib
 import html
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from trouw.api import callbacks, hosted, pages, v1, webshops
+from trouw.api.errors import ApiError, install_error_handlers
+from trouw.api.limits import BodyLimits
 from trouw.api.state import ApiState
 from trouw.providers.outbox import list_outbox, safe_key
 from trouw.settings import Settings
@@ -26,6 +27,10 @@ Every /v1 endpoint except the webhooks and provider callbacks needs an API key
 (`Authorization: Bearer trw_…` or `X-API-Key`), made with `trouw apikey create`.
 Scopes: `ingest` (post events, customers, products), `read` (customer reads), `admin` (keys, all).
 Events are idempotent by their `id`: a repeat answers as the first time did. See docs/api.md.
+
+Every error has one body: `{"detail": [{"field": "lines.0.qty", "message": "..."}]}`, with
+`field` "" when the problem is the request as a whole. Every body is limited in size (413, the
+message gives the limit) and JSON in nesting depth (422).
 """
 
 
@@ -51,16 +56,12 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     app.include_router(pages.router)
     app.include_router(hosted.router)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(part) for part in error.get("loc", ()) if part != "body"),
-                "message": str(error.get("msg", "invalid")).removeprefix("Value error, "),
-            }
-            for error in exc.errors()
-        ]
-        return JSONResponse(status_code=422, content={"detail": errors})
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.api_max_body_bytes,
+        max_depth=settings.api_max_json_depth,
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -115,4 +116,4 @@ td,th{{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left}}th{{ba
                         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
                         return HTMLResponse(text)
                 return HTMLResponse(f"<pre>{html.escape(entry.body or '')}</pre>")
-        raise HTTPException(status_code=404, detail="no such message in the outbox")
+        raise ApiError(404, "no such message in the outbox", field="key")

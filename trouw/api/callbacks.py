@@ -13,11 +13,13 @@ from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from trouw.api.customers import match_customer
+from trouw.api.errors import error_response, error_responses
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
 from trouw.callbacks import (
@@ -40,7 +42,12 @@ from trouw.locales import pick_language
 from trouw.phones import phone_or_none
 
 log = logging.getLogger("trouw.api.callbacks")
-router = APIRouter(prefix="/v1/callbacks", tags=["provider callbacks"])
+# No API key: the provider's signature is the credential (401 when it does not verify).
+router = APIRouter(
+    prefix="/v1/callbacks",
+    tags=["provider callbacks"],
+    responses=error_responses(400, 401, 413, 422),
+)
 
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -60,7 +67,14 @@ _ATTEMPTS = 3
 
 def _unauthorized() -> JSONResponse:
     # No detail on why: a prober learns nothing about keys, clocks or URLs.
-    return JSONResponse(status_code=401, content={"detail": "invalid signature"})
+    return error_response(401, "invalid signature")
+
+
+class SendGridReceived(BaseModel):
+    """How many events SendGrid's batch held, and how many of them were repeats."""
+
+    received: int
+    duplicates: int
 
 
 @dataclass
@@ -279,7 +293,11 @@ def plan_sendgrid(session: Session, events: Sequence[ProviderEvent]) -> list[Eff
     return effects
 
 
-@router.post("/sendgrid", openapi_extra=_RAW_BODY_DOC)
+@router.post(
+    "/sendgrid",
+    openapi_extra=_RAW_BODY_DOC,
+    responses={200: {"model": SendGridReceived, "description": "Applied, each event once."}},
+)
 async def sendgrid_events(request: Request, state: ApiState = Depends(api_state)) -> JSONResponse:
     """SendGrid's signed Event Webhook: statuses, bounces, spam reports, unsubscribes."""
     body = await request.body()
@@ -293,7 +311,7 @@ async def sendgrid_events(request: Request, state: ApiState = Depends(api_state)
     try:
         events = parse_sendgrid_events(body)
     except CallbackPayloadError as exc:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        return error_response(400, str(exc))
     stored, repeats = await asyncio.to_thread(
         apply_effects, state.engine, lambda s: plan_sendgrid(s, events), provider="sendgrid"
     )
@@ -377,7 +395,13 @@ def plan_twilio_status(
     return [effect]
 
 
-@router.post("/twilio/status", openapi_extra=_RAW_BODY_DOC)
+@router.post(
+    "/twilio/status",
+    openapi_extra=_RAW_BODY_DOC,
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Recorded (or a repeat: recorded before)."}},
+)
 async def twilio_status(request: Request, state: ApiState = Depends(api_state)) -> Response:
     """Twilio's message status callback (the URL carries ?mk=<message key>)."""
     params = await _twilio_params(request, state)
@@ -386,7 +410,7 @@ async def twilio_status(request: Request, state: ApiState = Depends(api_state)) 
     try:
         status = parse_twilio_status(params)
     except CallbackPayloadError as exc:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        return error_response(400, str(exc))
     message_key = request.query_params.get("mk")
     idempotency = request.headers.get("i-twilio-idempotency-token")
     stored, _repeats = await asyncio.to_thread(
@@ -452,7 +476,17 @@ def plan_inbound(session: Session, params: Mapping[str, str], keyword: str) -> l
     return [effect]
 
 
-@router.post("/twilio/inbound", openapi_extra=_RAW_BODY_DOC)
+@router.post(
+    "/twilio/inbound",
+    openapi_extra=_RAW_BODY_DOC,
+    response_class=Response,
+    responses={
+        200: {
+            "description": "TwiML: empty, or the HELP text as a reply.",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def twilio_inbound(request: Request, state: ApiState = Depends(api_state)) -> Response:
     """Inbound SMS: STOP and its Dutch/French variants, START, HELP (answered with TwiML)."""
     params = await _twilio_params(request, state)

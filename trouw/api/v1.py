@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from trouw.api.auth import Principal, Scope, create_api_key, hash_key, require, revoke_keys
+from trouw.api.errors import ApiError, error_responses
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
 from trouw.attributes import AttributeValueError, check_values, declared_attributes
@@ -22,19 +22,21 @@ from trouw.db.engine import session_scope
 from trouw.db.models import ApiKey, ConsentRecord, Customer, JourneyRun, Message
 from trouw.ingest import (
     CustomerIn,
-    EventIn,
     IngestError,
     ProductIn,
+    RecordConflictError,
+    UnknownRecordError,
+    WireEvent,
     upsert_customer,
     upsert_product,
 )
 
-router = APIRouter(prefix="/v1")
+# Every /v1 route here needs a key (401 without one, 403 without the scope); body routes add
+# 413 (the size limit) and 422 (the rules), each route adds the answers of its own.
+router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422))
+_BODY_LIMITS = error_responses(400, 413)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-# The same rule as CustomerIn.id: ids travel in URLs, workflow ids and log lines.
-CUSTOMER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
-CUSTOMER_ID_MESSAGE = "a customer id is 1 to 64 letters, digits or . _ : @ -"
 
 
 class EventAccepted(BaseModel):
@@ -46,17 +48,18 @@ class EventAccepted(BaseModel):
     status: str = "accepted"
 
 
-class ProblemDetail(BaseModel):
-    field: str
-    message: str
+class CustomerSaved(BaseModel):
+    id: str
 
 
-class Problem(BaseModel):
-    detail: list[ProblemDetail]
+class ProductSaved(BaseModel):
+    sku: str
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S")
     scopes: list[Scope] = Field(min_length=1)
 
 
@@ -83,8 +86,14 @@ def declared_only(profile: CustomerIn, state: ApiState) -> CustomerIn:
     return profile.model_copy(update={"attributes": check_values(profile.attributes, declared)})
 
 
-def _unprocessable(message: str, field: str = "") -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": [{"field": field, "message": message}]})
+def ingest_error(exc: IngestError) -> ApiError:
+    """The answer to an event or customer that cannot be applied: 404, 409 or 422."""
+    status = 422
+    if isinstance(exc, UnknownRecordError):
+        status = 404
+    elif isinstance(exc, RecordConflictError):
+        status = 409
+    return ApiError(status, str(exc), field=exc.field)
 
 
 def event_response(stored: StoredEvent) -> JSONResponse:
@@ -96,77 +105,86 @@ def event_response(stored: StoredEvent) -> JSONResponse:
     "/events",
     status_code=202,
     response_model=EventAccepted,
-    responses={422: {"model": Problem, "description": "Invalid event; the field says which."}},
+    responses={
+        202: {
+            "description": "Stored (or stored before: the same answer again).",
+            "headers": {
+                REPLAYED_HEADER: {
+                    "description": "`true` when this `id` was stored by an earlier request.",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        },
+        **error_responses(400, 404, 409, 413),
+    },
     tags=["events"],
 )
 async def post_event(
-    event: EventIn,
+    event: WireEvent,
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("ingest")),
 ) -> JSONResponse:
     """Store an event once (by `id`) and hand it to the customer's workflow.
 
     Posting the same `id` again changes nothing and answers exactly as the first time (202, same
-    body), with the header `Idempotent-Replayed: true`.
+    body), with the header `Idempotent-Replayed: true`. An event about an unknown customer,
+    order or voucher is 404; an order of another customer or an erased customer is 409.
     """
-    if not CUSTOMER_ID.fullmatch(event.customer):
-        # EventIn takes any customer string, but a customer it creates must have a valid id.
-        return _unprocessable(CUSTOMER_ID_MESSAGE, field="customer")
     if event.profile is not None:
         try:
             event = event.model_copy(update={"profile": declared_only(event.profile, state)})
         except AttributeValueError as exc:
-            return _unprocessable(str(exc), field=f"profile.attributes.{exc.name}")
+            raise ApiError(422, str(exc), field=f"profile.attributes.{exc.name}") from None
     try:
-        stored = await asyncio.to_thread(store_event, state.engine, event)
+        stored = await asyncio.to_thread(store_event, state.engine, event.as_event())
     except IngestError as exc:
-        return _unprocessable(str(exc))
-    except ValidationError as exc:  # a value ingest derives from the event, refused by a model
-        first = exc.errors()[0]
-        return _unprocessable(str(first.get("msg", "invalid")), field="customer")
+        raise ingest_error(exc) from None
     await deliver_new(state, [stored])
     return event_response(stored)
 
 
-@router.post("/customers", tags=["customers"])
+@router.post(
+    "/customers",
+    response_model=CustomerSaved,
+    responses=error_responses(400, 409, 413),
+    tags=["customers"],
+)
 async def post_customer(
     customer: CustomerIn,
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("ingest")),
-) -> dict[str, str]:
-    """Create or update a customer (fields left out stay as they are).
+) -> CustomerSaved:
+    """Create or update a customer (fields left out stay as they are); 409 if it was erased.
 
     `attributes` takes only the attributes declared in config, each of its declared type.
     """
     try:
         customer = declared_only(customer, state)
     except AttributeValueError as exc:
-        detail = [{"field": f"attributes.{exc.name}", "message": str(exc)}]
-        raise HTTPException(status_code=422, detail=detail) from None
+        raise ApiError(422, str(exc), field=f"attributes.{exc.name}") from None
 
-    def store() -> dict[str, str]:
+    def store() -> CustomerSaved:
         with session_scope(state.engine) as session:
             row = upsert_customer(session, customer, at=datetime.now(UTC), source="api")
-            return {"id": row.id}
+            return CustomerSaved(id=row.id)
 
     try:
         return await asyncio.to_thread(store)
     except IngestError as exc:  # an erased customer's id
-        detail = [{"field": "id", "message": str(exc)}]
-        raise HTTPException(status_code=422, detail=detail) from None
+        raise ingest_error(exc) from None
 
 
-@router.post("/products", tags=["products"])
+@router.post("/products", response_model=ProductSaved, responses=_BODY_LIMITS, tags=["products"])
 async def post_product(
     product: ProductIn,
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("ingest")),
-) -> dict[str, str]:
+) -> ProductSaved:
     """Create or replace a catalogue item."""
 
-    def store() -> dict[str, str]:
+    def store() -> ProductSaved:
         with session_scope(state.engine) as session:
-            return {"sku": upsert_product(session, product).sku}
+            return ProductSaved(sku=upsert_product(session, product).sku)
 
     return await asyncio.to_thread(store)
 
@@ -232,11 +250,11 @@ async def _read(state: ApiState, customer_id: str, load: Any) -> dict[str, Any]:
 
     found = await asyncio.to_thread(run)
     if found is None:
-        raise HTTPException(status_code=404, detail=f"unknown customer {customer_id!r}")
+        raise ApiError(404, f"unknown customer {customer_id!r}", field="customer_id")
     return found
 
 
-@router.get("/customers/{customer_id}", tags=["customers"])
+@router.get("/customers/{customer_id}", responses=error_responses(404), tags=["customers"])
 async def get_customer(
     customer_id: str,
     state: ApiState = Depends(api_state),
@@ -246,7 +264,7 @@ async def get_customer(
     return await _read(state, customer_id, lambda s: customer_profile(s, customer_id))
 
 
-@router.get("/customers/{customer_id}/messages", tags=["customers"])
+@router.get("/customers/{customer_id}/messages", responses=error_responses(404), tags=["customers"])
 async def get_customer_messages(
     customer_id: str,
     limit: int = Query(100, ge=1, le=1000),
@@ -262,7 +280,7 @@ async def get_customer_messages(
     )
 
 
-@router.get("/customers/{customer_id}/consents", tags=["customers"])
+@router.get("/customers/{customer_id}/consents", responses=error_responses(404), tags=["customers"])
 async def get_customer_consents(
     customer_id: str,
     state: ApiState = Depends(api_state),
@@ -272,7 +290,7 @@ async def get_customer_consents(
     return await _read(state, customer_id, lambda s: customer_consents(s, customer_id))
 
 
-@router.get("/customers/{customer_id}/journeys", tags=["customers"])
+@router.get("/customers/{customer_id}/journeys", responses=error_responses(404), tags=["customers"])
 async def get_customer_journeys(
     customer_id: str,
     state: ApiState = Depends(api_state),
@@ -289,7 +307,13 @@ async def get_customer_journeys(
 # --- API keys (admin) ------------------------------------------------------------------------
 
 
-@router.post("/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["api keys"])
+@router.post(
+    "/api-keys",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    responses=_BODY_LIMITS,
+    tags=["api keys"],
+)
 async def post_api_key(
     body: ApiKeyCreate,
     state: ApiState = Depends(api_state),
@@ -306,7 +330,7 @@ async def post_api_key(
     try:
         return await asyncio.to_thread(store)
     except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise ApiError(422, str(exc), field="name") from None
 
 
 @router.get("/api-keys", response_model=list[ApiKeyPublic], tags=["api keys"])
@@ -333,7 +357,13 @@ async def get_api_keys(
     return await asyncio.to_thread(load)
 
 
-@router.delete("/api-keys/{key_id}", status_code=204, tags=["api keys"])
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Revoked."}, **error_responses(404)},
+    tags=["api keys"],
+)
 async def delete_api_key(
     key_id: int = Path(ge=1, le=2**31 - 1),
     state: ApiState = Depends(api_state),
@@ -346,4 +376,4 @@ async def delete_api_key(
             return revoke_keys(session, key_id=key_id)
 
     if not await asyncio.to_thread(revoke):
-        raise HTTPException(status_code=404, detail="no active key with this id")
+        raise ApiError(404, "no active key with this id", field="key_id")

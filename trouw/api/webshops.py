@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from trouw.api.errors import error_response, error_responses
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
 from trouw.db.engine import session_scope
@@ -28,7 +29,10 @@ from trouw.ingest import IngestError
 from trouw.webshops import WebhookPayloadError, Webshop, webshop
 
 log = logging.getLogger("trouw.api.webshops")
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+# No API key: the shop's HMAC is the credential (401 when it does not verify).
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], responses=error_responses(400, 401, 413, 422)
+)
 
 _WEBHOOK_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -141,11 +145,11 @@ async def _receive(request: Request, state: ApiState, shop: Webshop) -> JSONResp
     if not verify_hmac_base64(secret, body, request.headers.get(shop.SIGNATURE_HEADER)):
         if not secret:
             log.warning("%s webhook refused: %s is not set", shop.NAME, shop.SECRET_SETTING)
-        return JSONResponse(status_code=401, content={"detail": "invalid signature"})
+        return error_response(401, "invalid signature")
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return JSONResponse(status_code=400, content={"detail": "body is not JSON"})
+        return error_response(400, "body is not JSON")
     topic = request.headers.get(shop.TOPIC_HEADER, "")
     header = request.headers.get(shop.DELIVERY_HEADER) if shop.DELIVERY_HEADER else None
     delivery = f"{shop.NAME}:{header[:150]}" if header else None
@@ -156,7 +160,20 @@ async def _receive(request: Request, state: ApiState, shop: Webshop) -> JSONResp
     return JSONResponse(status_code=200, content=outcome.body())
 
 
-@router.post("/shopify", openapi_extra=_WEBHOOK_BODY_DOC)
+class WebhookAnswer(BaseModel):
+    """A verified webhook's answer: always 200, saying what it did (see docs/api.md)."""
+
+    status: Literal["accepted", "ignored", "duplicate", "ping"]
+    events: list[str] = []
+    reason: str | None = None
+
+
+_WEBHOOK_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"model": WebhookAnswer, "description": "Verified; the body says what was done."}
+}
+
+
+@router.post("/shopify", openapi_extra=_WEBHOOK_BODY_DOC, responses=_WEBHOOK_ANSWER)
 async def shopify_webhook(request: Request, state: ApiState = Depends(api_state)) -> JSONResponse:
     """Shopify order webhooks, verified by X-Shopify-Hmac-Sha256 (no API key: the HMAC is the auth)."""
     return await _receive(request, state, webshop("shopify"))
@@ -165,7 +182,7 @@ async def shopify_webhook(request: Request, state: ApiState = Depends(api_state)
 _WOO_PING = re.compile(rb"webhook_id=\d+")
 
 
-@router.post("/woocommerce", openapi_extra=_WEBHOOK_BODY_DOC)
+@router.post("/woocommerce", openapi_extra=_WEBHOOK_BODY_DOC, responses=_WEBHOOK_ANSWER)
 async def woocommerce_webhook(
     request: Request, state: ApiState = Depends(api_state)
 ) -> JSONResponse:
