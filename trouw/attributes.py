@@ -52,6 +52,29 @@ def declared_attributes(settings: Settings) -> dict[str, AttributeDeclaration]:
     return {declaration.name: declaration for declaration in settings.attributes}
 
 
+_JSON_SCHEMA_TYPES: dict[AttributeType, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "date": {"type": "string", "format": "date"},
+}
+
+
+def attributes_json_schema(declared: Declared) -> dict[str, Any]:
+    """The JSON Schema of `attributes` as the API takes it: declared names only, each of its
+    type or null (which clears it)."""
+    return {
+        "type": "object",
+        "properties": {
+            name: {"anyOf": [_JSON_SCHEMA_TYPES[declaration.type], {"type": "null"}]}
+            for name, declaration in declared.items()
+        },
+        "additionalProperties": False,
+        "description": "Only the attributes declared in config (`attributes`), each of its type.",
+    }
+
+
 def duplicate_names(declarations: Iterable[AttributeDeclaration]) -> list[str]:
     seen: set[str] = set()
     twice = []
@@ -77,6 +100,8 @@ def _typed(declaration: AttributeDeclaration, value: Any, *, from_text: bool) ->
     elif kind == "integer":
         if isinstance(text, int) and not isinstance(text, bool):
             return text
+        if isinstance(text, float) and text.is_integer():  # JSON: 12.0 is the integer 12
+            return int(text)
         if from_text and isinstance(text, str) and text.lstrip("+-").isdigit():
             return int(text)
     elif kind == "number":

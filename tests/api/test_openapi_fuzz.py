@@ -25,6 +25,7 @@ from schemathesis.generation import GenerationMode
 
 from tests.api.conftest import ApiSettings, make_keys
 from trouw.api.app import create_app
+from trouw.attributes import AttributeDeclaration
 from trouw.db.engine import make_engine, migrate
 from trouw.ingest import CURRENCY_FORMAT, TIME_ZONE_FORMAT, TIME_ZONES, birthday_problem
 from trouw.locales import LocaleError, parse_locale_tag, region_of
@@ -45,6 +46,16 @@ _APP = create_app(
         home=_HOME / "home",
         database_url=f"sqlite:///{_HOME / 'fuzz.db'}",
         signing_keys=["fuzz-key"],
+        attributes=[
+            AttributeDeclaration(name=name, type=kind, personal=name == "loyalty_card")
+            for name, kind in [
+                ("loyalty_card", "string"),
+                ("pets", "integer"),
+                ("garden_m2", "number"),
+                ("vip", "boolean"),
+                ("member_since", "date"),
+            ]
+        ],
     ),
     _ENGINE,
 )

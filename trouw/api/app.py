@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import html
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
@@ -16,6 +17,7 @@ from trouw.api import callbacks, hosted, pages, v1, webshops
 from trouw.api.errors import ApiError, install_error_handlers
 from trouw.api.limits import BodyLimits
 from trouw.api.state import ApiState
+from trouw.attributes import attributes_json_schema, declared_attributes
 from trouw.providers.outbox import list_outbox, safe_key
 from trouw.settings import Settings
 
@@ -67,10 +69,28 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    _describe_declared_attributes(app, settings)
+
     if "outbox" in (settings.email_provider, settings.sms_provider):
         _outbox_routes(app, state)
 
     return app
+
+
+def _describe_declared_attributes(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document lists this installation's declared attributes, not any object."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            customer = document["components"]["schemas"]["CustomerIn"]["properties"]
+            declared = attributes_json_schema(declared_attributes(settings))
+            customer["attributes"] = {"anyOf": [declared, {"type": "null"}], "default": None}
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _outbox_routes(app: FastAPI, state: ApiState) -> None:
