@@ -16,6 +16,8 @@ def test_every_error_answer_is_documented_with_the_one_error_body(api: Api) -> N
     document = api.client.get("/openapi.json").json()
     assert "HTTPValidationError" not in document["components"]["schemas"]
     for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue  # pages for people (the hosted copy) answer in HTML, documented as such
         for method, operation in operations.items():
             statuses = operation["responses"]
             assert {"401", "422"} <= set(statuses), (method, path)

@@ -68,7 +68,7 @@ schemathesis.openapi.format(CURRENCY_FORMAT, st.sampled_from(sorted(list_currenc
 # "smtp" would be sent as a time zone and counted as valid.
 _CONFIG = SchemathesisConfig.from_dict({"analysis": {"constants": {"enabled": False}}})
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP, config=_CONFIG).include(
-    path_regex="^/v1/"
+    path_regex="^/(v1|m)/"
 )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from trouw.api import callbacks, hosted, pages, v1, webshops
-from trouw.api.errors import ApiError, install_error_handlers
+from trouw.api.errors import ApiError, install_error_handlers, with_one_error_body
 from trouw.api.limits import BodyLimits
 from trouw.api.state import ApiState
 from trouw.attributes import attributes_json_schema, declared_attributes
@@ -69,7 +69,7 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    _describe_declared_attributes(app, settings)
+    _document(app, settings)
 
     if "outbox" in (settings.email_provider, settings.sms_provider):
         _outbox_routes(app, state)
@@ -77,13 +77,13 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     return app
 
 
-def _describe_declared_attributes(app: FastAPI, settings: Settings) -> None:
-    """The OpenAPI document lists this installation's declared attributes, not any object."""
+def _document(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document: one error body everywhere, this installation's declared attributes."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = generate()
+            document = with_one_error_body(generate())
             customer = document["components"]["schemas"]["CustomerIn"]["properties"]
             declared = attributes_json_schema(declared_attributes(settings))
             customer["attributes"] = {"anyOf": [declared, {"type": "null"}], "default": None}

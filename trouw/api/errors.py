@@ -81,6 +81,28 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def with_one_error_body(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with FastAPI's default 422 model replaced by ErrorBody.
+
+    FastAPI documents a 422 `HTTPValidationError` (loc/msg/type) on any route that does not
+    declare its own; the handlers below answer ErrorBody, so that is what the document says.
+    """
+    schemas = document.get("components", {}).get("schemas", {})
+    if "HTTPValidationError" not in schemas:
+        return document
+    default = "#/components/schemas/HTTPValidationError"
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for answer in operation.get("responses", {}).values():
+                for media in answer.get("content", {}).values():
+                    if media.get("schema", {}).get("$ref") == default:
+                        media["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+    schemas.pop("HTTPValidationError")
+    schemas.pop("ValidationError", None)
+    schemas.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="{model}"))
+    return document
+
+
 def _field(location: Iterable[Any], body: Any) -> str:
     # "body" (and "query", "path") only say where the field was: the name is what callers fix.
     parts = list(location)
