@@ -252,3 +252,59 @@ def personal_reads(source: str, declared: Declared) -> list[str]:
     if reads is None:
         return personal
     return [name for name in personal if name in reads]
+
+
+# --- where a journey may read and write attributes ---------------------------------------------
+
+# Places whose expression is evaluated where it can travel into the history: a personal
+# attribute must not be read there. Conditions (a step's `when`, a branch's `if`) and a
+# trigger's `when` are evaluated in an activity when they read one.
+_TRAVELLING = {
+    "for_each": "a trigger's for_each (its items travel with the run)",
+    "date": "a date trigger (the date travels with the run)",
+    "exit_when": "an exit rule's when (judged the moment the event arrives, in the workflow)",
+    "wait_when": "a wait_for's when (judged the moment the event arrives, in the workflow)",
+    "wait_until": "a wait_until date (the date travels with the run)",
+    "update": "an update value (the value travels with the run)",
+}
+
+
+def journey_attribute_problems(journey: Any, declared: Declared) -> list[tuple[list[Any], str]]:
+    """(path, message) for each attribute a journey writes without a declaration, and each
+    personal attribute it reads where the value would enter a Temporal history."""
+    problems: list[tuple[list[Any], str]] = []
+
+    def personal(path: list[Any], source: str | None, place: str, label: str = "") -> None:
+        for name in personal_reads(source, declared) if source else []:
+            problems.append(
+                (
+                    path,
+                    f"{label}personal attribute '{name}' cannot be read in {_TRAVELLING[place]}: "
+                    "only a condition (when, if) may read it",
+                )
+            )
+
+    trigger = journey.trigger
+    personal(["trigger", "for_each"], trigger.for_each, "for_each")
+    personal(["trigger", "date"], trigger.date, "date")
+    for index, rule in enumerate(journey.settings.exit_on):
+        personal(["settings", "exit_on", index, "when"], rule.when, "exit_when")
+    for index, step in enumerate(journey.steps):
+        label = f"step {step.id}: "
+        wait_until = getattr(step, "wait_until", None)
+        if wait_until is not None:
+            personal(["steps", index, "wait_until", "date"], wait_until.date, "wait_until", label)
+        if getattr(step, "wait_for", None) is not None:
+            personal(["steps", index, "when"], getattr(step, "when", None), "wait_when", label)
+        update = getattr(step, "update", None)
+        if update is None:
+            continue
+        for name, source in update.attributes.items():
+            path = ["steps", index, "update", "attributes", name]
+            if name not in declared:
+                known = ", ".join(sorted(declared)) or "none are declared"
+                problems.append(
+                    (path, f"{label}unknown attribute '{name}' (declared in config: {known})")
+                )
+            personal(path, source, "update", label)
+    return problems

@@ -13,9 +13,11 @@ from trouw.attributes import (
     check_values,
     context_attributes,
     declared_attributes,
+    journey_attribute_problems,
     needs_activity,
     personal_reads,
 )
+from trouw.journey.model import Journey
 from trouw.settings import SettingsError, load_settings
 
 DECLARED = {
@@ -144,3 +146,49 @@ def test_an_unknown_type_is_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("TROUW_ATTRIBUTES", '[{"name": "points", "type": "int"}]')
     with pytest.raises(SettingsError, match="TROUW_ATTRIBUTES"):
         load_settings()
+
+
+def test_a_journey_may_not_carry_a_personal_attribute_into_its_history() -> None:
+    journey = Journey.model_validate(
+        {
+            "journey": "cards",
+            "trigger": {"event": "purchase", "when": "customer.attributes.loyalty_card"},
+            "settings": {
+                "exit_on": [{"event": "review", "when": "customer.attributes.loyalty_card"}]
+            },
+            "steps": [
+                {
+                    "id": "has_card",
+                    "branch": [{"if": "customer.attributes.loyalty_card", "goto": "copy"}],
+                },
+                {
+                    "id": "copy",
+                    "update": {
+                        "attributes": {
+                            "points": "customer.attributes.points",
+                            "card_copy": "customer.attributes.loyalty_card",
+                        }
+                    },
+                },
+                {"id": "later", "wait_until": {"date": "customer.attributes.loyal_since"}},
+            ],
+        }
+    )
+    assert journey_attribute_problems(journey, DECLARED) == [
+        (
+            ["settings", "exit_on", 0, "when"],
+            "personal attribute 'loyalty_card' cannot be read in an exit rule's when (judged "
+            "the moment the event arrives, in the workflow): only a condition (when, if) may "
+            "read it",
+        ),
+        (
+            ["steps", 1, "update", "attributes", "card_copy"],
+            "step copy: unknown attribute 'card_copy' (declared in config: loyal_since, "
+            "loyalty_card, points, ratio, vip)",
+        ),
+        (
+            ["steps", 1, "update", "attributes", "card_copy"],
+            "step copy: personal attribute 'loyalty_card' cannot be read in an update value "
+            "(the value travels with the run): only a condition (when, if) may read it",
+        ),
+    ]
