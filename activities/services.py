@@ -24,10 +24,14 @@ def journey_check(
 
     def check(files: list[Path]) -> tuple[list[LoadedJourney], list[Problem]]:
         from activities.custom import CUSTOM_ACTIVITY_NAMES
+        from trouw.attributes import declared_attributes
         from trouw.journey.validate import validate_paths
 
         return validate_paths(
-            files, templates_dir=settings.templates_dir, activities=CUSTOM_ACTIVITY_NAMES
+            files,
+            templates_dir=settings.templates_dir,
+            activities=CUSTOM_ACTIVITY_NAMES,
+            attributes=declared_attributes(settings),
         )
 
     return check

@@ -75,6 +75,21 @@ def attributes_json_schema(declared: Declared) -> dict[str, Any]:
     }
 
 
+# How the journey checker (trouw.journey.scope) names each attribute type.
+CHECKER_TYPES: dict[AttributeType, str] = {
+    "string": "text",
+    "integer": "number",
+    "number": "number",
+    "boolean": "bool",
+    "date": "date",
+}
+
+
+def checker_types(declared: Declared) -> dict[str, str]:
+    """name -> the checker's type name, for the typed description of `customer.attributes`."""
+    return {name: CHECKER_TYPES[declaration.type] for name, declaration in declared.items()}
+
+
 def duplicate_names(declarations: Iterable[AttributeDeclaration]) -> list[str]:
     seen: set[str] = set()
     twice = []

@@ -167,13 +167,17 @@ def validate(
     schema: Path | None = typer.Option(None, "--schema", help="Also write the JSON Schema here."),
 ) -> None:
     """Check journeys: schema, steps, templates, activities. Problems as file:line:col: message."""
+    from trouw.attributes import declared_attributes
     from trouw.journey.model import journey_json_schema
     from trouw.journey.validate import validate_paths
 
     settings = settings_or_fail()
     targets = paths or [settings.journeys_dir]
     loaded, problems = validate_paths(
-        targets, templates_dir=settings.templates_dir, activities=_activity_names()
+        targets,
+        templates_dir=settings.templates_dir,
+        activities=_activity_names(),
+        attributes=declared_attributes(settings),
     )
     if schema is not None:
         schema.write_text(json.dumps(journey_json_schema(), indent=2) + "\n", encoding="utf-8")

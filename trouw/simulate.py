@@ -233,10 +233,15 @@ def check_journeys(journeys_dir: Path, templates_dir: Path) -> dict[str, LoadedJ
     """The journeys as `trouw validate` checks them: a file the worker would refuse stops the
     simulation before anything runs (all problems at once), instead of silently starting no runs."""
     from activities.custom import CUSTOM_ACTIVITY_NAMES
+    from trouw.attributes import declared_attributes
     from trouw.journey.validate import validate_paths
 
     loaded, problems = validate_paths(
-        [journeys_dir], templates_dir=templates_dir, activities=CUSTOM_ACTIVITY_NAMES
+        [journeys_dir],
+        templates_dir=templates_dir,
+        activities=CUSTOM_ACTIVITY_NAMES,
+        # The attributes the simulation's own settings declare (config/trouw.toml).
+        attributes=declared_attributes(Settings()),
     )
     if problems:
         raise JourneyError(problems)

@@ -142,8 +142,12 @@ class _Checker:
     def attribute(self, node: nodes.Node, owner: nodes.Node, attr: str) -> tuple[Shape, str]:
         base, path = self.shape(owner)
         where = f"{path}.{attr}" if path else attr
+        if base.kind in ("number", "bool") and path:
+            # A named number used as something else: points.startswith(...). Only named values:
+            # the shape of `a or b` is an approximation.
+            return self.report(node, f"'{path}' is a {base.kind}: it has no '{attr}'"), where
         if base.kind != "record":
-            return ANY, where  # text, dates and numbers have methods; any is not described
+            return ANY, where  # text and dates have methods; any is not described
         if attr in base.fields:
             return base.fields[attr], where
         known = list(base.fields)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from trouw.attributes import Declared, checker_types, journey_attribute_problems
 from trouw.journey.graph import structure_problems
 from trouw.journey.loader import (
     Document,
@@ -52,6 +53,7 @@ from trouw.journey.scope import (
     TYPE_NAMES,
     Declarations,
     Shape,
+    attribute_shapes,
     base_scope,
     event_shape,
     template_scope,
@@ -478,11 +480,16 @@ def validate_paths(
     *,
     templates_dir: Path,
     activities: Iterable[str],
-    attributes: Mapping[str, Shape] | None = None,
+    attributes: Declared | None = None,
 ) -> tuple[list[LoadedJourney], list[Problem]]:
-    """Validate files and folders: what fully loaded, and every problem of every file."""
+    """Validate files and folders: what fully loaded, and every problem of every file.
+
+    `attributes` are the customer attributes declared in config (trouw.attributes): reading or
+    writing another one is an error, and so is a personal one read where it would travel.
+    """
     from trouw.render import TemplateStore
 
+    shapes = attribute_shapes(checker_types(attributes or {}))
     files: list[Path] = []
     problems: list[Problem] = []
     for path in paths:
@@ -497,7 +504,7 @@ def validate_paths(
         problems.append(Problem(str(templates_dir), 1, 1, "templates folder not found"))
     declarations: dict[Path, Declarations] = {}
     for folder in sorted({path.parent for path in files}):
-        declarations[folder], found = load_declarations(folder, attributes)
+        declarations[folder], found = load_declarations(folder, shapes)
         problems.extend(found)
     read: list[Checked] = []
     for path in files:
@@ -513,7 +520,7 @@ def validate_paths(
         and templates is not None
         and step.send in templates.channels(step.template)
     }
-    any_declarations = next(iter(declarations.values()), Declarations(attributes=attributes or {}))
+    any_declarations = next(iter(declarations.values()), Declarations(attributes=shapes))
     names = (
         template_name_problems(templates, needed, any_declarations) if templates is not None else {}
     )
@@ -528,6 +535,11 @@ def validate_paths(
                 names=names,
             )
         )
+        if attributes is not None and not checked.partial:
+            problems.extend(
+                checked.item.doc.problem(path, message)
+                for path, message in journey_attribute_problems(checked.item.journey, attributes)
+            )
     loaded, repeated = by_name(checked.item for checked in read if not checked.partial)
     problems.extend(repeated)
     return list(loaded.values()), _in_reading_order(problems)
