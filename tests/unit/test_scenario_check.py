@@ -70,3 +70,20 @@ def test_event_before_the_start(tmp_path: Path) -> None:
 def test_the_shipped_scenario_is_valid() -> None:
     scenario = load_scenario(ROOT / "journeys/scenarios/garden_centre.yaml")
     assert scenario.customers and scenario.events
+
+
+def test_scenario_attributes_are_the_declared_ones(tmp_path: Path) -> None:
+    path = tmp_path / "attributes.yaml"
+    path.write_text(
+        "start: 2026-03-02T09:00:00+01:00\ncustomers:\n"
+        "  - {id: c1, attributes: {points: 120}}\n"
+        "  - {id: c2, attributes: {points: many}}\n"
+        "  - {id: c3, attributes: {pionts: 5}}\n"
+    )
+    with pytest.raises(JourneyError) as caught:
+        load_scenario(path)
+    assert [str(p).replace(f"{path}:", "") for p in caught.value.problems] == [
+        "4:35: customers #2: attribute 'points' is an integer: 'many' is not",
+        "5:35: customers #3: unknown attribute 'pionts' (declared in config/trouw.toml "
+        "`attributes`: favourite_store, loyal_since, loyalty_card, points)",
+    ]

@@ -41,7 +41,9 @@ def _each(
 
 
 def scenario_problems(doc: Document) -> list[Problem]:
+    from trouw.attributes import AttributeValueError, check_values, declared_attributes
     from trouw.ingest import CustomerIn, ProductIn
+    from trouw.settings import Settings
     from trouw.simulate import Scenario, ScenarioCustomer, ScenarioEvent
 
     data = doc.data
@@ -65,12 +67,18 @@ def scenario_problems(doc: Document) -> list[Problem]:
         problems.append(doc.problem(["customers"], "customers: list at least one customer"))
     customers, found = _each(doc, "customers", ScenarioCustomer, data.get("customers"))
     problems.extend(found)
+    declared = declared_attributes(Settings())  # the simulation's own config
     for index, customer in list(customers.items()):
         fields = customer.model_dump(exclude={"opt_in"}, exclude_none=True)
         try:
             CustomerIn.model_validate(fields)
+            check_values(customer.attributes or {}, declared)
         except ValidationError as exc:
             problems.extend(validation_problems(doc, exc, prefix=["customers", index]))
+            customers.pop(index)
+        except AttributeValueError as exc:
+            where = ["customers", index, "attributes", exc.name]
+            problems.append(doc.problem(where, f"customers #{index + 1}: {exc}"))
             customers.pop(index)
     products, found = _each(doc, "products", ProductIn, data.get("products"))
     problems.extend(found)
