@@ -377,6 +377,14 @@ def _customer_context(settings: Settings, customer_id: str, template: str) -> di
     return base
 
 
+def _attribute_shapes(settings: Settings) -> dict[str, Any]:
+    """The declared customer attributes, typed as the journey checker types them."""
+    from trouw.attributes import checker_types, declared_attributes
+    from trouw.journey.scope import attribute_shapes
+
+    return attribute_shapes(checker_types(declared_attributes(settings)))
+
+
 @templates_app.command("check")
 def templates_check() -> None:
     """Render every template in every locale with sample data; report problems with file and line."""
@@ -385,7 +393,7 @@ def templates_check() -> None:
 
     settings = settings_or_fail()
     store = TemplateStore(settings.templates_dir, locale_fallback=settings.locale_fallback)
-    problems = check_templates(store)
+    problems = check_templates(store, attributes=_attribute_shapes(settings))
     for problem in problems:
         verbatim(problem)
     if problems:

@@ -119,3 +119,18 @@ def test_templates_may_use_trigger_and_events_without_guards(tmp_path: Path) -> 
         "templates/sms/delivery_notice/text.en.txt:1: unknown name 'events.deliverd' "
         "(did you mean 'events.delivered'?)"
     ]
+
+
+def test_templates_know_the_declared_attributes(tmp_path: Path) -> None:
+    from trouw.journey.scope import NUMBER
+
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    for text in (templates / "sms/delivery_notice").glob("text.*.txt"):
+        text.write_text(text.read_text().rstrip() + " {{ customer.attributes.points }}\n")
+    store = TemplateStore(templates)
+    assert check_templates(store, attributes={"points": NUMBER}) == []
+    assert check_templates(store)[0] == (
+        "templates/sms/delivery_notice/text.nl-BE.txt:1: unknown name "
+        "'customer.attributes.points' (nothing is declared under customer.attributes)"
+    )

@@ -419,7 +419,7 @@ def template_name_problems(
                 messages.extend(unknown)
                 if seen:
                     continue  # rendering would stop at the first of them, less precisely
-                context = sample_context(name, locale)
+                context = sample_context(name, locale, attributes=declarations.attributes)
                 if channel == "email":
                     templates.render_email(name, locale, context)
                 else:

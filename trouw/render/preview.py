@@ -133,8 +133,15 @@ def screenshot(html_path: Path, png_path: Path, *, timeout: float = 60.0) -> Pat
     return png_path
 
 
-def check_templates(store: TemplateStore, locales: tuple[str, ...] = SHIPPED_LOCALES) -> list[str]:
-    """Every problem in the templates directory, one line each, naming file and line."""
+def check_templates(
+    store: TemplateStore,
+    locales: tuple[str, ...] = SHIPPED_LOCALES,
+    *,
+    attributes: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Every problem in the templates directory, one line each, naming file and line.
+
+    `attributes`: the declared customer attributes as the checker types them (their shapes)."""
     problems: list[str] = []
     for name in store.names():
         for channel in sorted(store.channels(name)):
@@ -144,20 +151,22 @@ def check_templates(store: TemplateStore, locales: tuple[str, ...] = SHIPPED_LOC
                 problems.append(str(exc))
                 continue
             for locale in locales:
-                problems.extend(_check_one(store, channel, name, locale))
+                problems.extend(_check_one(store, channel, name, locale, attributes or {}))
     # Several locales share a body: the same broken line must be reported once.
     return list(dict.fromkeys(problems))
 
 
-def _check_one(store: TemplateStore, channel: str, name: str, locale: str) -> list[str]:
+def _check_one(
+    store: TemplateStore, channel: str, name: str, locale: str, attributes: Mapping[str, Any]
+) -> list[str]:
     from trouw.journey.scope import Declarations, template_scope
     from trouw.journey.typecheck import unknown_template_names
 
     where = f"{store.root.name}/{channel}/{name}"
-    context = sample_context(name, locale)
+    context = sample_context(name, locale, attributes=attributes)
     try:
         # Every branch, not only the ones the sample data takes: names the context lacks.
-        scope = template_scope(Declarations())
+        scope = template_scope(Declarations(attributes=dict(attributes)))
         problems = unknown_template_names(store, channel, name, locale, scope)
     except TemplateError as exc:
         return [str(exc)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -208,7 +209,21 @@ def _events(placed: datetime, order_id: str) -> tuple[dict[str, Any], dict[str, 
     return events, trigger
 
 
-def sample_context(name: str, locale: str) -> dict[str, Any]:
+def sample_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A believable value for each declared customer attribute, by its checker type."""
+    values = {
+        "text": "Gent",
+        "number": 120,
+        "bool": True,
+        "date": date(2024, 5, 1),
+        "datetime": datetime(2024, 5, 1, 10, 0, tzinfo=ZoneInfo("Europe/Brussels")),
+    }
+    return {name: values.get(shape.kind, "sample") for name, shape in attributes.items()}
+
+
+def sample_context(
+    name: str, locale: str, *, attributes: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A full context for any template: everything a journey can pass, with believable data
     (every field of trouw/journey/scope.py's template context; a test holds them together).
 
@@ -221,7 +236,7 @@ def sample_context(name: str, locale: str) -> dict[str, Any]:
     customer = {
         **_CUSTOMERS[customer_loc],
         "locale": loc,
-        "attributes": {},  # customer attributes: only those declared
+        "attributes": sample_attributes(attributes or {}),  # only declared attributes
         "tags": ["garden"],
         "opt_in": {"email": True, "sms": False},
         "preferred_channel": "email",
