@@ -83,7 +83,7 @@ def _known_currency(value: str) -> str:
 
 def _known_zone(value: str) -> str:
     if value not in TIME_ZONES:
-        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Brussels")
+        raise ValueError(f"unknown time zone {value!r}")
     return value
 
 
