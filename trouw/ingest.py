@@ -144,9 +144,9 @@ def _money_reader(whole_digits: int) -> Any:
             return Decimal(value)
         # A number as written (its shortest form: 24.95, not 24.949999...) has at most two
         # decimals, which is what `multipleOf: 0.01` means to JSON Schema validators too.
-        if not 0 <= value < limit:  # also NaN; checked first: quantize fails on huge values
-            raise ValueError(f"an amount is at least 0 and less than {limit}")
         amount = Decimal(str(value))
+        if not 0 <= value < limit:  # the bounds (and NaN) are the field's to refuse: quantize
+            return amount  # cannot even take huge values
         if amount != amount.quantize(_CENTS):
             raise ValueError("an amount has at most two decimals")
         return amount
