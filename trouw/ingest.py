@@ -40,8 +40,8 @@ from trouw.db.models import (
     ProfileChange,
     Voucher,
 )
-from trouw.locales import LocaleTag, region_of
-from trouw.phones import PhoneError, normalise_phone
+from trouw.locales import LocaleTag
+from trouw.phones import phone_of_customer
 
 EventType = Literal[
     "register",
@@ -319,12 +319,7 @@ class CustomerIn(Strict):
     @field_validator("phone")
     @classmethod
     def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalise_phone(value, country=region_of(info.data.get("locale")))
-        except PhoneError as exc:
-            raise ValueError(str(exc)) from None
+        return phone_of_customer(value, info.data.get("locale"))
 
 
 class ProductIn(Strict):

@@ -7,6 +7,8 @@ import re
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
+from trouw.locales import region_of
+
 # What exports and shops put between digits; phonenumbers reads most of it, not all.
 _SEPARATORS = re.compile(r"[\s\u00a0\u202f./]")
 _REGION = re.compile(r"[A-Za-z]{2}")
@@ -71,3 +73,17 @@ def phone_or_none(value: object, *, country: str | None = None) -> str | None:
         return normalise_phone(value, country=country)
     except PhoneError:
         return None
+
+
+def phone_of_customer(value: str | None, locale: str | None) -> str | None:
+    """A profile's phone in E.164, its country read from the customer's locale tag.
+
+    For the input models (API and scenario alike): None stays None, a bad number raises a
+    one-line ValueError that pydantic reports against the field.
+    """
+    if value is None:
+        return None
+    try:
+        return normalise_phone(value, country=region_of(locale))
+    except PhoneError as exc:
+        raise ValueError(str(exc)) from None

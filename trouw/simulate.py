@@ -40,8 +40,8 @@ from trouw.journey.loader import (
     parse_model,
     read_document,
 )
-from trouw.locales import LocaleTag, region_of
-from trouw.phones import PhoneError, normalise_phone
+from trouw.locales import LocaleTag
+from trouw.phones import phone_of_customer
 from trouw.settings import Settings
 
 
@@ -65,12 +65,7 @@ class ScenarioCustomer(ScenarioModel):
     @classmethod
     def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
         # The same reading as the API's: a bad number is a scenario error with its line.
-        if value is None:
-            return None
-        try:
-            return normalise_phone(value, country=region_of(info.data.get("locale")))
-        except PhoneError as exc:
-            raise ValueError(str(exc)) from None
+        return phone_of_customer(value, info.data.get("locale"))
 
 
 class ScenarioEvent(ScenarioModel):
