@@ -193,7 +193,7 @@ def validate(
 
 @app.command()
 def status() -> None:
-    """The journeys the worker runs, and every file it refused with its problems (exit 1)."""
+    """The journeys the worker runs, files it refused and events the relay parked (exit 1)."""
     from activities.services import journey_check
     from trouw.journey.catalog import STATE_FILE, JourneyCatalog, read_state
 
@@ -219,8 +219,24 @@ def status() -> None:
         verbatim(item.line(), to=console)
         for problem in item.problems:
             verbatim(f"  {problem}", to=console)
-    if state.refused:
+    parked = _parked_lines(settings)
+    verbatim(f"relay: {len(parked)} parked event(s)", to=console)
+    for line in parked:
+        verbatim(f"  {line}", to=console)
+    if state.refused or parked:
         raise typer.Exit(1)
+
+
+def _parked_lines(settings: Settings) -> list[str]:
+    """One line per event the relay gave up on: id, customer, type, attempts and last error."""
+    from trouw.db.engine import get_engine
+    from trouw.relay import parked_events
+
+    return [
+        f"{e.source_id} ({e.type}, customer {e.customer_id}): parked after "
+        f"{e.relay_attempts} attempt(s): {e.relay_error}"
+        for e in parked_events(get_engine(settings.effective_database_url))
+    ]
 
 
 @app.command()

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from trouw.consent import record_consent, suppress
 from trouw.context import jsonable
@@ -910,11 +910,22 @@ def wire_event(row: InboundEvent) -> CustomerEvent:
     )
 
 
-def pending_events(session: Session, *, limit: int = 500) -> list[InboundEvent]:
+def pending_events(
+    session: Session, *, limit: int = 500, now: datetime | None = None
+) -> list[InboundEvent]:
+    """Events to hand off: not relayed, not parked, and not waiting out a retry backoff."""
+    now = now or datetime.now(UTC)
     return list(
         session.exec(
             select(InboundEvent)
             .where(col(InboundEvent.relayed_at).is_(None))
+            .where(col(InboundEvent.parked_at).is_(None))
+            .where(
+                or_(
+                    col(InboundEvent.relay_next_at).is_(None),
+                    col(InboundEvent.relay_next_at) <= now,
+                )
+            )
             .order_by(col(InboundEvent.id))
             .limit(limit)
         ).all()

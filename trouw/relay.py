@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import Client
 
 from trouw.contracts import CustomerEvent
@@ -55,29 +55,92 @@ async def hand_off(
     await asyncio.to_thread(mark)
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff after the n-th failed hand-off: 2 s, 4 s, 8 s ... capped at ten minutes."""
+    return timedelta(seconds=min(2.0 * 2 ** (attempts - 1), 600.0))
+
+
+def record_failure(
+    engine: Engine, source_id: str, error: str, *, max_attempts: int, now: datetime
+) -> bool:
+    """Count a failed hand-off and schedule the retry; park the event at max_attempts (True)."""
+    with session_scope(engine) as session:
+        row = session.exec(select(InboundEvent).where(InboundEvent.source_id == source_id)).one()
+        row.relay_attempts += 1
+        row.relay_error = error[:500]
+        row.relay_next_at = now + retry_delay(row.relay_attempts)
+        parked = row.relay_attempts >= max_attempts
+        if parked:
+            row.parked_at = now
+        session.add(row)
+    return parked
+
+
+def parked_events(engine: Engine) -> list[InboundEvent]:
+    """Events the relay gave up on, oldest first, with their attempts and last error."""
+    with session_scope(engine) as session:
+        return list(
+            session.exec(
+                select(InboundEvent)
+                .where(col(InboundEvent.parked_at).is_not(None))
+                .order_by(col(InboundEvent.id))
+            ).all()
+        )
+
+
 async def relay_pending(
-    engine: Engine, client: Client, *, task_queue: str, search_attributes: bool = True
+    engine: Engine,
+    client: Client,
+    *,
+    task_queue: str,
+    search_attributes: bool = True,
+    max_attempts: int = 8,
+    now: datetime | None = None,
 ) -> int:
-    """Hand off every event not yet relayed, oldest first; returns how many."""
+    """Hand off every due event, oldest first, each on its own; returns how many went through.
+
+    A failing event is counted, backed off and finally parked; the events behind it go on.
+    """
+
+    clock = now or datetime.now(UTC)
 
     def pending() -> list[str]:
         with session_scope(engine) as session:
-            return [row.source_id for row in pending_events(session)]
+            return [row.source_id for row in pending_events(session, now=clock)]
 
     ids = await asyncio.to_thread(pending)
+    relayed = 0
     for source_id in ids:
-        await hand_off(
-            engine, client, source_id, task_queue=task_queue, search_attributes=search_attributes
-        )
-    return len(ids)
+        try:
+            await hand_off(
+                engine,
+                client,
+                source_id,
+                task_queue=task_queue,
+                search_attributes=search_attributes,
+            )
+        except Exception as exc:  # this event only: Temporal refused it or was unreachable
+            error = f"{type(exc).__name__}: {exc}"
+            parked = await asyncio.to_thread(
+                record_failure, engine, source_id, error, max_attempts=max_attempts, now=clock
+            )
+            if parked:
+                log.error("event %s parked after %d attempts: %s", source_id, max_attempts, error)
+            else:
+                log.warning("event %s not relayed, will retry: %s", source_id, error)
+        else:
+            relayed += 1
+    return relayed
 
 
 async def relay_forever(
-    engine: Engine, client: Client, *, task_queue: str, every: float = 2.0
+    engine: Engine, client: Client, *, task_queue: str, max_attempts: int = 8, every: float = 2.0
 ) -> None:
     while True:
         try:
-            count = await relay_pending(engine, client, task_queue=task_queue)
+            count = await relay_pending(
+                engine, client, task_queue=task_queue, max_attempts=max_attempts
+            )
             if count:
                 log.info("relayed %d event(s)", count)
         except Exception:  # a bad moment (Temporal restarting): try again next round

@@ -101,7 +101,13 @@ async def run_stack(
             tasks.append(asyncio.create_task(temporal_worker.run(), name="worker"))
             tasks.append(
                 asyncio.create_task(
-                    relay_forever(engine, client, task_queue=settings.task_queue), name="relay"
+                    relay_forever(
+                        engine,
+                        client,
+                        task_queue=settings.task_queue,
+                        max_attempts=settings.relay_max_attempts,
+                    ),
+                    name="relay",
                 )
             )
         if api:

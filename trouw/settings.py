@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # JSON nested deeper than this (422): one bad event must not block or crash the intake.
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     api_max_json_depth: int = Field(default=32, ge=2, le=256)
+    # The relay parks an event (visible in `trouw status`) after this many failed hand-offs.
+    relay_max_attempts: int = Field(default=8, ge=1, le=100)
 
     # Content.
     journeys_dir: Path = Path("journeys")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import select
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -12,7 +14,7 @@ from activities.services import Services
 from trouw.db.engine import get_engine, session_scope
 from trouw.db.models import InboundEvent, JourneyRun, Message
 from trouw.ingest import EventIn, ingest_event, wire_event
-from trouw.relay import relay_pending
+from trouw.relay import parked_events, record_failure, relay_pending
 from trouw.settings import Settings
 from trouw.temporal import binary, deliver
 from trouw.worker import build_worker
@@ -78,3 +80,84 @@ async def test_crash_before_and_after_hand_off_is_repaired(settings: Settings) -
             ).all()
             assert sorted(runs) == ["birthday", "post_purchase", "reactivation"], customer
             assert [m.state for m in sent] == ["sent"], customer
+
+
+async def test_poison_event_is_retried_then_parked_and_never_blocks_others(
+    settings: Settings, engine: Engine
+) -> None:
+    services = Services.from_settings(settings, engine=engine)
+    with session_scope(engine) as session:
+        ingest_event(session, purchase("e-good-1", "g1"))
+        poison, _ = ingest_event(session, purchase("e-poison", "p1"))
+        # a stored payload the hand-off cannot send (written by a bad import, say)
+        poison.payload = {**poison.payload, "skus": [{"not": "a sku"}]}
+        session.add(poison)
+        ingest_event(session, purchase("e-good-2", "g2"))
+    t0 = datetime.now(UTC)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+
+    async def relay(at: datetime) -> int:
+        return await relay_pending(
+            engine, env.client, task_queue=QUEUE, search_attributes=False, max_attempts=3, now=at
+        )
+
+    def stored() -> InboundEvent:
+        with session_scope(engine) as session:
+            return session.exec(
+                select(InboundEvent).where(InboundEvent.source_id == "e-poison")
+            ).one()
+
+    try:
+        async with build_worker(env.client, services, task_queue=QUEUE):
+            first = await relay(t0)
+            after_first = stored()
+            backing_off = await relay(t0)  # too early for the retry
+            rounds = [await relay(t0 + timedelta(hours=h)) for h in (1, 2, 3)]
+            await env.sleep(timedelta(seconds=5))
+    finally:
+        await env.shutdown()
+    assert first == 2  # both good events went through in the round the poison one failed
+    assert (after_first.relay_attempts, after_first.parked_at) == (1, None)
+    assert after_first.relay_next_at is not None and after_first.relay_next_at > t0
+    assert backing_off == 0 and rounds == [0, 0, 0]
+    parked = stored()
+    assert parked.relay_attempts == 3  # parked at the third attempt, never tried again
+    assert parked.parked_at is not None and parked.relayed_at is None
+    assert parked.relay_error is not None and "ValidationError" in parked.relay_error
+    assert [e.source_id for e in parked_events(engine)] == ["e-poison"]
+    with session_scope(engine) as session:
+        for customer in ("g1", "g2"):
+            sent = session.exec(
+                select(Message).where(
+                    Message.customer_id == customer, Message.template == "order_confirmation"
+                )
+            ).all()
+            assert [m.state for m in sent] == ["sent"], customer
+        assert not session.exec(select(JourneyRun).where(JourneyRun.customer_id == "p1")).all()
+
+
+def test_status_lists_parked_events(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trouw.cli import run_command
+
+    engine = get_engine(settings.effective_database_url)
+    with session_scope(engine) as session:
+        ingest_event(session, purchase("e-big", "s1"))
+        ingest_event(session, purchase("e-fine", "s2"))
+    now = datetime.now(UTC)
+    assert not record_failure(engine, "e-big", "RPCError: too big", max_attempts=2, now=now)
+    monkeypatch.setenv("TROUW_HOME", str(settings.home))
+    monkeypatch.setenv("TROUW_DATABASE_URL", settings.effective_database_url)
+    monkeypatch.setenv("TROUW_JOURNEYS_DIR", str(settings.journeys_dir))
+    monkeypatch.setenv("TROUW_TEMPLATES_DIR", str(settings.templates_dir))
+    assert run_command(["status"]) == 0  # retrying is not parked yet
+    assert "relay: 0 parked event(s)" in capsys.readouterr().out
+    assert record_failure(engine, "e-big", "RPCError: too big", max_attempts=2, now=now)
+    assert run_command(["status"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "relay: 1 parked event(s)" in out
+    assert "  e-big (purchase, customer s1): parked after 2 attempt(s): RPCError: too big" in out

@@ -165,6 +165,12 @@ class InboundEvent(SQLModel, table=True):
     received_at: datetime = _when(default_factory=utcnow)
     payload: dict[str, Any] = _json(default_factory=dict)
     relayed_at: datetime | None = _when(nullable=True, index=True, default=None)
+    # A hand-off that fails is retried with backoff, then parked with its error: one bad event
+    # (a payload Temporal refuses) never blocks the events behind it.
+    relay_attempts: int = Field(default=0)
+    relay_next_at: datetime | None = _when(nullable=True, default=None)
+    relay_error: str | None = Field(default=None, max_length=500)
+    parked_at: datetime | None = _when(nullable=True, index=True, default=None)
 
 
 class JourneyRun(SQLModel, table=True):
