@@ -266,11 +266,14 @@ class JourneyActivities:
                     )
                     continue
                 if existing is None:
+                    # A savepoint: losing this run to another writer leaves the runs started
+                    # before it in this transaction in place (a rollback would undo them too).
+                    savepoint = session.begin_nested()
                     session.add(_run_row(input, journey, key))
                     try:
-                        session.flush()
+                        savepoint.commit()
                     except IntegrityError:
-                        session.rollback()
+                        savepoint.rollback()
                         continue
                     _add_event(
                         session,

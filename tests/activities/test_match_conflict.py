@@ -1,0 +1,85 @@
+"""A run that another writer started first is skipped alone: the runs started before it stay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, col, select
+
+from activities.journeys import JourneyActivities
+from activities.services import Services
+from tests.conftest import ROOT
+from trouw.contracts import MatchJourneysInput
+from trouw.db.models import JourneyRun, JourneyRunEvent
+from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.settings import Settings
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def test_a_conflicting_run_does_not_undo_the_runs_already_started(
+    engine: Engine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "journeys"
+    folder.mkdir()
+    for name in ("alpha", "beta", "gamma"):
+        (folder / f"{name}.yaml").write_text(
+            f"journey: {name}\ntrigger: {{event: purchase}}\nsteps:\n  - {{id: done, exit: done}}\n"
+        )
+    settings = Settings(
+        home=tmp_path / "home", journeys_dir=folder, templates_dir=ROOT / "templates"
+    )
+    services = Services.from_settings(settings, engine=engine)
+    with Session(engine) as session:
+        row, _new = ingest_event(
+            session,
+            EventIn(
+                id="e1",
+                type="purchase",
+                customer="c1",
+                order="o1",
+                channel="pos",
+                lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],  # type: ignore[list-item]
+                at=NOW,
+            ),
+        )
+        session.commit()
+        event_in = wire_event(row)
+
+    # Another writer starts beta's run between this activity's look-up and its insert: the
+    # insert of the same row runs just before ours, in our transaction, as the winner's would.
+    injected: list[str] = []
+
+    def race(
+        conn: Connection, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool
+    ) -> None:
+        if injected or not statement.startswith("INSERT INTO journey_run "):
+            return
+        values = params.values() if isinstance(params, dict) else params
+        if any(isinstance(v, str) and ":beta:" in v for v in values):
+            injected.append(statement)
+            conn.exec_driver_sql(statement, params)
+
+    event.listen(engine, "before_cursor_execute", race)
+    try:
+        result = JourneyActivities(services)._match(
+            MatchJourneysInput(customer_id="c1", event=event_in, now=NOW)
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", race)
+
+    assert injected, "the race was not staged"
+    started = [plan.workflow_id for plan in result.runs]
+    assert [plan.journey for plan in result.runs] == ["alpha", "gamma"]
+    with Session(engine) as session:
+        runs = session.exec(select(JourneyRun.workflow_id).order_by(col(JourneyRun.id))).all()
+        events = session.exec(
+            select(JourneyRunEvent.workflow_id).where(JourneyRunEvent.kind == "started")
+        ).all()
+    # Every run the activity reports as started has its ledger row and its `started` event.
+    assert set(started) <= set(runs)
+    assert set(started) == set(events)
