@@ -487,3 +487,48 @@ def test_a_national_webshop_phone_is_matched_by_sms_stop(api: Api) -> None:
     assert response.status_code == 200
     assert [(s.customer_id, s.reason) for s in suppressions(api.engine)] == [(guest.id, "sms_stop")]
     assert [(e.customer_id, e.type) for e in events(api.engine)][-1] == (guest.id, "sms_stop")
+
+
+def test_shopify_body_under_the_wrong_topic_marks_nothing(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    order = official("shopify/order.json")["order"]
+    fulfillment = {**official("shopify/fulfillment.json")["fulfillment"], "status": "success"}
+    refund = official("shopify/refund.json")["refund"]
+    caplog.set_level(logging.INFO, logger="trouw.api.webshops")
+    shopify(api, order, "orders/create", "o1")
+    # Each body signed with the shop's secret, re-sent under another resource's topic.
+    as_refund = shopify(api, fulfillment, "refunds/create", "x1")
+    assert as_refund.status_code == 200 and as_refund.json() == {
+        "status": "ignored",
+        "events": [],
+        "reason": "topic 'refunds/create' carries a refund, but the body is a fulfillment",
+    }
+    assert "(refunds/create) ignored: topic 'refunds/create' carries a refund" in caplog.text
+    as_fulfillment = shopify(api, order, "fulfillments/create", "x2")
+    assert as_fulfillment.json()["reason"] == (
+        "topic 'fulfillments/create' carries a fulfillment, but the body is an order"
+    )
+    as_fulfilled = shopify(api, refund, "orders/fulfilled", "x3")
+    assert as_fulfilled.json()["status"] == "ignored"
+    assert [e.type for e in events(api.engine)] == ["purchase"]
+    [stored] = rows(api.engine, Order)
+    assert stored.delivered_at is None and stored.returned_at is None
+    # The same bodies under their own topics still count.
+    assert shopify(api, fulfillment, "fulfillments/create", "y1").json()["status"] == "accepted"
+    assert shopify(api, refund, "refunds/create", "y2").json()["status"] == "accepted"
+
+
+def test_woocommerce_non_order_body_under_an_order_topic_marks_nothing(api: Api) -> None:
+    woo(api, official("woocommerce/order_processing.json"))
+    completed = official("woocommerce/order_completed.json")
+    # A signed body of another resource (no order lines) under order.updated.
+    product = {k: v for k, v in completed.items() if k != "line_items"}
+    response = woo(api, product, "order.updated")
+    assert response.status_code == 200 and response.json() == {
+        "status": "ignored",
+        "events": [],
+        "reason": "topic 'order.updated' carries an order, but the body has no line_items",
+    }
+    [stored] = rows(api.engine, Order)
+    assert stored.delivered_at is None

@@ -93,8 +93,37 @@ def _identity(order: Mapping[str, Any]) -> Identity:
     )
 
 
+Shape = Literal["order", "fulfillment", "refund"]
+# The body each topic carries: a signed body re-sent under another topic (a fulfilment as a
+# refund) must not mark an order returned or delivered.
+_TOPIC_SHAPES: dict[str, Shape] = {
+    "orders/create": "order",
+    "orders/fulfilled": "order",
+    "fulfillments/create": "fulfillment",
+    "fulfillments/update": "fulfillment",
+    "refunds/create": "refund",
+}
+_A: dict[Shape, str] = {"order": "an order", "fulfillment": "a fulfillment", "refund": "a refund"}
+
+
+def body_shape(payload: Mapping[str, Any]) -> Shape | None:
+    """What a Shopify webhook body is, by the keys only that resource has."""
+    if "order_id" in payload:
+        if "refund_line_items" in payload:
+            return "refund"
+        return "fulfillment" if "status" in payload else None
+    if "line_items" in payload and "refund_line_items" not in payload:
+        return "order"
+    return None
+
+
 def map_webhook(session: Session, topic: str, payload: Mapping[str, Any]) -> Mapped:
     """Our events for one Shopify webhook, and why anything was left out."""
+    expected = _TOPIC_SHAPES.get(topic)
+    shape = body_shape(payload)
+    if expected is not None and shape != expected:
+        found = _A[shape] if shape else "not a Shopify order, fulfillment or refund"
+        return Mapped.nothing(f"topic {topic!r} carries {_A[expected]}, but the body is {found}")
     if topic == "orders/create":
         result = Mapped()
         order = _order(payload)

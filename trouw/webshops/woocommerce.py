@@ -31,6 +31,7 @@ TOPIC_HEADER = "x-wc-webhook-topic"
 DELIVERY_HEADER: str | None = None
 # Paid orders start journeys; pending, on-hold (awaiting payment), failed and cancelled do not.
 _PAID = ("processing", "completed")
+_ORDER_KEYS = ("id", "status", "line_items")
 
 
 def _order(order: Mapping[str, Any]) -> ShopOrder:
@@ -70,6 +71,11 @@ def map_webhook(session: Session, topic: str, payload: Mapping[str, Any]) -> Map
     """Our events for one WooCommerce order webhook, and why anything was left out."""
     if topic not in ("order.created", "order.updated"):
         return Mapped.nothing(f"topic {topic!r} means nothing to Trouw")
+    # Only an order body counts under an order topic (a product or coupon body has no lines).
+    if missing := [key for key in _ORDER_KEYS if key not in payload]:
+        return Mapped.nothing(
+            f"topic {topic!r} carries an order, but the body has no {', '.join(missing)}"
+        )
     status = payload.get("status")
     order_key = id_part(payload.get("id"))
     order_id = f"{NAME}:{order_key}"
