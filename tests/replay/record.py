@@ -42,11 +42,15 @@ async def record() -> list[Path]:
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    HISTORIES.mkdir(parents=True, exist_ok=True)
+    return write_histories(histories, HISTORIES)
+
+
+def write_histories(histories: dict[str, Any], folder: Path) -> list[Path]:
+    """One JSON file per workflow id in folder, the form tests/replay reads back."""
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for workflow_id, history in sorted(histories.items()):
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow_id) + ".json"
-        target = HISTORIES / name
+        target = folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", workflow_id) + ".json")
         target.write_text(history.to_json(), encoding="utf-8")
         written.append(target)
     return written

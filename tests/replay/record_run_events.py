@@ -8,13 +8,13 @@ never to silence a failing replay test: `python -m tests.replay.record_run_event
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT
+from tests.replay.record import write_histories
 from tests.workflows.scenario import write_scenario
 from trouw.simulate import load_scenario, simulate
 
@@ -115,14 +115,7 @@ async def record() -> list[Path]:
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    HISTORIES.mkdir(parents=True, exist_ok=True)
-    written = []
-    for workflow_id, history in sorted(histories.items()):
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow_id) + ".json"
-        target = HISTORIES / name
-        target.write_text(history.to_json(), encoding="utf-8")
-        written.append(target)
-    return written
+    return write_histories(histories, HISTORIES)
 
 
 if __name__ == "__main__":
