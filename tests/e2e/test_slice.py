@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,23 @@ pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range (32768 and up on Linux).
+
+    A port the kernel hands out for bind(0) is handed out again: the Temporal dev server picks
+    its internal ports that way and once took the API's port between this check and the
+    API's bind (three e2e tests failed with "address already in use"). Below that range only
+    an explicit bind can take it.
+    """
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000 on 127.0.0.1")
 
 
 def e2e_settings(tmp_path: Path) -> Settings:
