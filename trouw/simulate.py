@@ -343,6 +343,7 @@ async def simulate(
     histories: dict[str, Any] | None = None,
     search_attributes: bool = False,
     sandboxed: bool = False,
+    run_histories: dict[str, list[Any]] | None = None,
 ) -> SimulationResult:
     """Run each customer's scenario on one time-skipping server, one customer after another.
 
@@ -430,6 +431,7 @@ async def simulate(
                     histories,
                     search_attributes,
                     unrecorded,
+                    run_histories,
                 )
             if progress:
                 progress(total, total, "")
@@ -453,6 +455,7 @@ async def _simulate_customer(
     histories: dict[str, Any] | None,
     search_attributes: bool,
     unrecorded: list[RunEntry],
+    run_histories: dict[str, list[Any]] | None = None,
 ) -> None:
     base = await env.get_current_time()
     offset = (scenario.start - base).total_seconds()
@@ -479,7 +482,7 @@ async def _simulate_customer(
     unrecorded.extend(
         await _unrecorded_outcomes(env, engine, customer_id, shift, scenario.start, zone)
     )
-    await _stop_customer(env, engine, customer_id, histories)
+    await _stop_customer(env, engine, customer_id, histories, run_histories)
 
 
 async def _advance(env: Any, env_moment: datetime) -> None:
@@ -489,7 +492,11 @@ async def _advance(env: Any, env_moment: datetime) -> None:
 
 
 async def _stop_customer(
-    env: Any, engine: Any, customer_id: str, histories: dict[str, Any] | None
+    env: Any,
+    engine: Any,
+    customer_id: str,
+    histories: dict[str, Any] | None,
+    run_histories: dict[str, list[Any]] | None = None,
 ) -> None:
     """End this customer's workflows at the scenario's end, so they stay out of the next one's."""
     from trouw.contracts import customer_workflow_id
@@ -505,9 +512,24 @@ async def _stop_customer(
         try:
             if histories is not None:
                 histories[workflow_id] = await handle.fetch_history()
+            if run_histories is not None:
+                run_histories[workflow_id] = await _run_chain(env.client, workflow_id)
             await handle.terminate("simulation ended")
         except Exception:  # noqa: BLE001 - already finished, or a run that never started
             pass  # (a journey whose trigger failed has a failed run row and no workflow)
+
+
+async def _run_chain(client: Any, workflow_id: str) -> list[Any]:
+    """Every run's history of one workflow id, first run first (continue-as-new followed back)."""
+    chain = [await client.get_workflow_handle(workflow_id).fetch_history()]
+    while True:
+        started = chain[0].events[0].workflow_execution_started_event_attributes
+        if not started.continued_execution_run_id:
+            return chain
+        previous = client.get_workflow_handle(
+            workflow_id, run_id=started.continued_execution_run_id
+        )
+        chain.insert(0, await previous.fetch_history())
 
 
 async def _unrecorded_outcomes(

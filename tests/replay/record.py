@@ -19,7 +19,8 @@ from tests.workflows.scenario import write_scenario
 from trouw.simulate import load_scenario, simulate
 
 # Each engine version's histories stay: v1 before the parallel child starts, v2 before an exit
-# on an unsubscribe let a run's transactional messages through, current after.
+# on an unsubscribe let a run's transactional messages through, v3 before the engine-efficiency
+# changes (docs/performance.md, "Temporal work per purchase"), current after.
 HISTORIES = Path(__file__).parent / "histories" / "current"
 
 
