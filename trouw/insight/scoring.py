@@ -1,0 +1,103 @@
+"""score_customers: everything insight knows about each customer as of a date."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from trouw.insight.facts import LineFact, OrderFact
+from trouw.insight.forecast import forecast
+from trouw.insight.history import build_histories
+from trouw.insight.rfm import rfm_scores, segment_of
+from trouw.insight.settings import InsightSettings
+
+
+@dataclass(frozen=True)
+class CustomerInsight:
+    """One customer as of a date. Field meanings: docs/insight.md, "Models"."""
+
+    customer_id: str
+    orders: int
+    first_order_at: datetime
+    last_order_at: datetime
+    recency_days: int
+    frequency: int  # repeat purchase days (days with an order after the first one)
+    monetary_total: float
+    monetary_avg: float
+    r: int
+    f: int
+    m: int
+    segment: str
+    p_active: float
+    p_order: float  # within the horizon
+    expected_orders: float  # within the horizon
+    expected_next_order_at: datetime | None
+    expected_value: float  # over settings.value_days (12 months by default)
+    weekday: int  # 0 = Monday, in the shop's time zone
+    hour: int
+    season: str  # winter | spring | summer | autumn
+    sale_buyer: bool
+    favourite_category: str | None
+    breadth: str  # narrow | broad
+    model: str  # which model or fallback answered
+
+
+def score_customers(
+    orders: Sequence[OrderFact],
+    lines: Sequence[LineFact],
+    *,
+    as_of: datetime,
+    horizon_days: int = 90,
+    settings: InsightSettings | None = None,
+) -> list[CustomerInsight]:
+    """Every customer with an order at or before `as_of`, sorted by id; later orders are ignored.
+
+    Never raises for small or degenerate data and never returns NaN: see the fallbacks in
+    docs/insight.md, "Models".
+    """
+    if horizon_days < 1:
+        raise ValueError("horizon_days must be at least 1")
+    config = settings or InsightSettings()
+    h = build_histories(orders, lines, as_of=as_of, settings=config)
+    r, f, m = rfm_scores(recency_days=h.recency_days, orders=h.orders, monetary=h.monetary_total)
+    fc = forecast(h, horizon_days=horizon_days, value_days=config.value_days)
+    result: list[CustomerInsight] = []
+    for i, customer in enumerate(h.customer_ids):
+        orders_i = int(h.orders[i])
+        next_days = fc.next_order_days[i]
+        result.append(
+            CustomerInsight(
+                customer_id=customer,
+                orders=orders_i,
+                first_order_at=h.first_order_at[i],
+                last_order_at=h.last_order_at[i],
+                recency_days=int(h.recency_days[i]),
+                frequency=int(h.x[i]),
+                monetary_total=round(float(h.monetary_total[i]), 2),
+                monetary_avg=round(float(h.monetary_avg[i]), 2),
+                r=int(r[i]),
+                f=int(f[i]),
+                m=int(m[i]),
+                segment=segment_of(
+                    r=int(r[i]), f=int(f[i]), m=int(m[i]), orders=orders_i, rules=config.segments
+                ),
+                p_active=float(fc.p_active[i]),
+                p_order=float(fc.p_order[i]),
+                expected_orders=float(fc.expected_orders[i]),
+                expected_next_order_at=(
+                    None if np.isnan(next_days) else as_of + timedelta(days=float(next_days))
+                ),
+                expected_value=round(float(fc.expected_value[i]), 2),
+                weekday=h.weekday[i],
+                hour=h.hour[i],
+                season=h.season[i],
+                sale_buyer=h.sale_buyer[i],
+                favourite_category=h.favourite_category[i],
+                breadth=h.breadth[i],
+                model=fc.model,
+            )
+        )
+    return result
