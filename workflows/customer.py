@@ -42,6 +42,10 @@ SEEN_LIMIT = 1000
 # Patch id: runs started before this change replay with sequential starts.
 PARALLEL_STARTS = "parallel-child-starts"
 IDLE_END = timedelta(days=30)
+# Patch id: while every run it started is still watched, the workflow waits for an event or for
+# the runs to end with no timer; before this change it woke every IDLE_END (a timer, a billed
+# action and five history events each time) for as long as a run ran, a year for reactivation.
+QUIET_WHILE_RUNS_RUN = "quiet-while-runs-run"
 
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
@@ -53,6 +57,7 @@ class CustomerWorkflow:
         self._runs: dict[str, ActiveRun] = {}
         self._handled = 0
         self._watchers: set[asyncio.Task[None]] = set()
+        self._watched: set[str] = set()  # runs whose end this execution hears of (its children)
 
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
     def record_event(self, event: CustomerEvent) -> None:
@@ -71,7 +76,12 @@ class CustomerWorkflow:
         self._queue[:0] = input.pending
         self._runs = {run.workflow_id: run for run in input.runs}
         self._handled = input.handled
+        quiet = workflow.patched(QUIET_WHILE_RUNS_RUN)
         while True:
+            if quiet and self._runs and set(self._runs) <= self._watched and not self._queue:
+                # Each run's end removes it (forget_when_done): nothing to check meanwhile.
+                await workflow.wait_condition(lambda: bool(self._queue) or not self._runs)
+                continue
             try:
                 await workflow.wait_condition(lambda: bool(self._queue), timeout=IDLE_END)
             except TimeoutError:
@@ -184,7 +194,9 @@ class CustomerWorkflow:
             except Exception:  # noqa: BLE001 - failed or cancelled runs end as well
                 pass
             self._runs.pop(plan.workflow_id, None)
+            self._watched.discard(plan.workflow_id)
 
+        self._watched.add(plan.workflow_id)
         task = asyncio.create_task(forget_when_done())
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
