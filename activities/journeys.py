@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
+from trouw import metrics
 from trouw.attributes import (
     AttributeValueError,
     check_values,
@@ -41,6 +42,7 @@ from trouw.db.models import Customer, JourneyRun, JourneyRunEvent
 from trouw.journey import expressions
 from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
+from trouw.logs import log_context
 
 log = logging.getLogger("trouw.journeys")
 
@@ -184,6 +186,7 @@ def _record_trigger_failure(
     run.status, run.ended_at, run.end_reason = "failed", input.now, failure.reason[:2000]
     session.add(run)
     session.flush()
+    metrics.on_commit(session, metrics.RUNS.labels(journey=journey.name, outcome="failed").inc)
     _add_event(
         session,
         key=f"{workflow_id}:failed",
@@ -215,7 +218,8 @@ class JourneyActivities:
 
     @activity.defn(name="match_journeys")
     async def match_journeys(self, input: MatchJourneysInput) -> MatchJourneysResult:
-        return await asyncio.to_thread(self._match, input)
+        with log_context(customer=input.customer_id, event_id=input.event.id):
+            return await asyncio.to_thread(self._match, input)
 
     def _match(self, input: MatchJourneysInput) -> MatchJourneysResult:
         event = input.event
@@ -275,6 +279,9 @@ class JourneyActivities:
                     except IntegrityError:
                         savepoint.rollback()
                         continue
+                    metrics.on_commit(
+                        session, metrics.RUNS.labels(journey=journey.name, outcome="started").inc
+                    )
                     _add_event(
                         session,
                         key=f"{workflow_id}:started",
@@ -374,6 +381,10 @@ class JourneyActivities:
                 ).first()
                 if run is None:
                     return
+                if input.status != "running" and run.status != input.status:
+                    metrics.on_commit(
+                        session, metrics.RUNS.labels(journey=run.journey, outcome=input.status).inc
+                    )
                 run.status = input.status
                 run.end_reason = input.reason
                 run.ended_at = input.now if input.status != "running" else None

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
+from trouw import metrics
 from trouw.attributes import declared_attributes
 from trouw.consent import ConsentState, current_consent, suppress
 from trouw.context import build_context
@@ -26,6 +27,7 @@ from trouw.hosted import keep_copy, view_link
 from trouw.journey.hydrate import hydrate
 from trouw.journey.model import stricter
 from trouw.locales import region_of
+from trouw.logs import log_context
 from trouw.policy import (
     Decision,
     MessageFacts,
@@ -37,6 +39,7 @@ from trouw.policy import (
 )
 from trouw.providers.base import (
     AmbiguousDeliveryError,
+    DeliveryError,
     LookupAnswer,
     LookupQuery,
     LookupUnavailableError,
@@ -250,6 +253,15 @@ class MessagingActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
+        with log_context(
+            customer=input.customer_id,
+            journey=input.journey,
+            message_key=input.message_key,
+            workflow_id=input.workflow_id,
+        ):
+            return await self._send_message(input)
+
+    async def _send_message(self, input: SendMessageInput) -> SendMessageResult:
         input = at_this_attempt(input)
         input = self._with_template_category(input)
         prepared = await asyncio.to_thread(self._prepare, input)
@@ -347,8 +359,10 @@ class MessagingActivities:
             _record_decision(message, decision, consent, input.now)
             if decision.action == "suppress":
                 message.state = "suppressed"
+                _count(session, input, "suppressed", decision.reason)
                 return _result(message)
             if decision.action == "defer":
+                _count(session, input, "deferred", decision.reason)
                 return _result(message, until=decision.until)
             try:
                 outgoing = self._render(session, message, customer, input)
@@ -356,6 +370,7 @@ class MessagingActivities:
                 message.state = "failed"
                 message.error = str(exc)
                 _push_status(message, "failed", input.now, str(exc))
+                _count(session, input, "failed", None)
                 session.commit()
                 raise ApplicationError(
                     str(exc), type="TemplateRenderError", non_retryable=True
@@ -534,6 +549,7 @@ class MessagingActivities:
                         f"resent ({heard})"
                     )
                     _push_status(message, "unknown", input.now, message.reason_text)
+                    _count(session, input, "unknown", message.reason)
                     return _result(message)
                 case _:
                     assert_never(verdict)
@@ -557,15 +573,28 @@ class MessagingActivities:
         self, input: SendMessageInput, outgoing: OutgoingEmail | OutgoingSms, lease_until: datetime
     ) -> SendMessageResult:
         provider = self.services.provider(input.channel)
+        settings = self.services.settings
+        name = settings.email_provider if input.channel == "email" else settings.sms_provider
         # The call ends (connection closed) before the lease does, whatever happened since the
         # claim: a later attempt can never meet this one still talking to the provider.
         left = (lease_until - SEND_RECORD_MARGIN - datetime.now(UTC)).total_seconds()
         deadline = time.monotonic() + left
+        called = time.monotonic()
         try:
-            if isinstance(outgoing, OutgoingEmail):
-                result = await provider.send_email(outgoing, deadline=deadline)
-            else:
-                result = await provider.send_sms(outgoing, deadline=deadline)
+            try:
+                if isinstance(outgoing, OutgoingEmail):
+                    result = await provider.send_email(outgoing, deadline=deadline)
+                else:
+                    result = await provider.send_sms(outgoing, deadline=deadline)
+            except DeliveryError as failure:
+                metrics.PROVIDER_ERRORS.labels(
+                    provider=name, channel=input.channel, kind=_error_kind(failure)
+                ).inc()
+                raise
+            finally:
+                metrics.PROVIDER_SECONDS.labels(provider=name, channel=input.channel).observe(
+                    time.monotonic() - called
+                )
         except RateLimitedError as exc:
             await asyncio.to_thread(self._release, input, str(exc))
             raise ApplicationError(
@@ -603,6 +632,7 @@ class MessagingActivities:
             message.status = "sent"
             _push_status(message, "sent", input.now, provider)
             session.add(message)
+            _count(session, input, "sent", None)
             return _result(message)
 
     def _unknown(self, input: SendMessageInput, detail: str) -> None:
@@ -633,6 +663,7 @@ class MessagingActivities:
             message.error = str(exc)
             _push_status(message, "failed", input.now, str(exc))
             session.add(message)
+            _count(session, input, "failed", None)
             customer = session.get(Customer, input.customer_id)
             if customer is None:
                 return
@@ -651,6 +682,31 @@ class MessagingActivities:
                     at=input.now,
                     source="provider",
                 )
+
+
+def _error_kind(error: Exception) -> str:
+    match error:
+        case RateLimitedError():
+            return "rate_limited"
+        case TransientDeliveryError():
+            return "transient"
+        case AmbiguousDeliveryError():
+            return "ambiguous"
+        case _:
+            return "permanent"
+
+
+def _count(session: Session, input: SendMessageInput, outcome: str, reason: str | None) -> None:
+    """A message's decision in the metrics, once its transaction commits."""
+
+    def count() -> None:
+        metrics.SENDS.labels(channel=input.channel, category=input.category, outcome=outcome).inc()
+        if outcome == "suppressed":
+            metrics.SUPPRESSIONS.labels(channel=input.channel, reason=reason or "none").inc()
+        elif outcome == "deferred":
+            metrics.DEFERRALS.labels(channel=input.channel, reason=reason or "none").inc()
+
+    metrics.on_commit(session, count)
 
 
 def _record_decision(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -45,11 +44,10 @@ def _run(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         fail(str(exc))
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _logging(verbose: bool, settings: Settings) -> None:
+    from trouw.logs import configure_logging
+
+    configure_logging(verbose=verbose, log_format=settings.log_format)
 
 
 @app.command()
@@ -89,8 +87,8 @@ def server() -> None:
 @app.command()
 def worker(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the Temporal worker (workflows and activities); stops gracefully on SIGTERM."""
-    _logging(verbose)
     settings = settings_or_fail()
+    _logging(verbose, settings)
 
     async def main() -> None:
         from trouw.runtime import run_stack
@@ -106,8 +104,8 @@ def worker(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 @app.command()
 def api(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the HTTP API alone (events are stored and handed to Temporal)."""
-    _logging(verbose)
     settings = settings_or_fail()
+    _logging(verbose, settings)
 
     async def main() -> None:
         from trouw.runtime import run_stack
@@ -121,8 +119,8 @@ def api(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 @app.command()
 def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run server, worker and HTTP API together, for development."""
-    _logging(verbose)
     settings = settings_or_fail()
+    _logging(verbose, settings)
 
     async def main() -> None:
         from trouw.runtime import Stack, run_stack

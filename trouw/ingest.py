@@ -28,6 +28,7 @@ from pydantic import (
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
+from trouw import metrics
 from trouw.consent import record_consent, suppress
 from trouw.context import jsonable
 from trouw.contracts import CustomerEvent, WithdrawalScope
@@ -843,6 +844,9 @@ def ingest_event(
         try:
             row = _ingest_once(session, event, now)
             savepoint.commit()
+            metrics.on_commit(
+                session, metrics.EVENTS_ACCEPTED.labels(type=event.type, source=event.source).inc
+            )
             return row, True
         except IntegrityError:
             # Another transaction stored the same event or customer first; look again.

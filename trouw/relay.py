@@ -7,9 +7,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from temporalio.client import Client
 
+from trouw import metrics
 from trouw.contracts import CustomerEvent
 from trouw.db.engine import session_scope
 from trouw.db.models import InboundEvent
@@ -48,11 +49,41 @@ async def hand_off(
             if row.relayed_at is None:
                 row.relayed_at = datetime.now(UTC)
                 session.add(row)
+                lag = (row.relayed_at - _aware(row.received_at)).total_seconds()
+                metrics.on_commit(session, lambda: metrics.RELAY_LAG_SECONDS.observe(max(lag, 0)))
 
     # Database work off the event loop: the API serves other requests meanwhile.
     event = await asyncio.to_thread(load)
     await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
     await asyncio.to_thread(mark)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back the naive UTC time it stored.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def intake_figures(engine: Engine, *, now: datetime | None = None) -> tuple[int, float, int]:
+    """Backlog (events not handed off, parked excluded), the oldest one's age in seconds, and
+    the parked events; set into the relay gauges of trouw.metrics."""
+    clock = now or datetime.now(UTC)
+    with session_scope(engine) as session:
+        waiting = (
+            select(func.count(), func.min(InboundEvent.received_at))
+            .select_from(InboundEvent)
+            .where(col(InboundEvent.relayed_at).is_(None), col(InboundEvent.parked_at).is_(None))
+        )
+        count, oldest = session.exec(waiting).one()
+        parked = session.exec(
+            select(func.count())
+            .select_from(InboundEvent)
+            .where(col(InboundEvent.parked_at).is_not(None))
+        ).one()
+    age = (clock - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+    metrics.RELAY_BACKLOG.set(count)
+    metrics.RELAY_OLDEST_SECONDS.set(max(age, 0.0))
+    metrics.PARKED_EVENTS.set(parked)
+    return int(count), max(age, 0.0), int(parked)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -121,6 +152,7 @@ async def relay_pending(
             )
         except Exception as exc:  # this event only: Temporal refused it or was unreachable
             error = f"{type(exc).__name__}: {exc}"
+            metrics.RELAY_FAILURES.inc()
             parked = await asyncio.to_thread(
                 record_failure, engine, source_id, error, max_attempts=max_attempts, now=clock
             )
@@ -143,6 +175,7 @@ async def relay_forever(
             )
             if count:
                 log.info("relayed %d event(s)", count)
+            await asyncio.to_thread(intake_figures, engine)
         except Exception:  # a bad moment (Temporal restarting): try again next round
             log.exception("relay round failed")
         await asyncio.sleep(every)

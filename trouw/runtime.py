@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from activities.services import Services
 from trouw.db.engine import get_engine
+from trouw.metrics import serve_worker_metrics, temporal_runtime_with_metrics
 from trouw.settings import Settings
 from trouw.temporal import (
     DevServer,
@@ -89,8 +90,18 @@ async def run_stack(
         raise TemporalError(
             f"port {settings.api_port} is already taken: stop what uses it or set TROUW_API_PORT"
         )
+    if worker and settings.worker_metrics_port is not None:
+        if not port_free(settings.worker_metrics_port, settings.worker_metrics_host):
+            raise TemporalError(
+                f"port {settings.worker_metrics_port} is already taken: set "
+                "TROUW_WORKER_METRICS_PORT to a free port (each worker needs its own)"
+            )
     engine = await asyncio.to_thread(get_engine, settings.effective_database_url)
+    # Before the first client: the Temporal runtime's metrics are fixed when it is made.
+    temporal_runtime_with_metrics()
     client, server = await temporal_client(settings)
+    if worker and settings.worker_metrics_port is not None:
+        serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     services = Services.from_settings(settings, engine=engine)
     stack = Stack(settings, client, services, server)
     tasks: list[asyncio.Task[None]] = []

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     temporal_port: int = Field(default=7233, ge=1, le=65535)
     temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
     temporal_persist: bool = True
+    # A Temporal cluster or Temporal Cloud: TLS, with a client certificate (mTLS) or an API key.
+    # Temporal Cloud: temporal_address = "<namespace>.<account>.tmprl.cloud:7233" with mTLS, or
+    # "<region>.<cloud>.api.temporal.io:7233" with an API key; temporal_namespace "<ns>.<account>".
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None  # client certificate (PEM), for mTLS
+    temporal_tls_key: Path | None = None  # its private key (PEM)
+    temporal_tls_ca: Path | None = None  # a private CA for the server; not set: system roots
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: str | None = None  # sent as a bearer token; implies TLS
 
     # The HTTP API.
     api_host: str = "127.0.0.1"
@@ -66,6 +75,14 @@ class Settings(BaseSettings):
     api_max_json_depth: int = Field(default=32, ge=2, le=256)
     # The relay parks an event (visible in `trouw status`) after this many failed hand-offs.
     relay_max_attempts: int = Field(default=8, ge=1, le=100)
+    # While the database cannot be reached the API answers 503 with this Retry-After (seconds).
+    api_retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+
+    # Operations (docs/operations.md). Each worker serves Prometheus metrics on this port (not
+    # set: none; the API always serves /metrics). Logs are text lines, or one JSON object each.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    log_format: Literal["text", "json"] = "text"
 
     # Content.
     journeys_dir: Path = Path("journeys")
@@ -237,6 +254,17 @@ class Settings(BaseSettings):
         if config_file.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @field_validator("temporal_tls_key")
+    @classmethod
+    def _key_with_cert(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if (value is None) != (info.data.get("temporal_tls_cert") is None):
+            raise ValueError("set temporal_tls_cert and temporal_tls_key together (mTLS)")
+        return value
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        return bool(self.temporal_tls or self.temporal_tls_cert or self.temporal_api_key)
 
     @property
     def effective_database_url(self) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 
 from trouw.contracts import RECORD_EVENT_SIGNAL, CustomerEvent, CustomerInput
 from trouw.settings import Settings
@@ -26,13 +27,18 @@ SEARCH_ATTRIBUTES = {
 }
 
 
-def quiet_runtime() -> None:
-    """Core SDK logs go to Python logging (stderr), never to stdout: `--json` output is parsed."""
+def quiet_runtime(*, metrics_address: str | None = None) -> None:
+    """Core SDK logs go to Python logging (stderr), never to stdout: `--json` output is parsed.
+
+    With `metrics_address` (host:port) the core also serves its Prometheus metrics there
+    (trouw.metrics collects them into the API's and the workers' endpoints).
+    """
     import logging
 
     from temporalio.runtime import (
         LogForwardingConfig,
         LoggingConfig,
+        PrometheusConfig,
         Runtime,
         TelemetryConfig,
         TelemetryFilter,
@@ -46,7 +52,8 @@ def quiet_runtime() -> None:
             logging=LoggingConfig(
                 filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
                 forwarding=LogForwardingConfig(logger=core),
-            )
+            ),
+            metrics=PrometheusConfig(bind_address=metrics_address) if metrics_address else None,
         )
     )
     Runtime.set_default(runtime, error_if_already_set=False)
@@ -152,6 +159,26 @@ async def wait_for_port(
     raise TemporalError(f"nothing answers on {host}:{port} after {within:.0f} s")
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS for a Temporal cluster or Temporal Cloud: mTLS with a client certificate, a private
+    CA, or the system's roots (an API key alone); False for a plain dev server."""
+    if not settings.temporal_uses_tls:
+        return False
+    try:
+        return TLSConfig(
+            client_cert=_read(settings.temporal_tls_cert),
+            client_private_key=_read(settings.temporal_tls_key),
+            server_root_ca_cert=_read(settings.temporal_tls_ca),
+            domain=settings.temporal_tls_server_name,
+        )
+    except OSError as exc:
+        raise TemporalError(f"cannot read a Temporal TLS file: {exc}") from None
+
+
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
 async def connect(settings: Settings, *, attempts: int = 50) -> Client:
     """Connect to Temporal, retrying while a freshly started server comes up."""
     last: Exception | None = None
@@ -161,6 +188,8 @@ async def connect(settings: Settings, *, attempts: int = 50) -> Client:
                 settings.temporal_target,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                tls=tls_config(settings),
+                api_key=settings.temporal_api_key,
             )
         except Exception as exc:  # noqa: BLE001 - the SDK raises RuntimeError for refusals
             last = exc

@@ -15,6 +15,12 @@ from trouw.settings import Settings, SettingsError, load_settings
 OPTIONAL = {
     "database_url",
     "temporal_address",
+    "temporal_tls_cert",
+    "temporal_tls_key",
+    "temporal_tls_ca",
+    "temporal_tls_server_name",
+    "temporal_api_key",
+    "worker_metrics_port",
     "email_reply_to",
     "sendgrid_api_key",
     "sendgrid_webhook_public_key",

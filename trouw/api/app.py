@@ -5,23 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
+from trouw import metrics
 from trouw.api import callbacks, hosted, pages, v1, webshops
 from trouw.api.errors import ApiError, install_error_handlers, with_one_error_body
 from trouw.api.limits import BodyLimits
 from trouw.api.state import ApiState
 from trouw.attributes import attributes_json_schema, declared_attributes
 from trouw.providers.outbox import list_outbox, safe_key
+from trouw.relay import intake_figures
 from trouw.settings import Settings
 
 __all__ = ["ApiState", "create_app"]
+
+log = logging.getLogger("trouw.api")
 
 DESCRIPTION = """Journey orchestrator for retailers: events in, consent-aware messages out.
 
@@ -68,6 +74,17 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        # The relay's figures are read from the database, so an API alone reports them too.
+        try:
+            await asyncio.to_thread(intake_figures, state.engine)
+        except SQLAlchemyError as exc:  # the scrape still answers: our counters, Temporal's
+            log.warning("relay figures unavailable: %s", exc)
+        # The Temporal runtime's page is read over loopback: off the event loop.
+        text = await asyncio.to_thread(metrics.exposition)
+        return Response(text, media_type=metrics.CONTENT_TYPE_LATEST)
 
     _document(app, settings)
 
