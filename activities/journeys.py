@@ -38,7 +38,7 @@ from trouw.contracts import (
     UpdateCustomerInput,
 )
 from trouw.db.engine import session_scope
-from trouw.db.models import Customer, JourneyRun, JourneyRunEvent
+from trouw.db.models import Customer, JourneyRun, JourneyRunEvent, SplitAssignment
 from trouw.journey import expressions
 from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
@@ -419,6 +419,31 @@ def _add_run_events(session: Session, run: JourneyRun, events: Iterable[RunEvent
             step=event.step,
             reason=event.reason,
             expression=event.expression,
+        )
+        if event.arm is not None and event.step is not None:
+            _add_arm(session, run, event)
+
+
+def _add_arm(session: Session, run: JourneyRun, event: RunEventRecord) -> None:
+    """The run's arm of one split, once (a loop back through the split takes the same arm)."""
+    assert event.arm is not None and event.step is not None
+    exists = session.exec(
+        select(SplitAssignment.id).where(
+            SplitAssignment.workflow_id == run.workflow_id, SplitAssignment.step == event.step
+        )
+    ).first()
+    if exists is None:
+        session.add(
+            SplitAssignment(
+                workflow_id=run.workflow_id,
+                customer_id=run.customer_id,
+                journey=run.journey,
+                version=run.version,
+                step=event.step,
+                arm=event.arm,
+                holdout=event.holdout,
+                at=event.at,
+            )
         )
 
 

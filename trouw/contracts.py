@@ -213,6 +213,9 @@ class RunEventRecord(Wire):
     step: str | None = None
     reason: str | None = None
     expression: str | None = None
+    # Set on a split's "branched" note: the arm taken (kept in split_assignment for reports).
+    arm: str | None = None
+    holdout: bool = False
 
 
 class RecordRunEventsInput(Wire):

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         GoalStep,
         Journey,
         SendStep,
+        SplitArm,
         SplitStep,
         StepBase,
         UpdateStep,
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         WaitUntilStep,
         parse_clock,
     )
+    from trouw.journey.split import choose_arm
 
     from workflows.options import (
         CALL_OPTIONS,
@@ -76,6 +78,8 @@ RUN_EVENTS = "run-events"
 KEEP_TRANSACTIONAL = "withdrawal-keeps-transactional"
 # Patch id: conditions on attributes the run's copy lacks are evaluated in an activity.
 PERSONAL_CONDITIONS = "personal-attribute-conditions"
+# Patch id: a hold-out arm is noted (and so stored in split_assignment) like any other arm.
+SPLIT_ARM_NOTES = "split-arm-notes"
 
 
 class _Ended(Exception):
@@ -403,18 +407,19 @@ class JourneyWorkflow:
 
     def _split(self, step: SplitStep, follow: str | None) -> str | None:
         assert self._input is not None and self._journey is not None
-        total = sum(arm.weight for arm in step.split)
-        # Hash, not workflow.random(): the same customer lands in the same arm on every run.
-        point = expressions.bucket(self._input.customer_id, self._journey.name, step.id) * total
-        for arm in step.split:
-            point -= arm.weight
-            if point < 0:
-                self._vars.setdefault("splits", {})[step.id] = arm.name
-                if arm.holdout:
-                    raise _Ended("held_out", f"hold-out group of split {step.id}")
-                self._note("branched", step.id, f"split arm {arm.name} → {arm.goto or follow}")
-                return arm.goto or follow
-        return follow
+        # The one arm function the reports use too (a hash: same customer, same arm).
+        arm = choose_arm(self._input.customer_id, self._journey.name, step)
+        if arm is None:
+            return follow
+        self._vars.setdefault("splits", {})[step.id] = arm.name
+        if arm.holdout:
+            # Patched: a yearly run flushes its notes before the next cycle, so a new note
+            # here would add a command to histories from before arms were recorded.
+            if workflow.patched(SPLIT_ARM_NOTES):
+                self._note("branched", step.id, f"split arm {arm.name}: hold-out", arm=arm)
+            raise _Ended("held_out", f"hold-out group of split {step.id}")
+        self._note("branched", step.id, f"split arm {arm.name} → {arm.goto or follow}", arm=arm)
+        return arm.goto or follow
 
     async def _update(self, step: UpdateStep) -> None:
         assert self._input is not None
@@ -654,6 +659,8 @@ class JourneyWorkflow:
         step: str | None,
         reason: str | None,
         expression: str | None = None,
+        *,
+        arm: SplitArm | None = None,
     ) -> None:
         """Keep what the run did for its record; written at the next wait or at the end."""
         if not self._recording:
@@ -666,6 +673,8 @@ class JourneyWorkflow:
                 step=step,
                 reason=reason,
                 expression=expression,
+                arm=arm.name if arm else None,
+                holdout=arm.holdout if arm else False,
             )
         )
         self._noted += 1

@@ -214,6 +214,27 @@ class JourneyRunEvent(SQLModel, table=True):
     expression: str | None = None
 
 
+class SplitAssignment(SQLModel, table=True):
+    """The arm of a split (or hold-out) a run took: written from the workflow's own choice.
+
+    Reports count arms from these rows, never by re-hashing, so a report and the workflow can
+    never disagree; `trouw report split` uses the same function only to plan ahead.
+    """
+
+    __tablename__ = "split_assignment"
+    __table_args__ = (sa.UniqueConstraint("workflow_id", "step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(max_length=300)
+    customer_id: str = Field(index=True, max_length=64)
+    journey: str = Field(index=True, max_length=64)
+    version: str = Field(max_length=64)
+    step: str = Field(max_length=64)
+    arm: str = Field(max_length=64)
+    holdout: bool = False
+    at: datetime = _when(index=True)
+
+
 class Message(SQLModel, table=True):
     """The send ledger: one row per message key, claimed before any provider call."""
 

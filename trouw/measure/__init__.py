@@ -1,0 +1,1 @@
+"""Measurement: split arms, uplift statistics and the reports built on them."""
