@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.custom import CustomActivities
+from activities.insight import InsightActivities
 from activities.journeys import JourneyActivities
 from activities.messaging import MessagingActivities
 from activities.services import Services
@@ -24,4 +25,5 @@ def all_activities(services: Services) -> list[Callable[..., Any]]:
         journeys.record_run_events,
         messaging.send_message,
         *CustomActivities(services).all(),
+        *InsightActivities(services).all(),
     ]

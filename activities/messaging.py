@@ -19,7 +19,7 @@ from activities.services import Services
 from trouw import metrics
 from trouw.attributes import declared_attributes
 from trouw.consent import ConsentState, current_consent, suppress
-from trouw.context import build_context
+from trouw.context import build_context, recommended_products
 from trouw.contracts import SendMessageInput, SendMessageResult
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message, Voucher
@@ -180,7 +180,16 @@ def template_context(
         context["refill"] = {
             "expected_empty_at": start + timedelta(days=product["consumption_days"] * qty)
         }
-    context.setdefault("recommendations", [])
+    if "recommendations" not in context:
+        # Offers are promotional: a service mail shows them only to who opted in to promotions.
+        opted_in = (context.get("customer") or {}).get("opt_in", {}).get(input.channel, False)
+        allowed = input.category == "promotional" or bool(opted_in)
+        in_order = [line["sku"] for line in (context.get("order") or {}).get("lines", [])]
+        context["recommendations"] = (
+            recommended_products(session, input.customer_id, exclude=[*in_order, *input.skus])
+            if allowed
+            else []
+        )
     order_name = (context.get("order") or {}).get("name")
     context["links"] = template_links(services, input, order_name=order_name)
     context["shop"] = {

@@ -428,6 +428,9 @@ def _register_more() -> None:
 
     app.add_typer(imports_app, name="import", help="Import POS and ERP exports (CSV, JSON).")
     app.command("connect")(connect_command)
+    from trouw.insight_cli import app as insight_app
+
+    app.add_typer(insight_app, name="insight")
     app.command("why")(gdpr_cli.why)
     app.command("export")(gdpr_cli.export)
     app.command("forget")(gdpr_cli.forget)

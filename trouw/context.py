@@ -11,7 +11,14 @@ from sqlmodel import Session, col, select
 
 from trouw.attributes import Declared, context_attributes
 from trouw.consent import current_consent
-from trouw.db.models import Customer, Order, OrderLine, Product
+from trouw.db.models import (
+    Customer,
+    CustomerInsightRecord,
+    InsightRefresh,
+    Order,
+    OrderLine,
+    Product,
+)
 
 
 def product_dict(product: Product | None, sku: str, name: str | None = None) -> dict[str, Any]:
@@ -144,6 +151,69 @@ def history_dict(session: Session, customer_id: str, now: datetime) -> dict[str,
     }
 
 
+# What `insight.*` holds (trouw/journey/scope.py describes it; docs/insight.md explains it).
+INSIGHT_FIELDS = (
+    "segment",
+    "segment_since",
+    "r",
+    "f",
+    "m",
+    "orders",
+    "first_order_at",
+    "last_order_at",
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "monetary_avg",
+    "p_active",
+    "p_order",
+    "expected_orders",
+    "expected_next_order_at",
+    "expected_value",
+    "horizon_days",
+    "weekday",
+    "hour",
+    "season",
+    "sale_buyer",
+    "favourite_category",
+    "breadth",
+    "model",
+    "as_of",
+)
+
+
+def insight_dict(session: Session, customer_id: str) -> dict[str, Any]:
+    """The customer's insight from the last refresh; every field None before one scored them."""
+    row = session.get(CustomerInsightRecord, customer_id)
+    return {name: getattr(row, name) if row is not None else None for name in INSIGHT_FIELDS}
+
+
+def recommended_products(
+    session: Session, customer_id: str, *, exclude: Sequence[str], top: int = 3
+) -> list[dict[str, Any]]:
+    """The customer's recommendations from the last refresh (the best sellers for a customer
+    it did not know), without what is in `exclude` (the order that triggered the message)."""
+    row = session.get(CustomerInsightRecord, customer_id)
+    if row is not None:
+        ranked = list(row.recommendations or [])
+    else:
+        latest = session.exec(
+            select(InsightRefresh)
+            .where(InsightRefresh.status == "done")
+            .order_by(col(InsightRefresh.finished_at).desc())
+        ).first()
+        ranked = list(latest.popular or []) if latest is not None else []
+    skipped = set(exclude)
+    wanted = [sku for sku in ranked if sku not in skipped]
+    if not wanted:
+        return []
+    products = {
+        p.sku: p for p in session.exec(select(Product).where(col(Product.sku).in_(wanted))).all()
+    }
+    # A sku no longer in the catalogue is not offered: there is nothing to link to.
+    return [product_dict(products[sku], sku) for sku in wanted if sku in products][:top]
+
+
 def build_context(
     session: Session,
     *,
@@ -166,6 +236,7 @@ def build_context(
     context: dict[str, Any] = {
         "customer": customer_dict(customer, opt_in, attributes),
         "history": history_dict(session, customer_id, now),
+        "insight": insight_dict(session, customer_id),
         "order": None,
         "products": [],
     }

@@ -229,3 +229,62 @@ class RecordRunInput(Wire):
     reason: str | None = None
     now: datetime
     events: list[RunEventRecord] = Field(default_factory=list)  # noted since the last record
+
+
+# --- insight refresh (workflows/insight.py, activities/insight.py) ---------------------------
+INSIGHT_REFRESH_WORKFLOW = "InsightRefresh"
+INSIGHT_PROGRESS_QUERY = "progress"
+INSIGHT_SCHEDULE_ID = "insight-refresh-nightly"
+
+
+class InsightRefreshInput(Wire):
+    """A refresh as of a moment (None: when the workflow starts, as the nightly schedule does)."""
+
+    as_of: datetime | None = None
+    horizon_days: int | None = None  # None: the insight_horizon_days setting
+    chunk_size: int | None = None  # None: the insight_chunk_size setting
+
+
+class ScoreInsightInput(Wire):
+    refresh_id: str
+    as_of: datetime
+    horizon_days: int | None = None
+    chunk_size: int | None = None
+
+
+class ScoreInsightResult(Wire):
+    customers: int
+    chunks: list[tuple[str, str]]  # (first customer id, last customer id) of each chunk
+
+
+class ApplyInsightChunkInput(Wire):
+    refresh_id: str
+    first: str
+    last: str
+
+
+class ApplyInsightChunkResult(Wire):
+    customers: int
+    changes: int
+    events: int
+
+
+class FinishInsightRefreshInput(Wire):
+    refresh_id: str
+    started: datetime
+
+
+class InsightRefreshResult(Wire):
+    refresh_id: str
+    as_of: datetime
+    customers: int
+    changes: int
+    events: int
+    seconds: float
+
+
+class InsightProgress(Wire):
+    phase: Literal["starting", "scoring", "applying", "done"]
+    chunks_done: int = 0
+    chunks: int = 0
+    customers: int = 0

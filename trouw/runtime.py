@@ -108,7 +108,10 @@ async def run_stack(
     uvicorn_server = None
     try:
         if worker:
+            from trouw.insight_refresh import ensure_schedule
+
             temporal_worker = build_worker(client, services)
+            log.info("insight schedule: %s", await ensure_schedule(client, settings))
             tasks.append(asyncio.create_task(temporal_worker.run(), name="worker"))
             tasks.append(
                 asyncio.create_task(

@@ -164,6 +164,30 @@ class Settings(BaseSettings):
     resend_unknown_service: bool = False
     resend_unknown_promotional: bool = False
 
+    # Customer insight (docs/insight.md): the nightly refresh and what it computes.
+    insight_schedule: bool = True  # the Temporal Schedule that refreshes insight nightly
+    insight_refresh_time: str = "02:30"  # local time (default_timezone) of the nightly refresh
+    insight_horizon_days: int = Field(default=90, ge=1, le=3650)
+    insight_value_days: int = Field(default=365, ge=1, le=3650)
+    insight_chunk_size: int = Field(default=10_000, ge=1)  # customers per apply activity
+    insight_recommendations: int = Field(default=10, ge=0, le=100)  # kept per customer
+    # A next_order_expected event is emitted when the expected next order moved this much.
+    insight_next_order_shift_days: int = Field(default=7, ge=1)
+    insight_sale_buyer_share: float = Field(default=0.5, ge=0, le=1)
+    insight_broad_min_categories: int = Field(default=3, ge=1)
+    insight_broad_max_top_share: float = Field(default=0.6, gt=0, le=1)
+    # Segment rules, first match wins: [{name, r: [lo, hi], fm: [lo, hi], orders: [lo, hi|null]}];
+    # empty: the retail defaults (docs/insight.md).
+    insight_segments: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("insight_refresh_time")
+    @classmethod
+    def _refresh_time(cls, value: str) -> str:
+        hour, _, minute = value.partition(":")
+        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            raise ValueError(f"bad time of day {value!r}: write it as HH:MM, like 02:30")
+        return value
+
     @field_validator("default_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

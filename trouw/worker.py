@@ -12,9 +12,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import all_activities
 from activities.services import Services
 from workflows.customer import CustomerWorkflow
+from workflows.insight import InsightRefreshWorkflow
 from workflows.journey import JourneyWorkflow
 
-WORKFLOWS: Sequence[type] = (CustomerWorkflow, JourneyWorkflow)
+WORKFLOWS: Sequence[type] = (CustomerWorkflow, JourneyWorkflow, InsightRefreshWorkflow)
 # Pure modules the workflows import: passed through the sandbox instead of re-imported per run.
 PASSTHROUGH = ("trouw", "pydantic", "jinja2", "markupsafe", "yaml", "sqlmodel", "sqlalchemy")
 

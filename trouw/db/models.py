@@ -320,3 +320,93 @@ class ApiKey(SQLModel, table=True):
     scopes: list[str] = _json(default_factory=list)
     created_at: datetime = _when(default_factory=utcnow)
     revoked_at: datetime | None = _when(nullable=True, default=None)
+
+
+class CustomerInsightRecord(SQLModel, table=True):
+    """What the last insight refresh knows about one customer (trouw.insight computes it).
+
+    One row per customer, replaced by each refresh; journeys and templates read it as
+    `insight.*`. The history of segment changes is kept in insight_segment_change.
+    """
+
+    __tablename__ = "customer_insight"
+
+    customer_id: str = Field(primary_key=True, max_length=64)
+    refresh_id: str = Field(max_length=100)
+    as_of: datetime = _when()
+    horizon_days: int
+    orders: int
+    first_order_at: datetime = _when()
+    last_order_at: datetime = _when()
+    recency_days: int
+    frequency: int
+    monetary_total: float
+    monetary_avg: float
+    r: int
+    f: int
+    m: int
+    segment: str = Field(index=True, max_length=32)
+    # When the customer entered the segment they are in (the refresh that first saw it).
+    segment_since: datetime = _when()
+    p_active: float
+    p_order: float
+    expected_orders: float
+    expected_next_order_at: datetime | None = _when(nullable=True, default=None)
+    # The expected next order last announced by a next_order_expected event: a model's small
+    # daily drift is no news; a move of insight_next_order_shift_days is.
+    announced_next_order_at: datetime | None = _when(nullable=True, default=None)
+    expected_value: float
+    weekday: int
+    hour: int
+    season: str = Field(max_length=16)
+    sale_buyer: bool
+    favourite_category: str | None = Field(default=None, max_length=64)
+    breadth: str = Field(max_length=16)
+    model: str = Field(max_length=64)
+    # Ranked skus from trouw.insight.recommend (what the customer did not buy yet).
+    recommendations: list[str] = _json(default_factory=list)
+
+
+class InsightSegmentChange(SQLModel, table=True):
+    """A customer's move from one segment to another, as one refresh saw it (append-only)."""
+
+    __tablename__ = "insight_segment_change"
+    __table_args__ = (sa.UniqueConstraint("customer_id", "refresh_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(index=True, max_length=64)
+    refresh_id: str = Field(max_length=100)
+    at: datetime = _when(index=True)
+    segment: str = Field(max_length=32)
+    previous_segment: str | None = Field(default=None, max_length=32)
+
+
+class InsightRefresh(SQLModel, table=True):
+    """One insight refresh: when, as of which moment, how many customers, how long it took."""
+
+    __tablename__ = "insight_refresh"
+
+    id: str = Field(primary_key=True, max_length=100)
+    as_of: datetime = _when()
+    horizon_days: int
+    started_at: datetime = _when()
+    scored_at: datetime | None = _when(nullable=True, default=None)
+    finished_at: datetime | None = _when(nullable=True, default=None)
+    status: str = Field(default="running", max_length=16)  # running | done
+    # The first refresh of a database records segments without emitting events (see
+    # trouw/insight_store.py): years of imported history must not start a journey for everyone.
+    baseline: bool = False
+    customers: int = 0
+    changes: int = 0
+    # Best sellers at the refresh: the recommendations of a customer the refresh did not know.
+    popular: list[str] = _json(default_factory=list)
+
+
+class InsightStage(SQLModel, table=True):
+    """Scores of a running refresh, waiting to be applied chunk by chunk (then deleted)."""
+
+    __tablename__ = "insight_stage"
+
+    refresh_id: str = Field(primary_key=True, max_length=100)
+    customer_id: str = Field(primary_key=True, max_length=64)
+    data: dict[str, Any] = _json(default_factory=dict)

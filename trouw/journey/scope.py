@@ -90,6 +90,36 @@ HISTORY = record(
     categories=list_of(TEXT),
     rfm=TEXT,
 )
+# The customer's insight from the last refresh (trouw.context.INSIGHT_FIELDS, docs/insight.md);
+# every field is None until a refresh has scored the customer.
+INSIGHT = record(
+    segment=TEXT,
+    segment_since=DATETIME,
+    r=NUMBER,
+    f=NUMBER,
+    m=NUMBER,
+    orders=NUMBER,
+    first_order_at=DATETIME,
+    last_order_at=DATETIME,
+    recency_days=NUMBER,
+    frequency=NUMBER,
+    monetary_total=NUMBER,
+    monetary_avg=NUMBER,
+    p_active=NUMBER,
+    p_order=NUMBER,
+    expected_orders=NUMBER,
+    expected_next_order_at=DATETIME,
+    expected_value=NUMBER,
+    horizon_days=NUMBER,
+    weekday=NUMBER,
+    hour=NUMBER,
+    season=TEXT,
+    sale_buyer=BOOL,
+    favourite_category=TEXT,
+    breadth=TEXT,
+    model=TEXT,
+    as_of=DATETIME,
+)
 VOUCHER = record(code=TEXT, value=NUMBER, currency=TEXT, expires_at=DATETIME)
 
 # The data each built-in event type carries besides type, at and order_id (see trouw/ingest.py,
@@ -107,7 +137,12 @@ EVENT_DATA: dict[str, dict[str, Shape]] = {
     "sms_stop": {"channel": TEXT, "scope": TEXT},
     "voucher_redeemed": {"code": TEXT},
     "voucher_issued": {"code": TEXT, "value": NUMBER, "currency": TEXT, "expires_at": DATETIME},
+    # Derived by the insight refresh (trouw/insight_store.py); they carry no order.
+    "segment_entered": {"segment": TEXT, "previous_segment": TEXT},
+    "next_order_expected": {"expected_next_order_at": DATETIME},
 }
+# Event types that carry no order: a journey they start needs another re-entry rule than `order`.
+DERIVED_EVENTS = ("segment_entered", "next_order_expected")
 # Results of the activities journeys can `call`, by name (`as: voucher` keeps one).
 CALL_RESULTS: dict[str, Shape] = {"issue_voucher": VOUCHER}
 ANY_EVENT = "any"
@@ -119,7 +154,7 @@ def builtin_event_types() -> list[str]:
     from trouw.ingest import EventType
 
     declared = [name for name in get_args(EventType) if name != "custom"]
-    return sorted(set(declared) | {"voucher_issued"})
+    return sorted(set(declared) | {"voucher_issued", *DERIVED_EVENTS})
 
 
 @dataclass(frozen=True)
@@ -181,6 +216,7 @@ def base_scope(declarations: Declarations) -> dict[str, Shape]:
     return {
         "customer": customer_shape(declarations),
         "history": HISTORY,
+        "insight": INSIGHT,
         "order": ORDER,
         "products": list_of(PRODUCT),
         "product": PRODUCT,

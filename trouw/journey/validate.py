@@ -49,6 +49,7 @@ from trouw.journey.scope import (
     CALL_RESULTS,
     CUSTOM_PREFIX,
     DATETIME,
+    DERIVED_EVENTS,
     TEXT,
     TYPE_NAMES,
     Declarations,
@@ -207,6 +208,16 @@ def event_problems(checked: Checked, declarations: Declarations) -> list[Problem
                 _event_problem(journey.trigger.event, declarations, allow_any=True),
             )
         )
+        if journey.trigger.event in DERIVED_EVENTS and journey.trigger.reentry == "order":
+            # The default re-entry key is the order id, and these events carry none.
+            found.append(
+                (
+                    ["trigger", "event"],
+                    "trigger: ",
+                    f"{journey.trigger.event} carries no order, so `reentry: order` (the default) "
+                    "never starts a run: choose reentry: event, customer or an expression",
+                )
+            )
     for index, rule in enumerate(journey.settings.exit_on):
         found.append(
             (

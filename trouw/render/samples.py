@@ -185,6 +185,8 @@ _EVENT_VALUES: dict[str, Any] = {
     "currency": "EUR",
     "name": "survey_answered",
     "changed": ["birthday"],
+    "segment": "at_risk",
+    "previous_segment": "loyal",
 }
 
 
@@ -193,7 +195,11 @@ def _events(placed: datetime, order_id: str) -> tuple[dict[str, Any], dict[str, 
     from trouw.journey.scope import Declarations, builtin_event_types
 
     declarations = Declarations()
-    values = {**_EVENT_VALUES, "expires_at": placed + timedelta(days=30)}
+    values = {
+        **_EVENT_VALUES,
+        "expires_at": placed + timedelta(days=30),
+        "expected_next_order_at": placed + timedelta(days=74),
+    }
     events: dict[str, Any] = {}
     for number, kind in enumerate(builtin_event_types()):
         data = declarations.event_data(kind) or {}
@@ -286,9 +292,38 @@ def sample_context(
         "categories": sorted({line["product"]["category"] for line in lines}),
         "rfm": "loyal",
     }
+    insight = {
+        "segment": "loyal",
+        "segment_since": placed - timedelta(days=60),
+        "r": 4,
+        "f": 4,
+        "m": 3,
+        "orders": 3,
+        "first_order_at": history["first_order_at"],
+        "last_order_at": placed,
+        "recency_days": 0,
+        "frequency": 2,
+        "monetary_total": float(total + Decimal("86.40")),
+        "monetary_avg": float(((total + Decimal("86.40")) / 3).quantize(Decimal("0.01"))),
+        "p_active": 0.93,
+        "p_order": 0.41,
+        "expected_orders": 0.62,
+        "expected_next_order_at": placed + timedelta(days=74),
+        "expected_value": 212.5,
+        "horizon_days": 90,
+        "weekday": 5,
+        "hour": 10,
+        "season": "spring",
+        "sale_buyer": False,
+        "favourite_category": "garden",
+        "breadth": "narrow",
+        "model": "bgnbd+gg",
+        "as_of": placed,
+    }
     return {
         "customer": customer,
         "history": history,
+        "insight": insight,
         "trigger": trigger,
         "events": events,
         "order": order,

@@ -1,0 +1,55 @@
+"""Insight over HTTP: one customer's insight and the segment sizes (docs/insight.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from trouw.api.auth import Principal, require
+from trouw.api.errors import ApiError, error_responses
+from trouw.api.state import ApiState, api_state
+from trouw.context import jsonable
+from trouw.db.engine import session_scope
+from trouw.insight_store import customer_view, segments_view
+
+router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422), tags=["insight"])
+
+
+@router.get("/customers/{customer_id}/insight", responses=error_responses(404))
+async def get_customer_insight(
+    customer_id: str,
+    state: ApiState = Depends(api_state),
+    _key: Principal = Depends(require("read")),
+) -> dict[str, Any]:
+    """The customer's insight from the last refresh: RFM, segment and its history, the
+    forecasts, the purchase moment and the recommended products."""
+
+    def load() -> dict[str, Any] | None:
+        with session_scope(state.engine) as session:
+            view = customer_view(session, customer_id)
+            return jsonable(view) if view is not None else None
+
+    found = await asyncio.to_thread(load)
+    if found is None:
+        raise ApiError(
+            404,
+            f"no insight for customer {customer_id!r}: unknown, or not scored by a refresh yet",
+            field="customer_id",
+        )
+    return found
+
+
+@router.get("/insight/segments")
+async def get_segments(
+    state: ApiState = Depends(api_state),
+    _key: Principal = Depends(require("read")),
+) -> dict[str, Any]:
+    """Customers, revenue and average expected value per segment, as of the last refresh."""
+
+    def load() -> dict[str, Any]:
+        with session_scope(state.engine) as session:
+            return dict(jsonable(segments_view(session)))
+
+    return await asyncio.to_thread(load)
