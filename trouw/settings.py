@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +35,16 @@ DEFAULT_CONFIG_FILE = Path("config/trouw.toml")
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message is one line naming the key."""
+
+
+class AttributionWindows(BaseModel):
+    """Attribution windows in days for one shop or journey; a window left out (or 0) is off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    click_days: float | None = Field(default=None, ge=0)
+    open_days: float | None = Field(default=None, ge=0)
+    delivery_days: float | None = Field(default=None, ge=0)
 
 
 class Settings(BaseSettings):
@@ -179,6 +197,16 @@ class Settings(BaseSettings):
     # Segment rules, first match wins: [{name, r: [lo, hi], fm: [lo, hi], orders: [lo, hi|null]}];
     # empty: the retail defaults (docs/insight.md).
     insight_segments: list[dict[str, Any]] = Field(default_factory=list)
+
+    # Attribution of orders to messages (docs/measurement.md): days after a click, an open or a
+    # delivery in which an order still counts for that message; 0 switches that touch off.
+    attribution_click_days: float = Field(default=5.0, ge=0)
+    attribution_open_days: float = Field(default=0.0, ge=0)
+    attribution_delivery_days: float = Field(default=0.0, ge=0)
+    # Per shop (an order's store, "web" for webshop orders without one) and per journey (its
+    # messages' touches): the same three windows; a journey's own win over its shop's.
+    attribution_shops: dict[str, AttributionWindows] = Field(default_factory=dict)
+    attribution_journeys: dict[str, AttributionWindows] = Field(default_factory=dict)
 
     @field_validator("insight_refresh_time")
     @classmethod

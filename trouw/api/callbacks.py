@@ -36,9 +36,10 @@ from trouw.callbacks import (
 )
 from trouw.consent import add_suppression, address_hash, record_consent
 from trouw.db.engine import session_scope
-from trouw.db.models import CallbackEvent, Customer, Message, Suppression
+from trouw.db.models import CallbackEvent, Customer, Engagement, Message, Suppression
 from trouw.ingest import EventIn, IngestError
 from trouw.locales import pick_language
+from trouw.measure.engagement import engagement_kind
 from trouw.phones import phone_or_none
 
 log = logging.getLogger("trouw.api.callbacks")
@@ -137,6 +138,15 @@ def _new_markers(session: Session, effects: Sequence[Effect]) -> list[Effect]:
     return fresh
 
 
+def _history_time(entry: Mapping[str, Any], now: datetime) -> datetime:
+    """When the provider says the event happened; when it came in if it does not say."""
+    try:
+        at = datetime.fromisoformat(str(entry.get("at")))
+    except ValueError:
+        return now
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _write(session: Session, effect: Effect, provider: str, now: datetime) -> None:
     if effect.marker:
         session.add(CallbackEvent(event_id=effect.marker, provider=provider, received_at=now))
@@ -150,6 +160,24 @@ def _write(session: Session, effect: Effect, provider: str, now: datetime) -> No
                     message.status = effect.status
             message.status_history = [*(message.status_history or []), effect.history]
             session.add(message)
+            kind = engagement_kind(effect.status)
+            if kind is not None and effect.marker:
+                # In the same transaction as the marker: each provider event is recorded once.
+                session.add(
+                    Engagement(
+                        key=effect.marker,
+                        message_key=message.message_key,
+                        customer_id=message.customer_id,
+                        journey=message.journey,
+                        journey_version=message.journey_version,
+                        step=message.step,
+                        channel=message.channel,
+                        kind=kind,
+                        at=_history_time(effect.history, now),
+                        source=provider,
+                        link=effect.history.get("url"),
+                    )
+                )
     if effect.suppress is not None:
         address, channel, reason, customer_id = effect.suppress
         suppress_address(
@@ -270,6 +298,8 @@ def plan_sendgrid(session: Session, events: Sequence[ProviderEvent]) -> list[Eff
                 "event": event.event,
                 "provider": "sendgrid",
             }
+            if event.event == "click" and isinstance(event.raw.get("url"), str):
+                effect.history["url"] = event.raw["url"][:2000]
         elif event.email:
             customer = match_customer(session, customer_id=None, email=event.email, phone=None)
         reason = event.suppression

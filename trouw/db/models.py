@@ -235,6 +235,29 @@ class SplitAssignment(SQLModel, table=True):
     at: datetime = _when(index=True)
 
 
+class Engagement(SQLModel, table=True):
+    """The engagement ledger: a message delivered, opened, clicked, bounced, complained about or
+    unsubscribed from, once per provider event or tracked click (`key`), with its journey.
+
+    Written by the provider callbacks (SendGrid events, Twilio status) and the click redirect;
+    funnels and attribution read it (trouw/measure), never the messages' status history.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    message_key: str = Field(index=True, max_length=300)
+    customer_id: str = Field(index=True, max_length=64)
+    journey: str = Field(index=True, max_length=64)
+    journey_version: str | None = Field(default=None, max_length=64)
+    step: str = Field(max_length=64)
+    channel: str = Field(max_length=8)
+    kind: str = Field(max_length=16)  # one of trouw.measure.engagement.EngagementKind
+    at: datetime = _when(index=True)
+    source: str = Field(max_length=16)  # sendgrid | twilio | redirect
+    link: str | None = Field(default=None, max_length=2000)  # clicks: the link's target
+    session_id: str | None = Field(default=None, max_length=100)  # clicks: the webshop session
+
+
 class Message(SQLModel, table=True):
     """The send ledger: one row per message key, claimed before any provider call."""
 

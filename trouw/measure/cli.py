@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +15,120 @@ import typer
 from trouw.journey.durations import DurationError, parse_duration
 from trouw.terminal import console, engine_or_fail, fail, settings_or_fail, verbatim
 
-app = typer.Typer(help="What journeys achieve: splits, uplift, attribution.", no_args_is_help=True)
+app = typer.Typer(help="What journeys achieve: funnel, attribution, splits and uplift.")
+DEFAULT_PERIOD = timedelta(days=30)
+
+
+def period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """The report's period: up to now and the 30 days before, unless told otherwise."""
+    end = end or datetime.now(UTC)
+    return (start or end - DEFAULT_PERIOD), end
+
+
+@app.callback(invoke_without_command=True)
+def report(
+    ctx: typer.Context,
+    journey: str | None = typer.Option(None, "--journey", help="Only this journey."),
+    start: str | None = typer.Option(None, "--from", help="From this date (default: 30 days ago)."),
+    end: str | None = typer.Option(None, "--to", help="Up to this date (default: now)."),
+    output: str = typer.Option("table", "--format", help="table or json."),
+    html: Path | None = typer.Option(None, "--html", help="Also write report.html to this folder."),
+) -> None:
+    """Funnel per journey, version and step, and the orders and revenue attributed to messages."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from trouw.measure.report import attribution_rules, journey_report
+
+    if output not in ("table", "json"):
+        fail(f"--format {output!r}: table or json")
+    settings = settings_or_fail()
+    begin, until = period(_day(start, "--from"), _day(end, "--to"))
+    if begin >= until:
+        fail("--from must be before --to")
+    engine = engine_or_fail(settings)
+    with engine.connect() as connection:
+        found = journey_report(
+            connection, attribution_rules(settings), start=begin, end=until, journey=journey
+        )
+    body = found.to_json()
+    if html is not None:
+        from trouw.db.engine import session_scope
+        from trouw.measure.html import write_report
+        from trouw.measure.splits import split_steps, uplift_report
+
+        with session_scope(engine) as session:
+            uplifts = [
+                uplift_report(session, journey=j, step=st, start=begin, end=until).to_json()
+                for j, st in split_steps(session, journey=journey, start=begin, end=until)
+            ]
+        path = write_report(html, body, uplifts)
+        verbatim(f"report written to {path}")
+    if output == "json":
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        return
+    _print_report(body)
+
+
+def _print_report(body: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    verbatim(f"{body['from']} to {body['to']}", to=console)
+    if not body["journeys"]:
+        verbatim("no journey ran in this period", to=console)
+    for j in body["journeys"]:
+        verbatim(
+            f"{j['journey']} (version {j['version'] or '?'}): entered {j['entered']}, converted "
+            f"{j['converted']}, held out {j['held_out']}, attributed orders {j['orders']}, "
+            f"revenue {j['revenue']:,.2f}",
+            to=console,
+        )
+        table = Table()
+        columns = (
+            "step",
+            "channel",
+            "eligible",
+            "sent",
+            "suppressed",
+            "deferred",
+            "delivered",
+            "opened",
+            "clicked",
+            "orders",
+            "revenue",
+        )
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("step", "channel") else "right")
+        for st in j["steps"]:
+            suppressed = sum(st["suppressed"].values())
+            reasons = ", ".join(f"{r} {n}" for r, n in sorted(st["suppressed"].items()))
+            table.add_row(
+                st["step"],
+                st["channel"],
+                str(st["eligible"]),
+                str(st["sent"]),
+                f"{suppressed}" + (f" ({reasons})" if reasons else ""),
+                str(st["deferred"]),
+                str(st["delivered"]),
+                str(st["opened"]),
+                str(st["clicked"]),
+                str(st["orders"]),
+                f"{st['revenue']:,.2f}",
+            )
+        if j["steps"]:
+            console.print(table)
+    methods = ", ".join(f"{m} {n}" for m, n in sorted(body["methods"].items())) or "none"
+    verbatim(f"attributed orders: {body['attributed_orders']} ({methods})", to=console)
 
 
 def _day(value: str | None, option: str) -> datetime | None:
-    """A date (start of that day, UTC) or an ISO timestamp with its offset."""
+    """A date (midnight UTC; for --to the midnight after it, so the day counts) or an ISO
+    timestamp with its offset."""
     if value is None:
         return None
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=UTC)
+            day = date.fromisoformat(value) + timedelta(days=1 if option == "--to" else 0)
+            return datetime.combine(day, time(0), tzinfo=UTC)
         moment = datetime.fromisoformat(value)
     except ValueError:
         fail(f"{option} {value!r}: not a date (2026-03-01) or timestamp with offset")

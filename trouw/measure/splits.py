@@ -222,6 +222,24 @@ def uplift_report(
     return SplitReport(journey, step, start, end, window, reference, comparisons, arms)
 
 
+def split_steps(
+    session: Session,
+    *,
+    journey: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[tuple[str, str]]:
+    """(journey, step) of every split that customers reached in the period."""
+    query = select(SplitAssignment.journey, SplitAssignment.step).distinct()
+    if journey is not None:
+        query = query.where(SplitAssignment.journey == journey)
+    if start is not None:
+        query = query.where(SplitAssignment.at >= start)
+    if end is not None:
+        query = query.where(SplitAssignment.at < end)
+    return sorted((j, s) for j, s in session.exec(query).all())
+
+
 def _reference(samples: dict[str, ArmSample]) -> str | None:
     """The hold-out if there is one (the biggest, if several), else the first arm by name."""
     if not samples:

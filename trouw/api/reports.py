@@ -1,0 +1,76 @@
+"""GET /v1/reports/journeys[/{journey}]: the journey report and uplift, for dashboards."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from trouw.api.auth import Principal, require
+from trouw.api.errors import ApiError, error_responses
+from trouw.api.state import ApiState, api_state
+from trouw.db.engine import session_scope
+from trouw.measure.report import attribution_rules, journey_report
+from trouw.measure.splits import split_steps, uplift_report
+
+router = APIRouter(prefix="/v1/reports", responses=error_responses(401, 403, 422), tags=["reports"])
+DEFAULT_PERIOD = timedelta(days=30)
+
+
+def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise ApiError(422, f"{name}: a timestamp needs its offset (+01:00 or Z)", field=name)
+    until = end or datetime.now(UTC)
+    begin = start or until - DEFAULT_PERIOD
+    if begin >= until:
+        raise ApiError(422, "from must be before to", field="from")
+    return begin, until
+
+
+def _report(state: ApiState, begin: datetime, until: datetime, journey: str | None) -> Any:
+    with state.engine.connect() as connection:
+        found = journey_report(
+            connection, attribution_rules(state.settings), start=begin, end=until, journey=journey
+        )
+    body = found.to_json()
+    if journey is not None:
+        with session_scope(state.engine) as session:
+            body["uplift"] = [
+                uplift_report(session, journey=j, step=s, start=begin, end=until).to_json()
+                for j, s in split_steps(session, journey=journey, start=begin, end=until)
+            ]
+    return body
+
+
+@router.get("/journeys")
+async def get_journey_reports(
+    start: datetime | None = Query(None, alias="from", description="ISO 8601 with offset."),
+    end: datetime | None = Query(None, alias="to", description="ISO 8601 with offset."),
+    state: ApiState = Depends(api_state),
+    _key: Principal = Depends(require("read")),
+) -> dict[str, Any]:
+    """Every journey's funnel per version and step, with attributed orders and revenue
+    (the JSON of `trouw report --format json`; docs/measurement.md)."""
+    begin, until = _period(start, end)
+    found: dict[str, Any] = await asyncio.to_thread(_report, state, begin, until, None)
+    return found
+
+
+@router.get("/journeys/{journey}", responses=error_responses(404))
+async def get_journey_report(
+    journey: str,
+    start: datetime | None = Query(None, alias="from", description="ISO 8601 with offset."),
+    end: datetime | None = Query(None, alias="to", description="ISO 8601 with offset."),
+    state: ApiState = Depends(api_state),
+    _key: Principal = Depends(require("read")),
+) -> dict[str, Any]:
+    """One journey's funnel, attributed orders and, under `uplift`, every split it has
+    (the JSON of `trouw report uplift --format json` for each)."""
+    begin, until = _period(start, end)
+    found: dict[str, Any] = await asyncio.to_thread(_report, state, begin, until, journey)
+    if not found["journeys"] and not found["uplift"]:
+        raise ApiError(404, f"no runs of journey {journey!r} in this period", field="journey")
+    return found

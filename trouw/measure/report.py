@@ -1,0 +1,290 @@
+"""The journey report: funnel per journey, version and step, and orders attributed to messages.
+
+Reads the ledgers (journey runs, messages, engagement, orders, vouchers) with aggregate SQL
+where it can and feeds the pure attribution (trouw.measure.attribution) with plain tuples, so
+a year of a shop (a million messages, 200,000 orders) reports in seconds on SQLite too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from trouw.db.models import Engagement, JourneyRun, Message, Order, Voucher
+from trouw.measure.attribution import (
+    Attribution,
+    AttributionRules,
+    IssuedVoucher,
+    OrderToAttribute,
+    Touch,
+    TouchKind,
+    Windows,
+    attribute_all,
+)
+from trouw.settings import AttributionWindows, Settings
+
+_TOUCH: dict[str, TouchKind] = {"clicked": "click", "opened": "open", "delivered": "delivery"}
+
+
+def _days(value: float | None) -> timedelta | None:
+    """Days as a window; None or 0 switch the touch off."""
+    return timedelta(days=value) if value else None
+
+
+def _windows(w: AttributionWindows) -> Windows:
+    return Windows(_days(w.click_days), _days(w.open_days), _days(w.delivery_days))
+
+
+def attribution_rules(settings: Settings) -> AttributionRules:
+    """The attribution windows the settings describe (config/trouw.toml, "measurement")."""
+    return AttributionRules(
+        default=Windows(
+            _days(settings.attribution_click_days),
+            _days(settings.attribution_open_days),
+            _days(settings.attribution_delivery_days),
+        ),
+        shops={name: _windows(w) for name, w in settings.attribution_shops.items()},
+        journeys={name: _windows(w) for name, w in settings.attribution_journeys.items()},
+    )
+
+
+def _longest(rules: AttributionRules) -> timedelta:
+    every = [rules.default, *rules.shops.values(), *rules.journeys.values()]
+    spans = [w for ws in every for w in (ws.click, ws.open, ws.delivery) if w is not None]
+    return max(spans, default=timedelta(0))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def attribute_orders(
+    connection: Connection,
+    rules: AttributionRules,
+    *,
+    start: datetime,
+    end: datetime,
+    journey: str | None = None,
+) -> list[Attribution]:
+    """Orders placed in [start, end), each attributed to at most one message (or none)."""
+    o = Order.__table__  # type: ignore[attr-defined]
+    orders: list[OrderToAttribute] = []
+    for oid, customer, placed, total, returned_at, store, channel in connection.execute(
+        sa.select(
+            o.c.id,
+            o.c.customer_id,
+            o.c.placed_at,
+            o.c.total,
+            o.c.returned_at,
+            o.c.store,
+            o.c.channel,
+        ).where(o.c.placed_at >= start, o.c.placed_at < end)
+    ):
+        total = Decimal(total)
+        orders.append(
+            OrderToAttribute(
+                order_id=oid,
+                customer_id=customer,
+                placed_at=_aware(placed),
+                revenue=total,
+                # The order model knows whole returns only: all of its revenue goes back.
+                returned=total if returned_at is not None else Decimal("0"),
+                shop=store or channel,
+            )
+        )
+    if not orders:
+        return []
+    e = Engagement.__table__  # type: ignore[attr-defined]
+    touches = [
+        Touch(key, customer, j, _TOUCH[kind], _aware(at), session)
+        for key, customer, j, kind, at, session in connection.execute(
+            sa.select(
+                e.c.message_key, e.c.customer_id, e.c.journey, e.c.kind, e.c.at, e.c.session_id
+            ).where(
+                e.c.kind.in_(tuple(_TOUCH)),
+                e.c.at >= start - max(_longest(rules), timedelta(days=90)),
+                e.c.at < end,
+            )
+        )
+    ]
+    v = Voucher.__table__  # type: ignore[attr-defined]
+    vouchers = {
+        code: IssuedVoucher(code, key, j or "", _aware(issued))
+        for code, key, j, issued in connection.execute(
+            sa.select(v.c.code, v.c.message_key, v.c.journey, v.c.issued_at).where(
+                v.c.message_key.is_not(None)
+            )
+        )
+    }
+    found = attribute_all(orders, touches, vouchers, rules)
+    if journey is not None:
+        found = [a for a in found if a.journey == journey]
+    return found
+
+
+@dataclass
+class StepFunnel:
+    journey: str
+    version: str | None
+    step: str
+    channel: str
+    eligible: int = 0  # messages the run reached (each one decided by the policy)
+    sent: int = 0
+    suppressed: dict[str, int] = field(default_factory=dict)  # by reason
+    deferred: int = 0  # messages deferred at least once (quiet hours, caps)
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    bounced: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+    orders: int = 0  # orders attributed to this step's messages
+    revenue: float = 0.0  # their attributed revenue
+
+
+@dataclass
+class JourneyFunnel:
+    journey: str
+    version: str | None
+    entered: int = 0  # runs started in the period
+    converted: int = 0  # runs that reached a goal
+    held_out: int = 0
+    orders: int = 0
+    revenue: float = 0.0
+    steps: list[StepFunnel] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    start: datetime
+    end: datetime
+    journeys: list[JourneyFunnel]
+    revenue_by_day: list[tuple[str, float]]  # attributed revenue per day of the order
+    attributed_orders: int
+    methods: dict[str, int]  # how many orders each attribution method earned
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "attributed_orders": self.attributed_orders,
+            "methods": self.methods,
+            "revenue_by_day": [{"day": d, "revenue": r} for d, r in self.revenue_by_day],
+            "journeys": [asdict(j) for j in self.journeys],
+        }
+
+
+def journey_report(
+    connection: Connection,
+    rules: AttributionRules,
+    *,
+    start: datetime,
+    end: datetime,
+    journey: str | None = None,
+) -> Report:
+    """The funnel of every journey (or one) over [start, end), with attributed orders."""
+    funnels: dict[tuple[str, str | None], JourneyFunnel] = {}
+
+    def of(j: str, version: str | None) -> JourneyFunnel:
+        return funnels.setdefault((j, version), JourneyFunnel(j, version))
+
+    r = JourneyRun.__table__  # type: ignore[attr-defined]
+    runs = sa.select(r.c.journey, r.c.version, r.c.status, sa.func.count()).where(
+        r.c.started_at >= start, r.c.started_at < end
+    )
+    if journey is not None:
+        runs = runs.where(r.c.journey == journey)
+    for j, version, status, count in connection.execute(
+        runs.group_by(r.c.journey, r.c.version, r.c.status)
+    ):
+        f = of(j, version)
+        f.entered += count
+        if status == "converted":
+            f.converted += count
+        elif status == "held_out":
+            f.held_out += count
+    m = Message.__table__  # type: ignore[attr-defined]
+    in_period = [m.c.created_at >= start, m.c.created_at < end]
+    if journey is not None:
+        in_period.append(m.c.journey == journey)
+    steps: dict[tuple[str, str | None, str, str], StepFunnel] = {}
+
+    def step(j: str, version: str | None, s: str, channel: str) -> StepFunnel:
+        key = (j, version, s, channel)
+        if key not in steps:
+            steps[key] = StepFunnel(j, version, s, channel)
+            of(j, version).steps.append(steps[key])
+        return steps[key]
+
+    deferred = sa.cast(m.c.status_history, sa.Text).like('%"status": "defer"%')
+    where_and_what = [m.c.journey, m.c.journey_version, m.c.step, m.c.channel]
+    keys = [*where_and_what, m.c.state, m.c.decision, m.c.reason, deferred]
+    decided: Any = connection.execute(
+        sa.select(*keys, sa.func.count()).where(*in_period).group_by(*keys)
+    )
+    for j, version, s, channel, state, decision, reason, was_deferred, count in decided:
+        sf = step(j, version, s, channel)
+        sf.eligible += count
+        if state == "sent":
+            sf.sent += count
+        elif state == "suppressed" or decision == "suppress":
+            label = reason or "unknown"
+            sf.suppressed[label] = sf.suppressed.get(label, 0) + count
+        if was_deferred:
+            sf.deferred += count
+    e = Engagement.__table__  # type: ignore[attr-defined]
+    engaged: Any = connection.execute(
+        sa.select(*where_and_what, e.c.kind, sa.func.count(sa.distinct(e.c.message_key)))
+        .select_from(e.join(m, m.c.message_key == e.c.message_key))
+        .where(*in_period)
+        .group_by(*where_and_what, e.c.kind)
+    )
+    for j, version, s, channel, kind, count in engaged:
+        sf = step(j, version, s, channel)
+        setattr(sf, kind, getattr(sf, kind) + count)
+    attributed = attribute_orders(connection, rules, start=start, end=end, journey=journey)
+    if attributed:
+        where = {a.message_key for a in attributed}
+        placed: dict[str, tuple[str, str | None, str, str]] = {}
+        keys = list(where)
+        for chunk in range(0, len(keys), 5000):
+            for key, j, version, s, channel in connection.execute(
+                sa.select(
+                    m.c.message_key, m.c.journey, m.c.journey_version, m.c.step, m.c.channel
+                ).where(m.c.message_key.in_(keys[chunk : chunk + 5000]))
+            ):
+                placed[key] = (j, version, s, channel)
+        for a in attributed:
+            if a.message_key not in placed:
+                continue  # a voucher from a message no longer in the ledger
+            j, version, s, channel = placed[a.message_key]
+            st = step(j, version, s, channel)
+            st.orders += 1
+            st.revenue += float(a.revenue)
+            fj = of(j, version)
+            fj.orders += 1
+            fj.revenue += float(a.revenue)
+    by_day: dict[str, float] = defaultdict(float)
+    methods: dict[str, int] = defaultdict(int)
+    for a in attributed:
+        by_day[a.placed_at.date().isoformat()] += float(a.revenue)
+        methods[a.method] += 1
+    for fj in funnels.values():
+        fj.steps.sort(key=lambda st: (st.step, st.channel))
+        fj.revenue = round(fj.revenue, 2)
+        for st in fj.steps:
+            st.revenue = round(st.revenue, 2)
+    return Report(
+        start=start,
+        end=end,
+        journeys=sorted(funnels.values(), key=lambda f: (f.journey, f.version or "")),
+        revenue_by_day=sorted((d, round(v, 2)) for d, v in by_day.items()),
+        attributed_orders=len(attributed),
+        methods=dict(methods),
+    )
