@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from trouw.settings import Settings
-from trouw.terminal import console, err, exit_now, fail, settings_or_fail, verbatim
+from trouw.terminal import console, err, exit_now, fail, settings_or_fail, verbatim, write_out
 
 app = typer.Typer(
     name="trouw",
@@ -126,8 +126,9 @@ def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
         from trouw.runtime import Stack, run_stack
 
         async def ready(stack: Stack) -> None:
+            outbox = ", outbox /outbox" if settings.development else ""
             console.print(
-                f"Trouw is up: API {stack.api_url} (docs /docs, outbox /outbox), "
+                f"Trouw is up: API {stack.api_url} (docs /docs{outbox}), "
                 f"Temporal UI {settings.temporal_ui_url}. Stop with Ctrl-C."
             )
 
@@ -145,7 +146,8 @@ def demo(
     """Run the product on a sample garden centre and pet shop."""
     from trouw.demo import exit_after_from_env, run_demo
 
-    settings = settings_or_fail()
+    # The demo is development by definition: its outbox page is open (docs/api.md).
+    settings = settings_or_fail(development=True)
     try:
         seconds = exit_after if exit_after is not None else exit_after_from_env()
     except ValueError as exc:
@@ -289,7 +291,7 @@ def simulate(
         if show:
             err.print()
         if as_json:
-            sys.stdout.write(timeline_json(result) + "\n")
+            write_out(timeline_json(result) + "\n")
         else:
             print_timeline(result, console)
         if html_dir is not None:

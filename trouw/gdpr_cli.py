@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from trouw import gdpr
 from trouw.db.models import Customer
-from trouw.terminal import console, engine_or_fail, err, fail, settings_or_fail
+from trouw.terminal import console, engine_or_fail, err, fail, settings_or_fail, write_out
 from trouw.why import UnknownCustomerError, explain, reconcile_with_temporal, render
 
 _settings = settings_or_fail
@@ -42,7 +42,7 @@ def why(
     if note:
         err.print(note, highlight=False, soft_wrap=True, markup=False)
     if as_json:
-        sys.stdout.write(json.dumps(explanation.to_json(), indent=2, ensure_ascii=False) + "\n")
+        write_out(json.dumps(explanation.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         render(explanation, console)
 
@@ -62,7 +62,7 @@ def export(
             fail(str(exc))
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if out is None:
-        sys.stdout.write(text)
+        write_out(text)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

@@ -99,10 +99,38 @@ def _text_on_the_wire(value: Any) -> Any:
 SingleLine = Annotated[
     str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN})
 ]
-CustomerId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")
-]
-OrderId = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+# Identifiers travel into workflow ids, message keys, URLs, log lines and the operator's
+# terminal: each is limited to a documented set of characters (docs/api.md). Customer ids also
+# appear as a URL path segment (/v1/customers/{id}), so they leave out # / and +.
+IDENTIFIER_CHARACTERS = "letters A-Z and a-z, digits 0-9 and . _ : @ # / + -"
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:@#/+-]+$"
+CUSTOMER_ID_CHARACTERS = "letters A-Z and a-z, digits 0-9 and . _ : @ -"
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+
+
+def _characters(pattern: str, allowed: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            bad = next((ch for ch in value if not compiled.fullmatch(ch)), None)
+            shown = f" (found {bad!r})" if bad is not None else ""
+            raise ValueError(f"use only {allowed}{shown}")
+        return value
+
+    return AfterValidator(check)
+
+
+_CUSTOMER_ID = (
+    _characters(CUSTOMER_ID_PATTERN, CUSTOMER_ID_CHARACTERS),
+    Field(json_schema_extra={"pattern": CUSTOMER_ID_PATTERN}),
+)
+_IDENTIFIER = (
+    _characters(IDENTIFIER_PATTERN, IDENTIFIER_CHARACTERS),
+    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
+)
+CustomerId = Annotated[SingleLine, *_CUSTOMER_ID, StringConstraints(min_length=1, max_length=64)]
+OrderId = Annotated[SingleLine, *_IDENTIFIER, StringConstraints(min_length=1, max_length=64)]
 TimeZone = Annotated[
     str,
     AfterValidator(_known_zone),
@@ -241,8 +269,8 @@ def _aware(value: datetime) -> datetime:
 
 
 # Field types, each declared once and shared by the flat EventIn and the typed wire events.
-EventId = Annotated[SingleLine, StringConstraints(min_length=1, max_length=200)]
-Sku = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+EventId = Annotated[SingleLine, *_IDENTIFIER, StringConstraints(min_length=1, max_length=200)]
+Sku = Annotated[SingleLine, *_IDENTIFIER, StringConstraints(min_length=1, max_length=64)]
 Name = Annotated[SingleLine, StringConstraints(min_length=1, max_length=200)]
 PersonName = Annotated[SingleLine, StringConstraints(max_length=100)]
 StoreName = Annotated[SingleLine, StringConstraints(max_length=100)]

@@ -3,19 +3,56 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from sqlalchemy.engine import Engine
 
 from trouw.settings import Settings, SettingsError, load_settings
 
+# Every control character but newline and tab (C0, DEL, C1), and the bidirectional overrides and
+# isolates that reorder what a terminal shows (CVE-2021-42574, "Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with each control character shown as its escape (`\\u001b`), never executed.
+
+    Data (an order id, a provider's error) reaches the operator's terminal through every command;
+    an ESC sequence in it could recolour, hide or rewrite what the operator reads. The escape is
+    also valid inside a JSON string, so JSON output stays JSON and decodes to the stored value.
+    """
+    return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+class SafeConsole(Console):
+    """A Rich console whose text is made printable: the one door of every command's output.
+
+    Rich's own styling (colour, bold) is added after the text, so it still shows; only control
+    characters coming with the content are escaped, in plain strings and in tables alike.
+    """
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(printable(segment.text), segment.style)
+            for segment in buffer
+        )
+
+
+def write_out(text: str) -> None:
+    """Write text (JSON, an export) to stdout as it is, control characters made printable."""
+    sys.stdout.write(printable(text))
+
+
 # Piped output (CI, files) gets a wide console, so tables are not squeezed to 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+console = SafeConsole(width=None if sys.stdout.isatty() else 200)
+err = SafeConsole(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -138,3 +138,37 @@ def test_cli_creates_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert key.startswith("trw_")
     bad = CliRunner().invoke(app, ["pos-gent", "--scope", "root"])
     assert bad.exit_code == 1 and "unknown scope root" in bad.output
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/customers", "/v1/products", "/v1/api-keys"])
+@pytest.mark.parametrize(
+    "body", [b"{not json", b'{"id": "c1", ', b"\xff\xfe", b"[" * 10 + b"]" * 10]
+)
+def test_the_key_is_checked_before_the_body(api: Api, path: str, body: bytes) -> None:
+    """A keyless caller learns nothing about the body's parsing: 401, never 422 or 400."""
+    keyless = api.client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert keyless.status_code == 401, keyless.text
+    assert keyless.json()["detail"][0]["message"].startswith("a valid API key is required")
+    wrong = api.client.post(
+        path,
+        content=body,
+        headers={"Content-Type": "application/json", "X-API-Key": "trw_not-a-real-key"},
+    )
+    assert wrong.status_code == 401
+    # With a valid key the same body gets its real answer: the body's own problem.
+    keyed = api.client.post(
+        path,
+        content=body,
+        headers={"Content-Type": "application/json", "X-API-Key": api.keys["admin"]},
+    )
+    assert keyed.status_code == 422, keyed.text
+
+
+def test_a_key_lacking_the_scope_is_403_before_a_bad_body(api: Api) -> None:
+    answer = api.client.post(
+        "/v1/api-keys",
+        content=b"{not json",
+        headers={"Content-Type": "application/json", "X-API-Key": api.keys["ingest"]},
+    )
+    assert answer.status_code == 403
+    assert answer.json()["detail"][0]["message"] == "this API key lacks the admin scope"

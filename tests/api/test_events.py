@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, add_customer, add_message, events, rows
+from tests.conftest import ROOT
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, JourneyRun, Order, Product
 from trouw.gdpr import erase
@@ -265,3 +266,49 @@ def test_line_breaks_in_names_and_ids_are_refused_naming_the_field(
         "message": "must be a single line: line breaks are not allowed",
     }
     assert events(api.engine) == []
+
+
+ALLOWED = "letters A-Z and a-z, digits 0-9 and . _ : @ # / + -"
+CUSTOMER_ALLOWED = "letters A-Z and a-z, digits 0-9 and . _ : @ -"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "found"),
+    [
+        ({**PURCHASE, "order": "o1\x1b[2J\x1b[31mPAID"}, "order", "'\\x1b'"),
+        ({**PURCHASE, "order": "o 1"}, "order", "' '"),
+        ({**PURCHASE, "id": "e1<script>"}, "id", "'<'"),
+        ({**PURCHASE, "lines": [{"sku": "LAWN\t10"}]}, "lines.0.sku", "'\\t'"),
+        ({**PURCHASE, "lines": [{"sku": "LAWN\u202e01"}]}, "lines.0.sku", "'\\u202e'"),
+        ({**PURCHASE, "customer": "c1/../c2"}, "customer", "'/'"),
+    ],
+)
+def test_identifiers_outside_the_documented_characters_are_422_naming_the_field(
+    api: Api, body: dict[str, Any], field: str, found: str
+) -> None:
+    response = api.post("/v1/events", body)
+    assert response.status_code == 422, response.text
+    problems = response.json()["detail"]
+    allowed = CUSTOMER_ALLOWED if field == "customer" else ALLOWED
+    assert {"field": field, "message": f"use only {allowed} (found {found})"} in problems
+    assert events(api.engine) == []
+
+
+def test_identifiers_in_the_documented_set_are_accepted(api: Api) -> None:
+    body = {
+        **PURCHASE,
+        "id": "shopify:orders/create:820982911946154508",
+        "order": "W-1001/2#3+4",
+        "customer": "k.1001@pos:gent_2",
+        "lines": [{"sku": "POT/40+", "qty": 1, "unit_price": "29.00"}],
+    }
+    body.pop("profile")
+    assert api.post("/v1/events", body).status_code == 202
+
+
+def test_the_documented_sets_are_the_enforced_ones() -> None:
+    from trouw.ingest import CUSTOMER_ID_CHARACTERS, IDENTIFIER_CHARACTERS
+
+    assert (IDENTIFIER_CHARACTERS, CUSTOMER_ID_CHARACTERS) == (ALLOWED, CUSTOMER_ALLOWED)
+    text = (ROOT / "docs" / "api.md").read_text()
+    assert "`A-Z a-z 0-9 . _ : @ # / + -`" in text and "`A-Z a-z 0-9 . _ : @ -`" in text

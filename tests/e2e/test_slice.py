@@ -103,7 +103,7 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
             from trouw.db.engine import session_scope
 
             with session_scope(stack.services.engine) as session:
-                key = ensure_key(session, "e2e", ["ingest", "read"])
+                key = ensure_key(session, "e2e", ["ingest", "read", "admin"])
             headers = {"Authorization": f"Bearer {key}"}
             async with httpx.AsyncClient(
                 base_url=stack.api_url, timeout=30, headers=headers

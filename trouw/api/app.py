@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from trouw import metrics
 from trouw.api import callbacks, hosted, insight, pages, reports, v1, webshops
+from trouw.api.auth import authenticate
 from trouw.api.errors import ApiError, install_error_handlers, with_one_error_body
 from trouw.api.limits import BodyLimits
 from trouw.api.state import ApiState
@@ -90,7 +91,7 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
 
     _document(app, settings)
 
-    if "outbox" in (settings.email_provider, settings.sms_provider):
+    if settings.email_provider == "outbox":
         _outbox_routes(app, state)
 
     return app
@@ -112,15 +113,26 @@ def _document(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _outbox_routes(app: FastAPI, state: ApiState) -> None:
-    """The local outbox viewer, for the development provider only.
+async def _outbox_allowed(request: Request, state: ApiState) -> None:
+    """Open with `development = true`; otherwise only to an admin key (401/403)."""
+    if state.settings.development:
+        return
+    principal = await authenticate(request, state.engine)
+    if not principal.allows("admin"):
+        raise ApiError(403, "the outbox needs an admin key (or development = true)")
 
-    It needs no key and shows every message with its signed unsubscribe and preference links,
-    so it does not exist when a real provider sends.
+
+def _outbox_routes(app: FastAPI, state: ApiState) -> None:
+    """The local outbox viewer: with the outbox email provider only, and then only in
+    development or to an admin key.
+
+    It shows every message with its signed unsubscribe and preference links: anyone who reads it
+    could unsubscribe or change the preferences of every customer in it.
     """
 
     @app.get("/outbox", response_class=HTMLResponse, include_in_schema=False)
-    async def outbox_page() -> HTMLResponse:
+    async def outbox_page(request: Request) -> HTMLResponse:
+        await _outbox_allowed(request, state)
         entries = await asyncio.to_thread(list_outbox, state.settings.outbox_dir)
         rows = "".join(
             "<tr><td>{at}</td><td>{channel}</td><td>{to}</td><td>{journey}</td><td>{category}</td>"
@@ -145,7 +157,8 @@ td,th{{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:left}}th{{ba
         return HTMLResponse(page)
 
     @app.get("/outbox/view/{key}", response_class=HTMLResponse, include_in_schema=False)
-    async def outbox_view(key: str) -> HTMLResponse:
+    async def outbox_view(key: str, request: Request) -> HTMLResponse:
+        await _outbox_allowed(request, state)
         entries = await asyncio.to_thread(list_outbox, state.settings.outbox_dir)
         for entry in entries:
             if key in (safe_key(entry.message_key), entry.message_key):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from fastapi import Depends, HTTPException, Security
+from fastapi import Depends, HTTPException, Request, Response, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -123,27 +125,86 @@ def _lookup(engine: Engine, presented: str) -> Principal | None:
         return find_principal(session, presented)
 
 
+def _unauthorized() -> HTTPException:
+    # One answer for a missing, unknown or revoked key: nothing to learn by probing.
+    return HTTPException(
+        status_code=401,
+        detail="a valid API key is required (Authorization: Bearer or X-API-Key)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def presented_key(request: Request) -> str | None:
+    """The key a request carries, read as the security schemes read it (Bearer, X-API-Key)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    presented = credentials.strip() if scheme.lower() == "bearer" else ""
+    return presented or request.headers.get("x-api-key", "").strip() or None
+
+
+async def authenticate(request: Request, engine: Engine) -> Principal:
+    """The request's principal, or 401; kept on the request so the route's check reuses it."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
+    presented = presented_key(request)
+    principal = await asyncio.to_thread(_lookup, engine, presented) if presented else None
+    if principal is None:
+        raise _unauthorized()
+    request.state.principal = principal
+    return principal
+
+
 def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: 401 without a valid key, 403 when the key lacks `scope`."""
 
     async def dependency(
+        request: Request,
         state: ApiState = Depends(api_state),
-        bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
-        header: str | None = Security(header_scheme),
+        _bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+        _header: str | None = Security(header_scheme),
     ) -> Principal:
-        presented = (bearer.credentials if bearer else None) or header
-        principal = None
-        if presented:
-            principal = await asyncio.to_thread(_lookup, state.engine, presented.strip())
-        if principal is None:
-            # One answer for a missing, unknown or revoked key: nothing to learn by probing.
-            raise HTTPException(
-                status_code=401,
-                detail="a valid API key is required (Authorization: Bearer or X-API-Key)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        # The security schemes are parameters for the OpenAPI document; the key is read once.
+        principal = await authenticate(request, state.engine)
         if not principal.allows(scope):
-            raise HTTPException(status_code=403, detail=f"this API key lacks the {scope} scope")
+            raise _forbidden(scope)
         return principal
 
+    dependency.trouw_scope = scope  # type: ignore[attr-defined]
     return dependency
+
+
+def _scope_of(dependant: Dependant) -> str | None:
+    """The scope a route's `require` dependency asks for, found in its dependency tree."""
+    for sub in dependant.dependencies:
+        scope = getattr(sub.call, "trouw_scope", None) or _scope_of(sub)
+        if scope:
+            return str(scope)
+    return None
+
+
+def _forbidden(scope: str) -> HTTPException:
+    return HTTPException(status_code=403, detail=f"this API key lacks the {scope} scope")
+
+
+class KeyFirstRoute(APIRoute):
+    """A route that checks its API key before it reads the body.
+
+    FastAPI parses the body before it runs dependencies, so a keyless request with malformed
+    JSON would learn 422 (and cost a parse) instead of 401; a key without the route's scope gets
+    403 before the body too. Routes without a key (webhooks and
+    callbacks, whose signature covers the raw body) are untouched.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        scope = _scope_of(self.dependant)
+        if scope is None:
+            return handler
+
+        async def keyed(request: Request) -> Response:
+            principal = await authenticate(request, api_state(request).engine)
+            if not principal.allows(scope):
+                raise _forbidden(scope)
+            return await handler(request)
+
+        return keyed

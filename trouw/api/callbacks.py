@@ -47,7 +47,7 @@ log = logging.getLogger("trouw.api.callbacks")
 router = APIRouter(
     prefix="/v1/callbacks",
     tags=["provider callbacks"],
-    responses=error_responses(400, 401, 413, 422),
+    responses=error_responses(400, 401, 413, 422, 503),
 )
 
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"

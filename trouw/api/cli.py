@@ -15,7 +15,7 @@ def apikey_create(
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     from trouw.db.engine import session_scope
-    from trouw.terminal import engine_or_fail, fail, settings_or_fail
+    from trouw.terminal import engine_or_fail, fail, settings_or_fail, verbatim, write_out
 
     engine = engine_or_fail(settings_or_fail())
     try:
@@ -23,9 +23,8 @@ def apikey_create(
             key = create_api_key(session, name=name, scopes=scopes)
     except (UnknownScopeError, ValueError) as exc:
         fail(str(exc))
-    typer.echo(key)
-    typer.echo(
+    write_out(key + "\n")
+    verbatim(
         f"Key {name!r} ({', '.join(dict.fromkeys(scopes))}) created. Keep it safe: it is not "
-        "shown again. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
-        err=True,
+        "shown again. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -9,8 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+log = logging.getLogger("trouw.api")
 
 
 class ErrorDetail(BaseModel):
@@ -54,6 +58,8 @@ ERROR_MEANINGS: dict[int, str] = {
     409: "The request conflicts with what is stored: an order of another customer, an erased "
     "customer.",
     413: "The body is larger than the limit; the message gives the limit in bytes.",
+    503: "The database cannot be reached right now; nothing was stored. Retry after the "
+    "`Retry-After` header's seconds.",
     422: "The request breaks a rule: a field of the wrong type or form (the schema says which "
     "forms are allowed), JSON nested too deep, or a value the checks behind the schema refuse "
     "(such as an invalid locale tag or phone number). Each problem names its field.",
@@ -156,6 +162,21 @@ def install_error_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ] or [{"field": "", "message": "invalid request"}]
         return JSONResponse(status_code=422, content={"detail": detail})
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, unreachable or its pool exhausted: nothing was stored, and the
+        # same request will work later. 503 + Retry-After tells tills and webshops to retry.
+        log.error("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        settings = getattr(request.app.state, "trouw", None)
+        seconds = settings.settings.api_retry_after_seconds if settings is not None else 5
+        return error_response(
+            503,
+            "the database cannot be reached right now: nothing was stored; retry later",
+            headers={"Retry-After": str(seconds)},
+        )
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:

@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from trouw.api.auth import Principal, Scope, create_api_key, hash_key, require, revoke_keys
+from trouw.api.auth import (
+    KeyFirstRoute,
+    Principal,
+    Scope,
+    create_api_key,
+    hash_key,
+    require,
+    revoke_keys,
+)
 from trouw.api.errors import ApiError, error_responses
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
@@ -33,7 +41,9 @@ from trouw.ingest import (
 
 # Every /v1 route here needs a key (401 without one, 403 without the scope); body routes add
 # 413 (the size limit) and 422 (the rules), each route adds the answers of its own.
-router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422))
+router = APIRouter(
+    prefix="/v1", responses=error_responses(401, 403, 422, 503), route_class=KeyFirstRoute
+)
 _BODY_LIMITS = error_responses(400, 413)
 
 REPLAYED_HEADER = "Idempotent-Replayed"

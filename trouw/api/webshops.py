@@ -31,7 +31,7 @@ from trouw.webshops import WebhookPayloadError, Webshop, webshop
 log = logging.getLogger("trouw.api.webshops")
 # No API key: the shop's HMAC is the credential (401 when it does not verify).
 router = APIRouter(
-    prefix="/v1/webhooks", tags=["webhooks"], responses=error_responses(400, 401, 413, 422)
+    prefix="/v1/webhooks", tags=["webhooks"], responses=error_responses(400, 401, 413, 422, 503)
 )
 
 _WEBHOOK_BODY_DOC: dict[str, Any] = {
