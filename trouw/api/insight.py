@@ -7,14 +7,19 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from trouw.api.auth import Principal, require
+from trouw.api.auth import KeyFirstRoute, Principal, require
 from trouw.api.errors import ApiError, error_responses
 from trouw.api.state import ApiState, api_state
 from trouw.context import jsonable
 from trouw.db.engine import session_scope
 from trouw.insight_store import customer_view, segments_view
 
-router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422), tags=["insight"])
+router = APIRouter(
+    prefix="/v1",
+    responses=error_responses(401, 403, 422, 503),
+    tags=["insight"],
+    route_class=KeyFirstRoute,
+)
 
 
 @router.get("/customers/{customer_id}/insight", responses=error_responses(404))
