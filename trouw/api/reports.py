@@ -8,14 +8,19 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from trouw.api.auth import Principal, require
+from trouw.api.auth import KeyFirstRoute, Principal, require
 from trouw.api.errors import ApiError, error_responses
 from trouw.api.state import ApiState, api_state
 from trouw.db.engine import session_scope
 from trouw.measure.report import attribution_rules, journey_report
 from trouw.measure.splits import split_steps, uplift_report
 
-router = APIRouter(prefix="/v1/reports", responses=error_responses(401, 403, 422), tags=["reports"])
+router = APIRouter(
+    prefix="/v1/reports",
+    responses=error_responses(401, 403, 422, 503),
+    tags=["reports"],
+    route_class=KeyFirstRoute,
+)
 DEFAULT_PERIOD = timedelta(days=30)
 
 
