@@ -55,34 +55,35 @@ def _utc(value: Any) -> datetime:
 def facts_query(as_of: datetime | None) -> sa.Select[Any]:
     """Every kept order with its lines and their category, in one statement.
 
-    Returned orders are left out (as `history.*` leaves them out); orders from the API, webshop
+    Returned orders are left out (as `history.*` leaves them out; as of a moment, those returned
+    by then); orders from the API, webshop
     webhooks and `trouw import orders --backfill` are the same rows, so they count the same.
     Raw column types: the loader parses each order's time once, not once per line.
     """
     order = Order.__table__  # type: ignore[attr-defined]
     line = OrderLine.__table__  # type: ignore[attr-defined]
     product = Product.__table__  # type: ignore[attr-defined]
-    query = (
-        sa.select(
-            order.c.customer_id,
-            order.c.id,
-            sa.type_coerce(order.c.placed_at, sa.String),
-            sa.type_coerce(order.c.total, sa.Float),
-            line.c.sku,
-            product.c.category,
-            line.c.qty,
-            sa.type_coerce(line.c.unit_price, sa.Float),
+    query = sa.select(
+        order.c.customer_id,
+        order.c.id,
+        sa.type_coerce(order.c.placed_at, sa.String),
+        sa.type_coerce(order.c.total, sa.Float),
+        line.c.sku,
+        product.c.category,
+        line.c.qty,
+        sa.type_coerce(line.c.unit_price, sa.Float),
+    ).select_from(
+        order.outerjoin(line, line.c.order_id == order.c.id).outerjoin(
+            product, product.c.sku == line.c.sku
         )
-        .select_from(
-            order.outerjoin(line, line.c.order_id == order.c.id).outerjoin(
-                product, product.c.sku == line.c.sku
-            )
-        )
-        .where(order.c.returned_at.is_(None))
     )
-    if as_of is not None:
-        query = query.where(order.c.placed_at <= as_of)
-    return query
+    if as_of is None:
+        return query.where(order.c.returned_at.is_(None))
+    # As of a past moment, an order returned later was still kept then.
+    return query.where(
+        order.c.placed_at <= as_of,
+        sa.or_(order.c.returned_at.is_(None), order.c.returned_at > as_of),
+    )
 
 
 def load_facts(engine: Engine, *, as_of: datetime | None = None) -> Facts:
@@ -274,6 +275,13 @@ def score_and_stage(
         progress=staged,
     )
     return len(insights)
+
+
+def refresh_staged(engine: Engine, refresh_id: str) -> bool:
+    """Whether this refresh has scored the shop already."""
+    with session_scope(engine) as session:
+        row = session.get(InsightRefresh, refresh_id)
+        return row is not None and (row.scored_at is not None or row.status == "done")
 
 
 def chunk_bounds(engine: Engine, *, refresh_id: str, size: int) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlmodel import col, select
 
 from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import JourneyRun, JourneyRunEvent, Message
+from trouw.db.models import InboundEvent, JourneyRun, JourneyRunEvent, Message
 from trouw.ingest import (
     CustomerIn,
     EventIn,
@@ -107,12 +107,35 @@ class ScenarioEvent(ScenarioModel):
         return text
 
 
+class ScenarioInsight(ScenarioModel):
+    """Insight refreshes during the simulation, as the nightly schedule would run them."""
+
+    every: str = "7d"
+    at: str = "02:30"  # local time, in the zone of `start`
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        hour, _, minute = value.partition(":")
+        if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            raise ValueError(f"bad time of day {value!r}: write it as HH:MM, like 02:30")
+        return value
+
+
 class Scenario(ScenarioModel):
     start: datetime
     until: str = "400d"
     customers: list[ScenarioCustomer] = Field(min_length=1)
     products: list[ProductIn] = Field(default_factory=list)
     events: list[ScenarioEvent] = Field(default_factory=list)
+    # Without it no refresh runs, and insight.* stays empty (None) for every customer.
+    insight: ScenarioInsight | None = None
 
     @field_validator("start")
     @classmethod
@@ -135,6 +158,21 @@ class Scenario(ScenarioModel):
     @property
     def end(self) -> datetime:
         return self.start + parse_duration(self.until)
+
+    def refreshes(self) -> list[datetime]:
+        """When insight refreshes run: daily at `insight.at` from the start, every `every`."""
+        if self.insight is None:
+            return []
+        hour, minute = (int(part) for part in self.insight.at.split(":"))
+        first = self.start.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if first <= self.start:
+            first += timedelta(days=1)
+        step = parse_duration(self.insight.every)
+        moments = []
+        while first <= self.end:
+            moments.append(first)
+            first += step
+        return moments
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -318,12 +356,16 @@ def _simulate_part(
     part["customers"] = [c for c in payload["customers"] if c["id"] in wanted]
     part["events"] = [e for e in payload["events"] if e["customer"] in wanted]
     scenario = Scenario.model_validate(part)
+    purchases = [
+        ScenarioEvent.model_validate(e) for e in payload["events"] if e["type"] == "purchase"
+    ]
     result = asyncio.run(
         simulate(
             scenario,
             journeys_dir=Path(journeys),
             templates_dir=Path(templates),
             workdir=Path(workdir),
+            shop_purchases=purchases,
         )
     )
     return (
@@ -344,6 +386,7 @@ async def simulate(
     search_attributes: bool = False,
     sandboxed: bool = False,
     run_histories: dict[str, list[Any]] | None = None,
+    shop_purchases: list[ScenarioEvent] | None = None,
 ) -> SimulationResult:
     """Run each customer's scenario on one time-skipping server, one customer after another.
 
@@ -398,6 +441,8 @@ async def simulate(
                     source="import",
                     wording_version="simulation",
                 )
+    if scenario.insight is not None:
+        _load_shop_history(engine, scenario, shop_purchases)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
@@ -438,6 +483,7 @@ async def simulate(
     finally:
         journeys_log.setLevel(level)
         await env.shutdown()
+    _finish_refreshes(engine, scenario)
     timeline = collect_timeline(engine, scenario, settings.outbox_dir)
     runs = collect_runs(engine, scenario, catalog) + unrecorded
     runs.sort(key=_run_order)
@@ -465,24 +511,91 @@ async def _simulate_customer(
         for index, event in enumerate(scenario.events)
         if event.customer == customer_id
     ]
-    for moment, index, event in sorted(indexed, key=lambda item: (item[0], item[1])):
+    steps: list[tuple[datetime, int, ScenarioEvent | None]] = [
+        *indexed,
+        *((moment, -1, None) for moment in scenario.refreshes()),
+    ]
+    for moment, index, event in sorted(steps, key=lambda item: (item[0], item[1])):
         await _advance(env, moment - shift)
-        with session_scope(engine) as session:
-            row, _new = ingest_event(session, event_in(scenario, event, index), now=moment)
-            wire = wire_event(row)
-        await deliver(
-            env.client,
-            wire,
-            task_queue=settings.task_queue,
-            search_attributes=search_attributes,
-            clock_offset_seconds=offset,
-        )
+        if event is None:
+            wires = _refresh_insight(engine, settings, customer_id, moment)
+        else:
+            with session_scope(engine) as session:
+                row, _new = ingest_event(session, event_in(scenario, event, index), now=moment)
+                wires = [wire_event(row)]
+        for wire in wires:
+            await deliver(
+                env.client,
+                wire,
+                task_queue=settings.task_queue,
+                search_attributes=search_attributes,
+                clock_offset_seconds=offset,
+            )
     await _advance(env, scenario.end - shift)
     zone = ZoneInfo(next(c.timezone for c in scenario.customers if c.id == customer_id))
     unrecorded.extend(
         await _unrecorded_outcomes(env, engine, customer_id, shift, scenario.start, zone)
     )
     await _stop_customer(env, engine, customer_id, histories, run_histories)
+
+
+def _load_shop_history(
+    engine: Any, scenario: Scenario, purchases: list[ScenarioEvent] | None
+) -> None:
+    """Every purchase of the shop stored up front (never handed to Temporal from here), so each
+    refresh scores the whole shop as of its moment, as the nightly refresh would; history and
+    facts read only the orders placed by then. In a parallel run each part gets all of them."""
+    shop = purchases if purchases is not None else scenario.events
+    with session_scope(engine) as session:
+        for index, event in enumerate(shop):
+            if event.type == "purchase":
+                number = scenario.events.index(event) if purchases is None else index
+                ingest_event(session, event_in(scenario, event, number), now=scenario.moment(event))
+
+
+def _refresh_id(moment: datetime) -> str:
+    return f"simulation-{moment.astimezone(UTC):%Y%m%dT%H%M}"
+
+
+def _refresh_insight(
+    engine: Any, settings: Settings, customer_id: str, moment: datetime
+) -> list[Any]:
+    """The refresh at `moment`, for this customer: the shop is scored once per moment (the first
+    customer to get there stages it), this customer's chunk is applied, and the events it emits
+    (segment_entered, next_order_expected) are returned to be delivered like any other."""
+    from trouw.insight_store import apply_chunk, refresh_staged, score_and_stage
+
+    refresh_id = _refresh_id(moment)
+    if not refresh_staged(engine, refresh_id):
+        score_and_stage(
+            engine, settings, refresh_id=refresh_id, as_of=moment, horizon_days=None, now=moment
+        )
+    apply_chunk(
+        engine,
+        refresh_id=refresh_id,
+        first=customer_id,
+        last=customer_id,
+        now=moment,
+        next_order_shift=timedelta(days=settings.insight_next_order_shift_days),
+    )
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(InboundEvent)
+            .where(
+                col(InboundEvent.source_id).like(f"insight:{refresh_id}:%"),
+                InboundEvent.customer_id == customer_id,
+            )
+            .order_by(col(InboundEvent.id))
+        ).all()
+        return [wire_event(row) for row in rows]
+
+
+def _finish_refreshes(engine: Any, scenario: Scenario) -> None:
+    from trouw.insight_store import finish_refresh, refresh_staged
+
+    for moment in scenario.refreshes():
+        if refresh_staged(engine, _refresh_id(moment)):
+            finish_refresh(engine, refresh_id=_refresh_id(moment), now=moment)
 
 
 async def _advance(env: Any, env_moment: datetime) -> None:
