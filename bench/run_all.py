@@ -14,6 +14,7 @@ SCRIPTS = [
     ("journeys: simulation speed and history size", ["journeys_bench.py"]),
     ("imports: 100,000 order lines", ["import_bench.py"]),
     ("API: intake and purchase-to-confirmation latency", ["api_bench.py"]),
+    ("engine: Trouw vs a bare Temporal reference", ["engine_bench.py", "--quick"]),
     ("phones: accuracy and speed of E.164 normalisation", ["phone_bench.py"]),
 ]
 NODE_SCRIPTS = [
