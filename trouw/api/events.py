@@ -7,13 +7,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from trouw.api.state import ApiState
+from trouw.contracts import CustomerEvent
 from trouw.db.engine import session_scope
 from trouw.db.models import InboundEvent
-from trouw.ingest import EventIn, ingest_event
+from trouw.ingest import EventIn, ingest_event, wire_event
 from trouw.relay import hand_off
 
 log = logging.getLogger("trouw.api")
@@ -31,16 +33,30 @@ class StoredEvent:
     customer: str
     type: str
     new: bool
+    # What the customer workflow receives, read from the row in the storing transaction: the
+    # hand-off right after needs no second read.
+    wire: CustomerEvent | None = None
 
     def body(self) -> dict[str, str]:
         """The API's answer: built from the stored row, so a repeat gets the first answer again."""
         return {"id": self.id, "customer": self.customer, "type": self.type, "status": "accepted"}
 
 
+def _wire(row: InboundEvent) -> CustomerEvent | None:
+    try:
+        return wire_event(row)
+    except ValidationError:
+        return None  # the hand-off reads it again and fails; the relay retries and parks it
+
+
 def _stored(row: InboundEvent, new: bool) -> StoredEvent:
     # Custom events are stored as "custom:<name>"; the caller posted type "custom".
     return StoredEvent(
-        id=row.source_id, customer=row.customer_id, type=row.type.split(":", 1)[0], new=new
+        id=row.source_id,
+        customer=row.customer_id,
+        type=row.type.split(":", 1)[0],
+        new=new,
+        wire=_wire(row) if new else None,
     )
 
 
@@ -67,7 +83,11 @@ async def deliver_new(state: ApiState, events: Iterable[StoredEvent]) -> None:
             continue
         try:
             await hand_off(
-                state.engine, state.client, event.id, task_queue=state.settings.task_queue
+                state.engine,
+                state.client,
+                event.id,
+                task_queue=state.settings.task_queue,
+                event=event.wire,
             )
         except Exception:  # noqa: BLE001 - stored: the relay hands it off when Temporal is back
             log.warning("hand-off of %s deferred to the relay", event.id, exc_info=True)
