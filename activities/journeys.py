@@ -123,6 +123,15 @@ def plan_runs(
     return plans, failures
 
 
+def listens_for_start(journey: Journey, event_type: str) -> bool:
+    """Whether this event type can start a run of the journey (before any data is read)."""
+    trigger = journey.trigger
+    if trigger.event is not None and trigger.event not in (event_type, "any"):
+        return False
+    # A date journey starts when the customer is first known.
+    return trigger.date is None or event_type in ("register", "purchase")
+
+
 def _plan_journey(
     journey: Journey,
     event: CustomerEvent,
@@ -133,10 +142,8 @@ def _plan_journey(
 ) -> list[tuple[Journey, str, dict[str, Any], list[str]]]:
     plans: list[tuple[Journey, str, dict[str, Any], list[str]]] = []
     trigger = journey.trigger
-    if trigger.event is not None and trigger.event not in (event.type, "any"):
+    if not listens_for_start(journey, event.type):
         return plans
-    if trigger.date is not None and event.type not in ("register", "purchase"):
-        return plans  # a date journey starts when the customer is first known
     if trigger.date is not None and _evaluate(trigger.date, base) in (None, ""):
         refused.append(Refusal(journey, "the trigger date is empty", trigger.date))
         return plans
@@ -223,7 +230,14 @@ class JourneyActivities:
 
     def _match(self, input: MatchJourneysInput) -> MatchJourneysResult:
         event = input.event
-        journeys = list(self.services.catalog.journeys().values())
+        journeys = [
+            journey
+            for journey in self.services.catalog.journeys().values()
+            if listens_for_start(journey, event.type)
+        ]
+        if not journeys:
+            # No journey starts on this event type: no context to build, no query at all.
+            return MatchJourneysResult(runs=[])
         declared = declared_attributes(self.services.settings)
         runs: list[RunPlan] = []
         with session_scope(self.services.engine) as session:

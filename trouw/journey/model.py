@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from datetime import time, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -352,9 +353,12 @@ class Journey(Strict):
     def name(self) -> str:
         return self.journey
 
-    @property
+    @cached_property
     def version(self) -> str:
-        """A content hash: comments and key order do not change it, content does."""
+        """A content hash: comments and key order do not change it, content does.
+
+        Computed once per loaded journey (the model is frozen): match_journeys asks for it for
+        every run it plans."""
         canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
