@@ -138,7 +138,10 @@ def template_links(
 
 
 def template_context(
-    services: Services, session: Session, input: SendMessageInput
+    services: Services,
+    session: Session,
+    input: SendMessageInput,
+    consent: ConsentState | None = None,
 ) -> dict[str, Any]:
     context = build_context(
         session,
@@ -147,6 +150,7 @@ def template_context(
         skus=input.skus,
         now=input.now,
         attributes=declared_attributes(services.settings),
+        consent=consent,
     )
     extras = hydrate(input.vars)
     events = extras.pop("events", {}) or {}
@@ -374,7 +378,7 @@ class MessagingActivities:
                 _count(session, input, "deferred", decision.reason)
                 return _result(message, until=decision.until)
             try:
-                outgoing = self._render(session, message, customer, input)
+                outgoing = self._render(session, message, customer, input, consent)
             except TemplateError as exc:
                 message.state = "failed"
                 message.error = str(exc)
@@ -411,9 +415,14 @@ class MessagingActivities:
         return min(timedelta(seconds=timeout), PROVIDER_CALL_MAX)
 
     def _render(
-        self, session: Session, message: Message, customer: Customer, input: SendMessageInput
+        self,
+        session: Session,
+        message: Message,
+        customer: Customer,
+        input: SendMessageInput,
+        consent: ConsentState,
     ) -> OutgoingEmail | OutgoingSms:
-        context = template_context(self.services, session, input)
+        context = template_context(self.services, session, input, consent)
         store = self.services.templates
         if input.channel == "email":
             email = store.render_email(input.template, customer.locale, context)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from trouw.attributes import Declared, context_attributes
-from trouw.consent import current_consent
+from trouw.consent import ConsentState, current_consent
 from trouw.db.models import (
     Customer,
     CustomerInsightRecord,
@@ -222,16 +222,20 @@ def build_context(
     skus: Sequence[str],
     now: datetime,
     attributes: Declared | None = None,
+    consent: ConsentState | None = None,
 ) -> dict[str, Any]:
     """The context for expressions and templates, as plain data (dates stay dates).
 
     With the declared `attributes`, customer.attributes holds each of them, personal ones too:
     this full copy stays in activities (for_history makes the one that may travel).
+    `consent`: the customer's consent as the caller read it in this session (the send
+    activity has it for its policy decision), so it is not read twice.
     """
     customer = session.get(Customer, customer_id)
     if customer is None:
         customer = Customer(id=customer_id)
-    consent = current_consent(session, customer_id)
+    if consent is None:
+        consent = current_consent(session, customer_id)
     opt_in = {channel: consent.promotional(channel) for channel in ("email", "sms")}
     context: dict[str, Any] = {
         "customer": customer_dict(customer, opt_in, attributes),
