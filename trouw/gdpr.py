@@ -39,12 +39,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Cancel",
+    "DeleteHistories",
     "ErasureReport",
+    "HistoryDeletion",
     "UnknownCustomerError",
+    "all_workflow_ids",
+    "delete_histories",
     "erase",
     "export",
     "forget",
     "temporal_canceller",
+    "temporal_deleter",
     "terminate_workflows",
     "workflow_ids",
 ]
@@ -55,6 +60,18 @@ SCOPES = ("promotional", "service")
 
 # Terminates the given workflow ids; may return the ids it actually found running.
 Cancel = Callable[[list[str]], Awaitable[Sequence[str] | None]]
+
+
+@dataclass(frozen=True)
+class HistoryDeletion:
+    """What Temporal did with the customer's closed workflow histories."""
+
+    deleted: int
+    refused: str | None = None  # the server does not allow deletion (why), nothing deleted
+
+
+# The customer id and every workflow id the ledger knows for them (running or closed).
+DeleteHistories = Callable[[str, list[str]], Awaitable[HistoryDeletion]]
 
 # What an inbound event's payload may keep after erasure: ids, amounts and channels, no free text.
 # The row itself stays so that the same event re-sent by the till is dropped as a repeat instead
@@ -239,6 +256,7 @@ class ErasureReport:
     already_erased: bool = False
     workflows: list[str] = field(default_factory=list)  # asked to terminate
     workflows_terminated: list[str] | None = None  # found running, when the canceller says
+    histories: HistoryDeletion | None = None  # None: deletion was not asked for
     fields_cleared: list[str] = field(default_factory=list)
     suppressions_added: int = 0
     consent_withdrawals_added: int = 0
@@ -275,6 +293,20 @@ class ErasureReport:
             f"{self.copies_deleted} hosted email copies deleted (their links answer 404)",
             f"{self.events_scrubbed} inbound events scrubbed (payload reduced to ids)",
             f"{self.runs_closed} running journey runs closed",
+            *self._history_lines(),
+        ]
+
+    def _history_lines(self) -> list[str]:
+        if self.histories is None:
+            return []
+        if self.histories.refused is not None:
+            return [
+                f"workflow histories kept: the Temporal server refused to delete them "
+                f"({self.histories.refused})"
+            ]
+        return [
+            f"{self.histories.deleted} closed workflow executions deleted from Temporal "
+            "(their histories are gone from the Web UI and from visibility)"
         ]
 
 
@@ -286,6 +318,16 @@ def workflow_ids(session: Session, *, customer_id: str) -> list[str]:
         .order_by(col(JourneyRun.id))
     ).all()
     return [customer_workflow_id(customer_id), *running]
+
+
+def all_workflow_ids(session: Session, *, customer_id: str) -> list[str]:
+    """The customer's workflow and every journey run in the ledger, running or closed."""
+    runs = session.exec(
+        select(JourneyRun.workflow_id)
+        .where(JourneyRun.customer_id == customer_id)
+        .order_by(col(JourneyRun.id))
+    ).all()
+    return list(dict.fromkeys([customer_workflow_id(customer_id), *runs]))
 
 
 def erase(session: Session, *, customer_id: str, at: datetime) -> ErasureReport:
@@ -427,12 +469,15 @@ async def forget(
     *,
     customer_id: str,
     cancel: Cancel,
+    delete: DeleteHistories | None = None,
     now: datetime | None = None,
 ) -> ErasureReport:
-    """Terminate the customer's workflows, then erase their data in one transaction.
+    """Terminate the customer's workflows, delete their closed histories (with `delete`), then
+    erase their data in one transaction.
 
-    Workflows go first: if Temporal cannot be reached, nothing is erased and the request can be
-    retried; once they are gone, no activity can read the customer half-erased.
+    Temporal goes first: if it cannot be reached, nothing is erased and the request can be
+    retried; once the workflows are gone, no activity can read the customer half-erased, and
+    their histories (inputs hold the customer's context) no longer outlive the erasure.
     """
     with Session(engine) as session:
         customer = session.get(Customer, customer_id)
@@ -443,12 +488,15 @@ async def forget(
                 customer_id=customer_id, erased_at=customer.updated_at, already_erased=True
             )
         ids = workflow_ids(session, customer_id=customer_id)
+        known = all_workflow_ids(session, customer_id=customer_id)
     found = await cancel(ids)
+    histories = await delete(customer_id, known) if delete is not None else None
     with session_scope(engine) as session:
         report = erase(session, customer_id=customer_id, at=now or datetime.now(UTC))
     if not report.already_erased:
         report.workflows = ids
         report.workflows_terminated = list(found) if found is not None else None
+        report.histories = histories
     return report
 
 
@@ -472,6 +520,80 @@ async def terminate_workflows(
             raise
         terminated.append(workflow_id)
     return terminated
+
+
+async def delete_histories(
+    client: Client, customer_id: str, known_ids: Sequence[str]
+) -> HistoryDeletion:
+    """Delete every closed execution of the customer's workflows (DeleteWorkflowExecution).
+
+    Executions are found by the CustomerId search attribute (every run, continue-as-new chains
+    included) and, for a server without it, by the ids the ledger knows (their latest run). A
+    server that does not allow deletion (an older one, or a role without the permission) is
+    reported, not an error: the data in Trouw is erased all the same.
+    """
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError, RPCStatusCode
+
+    refusals = (
+        RPCStatusCode.UNIMPLEMENTED,
+        RPCStatusCode.PERMISSION_DENIED,
+        RPCStatusCode.FAILED_PRECONDITION,
+    )
+    executions: dict[tuple[str, str], None] = {}
+    quoted = customer_id.replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        async for execution in client.list_workflows(f'CustomerId = "{quoted}"'):
+            if execution.status != WorkflowExecutionStatus.RUNNING:
+                executions[(execution.id, execution.run_id)] = None
+    except RPCError as exc:
+        # No CustomerId attribute, or no visibility listing: the ledger's ids still serve.
+        if exc.status not in (RPCStatusCode.INVALID_ARGUMENT, *refusals):
+            raise
+    listed = {workflow_id for workflow_id, _run in executions}
+    for workflow_id in known_ids:
+        if workflow_id not in listed:
+            executions[(workflow_id, "")] = None
+    deleted = 0
+    for workflow_id, run_id in executions:
+        if not run_id:
+            try:
+                described = await client.get_workflow_handle(workflow_id).describe()
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    continue
+                raise
+            if described.status == WorkflowExecutionStatus.RUNNING:
+                continue  # never delete (and so terminate) a run that was not stopped
+        try:
+            await client.workflow_service.delete_workflow_execution(
+                DeleteWorkflowExecutionRequest(
+                    namespace=client.namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+                )
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                continue
+            if exc.status in refusals:
+                return HistoryDeletion(deleted, refused=f"{exc.status.name}: {exc.message}")
+            raise
+        deleted += 1
+    return HistoryDeletion(deleted)
+
+
+def temporal_deleter(settings: Settings) -> DeleteHistories:
+    """A DeleteHistories that connects to the configured Temporal."""
+
+    async def delete(customer_id: str, known_ids: list[str]) -> HistoryDeletion:
+        from trouw.temporal import connect
+
+        client = await connect(settings, attempts=10)
+        return await delete_histories(client, customer_id, known_ids)
+
+    return delete
 
 
 def temporal_canceller(settings: Settings) -> Cancel:

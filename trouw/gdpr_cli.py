@@ -106,6 +106,7 @@ def forget(
                 engine,
                 customer_id=customer,
                 cancel=gdpr.temporal_canceller(settings),
+                delete=gdpr.temporal_deleter(settings),
                 now=datetime.now(UTC),
             )
         )

@@ -38,6 +38,7 @@ class Canceller:
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.deletions: list[tuple[str, list[str]]] = []
 
     async def __call__(self, ids: list[str]) -> Sequence[str] | None:
         self.calls.append(list(ids))
@@ -212,6 +213,12 @@ def app(
     monkeypatch.setattr(gdpr_cli, "_settings", lambda: settings)
     monkeypatch.setattr(gdpr_cli, "_engine", lambda _settings: engine)
     monkeypatch.setattr(gdpr, "temporal_canceller", lambda _settings: cancel)
+
+    async def delete(customer_id: str, known: list[str]) -> gdpr.HistoryDeletion:
+        cancel.deletions.append((customer_id, known))
+        return gdpr.HistoryDeletion(deleted=len(known))
+
+    monkeypatch.setattr(gdpr, "temporal_deleter", lambda _settings: delete)
     application = typer.Typer()
     application.command("forget")(gdpr_cli.forget)
     application.command("noop")(lambda: None)
@@ -242,6 +249,10 @@ def test_forget_command_asks_and_reports_counts(
     assert "customer c1 erased at" in result.stdout
     assert "2 address suppressions added" in result.stdout
     assert app[1].calls == [["customer:c1", seeded.running_workflow]]
+    # Every workflow the ledger knows, closed ones too, goes to the history deletion.
+    known = ["customer:c1", seeded.running_workflow, seeded.finished_workflow]
+    assert [(c, sorted(ids)) for c, ids in app[1].deletions] == [("c1", sorted(known))]
+    assert "3 closed workflow executions deleted from Temporal" in result.stdout
     again = CliRunner().invoke(app[0], ["forget", seeded.customer_id, "--yes"])
     assert again.exit_code == 0
     assert "was already erased" in again.stdout

@@ -15,6 +15,7 @@ from sqlmodel import Session
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
+_LOCK = 0x7472_6F75_7700  # "trouw" in hex: the advisory lock migrations take on PostgreSQL
 
 
 class DatabaseError(Exception):
@@ -74,6 +75,11 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # The API and every worker migrate at start: on a shared PostgreSQL they take
+                # turns (the lock ends with the transaction), so a second process finds the
+                # schema up to date instead of racing to create the same tables.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except sa.exc.OperationalError as exc:
