@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.insight.simulate import simulate_beta_geo, simulate_gamma_gamma
-from trouw.insight.btyd import BetaGeo, GammaGamma
+from trouw.insight.btyd import BetaGeo, GammaGamma, ParetoNBD
 
 TRUE = {"r": 0.6, "alpha": 30.0, "a": 0.8, "b": 2.5}
 
@@ -78,3 +78,28 @@ def test_gamma_gamma_recovers_its_parameters() -> None:
     low = np.minimum(m, fitted.population_mean()) - 1e-9
     high = np.maximum(m, fitted.population_mean()) + 1e-9
     assert np.all((spend >= low) & (spend <= high))
+
+
+def test_pareto_nbd_equals_lifetimes_on_the_same_data(customers: tuple[np.ndarray, ...]) -> None:
+    lifetimes = pytest.importorskip("lifetimes")
+    x, t_x, T, later = customers
+    x, t_x, T = x[:2000], t_x[:2000], T[:2000]
+    ours = ParetoNBD.fit(x, t_x, T)
+    theirs = lifetimes.ParetoNBDFitter().fit(x, t_x, T)
+    params = np.array([ours.r, ours.alpha, ours.s, ours.beta])
+    ll = ParetoNBD.log_likelihood
+    # Same maximum: our likelihood at their parameters is no higher than at ours.
+    their_params = np.array([theirs.params_[k] for k in ("r", "alpha", "s", "beta")])
+    assert ll(params, x, t_x, T).sum() >= ll(their_params, x, t_x, T).sum() - 1e-6
+    np.testing.assert_allclose(
+        ours.expected_orders(90.0, x, t_x, T),
+        theirs.conditional_expected_number_of_purchases_up_to_time(90.0, x, t_x, T),
+        rtol=2e-2,
+        atol=1e-4,
+    )
+    np.testing.assert_allclose(
+        ours.p_alive(x, t_x, T),
+        theirs.conditional_probability_alive(x, t_x, T),
+        rtol=2e-2,
+        atol=1e-4,
+    )

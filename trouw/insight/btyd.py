@@ -41,24 +41,27 @@ def _maximise(
     centre = np.zeros_like(start) if prior is None else prior
 
     def objective(log_params: Array) -> float:
-        value = float(negative_ll(np.exp(log_params)))  # type: ignore[operator]
+        # Trial points far out give inf or NaN; they are refused below, not worth a warning.
+        with np.errstate(all="ignore"):
+            value = float(negative_ll(np.exp(log_params)))  # type: ignore[operator]
         if not np.isfinite(value):
             return 1e300
         return value + penalty * float(np.sum((log_params - centre) ** 2))
 
     best: optimize.OptimizeResult | None = None
-    for method in ("L-BFGS-B", "Nelder-Mead"):
+    for method in ("BFGS", "Nelder-Mead"):
         result = optimize.minimize(
             objective,
             start,
             method=method,
-            options={"maxiter": 2000}
-            if method == "L-BFGS-B"
+            options={"maxiter": 2000, "gtol": 1e-8}
+            if method == "BFGS"
             else {"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-9},
         )
         if best is None or result.fun < best.fun:
             best = result
-        if result.success and np.isfinite(result.fun):
+        # BFGS status 2 is "precision loss" at the optimum of a flat likelihood: a maximum too.
+        if (result.success or (method == "BFGS" and result.status == 2)) and result.fun < 1e299:
             break
     assert best is not None
     params: Array = np.exp(np.asarray(best.x, dtype=np.float64))
@@ -199,3 +202,80 @@ class GammaGamma:
             weight * self.population_mean() + (1.0 - weight) * np.where(x > 0, m, 0.0),
             dtype=np.float64,
         )
+
+
+@dataclass(frozen=True)
+class ParetoNBD:
+    """Pareto/NBD: purchase rates ~ Gamma(r, alpha), exponential lifetimes with rates ~ Gamma(s, beta)."""
+
+    r: float
+    alpha: float
+    s: float
+    beta: float
+
+    @staticmethod
+    def _log_a0(params: Array, x: Array, t_x: Array, T: Array) -> Array:
+        r, alpha, s, beta = params
+        # The hypergeometric series converges for the larger of alpha and beta in the denominator.
+        if alpha >= beta:
+            high, low, second = alpha, beta, s + 1.0
+        else:
+            high, low, second = beta, alpha, r + x
+        rsx = r + s + x
+        gap = high - low
+        with np.errstate(divide="ignore", invalid="ignore"):
+            one = np.log(special.hyp2f1(rsx, second, rsx + 1.0, gap / (high + t_x))) - rsx * np.log(
+                high + t_x
+            )
+            two = np.log(special.hyp2f1(rsx, second, rsx + 1.0, gap / (high + T))) - rsx * np.log(
+                high + T
+            )
+            out = special.logsumexp([one, two], axis=0, b=[np.ones_like(x), -np.ones_like(x)])
+        return np.asarray(out, dtype=np.float64)
+
+    @classmethod
+    def log_likelihood(cls, params: Array, x: Array, t_x: Array, T: Array) -> Array:
+        r, alpha, s, beta = params
+        head = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+        alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
+        gone = np.log(s) + cls._log_a0(params, x, t_x, T) - np.log(r + s + x)
+        # T == t_x makes A0 zero (log -inf): the customer is then surely alive, as it should be.
+        return np.asarray(head + np.logaddexp(alive, gone), dtype=np.float64)
+
+    @classmethod
+    def fit(cls, x: Array, t_x: Array, T: Array, *, penalty: float = 0.0) -> ParetoNBD:
+        (ux, ut, uT), weight = _compress(x, t_x, T)
+        total = float(weight.sum())
+
+        def negative_ll(params: Array) -> float:
+            return -float(np.sum(weight * cls.log_likelihood(params, ux, ut, uT))) / total
+
+        scale = max(float(np.mean(T)), 1.0)
+        start = np.log(np.array([0.5, scale, 0.5, scale]))
+        return cls(*(float(v) for v in _maximise(negative_ll, start, penalty=penalty)))
+
+    def _log_alive_numerator(self, x: Array, T: Array) -> Array:
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        return np.asarray(
+            special.gammaln(r + x)
+            - special.gammaln(r)
+            + r * np.log(alpha)
+            + s * np.log(beta)
+            - (r + x) * np.log(alpha + T)
+            - s * np.log(beta + T),
+            dtype=np.float64,
+        )
+
+    def p_alive(self, x: Array, t_x: Array, T: Array) -> Array:
+        params = np.array([self.r, self.alpha, self.s, self.beta])
+        log_l = self.log_likelihood(params, x, t_x, T)
+        return np.asarray(
+            np.exp(np.minimum(self._log_alive_numerator(x, T) - log_l, 0.0)), dtype=np.float64
+        )
+
+    def expected_orders(self, t: float | Array, x: Array, t_x: Array, T: Array) -> Array:
+        """E[orders in (T, T + t] | history] (Schmittlein, Morrison and Colombo 1987)."""
+        s = self.s if abs(self.s - 1.0) > 1e-6 else 1.0 + 1e-6
+        rate = (self.r + x) * (self.beta + T) / (self.alpha + T)
+        lifetime = (1.0 - ((self.beta + T) / (self.beta + T + t)) ** (s - 1.0)) / (s - 1.0)
+        return np.asarray(self.p_alive(x, t_x, T) * rate * lifetime, dtype=np.float64)

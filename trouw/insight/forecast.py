@@ -1,4 +1,10 @@
-"""Forecasts per customer: active, next order, expected orders and value, with fallbacks."""
+"""Forecasts per customer: active, next order, expected orders and value, with fallbacks.
+
+The answer is BG/NBD (fitted on the shop's own customers) corrected by two regressions that
+learned, on an earlier cut of the same shop's data, how its customers actually ordered compared
+with what BG/NBD forecast then (docs/insight.md, "Models"; the measurements behind the choice
+are in docs/decisions.md).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,28 @@ import numpy as np
 from numpy.typing import NDArray
 
 from trouw.insight.btyd import BetaGeo, FitError, GammaGamma
+from trouw.insight.glm import OffsetGlm
 from trouw.insight.history import Histories
 
 Array = NDArray[np.float64]
 
 # Below these counts the maximum-likelihood fit is not trusted on its own: the BG/NBD fit is
-# then penalised toward a weak prior (documented in docs/insight.md, "Models").
+# then penalised toward a weak prior.
 MIN_CUSTOMERS_FOR_MLE = 300
 MIN_REPEATERS_FOR_MLE = 30
 PRIOR_PENALTY = 0.05
+# The learned correction needs this many customers at the earlier cut and this many of them
+# ordering in the window after it; with fewer, BG/NBD answers alone.
+MIN_CUSTOMERS_TO_LEARN = 300
+MIN_BUYERS_TO_LEARN = 30
+# Ridge weight of the corrections (in units of customers' likelihood).
+CORRECTION_L2 = 10.0
 # How many "orders" of the shop's mean spend are mixed into a customer's own mean spend when
 # the Gamma-Gamma model cannot be fitted.
 SPEND_SHRINK_ORDERS = 1.0
 # A next order further away than this is no date to plan a message on: none is given.
 MAX_NEXT_ORDER_DAYS = 3650.0
+_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,8 @@ def _finite(
     return np.asarray(np.clip(out, low, high), dtype=np.float64)
 
 
-def _fit_beta_geo(h: Histories) -> tuple[BetaGeo, str]:
+def fit_beta_geo(h: Histories) -> tuple[BetaGeo, str]:
+    """BG/NBD by maximum likelihood, or penalised toward a weak prior for small shops."""
     repeaters = int(np.count_nonzero(h.x > 0))
     if len(h.x) >= MIN_CUSTOMERS_FOR_MLE and repeaters >= MIN_REPEATERS_FOR_MLE:
         try:
@@ -65,53 +80,176 @@ def _prior(h: Histories) -> Array:
 
 
 def _spend(h: Histories) -> tuple[Array, str]:
-    positive = h.monetary_avg[h.monetary_avg > 0]
+    """Expected spend per order day: Gamma-Gamma over every order day of the customer.
+
+    The published model averages repeat purchases only; counting the first order as well held
+    more of CDNOW's holdout revenue in the top decile (docs/decisions.md) and gives one-time
+    buyers their own shrunken estimate instead of the shop's mean.
+    """
+    days = h.x + 1.0
+    per_day = h.monetary_total / days
+    positive = per_day[per_day > 0]
     shop_mean = float(np.mean(positive)) if len(positive) else 0.0
     try:
-        gg = GammaGamma.fit(h.x, h.repeat_avg)
-        spend = gg.expected_spend(h.x, h.repeat_avg)
-        # A one-time buyer's first order says something about them, too: Gamma-Gamma's own
-        # shrinkage, with the first order counted as one observation.
-        one_time = h.x == 0
-        spend[one_time] = gg.expected_spend(np.ones(int(one_time.sum())), h.monetary_avg[one_time])
-        return _finite(spend, shop_mean), "gg"
+        gg = GammaGamma.fit(days, per_day)
+        return _finite(gg.expected_spend(days, per_day), shop_mean), "gg"
     except FitError:
-        mixed = (h.orders * h.monetary_avg + SPEND_SHRINK_ORDERS * shop_mean) / (
-            h.orders + SPEND_SHRINK_ORDERS
-        )
+        mixed = (days * per_day + SPEND_SHRINK_ORDERS * shop_mean) / (days + SPEND_SHRINK_ORDERS)
         return _finite(mixed, shop_mean), "mean"
 
 
-def median_next_order_days(model: BetaGeo, h: Histories) -> Array:
-    """Days from as_of until the customer has even odds of having ordered again (NaN: never).
-
-    Solves p_alive * (1 - ((alpha + T) / (alpha + T + t))^(r + x)) = 1/2 for t.
-    """
+def features(h: Histories, model: BetaGeo) -> Array:
+    """What the corrections see of a customer: horizon-free, on log scales."""
     p_alive = model.p_alive(h.x, h.t_x, h.T)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rest = 1.0 - 0.5 / p_alive
-        days = (model.alpha + h.T) * (np.power(rest, -1.0 / (model.r + h.x)) - 1.0)
-    usable = (p_alive > 0.5) & np.isfinite(days) & (days <= MAX_NEXT_ORDER_DAYS)
-    return np.asarray(np.where(usable, days, np.nan), dtype=np.float64)
+    return np.column_stack(
+        [
+            np.log1p(h.recency_days),
+            np.log1p(h.x),
+            np.log1p(h.T),
+            np.log1p(h.t_x),
+            np.log1p(h.monetary_avg),
+            np.log(np.clip(p_alive, _EPS, 1.0)),
+            np.log1p(h.recent_30),
+            np.log1p(h.recent_91),
+            h.recency_days / np.maximum(h.T, 1.0),
+        ]
+    )
 
 
-def forecast(h: Histories, *, horizon_days: int, value_days: int) -> Forecast:
-    """Fit the models on the shop's own customers and forecast every one of them."""
+@dataclass(frozen=True)
+class _Corrected:
+    """BG/NBD with the learned corrections (or none: BG/NBD itself, threshold one half)."""
+
+    model: BetaGeo
+    counts: OffsetGlm | None = None
+    orders: OffsetGlm | None = None
+    threshold: float = 0.5
+
+    def _base_counts(self, t: float | Array, h: Histories) -> Array:
+        return _finite(self.model.expected_orders(t, h.x, h.t_x, h.T), 0.0)
+
+    def expected_orders(self, t: float, h: Histories, z: Array) -> Array:
+        base = self._base_counts(t, h)
+        if self.counts is None:
+            return base
+        return _finite(self.counts.predict(z, np.log(base + _EPS)), base)
+
+    def p_order(self, t: float | Array, h: Histories, z: Array) -> Array:
+        base = _finite(self.model.p_order_within(t, h.x, h.t_x, h.T), 0.0, high=1.0)
+        if self.orders is None:
+            return base
+        with_horizon = np.column_stack([z, np.log(self._base_counts(t, h) + _EPS)])
+        return _finite(self.orders.predict(with_horizon, np.zeros(len(h.x))), base, high=1.0)
+
+    def next_order_days(self, h: Histories, z: Array) -> Array:
+        """Days until P(ordered again) reaches the decision threshold (NaN: not within 10 years).
+
+        P grows with the window, so bisection on the log of the window finds it to a day.
+        """
+        n = len(h.x)
+        low = np.zeros(n)
+        high = np.full(n, MAX_NEXT_ORDER_DAYS)
+        reachable = self.p_order(high, h, z) >= self.threshold
+        for _ in range(40):
+            mid = np.sqrt(np.maximum(low, 0.25) * high)
+            above = self.p_order(mid, h, z) >= self.threshold
+            high = np.where(above, mid, high)
+            low = np.where(above, low, mid)
+            if np.all(high - low < 0.5):
+                break
+        return np.asarray(np.where(reachable, high, np.nan), dtype=np.float64)
+
+
+def _best_f1_threshold(p: Array, ordered: Array) -> float:
+    """The probability cut that best tells who ordered (F1), on a grid of whole percents."""
+    best, best_f1 = 0.5, -1.0
+    positives = float(ordered.sum())
+    for tau in np.arange(0.05, 0.951, 0.01):
+        chosen = p >= tau
+        denominator = positives + float(chosen.sum())
+        score = 2.0 * float(np.sum(chosen & (ordered > 0))) / denominator if denominator else 0.0
+        if score > best_f1 + 1e-12:
+            best, best_f1 = float(tau), score
+    return best
+
+
+def _learn(
+    model: BetaGeo, earlier: Histories, later_counts: Array, window_days: int
+) -> _Corrected | None:
+    """The corrections, learned from what the customers at the earlier cut did in the window.
+
+    Counts: Poisson regression with BG/NBD's log forecast as offset. Ordering at all: logistic
+    regression on the same features plus BG/NBD's log forecast for the window (its coefficient
+    must be positive, so that a longer window never lowers the probability; otherwise there is
+    no correction). The decision threshold of the next-order date is the probability that best
+    told, at the cut, who ordered in the window.
+    """
+    z = features(earlier, model)
+    bare = _Corrected(model)
+    window = float(window_days)
+    base_counts = bare._base_counts(window, earlier)
+    counts = OffsetGlm.fit("poisson", z, later_counts, np.log(base_counts + _EPS), l2=CORRECTION_L2)
+    ordered = (later_counts > 0).astype(np.float64)
+    with_horizon = np.column_stack([z, np.log(base_counts + _EPS)])
+    orders = OffsetGlm.fit(
+        "logistic", with_horizon, ordered, np.zeros(len(ordered)), l2=CORRECTION_L2
+    )
+    if orders.coef[-1] <= 0:
+        return None
+    learned = _Corrected(model, counts, orders)
+    threshold = _best_f1_threshold(learned.p_order(window, earlier, z), ordered)
+    return _Corrected(model, counts, orders, threshold)
+
+
+def forecast(
+    h: Histories,
+    *,
+    horizon_days: int,
+    value_days: int,
+    earlier: Histories | None = None,
+    later_counts: Array | None = None,
+    window_days: int = 0,
+) -> Forecast:
+    """Fit on the shop's own customers and forecast every one of them.
+
+    `earlier` is the shop as of `window_days` before, and `later_counts` the order days each
+    of its customers had in the window since: the corrections learn from them when there are
+    enough (MIN_CUSTOMERS_TO_LEARN, MIN_BUYERS_TO_LEARN) and BG/NBD was fitted by maximum
+    likelihood at that cut as well.
+    """
     n = len(h.customer_ids)
     if n == 0:
         empty = np.zeros(0)
         return Forecast("none", empty, empty, empty, empty, empty)
-    model, name = _fit_beta_geo(h)
+    model, name = fit_beta_geo(h)
+    corrected = _Corrected(model)
+    if (
+        name == "bgnbd"
+        and earlier is not None
+        and later_counts is not None
+        and window_days > 0
+        and len(earlier.x) >= MIN_CUSTOMERS_TO_LEARN
+        and int(np.count_nonzero(later_counts)) >= MIN_BUYERS_TO_LEARN
+    ):
+        earlier_model, earlier_name = fit_beta_geo(earlier)
+        if earlier_name == "bgnbd":
+            learned = _learn(earlier_model, earlier, later_counts, window_days)
+            if learned is not None:
+                # Learned at the cut, applied to today's BG/NBD fit and features.
+                corrected = _Corrected(model, learned.counts, learned.orders, learned.threshold)
+                name = "bgnbd+learned"
+    z = features(h, model)
     p_active = _finite(model.p_alive(h.x, h.t_x, h.T), 0.0, high=1.0)
-    p_order = _finite(model.p_order_within(float(horizon_days), h.x, h.t_x, h.T), 0.0, high=1.0)
-    expected = _finite(model.expected_orders(float(horizon_days), h.x, h.t_x, h.T), p_order)
-    year = _finite(model.expected_orders(float(value_days), h.x, h.t_x, h.T), expected)
+    expected = corrected.expected_orders(float(horizon_days), h, z)
+    # The value's counts are BG/NBD's own: the corrections are learned for the learning window,
+    # and BG/NBD's year ranked CDNOW's holdout revenue better (docs/decisions.md).
+    year = _Corrected(model).expected_orders(float(value_days), h, z)
     spend, spend_name = _spend(h)
     return Forecast(
         model=f"{name}+{spend_name}",
         p_active=p_active,
-        p_order=p_order,
+        p_order=corrected.p_order(float(horizon_days), h, z),
         expected_orders=expected,
-        next_order_days=median_next_order_days(model, h),
+        next_order_days=corrected.next_order_days(h, z),
         expected_value=_finite(year * spend, 0.0),
     )

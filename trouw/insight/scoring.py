@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from numpy.typing import NDArray
 
 from trouw.insight.facts import LineFact, OrderFact
 from trouw.insight.forecast import forecast
-from trouw.insight.history import build_histories
+from trouw.insight.history import Histories, build_histories
 from trouw.insight.rfm import rfm_scores, segment_of
 from trouw.insight.settings import InsightSettings
 
@@ -45,6 +46,33 @@ class CustomerInsight:
     model: str  # which model or fallback answered
 
 
+def _earlier_cut(
+    orders: Sequence[OrderFact],
+    h: Histories,
+    *,
+    as_of: datetime,
+    horizon_days: int,
+    settings: InsightSettings,
+) -> tuple[Histories | None, NDArray[np.float64] | None, int]:
+    """The shop as it was one learning window ago, and what each of its customers did since.
+
+    The window is the horizon, but at most half of the shop's history, so that the earlier cut
+    keeps half of it to learn from.
+    """
+    if not h.customer_ids:
+        return None, None, 0
+    span = (as_of - min(h.first_order_at)).days
+    window = min(horizon_days, span // 2)
+    if window < 7:
+        return None, None, 0
+    cut = as_of - timedelta(days=window)
+    earlier = build_histories(orders, [], as_of=cut, settings=settings, habits=False)
+    now = dict(zip(h.customer_ids, h.x, strict=True))
+    # Order days after the cut: days now minus days then (x counts days after the first).
+    later = np.array([now[c] - x for c, x in zip(earlier.customer_ids, earlier.x, strict=True)])
+    return earlier, np.maximum(later, 0.0), window
+
+
 def score_customers(
     orders: Sequence[OrderFact],
     lines: Sequence[LineFact],
@@ -63,7 +91,17 @@ def score_customers(
     config = settings or InsightSettings()
     h = build_histories(orders, lines, as_of=as_of, settings=config)
     r, f, m = rfm_scores(recency_days=h.recency_days, orders=h.orders, monetary=h.monetary_total)
-    fc = forecast(h, horizon_days=horizon_days, value_days=config.value_days)
+    earlier, later_counts, window = _earlier_cut(
+        orders, h, as_of=as_of, horizon_days=horizon_days, settings=config
+    )
+    fc = forecast(
+        h,
+        horizon_days=horizon_days,
+        value_days=config.value_days,
+        earlier=earlier,
+        later_counts=later_counts,
+        window_days=window,
+    )
     result: list[CustomerInsight] = []
     for i, customer in enumerate(h.customer_ids):
         orders_i = int(h.orders[i])
