@@ -4,6 +4,7 @@ terminal tables and one static HTML page with pygal's SVG charts (no script, no 
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,9 +155,13 @@ def _style() -> Any:
     )
 
 
+# pygal always writes a <script> with its config for its tooltips script; with that script left
+# out (js=[]) nothing reads it, so it goes too: the page runs no code and loads nothing.
+_CONFIG_SCRIPT = re.compile(r"<script[^>]*>.*?</script>", re.S)
+
+
 def _svg(chart: Any) -> str:
-    # Inline SVG, no pygal tooltips script: the page loads nothing from anywhere.
-    return str(chart.render(is_unicode=True, disable_xml_declaration=True))
+    return _CONFIG_SCRIPT.sub("", str(chart.render(is_unicode=True, disable_xml_declaration=True)))
 
 
 def charts(report: Report) -> dict[str, str]:
@@ -171,6 +176,7 @@ def charts(report: Report) -> dict[str, str]:
         "show_legend": False,
         "print_values": True,
         "print_values_position": "top",
+        "truncate_label": -1,
     }
     customers = pygal.Bar(title="Customers per segment", **options)
     customers.x_labels = [size["segment"] for size in report.segments]
@@ -237,7 +243,7 @@ def write_html(report: Report, directory: Path) -> Path:
 score (columns, 5 = most frequent).</p>{_grid_html(report)}</section>
 <section><h2>Expected next order</h2><figure>{svg["next_orders"]}</figure></section>
 <section><h2>Top rules</h2><p>Products bought together, by lift.</p>
-<table><tr><th>bought</th><th>also bought</th><th>support</th><th>confidence</th><th>lift</th></tr>
+<table class="rules"><tr><th>bought</th><th>also bought</th><th>support</th><th>confidence</th><th>lift</th></tr>
 {rule_rows}</table></section>"""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -254,6 +260,7 @@ table {{ border-collapse: collapse; margin-top: 12px; }}
 th, td {{ padding: 6px 12px; border-bottom: 1px solid #e3ded3; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 .grid td {{ width: 64px; text-align: center; font-weight: bold; }}
+.rules td:nth-child(2), .rules th:nth-child(2) {{ text-align: left; }}
 </style></head>
 <body><h1>Customer insight</h1>{body}</body></html>
 """
