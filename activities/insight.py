@@ -11,6 +11,7 @@ from typing import TypeVar
 from temporalio import activity
 
 from activities.services import Services
+from trouw import metrics
 from trouw.contracts import (
     ApplyInsightChunkInput,
     ApplyInsightChunkResult,
@@ -99,6 +100,7 @@ class InsightActivities:
             now = datetime.now(UTC)
             row = finish_refresh(self.services.engine, refresh_id=input.refresh_id, now=now)
             seconds = (now - input.started).total_seconds()
+            metrics.INSIGHT_REFRESH_SECONDS.observe(seconds)
             log.info(
                 "insight refresh %s: %d customers, %d segment changes in %.1f s",
                 row.id,

@@ -22,6 +22,7 @@ from activities.services import Services
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
 from tests.insight.test_store import AT, _regulars, _shop
+from trouw import metrics
 from trouw.contracts import (
     INSIGHT_PROGRESS_QUERY,
     INSIGHT_REFRESH_WORKFLOW,
@@ -41,6 +42,8 @@ async def test_refresh_scores_then_applies_in_chunks(settings: Settings) -> None
     engine = get_engine(settings.effective_database_url)
     _shop(engine, _regulars(240))
     queue = f"insight-{uuid.uuid4().hex[:8]}"
+    refreshes = metrics.INSIGHT_REFRESH_SECONDS.collect()[0]
+    counted = next(s.value for s in refreshes.samples if s.name.endswith("_count"))
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
@@ -61,6 +64,8 @@ async def test_refresh_scores_then_applies_in_chunks(settings: Settings) -> None
         await env.shutdown()
 
     assert result.customers == 20 and result.changes == 20  # the baseline: everyone is new
+    samples = metrics.INSIGHT_REFRESH_SECONDS.collect()[0].samples
+    assert next(s.value for s in samples if s.name.endswith("_count")) == counted + 1
     assert result.events == 0
     assert progress == InsightProgress(phase="done", chunks_done=7, chunks=7, customers=20)
     scheduled = [

@@ -48,6 +48,14 @@ def test_the_production_shape_is_there() -> None:
     temporal = services["temporal"]["environment"]
     assert temporal["DB"] == "postgres12" and temporal["POSTGRES_SEEDS"] == "temporal-db"
     assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+    # trouw status finds stuck runs by TemporalReportedProblems, which this setting turns on.
+    mount = services["temporal"]["volumes"][0].split(":")
+    assert temporal["DYNAMIC_CONFIG_FILE_PATH"] == "config/dynamicconfig/trouw.yaml"
+    assert mount[1] == "/etc/temporal/config/dynamicconfig/trouw.yaml"
+    dynamic = yaml.safe_load((DEPLOY / mount[0]).read_text())
+    assert (
+        dynamic["system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute"][0]["value"] > 0
+    )
     assert [services[name]["command"] for name in TROUW_SERVICES] == [
         ["trouw", "api"],
         ["trouw", "worker"],
