@@ -42,6 +42,7 @@ from trouw.db.models import Customer, JourneyRun, JourneyRunEvent, SplitAssignme
 from trouw.journey import expressions
 from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
+from trouw.journey.waits import first_wait_end
 from trouw.logs import log_context
 
 log = logging.getLogger("trouw.journeys")
@@ -306,6 +307,7 @@ class JourneyActivities:
                         at=input.now,
                         reason=f"{event.type} event {event.id}",
                     )
+                history_context = jsonable(for_history(run_context, declared))
                 runs.append(
                     RunPlan(
                         workflow_id=workflow_id,
@@ -313,9 +315,11 @@ class JourneyActivities:
                         version=journey.version,
                         definition=journey.model_dump(mode="json", by_alias=True),
                         reentry_key=key,
-                        context=jsonable(for_history(run_context, declared)),
+                        context=history_context,
                         order_id=event.order_id,
                         skus=skus,
+                        # From the context the run itself will see, so both agree on the moment.
+                        due=first_wait_end(journey, hydrate(history_context), input.now),
                     )
                 )
         return MatchJourneysResult(runs=runs)

@@ -13,6 +13,7 @@ JOURNEY_WORKFLOW = "Journey"
 RECORD_EVENT_SIGNAL = "record_event"
 PING_SIGNAL = "ping"  # answered by a running journey run: nothing else happens
 STATUS_QUERY = "status"
+HELD_RUNS_QUERY = "held_runs"  # the customer workflow's runs not started yet (RunPlan.due)
 
 
 # The events by which a customer withdraws consent. Each carries in its data the `channel` it
@@ -48,19 +49,6 @@ class ActiveRun(Wire):
     listens: list[str]
 
 
-class CustomerInput(Wire):
-    customer_id: str
-    seen: list[str] = Field(default_factory=list)
-    runs: list[ActiveRun] = Field(default_factory=list)
-    pending: list[CustomerEvent] = Field(default_factory=list)
-    search_attributes: bool = True
-    # The simulator runs scenarios dated in the past: workflows add this to workflow.now().
-    clock_offset_seconds: float = 0.0
-    # Continue-as-new once the history is this long (tests set it low to exercise it).
-    history_limit: int = 2000
-    handled: int = 0
-
-
 class MatchJourneysInput(Wire):
     customer_id: str
     event: CustomerEvent
@@ -76,6 +64,31 @@ class RunPlan(Wire):
     context: dict[str, Any]
     order_id: str | None = None
     skus: list[str] = Field(default_factory=list)
+    # When the run's first step, a wait, ends (trouw.journey.waits.first_wait_end): the
+    # customer workflow starts the run then, or earlier when an event the run listens for comes.
+    due: datetime | None = None
+
+
+class WaitingRun(Wire):
+    """A planned run the customer workflow holds until its first wait ends."""
+
+    plan: RunPlan
+    trigger: CustomerEvent
+    listens: list[str]
+
+
+class CustomerInput(Wire):
+    customer_id: str
+    seen: list[str] = Field(default_factory=list)
+    runs: list[ActiveRun] = Field(default_factory=list)
+    waiting: list[WaitingRun] = Field(default_factory=list)  # runs not started yet (RunPlan.due)
+    pending: list[CustomerEvent] = Field(default_factory=list)
+    search_attributes: bool = True
+    # The simulator runs scenarios dated in the past: workflows add this to workflow.now().
+    clock_offset_seconds: float = 0.0
+    # Continue-as-new once the history is this long (tests set it low to exercise it).
+    history_limit: int = 2000
+    handled: int = 0
 
 
 class MatchJourneysResult(Wire):
@@ -106,6 +119,9 @@ class JourneyInput(Wire):
     resume: ResumeState | None = None
     search_attributes: bool = True
     clock_offset_seconds: float = 0.0
+    # Set when the customer workflow held the run until its first wait ends: that wait ends
+    # here, counted from the trigger, not from the run's start.
+    first_wake: datetime | None = None
 
 
 class JourneyResult(Wire):

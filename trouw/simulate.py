@@ -664,7 +664,7 @@ async def _unrecorded_outcomes(
     entries = []
     now = await env.get_current_time()
     for workflow_id, journey in [(customer_workflow_id(customer_id), "customer"), *running]:
-        outcome = await temporal_outcome(env.client, workflow_id)
+        outcome = await temporal_outcome(env.client, workflow_id, customer_id=customer_id)
         if outcome is None or outcome.status == "unknown":
             continue
         at = (outcome.at or now) + shift

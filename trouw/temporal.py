@@ -230,9 +230,16 @@ async def deliver(
     search_attributes: bool = True,
     clock_offset_seconds: float = 0.0,
 ) -> None:
-    """Signal-with-start the customer's workflow with one event."""
-    from workflows.customer import CustomerWorkflow, customer_workflow_id
+    """Signal-with-start the customer's workflow with one event.
 
+    The workflow carries CustomerId from its start (free: start attributes are no billed
+    upsert), so the Temporal UI lists it with the customer's journey runs; its `status` query
+    names the runs it holds until their first wait ends."""
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from workflows.customer import CUSTOMER_ID, CustomerWorkflow, customer_workflow_id
+
+    attributes = TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, event.customer_id)])
     await client.start_workflow(
         CustomerWorkflow.run,
         CustomerInput(
@@ -244,4 +251,5 @@ async def deliver(
         task_queue=task_queue,
         start_signal=RECORD_EVENT_SIGNAL,
         start_signal_args=[event],
+        search_attributes=attributes if search_attributes else None,
     )

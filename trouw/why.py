@@ -229,11 +229,14 @@ class TemporalOutcome:
     at: datetime | None
 
 
-async def temporal_outcome(client: Client, workflow_id: str) -> TemporalOutcome | None:
+async def temporal_outcome(
+    client: Client, workflow_id: str, *, customer_id: str | None = None
+) -> TemporalOutcome | None:
     """None while the run runs healthily or after it ended normally; else what Temporal says.
 
     `failing`: still running, but its workflow task fails again and again (a bug, or
-    non-determinism); it makes no progress until the code is fixed.
+    non-determinism); it makes no progress until the code is fixed. A run the customer's
+    workflow holds until its first wait ends has no workflow yet: healthy too.
     """
     from temporalio.client import WorkflowExecutionStatus as Status
     from temporalio.service import RPCError, RPCStatusCode
@@ -243,6 +246,8 @@ async def temporal_outcome(client: Client, workflow_id: str) -> TemporalOutcome 
         described = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
+            if customer_id is not None and workflow_id in await _held_runs(client, customer_id):
+                return None
             return TemporalOutcome("unknown", "not found in Temporal", None)
         raise
     status = described.status
@@ -269,6 +274,20 @@ async def temporal_outcome(client: Client, workflow_id: str) -> TemporalOutcome 
     return TemporalOutcome("timed_out", "the run's execution timeout passed", at)
 
 
+async def _held_runs(client: Client, customer_id: str) -> list[str]:
+    from temporalio.client import WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
+    from trouw.contracts import HELD_RUNS_QUERY, customer_workflow_id
+
+    handle = client.get_workflow_handle(customer_workflow_id(customer_id))
+    try:
+        held: list[str] = await handle.query(HELD_RUNS_QUERY, result_type=list[str])
+    except (RPCError, WorkflowQueryFailedError):  # no such workflow, or one from before holding
+        return []
+    return held
+
+
 async def _last_event_failure(handle: Any, attributes: str) -> str | None:
     history = await handle.fetch_history()
     for event in reversed(history.events):
@@ -288,7 +307,9 @@ async def reconcile(explanation: CustomerExplanation, client: Client) -> Custome
     runs = []
     for run in explanation.runs:
         outcome = (
-            await temporal_outcome(client, run.workflow_id) if run.status == "running" else None
+            await temporal_outcome(client, run.workflow_id, customer_id=explanation.customer_id)
+            if run.status == "running"
+            else None
         )
         if outcome is None:
             runs.append(run)

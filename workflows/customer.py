@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -14,6 +14,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
         CUSTOMER_WORKFLOW,
+        HELD_RUNS_QUERY,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
         STATUS_QUERY,
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         MatchJourneysInput,
         MatchJourneysResult,
         RunPlan,
+        WaitingRun,
         customer_workflow_id,
     )
     from trouw.journey.model import Journey
@@ -31,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.journey import JourneyWorkflow
     from workflows.options import LOCAL_OPTIONS
 
-__all__ = ["CustomerWorkflow", "customer_workflow_id"]
+__all__ = ["CUSTOMER_ID", "CustomerWorkflow", "customer_workflow_id"]
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY = SearchAttributeKey.for_keyword("Journey")
@@ -46,6 +48,9 @@ IDLE_END = timedelta(days=30)
 # the runs to end with no timer; before this change it woke every IDLE_END (a timer, a billed
 # action and five history events each time) for as long as a run ran, a year for reactivation.
 QUIET_WHILE_RUNS_RUN = "quiet-while-runs-run"
+# Patch id: a run whose first step is a wait is held here until that wait ends (RunPlan.due),
+# or until an event it listens for comes, instead of sleeping for weeks as a workflow of its own.
+HOLD_WAITING_RUNS = "hold-waiting-runs"
 
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
@@ -58,6 +63,11 @@ class CustomerWorkflow:
         self._handled = 0
         self._watchers: set[asyncio.Task[None]] = set()
         self._watched: set[str] = set()  # runs whose end this execution hears of (its children)
+        self._waiting: dict[str, WaitingRun] = {}
+        self._hold = False
+        self._offset = 0.0
+        self._due_timer: asyncio.Task[None] | None = None
+        self._due_at: datetime | None = None
 
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
     def record_event(self, event: CustomerEvent) -> None:
@@ -66,9 +76,24 @@ class CustomerWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> str:
         runs = ", ".join(sorted(run.journey for run in self._runs.values())) or "none"
-        return (
+        text = (
             f"{self._handled} events handled, {len(self._queue)} waiting; journeys running: {runs}"
         )
+        if self._waiting:
+            held = sorted(
+                self._waiting.values(), key=lambda held: (held.plan.due, held.plan.journey)
+            )
+            text += "; journeys held until their first wait ends: " + ", ".join(
+                f"{held.plan.journey} until {held.plan.due.isoformat(timespec='minutes')}"
+                for held in held
+                if held.plan.due is not None
+            )
+        return text
+
+    @workflow.query(name=HELD_RUNS_QUERY)
+    def held_runs(self) -> list[str]:
+        """The workflow ids of the runs held until their first wait ends."""
+        return sorted(self._waiting)
 
     @workflow.run
     async def run(self, input: CustomerInput) -> None:
@@ -76,8 +101,14 @@ class CustomerWorkflow:
         self._queue[:0] = input.pending
         self._runs = {run.workflow_id: run for run in input.runs}
         self._handled = input.handled
+        self._waiting = {held.plan.workflow_id: held for held in input.waiting}
+        self._offset = input.clock_offset_seconds
         quiet = workflow.patched(QUIET_WHILE_RUNS_RUN)
+        self._hold = quiet and workflow.patched(HOLD_WAITING_RUNS)
         while True:
+            if self._waiting and not self._queue:
+                await self._hold_until_due(input)
+                continue
             if quiet and self._runs and set(self._runs) <= self._watched and not self._queue:
                 # Each run's end removes it (forget_when_done): nothing to check meanwhile.
                 await workflow.wait_condition(lambda: bool(self._queue) or not self._runs)
@@ -93,7 +124,7 @@ class CustomerWorkflow:
             if event.id in seen:
                 continue
             seen.append(event.id)
-            await self._route(event)
+            await self._route(input, event)
             await self._start_runs(input, event)
             self._handled += 1
             if (
@@ -105,6 +136,7 @@ class CustomerWorkflow:
                         customer_id=input.customer_id,
                         seen=list(seen),
                         runs=list(self._runs.values()),
+                        waiting=list(self._waiting.values()),
                         search_attributes=input.search_attributes,
                         clock_offset_seconds=input.clock_offset_seconds,
                         history_limit=input.history_limit,
@@ -121,8 +153,54 @@ class CustomerWorkflow:
             except Exception:  # noqa: BLE001 - it has ended
                 self._runs.pop(workflow_id, None)
 
-    async def _route(self, event: CustomerEvent) -> None:
+    def _now(self) -> datetime:
+        return workflow.now() + timedelta(seconds=self._offset)
+
+    async def _hold_until_due(self, input: CustomerInput) -> None:
+        """Wait for the next event or for the first held run's due moment; start what is due.
+
+        One timer for the earliest due moment, kept while events come and go: an event that
+        does not change that moment costs no new timer."""
+        due = min(held.plan.due or self._now() for held in self._waiting.values())
+        if self._due_timer is None or self._due_at != due:
+            self._stop_due_timer()
+            self._due_at = due
+            self._due_timer = asyncio.create_task(self._sleep_until(due))
+        timer = self._due_timer
+        await workflow.wait_condition(lambda: bool(self._queue) or timer.done())
+        if not timer.done():
+            return  # an event came first
+        self._due_timer = self._due_at = None
+        now = self._now()
+        ready = [held for held in self._waiting.values() if (held.plan.due or now) <= now]
+        await self._start_held(input, ready)
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        delay = moment - self._now()
+        if delay > timedelta():
+            await workflow.sleep(delay)
+
+    def _stop_due_timer(self) -> None:
+        if self._due_timer is not None and not self._due_timer.done():
+            self._due_timer.cancel()
+        self._due_timer = self._due_at = None
+
+    async def _start_held(self, input: CustomerInput, held: list[WaitingRun]) -> None:
+        for run in held:
+            self._waiting.pop(run.plan.workflow_id, None)
+        if not self._waiting:
+            self._stop_due_timer()  # nothing left to wake for
+        await asyncio.gather(
+            *(self._start(input, run.trigger, run.plan, first_wake=run.plan.due) for run in held)
+        )
+
+    async def _route(self, input: CustomerInput, event: CustomerEvent) -> None:
         """Hand the event to runs that listen for it (exits, waits, goals), before new runs start."""
+        # A held run that listens for this event starts now and judges it itself, exactly as
+        # it would have had it been running all along.
+        await self._start_held(
+            input, [held for held in self._waiting.values() if event.type in held.listens]
+        )
         for run in list(self._runs.values()):
             if event.type not in run.listens:
                 continue
@@ -144,15 +222,32 @@ class CustomerWorkflow:
             result_type=MatchJourneysResult,
             **LOCAL_OPTIONS,
         )
+        runs = plans.runs
+        if self._hold:
+            now = self._now()
+            for plan in runs:
+                if plan.due is not None and plan.due > now:
+                    listens = sorted(Journey.model_validate(plan.definition).listens_to())
+                    self._waiting[plan.workflow_id] = WaitingRun(
+                        plan=plan, trigger=event, listens=listens
+                    )
+            runs = [plan for plan in runs if plan.workflow_id not in self._waiting]
         if workflow.patched(PARALLEL_STARTS):
             # All runs of one event are started in one workflow task: one round trip to the
             # server instead of one per run (a purchase starts four or five journeys).
-            await asyncio.gather(*(self._start(input, event, plan) for plan in plans.runs))
+            await asyncio.gather(*(self._start(input, event, plan) for plan in runs))
         else:
-            for plan in plans.runs:
+            for plan in runs:
                 await self._start(input, event, plan)
 
-    async def _start(self, input: CustomerInput, event: CustomerEvent, plan: RunPlan) -> None:
+    async def _start(
+        self,
+        input: CustomerInput,
+        event: CustomerEvent,
+        plan: RunPlan,
+        *,
+        first_wake: datetime | None = None,
+    ) -> None:
         journey = Journey.model_validate(plan.definition)
         pairs = [
             SearchAttributePair(CUSTOMER_ID, input.customer_id),
@@ -175,6 +270,7 @@ class CustomerWorkflow:
                     skus=plan.skus,
                     search_attributes=input.search_attributes,
                     clock_offset_seconds=input.clock_offset_seconds,
+                    first_wake=first_wake,
                 ),
                 id=plan.workflow_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,

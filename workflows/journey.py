@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         parse_clock,
     )
     from trouw.journey.split import choose_arm
+    from trouw.journey.waits import timezone_of, wait_until_moment
 
     from workflows.options import (
         CALL_OPTIONS,
@@ -245,10 +246,20 @@ class JourneyWorkflow:
         if isinstance(step, SendStep):
             await self._send(step)
         elif isinstance(step, WaitStep):
-            await self._sleep_until(self._now() + parse_duration(step.wait), f"waiting {step.wait}")
+            held = self._held_until(step)
+            if held is not None:
+                await self._sleep_until(held, f"waiting {step.wait}")
+            else:
+                await self._sleep_until(
+                    self._now() + parse_duration(step.wait), f"waiting {step.wait}"
+                )
             await self._maybe_continue_as_new(follow)
         elif isinstance(step, WaitUntilStep):
-            await self._wait_until(step)
+            held = self._held_until(step)
+            if held is not None:
+                await self._sleep_until(held, "waiting")
+            else:
+                await self._wait_until(step)
             await self._maybe_continue_as_new(follow)
         elif isinstance(step, WaitForStep):
             return await self._wait_for(step, follow)
@@ -332,23 +343,27 @@ class JourneyWorkflow:
                 result.until, f"deferred: {result.reason_text or result.reason}"
             )
 
+    def _held_until(self, step: StepBase) -> datetime | None:
+        """The end of the first wait when the customer workflow held the run until then (the
+        wait counts from the trigger, as if the run had started with it); None otherwise."""
+        assert self._input is not None and self._journey is not None
+        if (
+            self._input.first_wake is None
+            or self._input.resume is not None
+            or step.id != self._journey.steps[0].id
+            or self._visits.get(step.id) != 1
+        ):
+            return None
+        self._stale = True  # the wait has passed, if only in part: conditions see today's data
+        return self._input.first_wake
+
     async def _wait_until(self, step: WaitUntilStep) -> None:
-        assert self._input is not None
         spec = step.wait_until
-        tz = self._timezone()
-        at = parse_clock(spec.time) if spec.time else None
-        if spec.date:
-            value = await self._value(spec.date)
-            if value is None:
-                workflow.logger.info("step %s: date is empty, going on", step.id)
-                return
-            moment = expressions.resolve_moment(
-                value, tz=tz, at=at, default_time=parse_clock("09:00")
-            )
-        else:
-            assert at is not None
-            moment = expressions.next_local_time(self._now(), at, tz)
-        moment += spec.offset_delta()
+        value = await self._value(spec.date) if spec.date else None
+        moment = wait_until_moment(spec, value, now=self._now(), tz=self._timezone())
+        if moment is None:
+            workflow.logger.info("step %s: date is empty, going on", step.id)
+            return
         await self._sleep_until(moment, "waiting")
 
     async def _wait_for(self, step: WaitForStep, follow: str | None) -> str | None:
@@ -646,8 +661,7 @@ class JourneyWorkflow:
         return False
 
     def _timezone(self) -> str:
-        customer = self._ctx.get("customer") or {}
-        return str(customer.get("timezone") or "Europe/Brussels")
+        return timezone_of(self._ctx)
 
     def _check_ended(self) -> None:
         if self._ended is not None:

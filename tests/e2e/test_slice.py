@@ -142,6 +142,12 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
                 info = description.raw_description.workflow_execution_info
                 seen["search"] = dict(info.search_attributes.indexed_fields)
                 seen["status"] = await handle.query("status")
+                # What an operator types in the Temporal UI's search box (visibility lags a bit).
+                for query in SEARCHES:
+                    seen[query] = await listed(stack, query, SEARCHES[query])
+                seen["customer_status"] = await stack.client.get_workflow_handle(
+                    "customer:k-1001"
+                ).query("status")
         finally:
             stop.set()
 
@@ -166,3 +172,29 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
     ]
     assert {"CustomerId", "Journey", "JourneyVersion", "OrderId", "Step"} <= set(seen["search"])
     assert "post_purchase at step wait_delivery" in seen["status"]
+    for query, expected in SEARCHES.items():
+        assert seen[query] == expected, query
+    # the runs whose first step is a wait of weeks are held by the customer workflow: its state
+    # names them with the moment they start
+    assert "journeys running: post_purchase;" in seen["customer_status"]
+    for journey in ("enrichment", "reactivation", "refill"):
+        assert f"{journey} until " in seen["customer_status"]
+
+
+RUN = "journey:k-1001:post_purchase:W-1001"
+SEARCHES = {
+    'CustomerId = "k-1001"': ["customer:k-1001", RUN],
+    'CustomerId = "k-1001" AND Journey = "post_purchase"': [RUN],
+    'OrderId = "W-1001"': [RUN],
+    'Step = "wait_delivery" AND CustomerId = "k-1001"': [RUN],
+}
+
+
+async def listed(stack: Stack, query: str, expected: list[str], within: float = 20.0) -> list[str]:
+    """The workflow ids a visibility query finds, once they match or the time is up."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        found = sorted([wf.id async for wf in stack.client.list_workflows(query)])
+        if found == expected or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.5)

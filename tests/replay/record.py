@@ -20,7 +20,8 @@ from trouw.simulate import load_scenario, simulate
 
 # Each engine version's histories stay: v1 before the parallel child starts, v2 before an exit
 # on an unsubscribe let a run's transactional messages through, v3 before the engine-efficiency
-# changes (docs/performance.md, "Temporal work per purchase"), current after.
+# changes (docs/performance.md, "Temporal work per purchase"), v4 before runs whose first step is
+# a wait were held in the customer workflow, current after.
 HISTORIES = Path(__file__).parent / "histories" / "current"
 
 

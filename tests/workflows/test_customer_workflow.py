@@ -15,6 +15,7 @@ from trouw.db.models import JourneyRun, Message
 from trouw.ingest import EventIn, ingest_event, wire_event
 from trouw.settings import Settings
 from trouw.temporal import binary
+from trouw.why import temporal_outcome
 from trouw.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -75,6 +76,11 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings) -> 
             handle = env.client.get_workflow_handle(customer_workflow_id("dup-1"))
             description = await handle.describe()
             status = await handle.query("status")
+            held = await handle.query("held_runs", result_type=list[str])
+            held_outcome = await temporal_outcome(env.client, held[0], customer_id="dup-1")
+            unknown = await temporal_outcome(
+                env.client, "journey:dup-1:nothing:x", customer_id="dup-1"
+            )
     finally:
         await env.shutdown()
     assert description.run_id != first_run, "the customer workflow should have continued as new"
@@ -91,4 +97,10 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings) -> 
     assert len(confirmations) == 1 and confirmations[0].state == "sent"
     # 1 purchase + 12 reviews; the two repeats of the purchase were dropped
     assert status.startswith("13 events handled, 0 waiting")
-    assert "journeys running: birthday, post_purchase, reactivation" in status
+    assert "journeys running: birthday, post_purchase;" in status
+    # reactivation waits 180 days first: held in the customer workflow, across continue-as-new
+    assert "journeys held until their first wait ends: reactivation until " in status
+    # `trouw why` finds a held run healthy, not missing from Temporal
+    assert held == ["journey:dup-1:reactivation:o-dup"]
+    assert held_outcome is None
+    assert unknown is not None and unknown.status == "unknown"
