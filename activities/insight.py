@@ -100,7 +100,8 @@ class InsightActivities:
             now = datetime.now(UTC)
             row = finish_refresh(self.services.engine, refresh_id=input.refresh_id, now=now)
             seconds = (now - input.started).total_seconds()
-            metrics.INSIGHT_REFRESH_SECONDS.observe(seconds)
+            if row.finished_at == now:  # this attempt closed it: observed once per refresh
+                metrics.INSIGHT_REFRESH_SECONDS.observe(seconds)
             log.info(
                 "insight refresh %s: %d customers, %d segment changes in %.1f s",
                 row.id,
