@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
+    "CONTENT_INFO",
     "CONTROL_ACTIONS",
     "DEFERRALS",
     "EVENTS_ACCEPTED",
@@ -118,6 +119,11 @@ INSIGHT_REFRESH_SECONDS = Histogram(
     "trouw_insight_refresh_seconds",
     "One refresh of the customer insight (RFM, expectations, also-bought), start to commit.",
     buckets=_REFRESH_BUCKETS,
+)
+CONTENT_INFO = Gauge(
+    "trouw_content_info",
+    "1, labelled with the digest of the journeys and templates this process runs (trouw.content).",
+    ["digest"],
 )
 CONTROL_ACTIONS = Counter(
     "trouw_control_actions",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from activities.services import Services
+from trouw.content import watch_content
 from trouw.db.engine import get_engine
 from trouw.metrics import serve_worker_metrics, temporal_runtime_with_metrics
 from trouw.settings import Settings
@@ -124,6 +125,12 @@ async def run_stack(
                     name="relay",
                 )
             )
+            tasks.append(
+                asyncio.create_task(
+                    watch_content(settings.journeys_dir, settings.templates_dir),
+                    name="content",
+                )
+            )
         if api:
             config = uvicorn.Config(
                 create_app(settings, engine, client),
@@ -153,7 +160,7 @@ async def run_stack(
         if uvicorn_server is not None:
             uvicorn_server.should_exit = True
         for task in tasks:
-            if task.get_name() == "relay":
+            if task.get_name() in ("relay", "content"):
                 task.cancel()
         if worker and tasks:
             # The worker task finishes in-flight activities (graceful timeout) when cancelled.

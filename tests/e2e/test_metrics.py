@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_slice import PURCHASE, e2e_settings, free_port, outbox_entries, wait_for
+from trouw.content import content_digest
 from trouw.runtime import Stack, run_stack
 
 pytestmark = pytest.mark.slow
@@ -80,6 +81,8 @@ async def test_metrics_after_a_purchase(tmp_path: Path) -> None:
     assert grew("trouw_relay_lag_seconds_count") >= 1
     assert value(api, "trouw_parked_events") == 0
     assert value(api, "trouw_relay_backlog_events") == 0
+    digest = content_digest(settings.journeys_dir, settings.templates_dir)
+    assert value(api, "trouw_content_info", digest=digest) == 1
     # The Temporal SDK's own runtime metrics, through the same endpoint.
     temporal = {name for name, _labels in api if name.startswith("temporal_")}
     assert any(name.startswith("temporal_workflow_task") for name in temporal), sorted(temporal)
