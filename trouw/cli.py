@@ -118,7 +118,7 @@ def api(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 
 @app.command()
 def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Run server, worker and HTTP API together, for development."""
+    """Run server, worker and HTTP API together (the worker in a process of its own)."""
     settings = settings_or_fail()
     _logging(verbose, settings)
 
@@ -132,7 +132,7 @@ def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
                 f"Temporal UI {settings.temporal_ui_url}. Stop with Ctrl-C."
             )
 
-        await run_stack(settings, on_ready=ready)
+        await run_stack(settings, worker_process=True, on_ready=ready)
 
     _run(main)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import multiprocessing.process
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +30,8 @@ from trouw.temporal import (
 )
 
 log = logging.getLogger("trouw")
+# The worker's graceful shutdown is 10 s (trouw/worker.py); its process gets that and a margin.
+WORKER_STOP_SECONDS = 30
 
 
 @dataclass
@@ -70,15 +75,82 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(signum, stop.set)
 
 
+def _worker_process_main(settings: Settings, log_level: int) -> None:
+    """The worker process of `trouw up`: worker and relay, on the server the parent started."""
+    from trouw.logs import configure_logging
+
+    configure_logging(verbose=log_level <= logging.INFO, log_format=settings.log_format)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_worker_child(settings, os.getppid()))
+
+
+async def _worker_child(settings: Settings, parent: int) -> None:
+    stop = asyncio.Event()
+
+    async def stop_when_orphaned() -> None:
+        # A parent killed without a chance to stop us (SIGKILL): do not run on alone.
+        while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
+            await asyncio.sleep(2)
+        log.warning("the `trouw up` process is gone: stopping the worker")
+        stop.set()
+
+    watchdog = asyncio.create_task(stop_when_orphaned())
+    try:
+        await run_stack(settings, api=False, worker=True, stop=stop)
+    finally:
+        watchdog.cancel()
+
+
+def start_worker_process(settings: Settings) -> multiprocessing.process.BaseProcess:
+    """The worker in a process of its own, so that it and the API each have a core.
+
+    Spawned, not forked: the parent already runs an event loop and Temporal's runtime threads.
+    The child connects to the dev server this process started (its port is taken by then).
+    """
+    process = multiprocessing.get_context("spawn").Process(
+        target=_worker_process_main,
+        args=(settings, logging.getLogger().getEffectiveLevel()),
+        name="trouw-worker",
+    )
+    process.start()
+    return process
+
+
+async def _watch_worker(process: multiprocessing.process.BaseProcess, stop: asyncio.Event) -> None:
+    await asyncio.to_thread(process.join)
+    if process.exitcode == 0:
+        stop.set()  # it stopped cleanly: Ctrl-C reached it first; the rest follows
+        return
+    raise TemporalError(
+        f"the worker process stopped (exit code {process.exitcode}); see the lines above"
+    )
+
+
+async def _stop_worker(process: multiprocessing.process.BaseProcess) -> None:
+    """SIGTERM: the worker finishes in-flight activities (graceful timeout), then exits."""
+    if process.is_alive():
+        process.terminate()
+    await asyncio.to_thread(process.join, WORKER_STOP_SECONDS)
+    if process.is_alive():
+        log.warning("the worker process did not stop in %d s: killing it", WORKER_STOP_SECONDS)
+        process.kill()
+        await asyncio.to_thread(process.join)
+
+
 async def run_stack(
     settings: Settings,
     *,
     api: bool = True,
     worker: bool = True,
+    worker_process: bool = False,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[Stack], Awaitable[None]] | None = None,
 ) -> None:
-    """Run until stop is set (SIGTERM and Ctrl-C set it), then shut everything down in order."""
+    """Run until stop is set (SIGTERM and Ctrl-C set it), then shut everything down in order.
+
+    `worker_process` (with api and worker): the worker and relay run in a child process, the
+    API in this one (`trouw up`); one Python process cannot use more than one core.
+    """
     import uvicorn
 
     from trouw.api.app import create_app
@@ -87,11 +159,13 @@ async def run_stack(
 
     stop = stop or asyncio.Event()
     install_stop_handlers(stop)
+    # The worker in this process, or (worker_process) in a child that serves its own metrics.
+    in_process = not (worker_process and api)
     if api and not port_free(settings.api_port, settings.api_host):
         raise TemporalError(
             f"port {settings.api_port} is already taken: stop what uses it or set TROUW_API_PORT"
         )
-    if worker and settings.worker_metrics_port is not None:
+    if worker and in_process and settings.worker_metrics_port is not None:
         if not port_free(settings.worker_metrics_port, settings.worker_metrics_host):
             raise TemporalError(
                 f"port {settings.worker_metrics_port} is already taken: set "
@@ -101,14 +175,18 @@ async def run_stack(
     # Before the first client: the Temporal runtime's metrics are fixed when it is made.
     temporal_runtime_with_metrics()
     client, server = await temporal_client(settings)
-    if worker and settings.worker_metrics_port is not None:
+    if worker and in_process and settings.worker_metrics_port is not None:
         serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     services = Services.from_settings(settings, engine=engine)
     stack = Stack(settings, client, services, server)
     tasks: list[asyncio.Task[None]] = []
     uvicorn_server = None
+    child = None
     try:
-        if worker:
+        if worker and not in_process:
+            child = await asyncio.to_thread(start_worker_process, settings)
+            tasks.append(asyncio.create_task(_watch_worker(child, stop), name="worker process"))
+        elif worker:
             from trouw.insight_refresh import ensure_schedule
 
             temporal_worker = build_worker(client, services)
@@ -162,7 +240,9 @@ async def run_stack(
         for task in tasks:
             if task.get_name() in ("relay", "content"):
                 task.cancel()
-        if worker and tasks:
+        if child is not None:
+            await _stop_worker(child)
+        elif worker and tasks:
             # The worker task finishes in-flight activities (graceful timeout) when cancelled.
             tasks[0].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
