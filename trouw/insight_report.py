@@ -4,7 +4,6 @@ terminal tables and one static HTML page with pygal's SVG charts (no script, no 
 from __future__ import annotations
 
 import html
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from trouw.charts import static_svg
 from trouw.db.engine import session_scope
 from trouw.db.models import CustomerInsightRecord
 from trouw.insight_store import latest_refresh, load_facts, segment_sizes
@@ -155,15 +155,6 @@ def _style() -> Any:
     )
 
 
-# pygal always writes a <script> with its config for its tooltips script; with that script left
-# out (js=[]) nothing reads it, so it goes too: the page runs no code and loads nothing.
-_CONFIG_SCRIPT = re.compile(r"<script[^>]*>.*?</script>", re.S)
-
-
-def _svg(chart: Any) -> str:
-    return _CONFIG_SCRIPT.sub("", str(chart.render(is_unicode=True, disable_xml_declaration=True)))
-
-
 def charts(report: Report) -> dict[str, str]:
     """The report's charts as inline SVG, drawn by pygal."""
     import pygal
@@ -189,7 +180,11 @@ def charts(report: Report) -> dict[str, str]:
     nexts = pygal.Bar(title="Expected next order", x_label_rotation=20, **options)
     nexts.x_labels = [label for label, _ in report.next_orders]
     nexts.add("customers", [count for _, count in report.next_orders])
-    return {"customers": _svg(customers), "revenue": _svg(revenue), "next_orders": _svg(nexts)}
+    return {
+        "customers": static_svg(customers),
+        "revenue": static_svg(revenue),
+        "next_orders": static_svg(nexts),
+    }
 
 
 def _grid_html(report: Report) -> str:

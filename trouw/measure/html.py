@@ -7,12 +7,13 @@ else, so the page opens offline and from a mail attachment alike.
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 from typing import Any
 
 import pygal
 from pygal.style import Style
+
+from trouw.charts import static_svg as _svg
 
 _STYLE = Style(
     background="white",
@@ -23,7 +24,6 @@ _STYLE = Style(
     colors=("#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b83280"),
     font_family="system-ui, sans-serif",
 )
-_SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
 _FUNNEL = ("entered", "eligible", "sent", "delivered", "opened", "clicked", "orders")
 
 
@@ -38,12 +38,6 @@ def _chart(kind: type[pygal.graph.graph.Graph], title: str, **config: Any) -> An
         height=360,
         **config,
     )
-
-
-def _svg(chart: Any) -> str:
-    # pygal inlines its tooltip script's config even with js=[]: without the script it is
-    # dead weight, and a page without any script is simpler to trust.
-    return _SCRIPT.sub("", str(chart.render(is_unicode=True)))
 
 
 def funnel_svg(journey: dict[str, Any]) -> str:
