@@ -24,6 +24,12 @@ from trouw.attributes import (
 )
 from trouw.context import build_context, for_history, jsonable
 from trouw.contracts import (
+    EVALUATE_CONDITION,
+    LOAD_CONTEXT,
+    MATCH_JOURNEYS,
+    RECORD_RUN,
+    RECORD_RUN_EVENTS,
+    UPDATE_CUSTOMER,
     ConditionResult,
     ContextResult,
     CustomerEvent,
@@ -224,7 +230,7 @@ class JourneyActivities:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @activity.defn(name="match_journeys")
+    @activity.defn(name=MATCH_JOURNEYS)
     async def match_journeys(self, input: MatchJourneysInput) -> MatchJourneysResult:
         with log_context(customer=input.customer_id, event_id=input.event.id):
             return await asyncio.to_thread(self._match, input)
@@ -324,7 +330,7 @@ class JourneyActivities:
                 )
         return MatchJourneysResult(runs=runs)
 
-    @activity.defn(name="load_context")
+    @activity.defn(name=LOAD_CONTEXT)
     async def load_context(self, input: LoadContextInput) -> ContextResult:
         def load() -> ContextResult:
             declared = declared_attributes(self.services.settings)
@@ -341,7 +347,7 @@ class JourneyActivities:
 
         return await asyncio.to_thread(load)
 
-    @activity.defn(name="evaluate_condition")
+    @activity.defn(name=EVALUATE_CONDITION)
     async def evaluate_condition(self, input: EvaluateConditionInput) -> ConditionResult:
         """A condition on a personal attribute, evaluated here, next to the data: the workflow
         gets true or false, and the value never enters its history."""
@@ -365,7 +371,7 @@ class JourneyActivities:
 
         return await asyncio.to_thread(evaluate)
 
-    @activity.defn(name="update_customer")
+    @activity.defn(name=UPDATE_CUSTOMER)
     async def update_customer(self, input: UpdateCustomerInput) -> None:
         def update() -> None:
             declared = declared_attributes(self.services.settings)
@@ -390,7 +396,7 @@ class JourneyActivities:
 
         await asyncio.to_thread(update)
 
-    @activity.defn(name="record_run")
+    @activity.defn(name=RECORD_RUN)
     async def record_run(self, input: RecordRunInput) -> None:
         def record() -> None:
             with session_scope(self.services.engine) as session:
@@ -411,7 +417,7 @@ class JourneyActivities:
 
         await asyncio.to_thread(record)
 
-    @activity.defn(name="record_run_events")
+    @activity.defn(name=RECORD_RUN_EVENTS)
     async def record_run_events(self, input: RecordRunEventsInput) -> None:
         def record() -> None:
             with session_scope(self.services.engine) as session:

@@ -20,7 +20,7 @@ from trouw import metrics
 from trouw.attributes import declared_attributes
 from trouw.consent import ConsentState, current_consent, suppress
 from trouw.context import build_context, recommended_products
-from trouw.contracts import SendMessageInput, SendMessageResult
+from trouw.contracts import SEND_MESSAGE, SendMessageInput, SendMessageResult
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message, Voucher
 from trouw.hosted import keep_copy, view_link
@@ -264,7 +264,7 @@ class MessagingActivities:
                     "must end before its ledger lease does"
                 )
 
-    @activity.defn(name="send_message")
+    @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, input: SendMessageInput) -> SendMessageResult:
         with log_context(
             customer=input.customer_id,

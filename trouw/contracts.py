@@ -14,6 +14,14 @@ RECORD_EVENT_SIGNAL = "record_event"
 PING_SIGNAL = "ping"  # answered by a running journey run: nothing else happens
 STATUS_QUERY = "status"
 HELD_RUNS_QUERY = "held_runs"  # the customer workflow's runs not started yet (RunPlan.due)
+# Activity wire names: workflows call the activities by these, the activities register under them.
+MATCH_JOURNEYS = "match_journeys"
+LOAD_CONTEXT = "load_context"
+EVALUATE_CONDITION = "evaluate_condition"
+UPDATE_CUSTOMER = "update_customer"
+RECORD_RUN = "record_run"
+RECORD_RUN_EVENTS = "record_run_events"
+SEND_MESSAGE = "send_message"
 
 
 # The events by which a customer withdraws consent. Each carries in its data the `channel` it

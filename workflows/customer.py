@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
         CUSTOMER_WORKFLOW,
         HELD_RUNS_QUERY,
+        MATCH_JOURNEYS,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
         STATUS_QUERY,
@@ -213,7 +214,7 @@ class CustomerWorkflow:
 
     async def _start_runs(self, input: CustomerInput, event: CustomerEvent) -> None:
         plans = await workflow.execute_local_activity(
-            "match_journeys",
+            MATCH_JOURNEYS,
             MatchJourneysInput(
                 customer_id=input.customer_id,
                 event=event,

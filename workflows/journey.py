@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -14,10 +14,16 @@ with workflow.unsafe.imports_passed_through():
     from trouw.attributes import needs_activity
     from trouw.contracts import (
         CONSENT_WITHDRAWALS,
+        EVALUATE_CONDITION,
         JOURNEY_WORKFLOW,
+        LOAD_CONTEXT,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
+        RECORD_RUN,
+        RECORD_RUN_EVENTS,
+        SEND_MESSAGE,
         STATUS_QUERY,
+        UPDATE_CUSTOMER,
         CallActivityInput,
         ConditionResult,
         ContextResult,
@@ -42,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from trouw.journey.graph import default_next, edges
     from trouw.journey.hydrate import hydrate
     from trouw.journey.model import (
+        AnyStep,
         BranchStep,
         CallStep,
         ExitStep,
@@ -240,41 +247,44 @@ class JourneyWorkflow:
             input.model_copy(update={"cycle": input.cycle + 1, "resume": None, "trigger": trigger})
         )
 
-    async def _run_step(self, step: StepBase) -> str | None:
+    async def _run_step(self, step: AnyStep) -> str | None:
         assert self._journey is not None
         follow = default_next(self._journey, step.id)
-        if isinstance(step, SendStep):
-            await self._send(step)
-        elif isinstance(step, WaitStep):
-            held = self._held_until(step)
-            if held is not None:
-                await self._sleep_until(held, f"waiting {step.wait}")
-            else:
-                await self._sleep_until(
-                    self._now() + parse_duration(step.wait), f"waiting {step.wait}"
-                )
-            await self._maybe_continue_as_new(follow)
-        elif isinstance(step, WaitUntilStep):
-            held = self._held_until(step)
-            if held is not None:
-                await self._sleep_until(held, "waiting")
-            else:
-                await self._wait_until(step)
-            await self._maybe_continue_as_new(follow)
-        elif isinstance(step, WaitForStep):
-            return await self._wait_for(step, follow)
-        elif isinstance(step, BranchStep):
-            return await self._branch(step, follow)
-        elif isinstance(step, SplitStep):
-            return self._split(step, follow)
-        elif isinstance(step, UpdateStep):
-            await self._update(step)
-        elif isinstance(step, CallStep):
-            await self._call(step)
-        elif isinstance(step, GoalStep):
-            raise _Ended("converted", f"goal {step.goal}")
-        elif isinstance(step, ExitStep):
-            raise _Ended("exited", step.exit)
+        match step:
+            case SendStep():
+                await self._send(step)
+            case WaitStep():
+                held = self._held_until(step)
+                if held is not None:
+                    await self._sleep_until(held, f"waiting {step.wait}")
+                else:
+                    await self._sleep_until(
+                        self._now() + parse_duration(step.wait), f"waiting {step.wait}"
+                    )
+                await self._maybe_continue_as_new(follow)
+            case WaitUntilStep():
+                held = self._held_until(step)
+                if held is not None:
+                    await self._sleep_until(held, "waiting")
+                else:
+                    await self._wait_until(step)
+                await self._maybe_continue_as_new(follow)
+            case WaitForStep():
+                return await self._wait_for(step, follow)
+            case BranchStep():
+                return await self._branch(step, follow)
+            case SplitStep():
+                return self._split(step, follow)
+            case UpdateStep():
+                await self._update(step)
+            case CallStep():
+                await self._call(step)
+            case GoalStep():
+                raise _Ended("converted", f"goal {step.goal}")
+            case ExitStep():
+                raise _Ended("exited", step.exit)
+            case _:
+                assert_never(step)
         return follow
 
     # --- steps -------------------------------------------------------------------------------
@@ -326,7 +336,7 @@ class JourneyWorkflow:
             )
             try:
                 result = await workflow.execute_activity(
-                    "send_message", request, result_type=SendMessageResult, **SEND_OPTIONS
+                    SEND_MESSAGE, request, result_type=SendMessageResult, **SEND_OPTIONS
                 )
             except ActivityError as exc:
                 # Recorded in the ledger by the activity; the journey says whether to go on.
@@ -442,7 +452,7 @@ class JourneyWorkflow:
         for name, source in step.update.attributes.items():
             attributes[name] = _jsonable(await self._value(source))
         await workflow.execute_local_activity(
-            "update_customer",
+            UPDATE_CUSTOMER,
             UpdateCustomerInput(
                 customer_id=self._input.customer_id,
                 attributes=attributes,
@@ -563,7 +573,7 @@ class JourneyWorkflow:
         if not self._stale:
             return
         result = await workflow.execute_local_activity(
-            "load_context",
+            LOAD_CONTEXT,
             LoadContextInput(
                 customer_id=self._input.customer_id,
                 order_id=self._input.order_id,
@@ -595,7 +605,7 @@ class JourneyWorkflow:
         assert self._input is not None
         try:
             result: ConditionResult = await workflow.execute_local_activity(
-                "evaluate_condition",
+                EVALUATE_CONDITION,
                 EvaluateConditionInput(
                     customer_id=self._input.customer_id,
                     expression=source,
@@ -699,7 +709,7 @@ class JourneyWorkflow:
             return
         events, self._notes = self._notes, []
         await workflow.execute_local_activity(
-            "record_run_events",
+            RECORD_RUN_EVENTS,
             RecordRunEventsInput(workflow_id=workflow.info().workflow_id, events=events),
             **LOCAL_OPTIONS,
         )
@@ -710,7 +720,7 @@ class JourneyWorkflow:
         self._note(status, self._step, reason, expression)
         events, self._notes = self._notes, []
         await workflow.execute_local_activity(
-            "record_run",
+            RECORD_RUN,
             RecordRunInput(
                 workflow_id=workflow.info().workflow_id,
                 status=status,

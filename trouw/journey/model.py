@@ -340,6 +340,21 @@ Step = Annotated[
 ]
 
 
+# The step types as one union, for exhaustive dispatch (`match` + `assert_never`).
+AnyStep = (
+    SendStep
+    | WaitStep
+    | WaitUntilStep
+    | WaitForStep
+    | BranchStep
+    | SplitStep
+    | UpdateStep
+    | CallStep
+    | GoalStep
+    | ExitStep
+)
+
+
 class Journey(Strict):
     """One journey: a marketer's YAML file in journeys/."""
 
@@ -366,7 +381,7 @@ class Journey(Strict):
     def cutoff(self) -> timedelta:
         return parse_duration(self.settings.service_cutoff)
 
-    def step(self, step_id: str) -> StepBase:
+    def step(self, step_id: str) -> AnyStep:
         for step in self.steps:
             if step.id == step_id:
                 return step
