@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, assert_never
@@ -28,6 +28,7 @@ from trouw.journey.hydrate import hydrate
 from trouw.journey.model import stricter
 from trouw.locales import region_of
 from trouw.logs import log_context
+from trouw.measure.tracking import LinkTracker, tracking_on
 from trouw.policy import (
     Decision,
     MessageFacts,
@@ -426,6 +427,9 @@ class MessagingActivities:
         store = self.services.templates
         if input.channel == "email":
             email = store.render_email(input.template, customer.locale, context)
+            tracker = self._tracker(session, input, context)
+            if tracker is not None:
+                email = replace(email, html=tracker.html(email.html), text=tracker.text(email.text))
             keep_copy(
                 session,
                 self.services.settings,
@@ -454,6 +458,9 @@ class MessagingActivities:
                 reply_to=self.services.settings.email_reply_to,
             )
         sms = store.render_sms(input.template, customer.locale, context)
+        tracker = self._tracker(session, input, context)
+        if tracker is not None:
+            sms = replace(sms, text=tracker.text(sms.text))
         message.locale = sms.locale
         message.subject = sms.text
         return OutgoingSms(
@@ -462,6 +469,23 @@ class MessagingActivities:
             body=sms.text,
             category=input.category,
             journey=input.journey,
+        )
+
+    def _tracker(
+        self, session: Session, input: SendMessageInput, context: dict[str, Any]
+    ) -> LinkTracker | None:
+        settings = self.services.settings
+        on = tracking_on(
+            session,
+            settings,
+            journey=input.journey,
+            customer_id=input.customer_id,
+            channel=input.channel,
+        )
+        if not on:
+            return None
+        return LinkTracker(
+            session, settings, message_key=input.message_key, links=context["links"], now=input.now
         )
 
     # --- unknown outcomes: ask the provider, then the category rule ---------------------------

@@ -207,6 +207,13 @@ class Settings(BaseSettings):
     # messages' touches): the same three windows; a journey's own win over its shop's.
     attribution_shops: dict[str, AttributionWindows] = Field(default_factory=dict)
     attribution_journeys: dict[str, AttributionWindows] = Field(default_factory=dict)
+    # Click tracking: links in emails and SMS go through the API's /c/{code} (never the
+    # unsubscribe or preference links). Off for the journeys listed; "promotional": only for
+    # customers with a promotional opt-in on the channel (where the law asks consent for it).
+    click_tracking: bool = True
+    click_tracking_off_journeys: list[str] = Field(default_factory=list)
+    click_tracking_consent: Literal["none", "promotional"] = "none"
+    click_link_days: int = Field(default=365, ge=1)  # a tracked link works this long
 
     @field_validator("insight_refresh_time")
     @classmethod

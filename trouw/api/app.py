@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from trouw import metrics
-from trouw.api import callbacks, hosted, insight, pages, reports, v1, webshops
+from trouw.api import callbacks, clicks, hosted, insight, pages, reports, v1, webshops
 from trouw.api.auth import authenticate
 from trouw.api.errors import ApiError, install_error_handlers, with_one_error_body
 from trouw.api.limits import BodyLimits
@@ -62,6 +62,7 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     app.include_router(v1.router)
     app.include_router(insight.router)
     app.include_router(reports.router)
+    app.include_router(clicks.router)
     app.include_router(webshops.router)
     app.include_router(callbacks.router)
     app.include_router(pages.router)

@@ -258,6 +258,18 @@ class Engagement(SQLModel, table=True):
     session_id: str | None = Field(default=None, max_length=100)  # clicks: the webshop session
 
 
+class TrackedLink(SQLModel, table=True):
+    """A link of one message, behind `/c/{code}`: the only places the redirect leads to."""
+
+    __tablename__ = "tracked_link"
+
+    code: str = Field(primary_key=True, max_length=32)
+    message_key: str = Field(index=True, max_length=300)
+    url: str = Field(max_length=2000)
+    created_at: datetime = _when()
+    expires_at: datetime = _when()
+
+
 class Message(SQLModel, table=True):
     """The send ledger: one row per message key, claimed before any provider call."""
 

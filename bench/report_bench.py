@@ -1,0 +1,382 @@
+"""Benchmark: the journey report over a year of a shop, and the click redirect under load.
+
+Run: .venv/bin/python bench/report_bench.py                       (SQLite and PostgreSQL)
+     .venv/bin/python bench/report_bench.py --messages 100000 --orders 20000   (a quick run)
+Prints a report; docs/performance.md has the figures. Not a test: nothing here asserts.
+
+1. Report: 1,000,000 messages over a year (10 journeys x 4 steps, 80 % sent, the rest
+   suppressed by reason, 5 % deferred once), engagement for them (60 % delivered, 25 % opened,
+   8 % clicked), 200,000 orders (3 % returned) and 100,000 vouchers issued by messages; then
+   `journey_report` over the whole year (funnel + attribution of every order), timed, next to
+   a reference query in the same run: one `GROUP BY` count over the message table.
+2. Click redirect: the API (uvicorn, one process, SQLite) serving `/c/{code}` at 200 requests/s
+   (open loop, fired on schedule) for 15 s; latency p50/p99, next to `/healthz` (no database)
+   at the same rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from trouw.db.engine import make_engine, migrate  # noqa: E402
+from trouw.db.models import (  # noqa: E402
+    Engagement,
+    JourneyRun,
+    Message,
+    Order,
+    TrackedLink,
+    Voucher,
+)
+from trouw.measure.attribution import AttributionRules  # noqa: E402
+from trouw.measure.links import link_code  # noqa: E402
+from trouw.measure.report import journey_report  # noqa: E402
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+YEAR = timedelta(days=365)
+CHUNK = 20_000
+REASONS = ("no_consent", "frequency_cap", "smart_sending", "unsubscribed")
+
+
+def _insert(engine: sa.Engine, model: Any, rows: list[dict[str, Any]]) -> None:
+    table = model.__table__
+    with engine.begin() as connection:
+        for at in range(0, len(rows), CHUNK):
+            connection.execute(table.insert(), rows[at : at + CHUNK])
+
+
+def populate(engine: sa.Engine, messages: int, orders: int, customers: int) -> dict[str, int]:
+    rng = random.Random(7)
+    counts = {"messages": 0, "engagement": 0, "orders": 0, "vouchers": 0, "runs": 0}
+    runs, batch, touches, vouchers = [], [], [], []
+    for n in range(messages):
+        customer = f"c{rng.randrange(customers)}"
+        journey = f"journey{n % 10}"
+        created = START + timedelta(seconds=rng.randrange(int(YEAR.total_seconds())))
+        key = f"w{n // 4}:{journey}:step{n % 4}"
+        if n % 4 == 0:
+            runs.append(
+                {
+                    "workflow_id": f"w{n // 4}",
+                    "customer_id": customer,
+                    "journey": journey,
+                    "version": "v1",
+                    "reentry_key": str(n),
+                    "event_source_id": str(n),
+                    "started_at": created,
+                    "status": rng.choice(("completed", "completed", "converted", "held_out")),
+                }
+            )
+        sent = rng.random() < 0.8
+        history = [{"status": "allowed", "at": created.isoformat(), "detail": None}]
+        if rng.random() < 0.05:
+            history.insert(0, {"status": "defer", "at": created.isoformat(), "reason": "quiet"})
+        batch.append(
+            {
+                "message_key": key,
+                "customer_id": customer,
+                "journey": journey,
+                "journey_version": "v1",
+                "step": f"step{n % 4}",
+                "channel": "email" if n % 3 else "sms",
+                "category": "service",
+                "template": "care_tips",
+                "created_at": created,
+                "decision": "send" if sent else "suppress",
+                "reason": None if sent else rng.choice(REASONS),
+                "state": "sent" if sent else "suppressed",
+                "status_history": history,
+                "consent_snapshot": {},
+                "attempts": 1,
+            }
+        )
+        if sent:
+            for kind, share, delay in (
+                ("delivered", 0.6, 60),
+                ("opened", 0.25, 3600),
+                ("clicked", 0.08, 7200),
+            ):
+                if rng.random() < share:
+                    touches.append(
+                        {
+                            "key": f"{key}:{kind}",
+                            "message_key": key,
+                            "customer_id": customer,
+                            "journey": journey,
+                            "journey_version": "v1",
+                            "step": f"step{n % 4}",
+                            "channel": "email",
+                            "kind": kind,
+                            "at": created + timedelta(seconds=delay),
+                            "source": "sendgrid",
+                        }
+                    )
+            if n % 10 == 0 and len(vouchers) < orders // 2:
+                vouchers.append(
+                    {
+                        "code": f"V{n}",
+                        "customer_id": customer,
+                        "value": 5,
+                        "currency": "EUR",
+                        "issued_at": created,
+                        "expires_at": created + timedelta(days=30),
+                        "journey": journey,
+                        "message_key": key,
+                    }
+                )
+        if len(batch) >= 100_000:
+            _insert(engine, Message, batch)
+            counts["messages"] += len(batch)
+            batch = []
+    _insert(engine, Message, batch)
+    counts["messages"] += len(batch)
+    _insert(engine, JourneyRun, runs)
+    _insert(engine, Engagement, touches)
+    _insert(engine, Voucher, vouchers)
+    counts.update(runs=len(runs), engagement=len(touches), vouchers=len(vouchers))
+    order_rows = []
+    for n in range(orders):
+        placed = START + timedelta(seconds=rng.randrange(int(YEAR.total_seconds())))
+        order_rows.append(
+            {
+                "id": f"o{n}",
+                "customer_id": f"c{rng.randrange(customers)}",
+                "channel": rng.choice(("web", "pos")),
+                "store": rng.choice((None, "Gent", "Brugge")),
+                "placed_at": placed,
+                "returned_at": placed + timedelta(days=10) if rng.random() < 0.03 else None,
+                "total": round(rng.lognormvariate(3.5, 0.6), 2),
+                "currency": "EUR",
+            }
+        )
+    _insert(engine, Order, order_rows)
+    counts["orders"] = len(order_rows)
+    return counts
+
+
+def time_report(engine: sa.Engine) -> dict[str, float]:
+    m = Message.__table__  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        started = time.perf_counter()
+        connection.execute(
+            sa.select(m.c.journey, m.c.step, sa.func.count()).group_by(m.c.journey, m.c.step)
+        ).all()
+        reference = time.perf_counter() - started
+        started = time.perf_counter()
+        report = journey_report(connection, AttributionRules(), start=START, end=START + YEAR)
+        seconds = time.perf_counter() - started
+    return {
+        "report_s": seconds,
+        "reference_s": reference,
+        "attributed": report.attributed_orders,
+        "ratio": seconds / reference if reference else float("nan"),
+    }
+
+
+def bench_report(url: str, label: str, args: argparse.Namespace) -> None:
+    engine = make_engine(url) if url.startswith("sqlite") else sa.create_engine(url)
+    migrate(engine)
+    started = time.perf_counter()
+    counts = populate(engine, args.messages, args.orders, args.customers)
+    fill = time.perf_counter() - started
+    runs = [time_report(engine) for _ in range(args.repeat)]
+    best = min(runs, key=lambda r: r["report_s"])
+    print(
+        f"{label}: {counts['messages']:,} messages, {counts['engagement']:,} engagement rows, "
+        f"{counts['orders']:,} orders, {counts['vouchers']:,} vouchers, {counts['runs']:,} runs "
+        f"(filled in {fill:.0f} s)"
+    )
+    for r in runs:
+        print(
+            f"  report {r['report_s']:.2f} s (attributed {r['attributed']:,} orders); reference "
+            f"GROUP BY {r['reference_s']:.2f} s; ratio {r['ratio']:.1f}x"
+        )
+    print(f"  best: {best['report_s']:.2f} s")
+    engine.dispose()
+
+
+# --- click redirect ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve(url: str, port: int) -> None:
+    import uvicorn
+
+    from trouw.api.app import create_app
+    from trouw.settings import Settings
+
+    settings = Settings(home=Path(tempfile.mkdtemp()), database_url=url, signing_keys=["bench-key"])
+    uvicorn.run(
+        create_app(settings, make_engine(url)), host="127.0.0.1", port=port, log_level="warning"
+    )
+
+
+async def _open_loop(base: str, paths: list[str], rate: float, seconds: float) -> list[float]:
+    import httpx
+
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+
+        async def one(path: str) -> None:
+            started = time.perf_counter()
+            answer = await client.get(path, follow_redirects=False)
+            latencies.append(time.perf_counter() - started)
+            if answer.status_code not in (200, 302):
+                raise RuntimeError(f"{path}: {answer.status_code}")
+
+        tasks = []
+        begin = time.perf_counter()
+        for n in range(int(rate * seconds)):
+            delay = begin + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(paths[n % len(paths)])))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def bench_redirect(rate: float, seconds: float) -> None:
+    home = Path(tempfile.mkdtemp(prefix="trouw-click-"))
+    url = f"sqlite:///{home / 'trouw.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    now = datetime.now(UTC)
+    codes = []
+    with engine.begin() as connection:
+        for n in range(1000):
+            key = f"run{n}:tips:email"
+            connection.execute(
+                Message.__table__.insert(),  # type: ignore[attr-defined]
+                {
+                    "message_key": key,
+                    "customer_id": f"c{n}",
+                    "journey": "post_purchase",
+                    "step": "tips",
+                    "channel": "email",
+                    "category": "service",
+                    "template": "care_tips",
+                    "created_at": now,
+                    "status_history": [],
+                    "consent_snapshot": {},
+                    "attempts": 1,
+                    "decision": "send",
+                    "state": "sent",
+                },
+            )
+            target = f"https://shop.example/p/{n}"
+            code = link_code(b"bench-key", key, target)
+            codes.append(code)
+            connection.execute(
+                TrackedLink.__table__.insert(),  # type: ignore[attr-defined]
+                {
+                    "code": code,
+                    "message_key": key,
+                    "url": target,
+                    "created_at": now,
+                    "expires_at": now + YEAR,
+                },
+            )
+    engine.dispose()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", url, "--port", str(port)], cwd=ROOT
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                import httpx
+
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        asyncio.run(_open_loop(base, ["/healthz"], rate, 2))  # warm-up
+        health = asyncio.run(_open_loop(base, ["/healthz"], rate, seconds))
+        clicks = asyncio.run(_open_loop(base, [f"/c/{c}" for c in codes], rate, seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    for label, values in (("/healthz (reference)", health), ("/c/{code} (click)", clicks)):
+        print(
+            f"  {label}: {len(values)} requests at {rate:.0f}/s, p50 {_pct(values, 0.5):.1f} ms, "
+            f"p99 {_pct(values, 0.99):.1f} ms, max {max(values) * 1000:.1f} ms, "
+            f"mean {statistics.mean(values) * 1000:.1f} ms"
+        )
+    print(f"  p99 ratio click/reference: {_pct(clicks, 0.99) / _pct(health, 0.99):.1f}x")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=150_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--skip", choices=("sqlite", "postgres", "redirect"), action="append")
+    parser.add_argument("--serve")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+    skip = set(args.skip or ())
+    print(f"load average before: {os.getloadavg()}; cores: {os.cpu_count()}")
+    print("(a shared machine: absolute figures move with the other work on it; ratios hold)")
+    if "sqlite" not in skip:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_report(f"sqlite:///{tmp}/report.db", "SQLite", args)
+    if "postgres" not in skip:
+        pg = os.environ.get(
+            "TROUW_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        )
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(pg)
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            url = pg + ("&" if "?" in pg else "?") + f"options=-csearch_path%3D{schema}"
+            bench_report(url, "PostgreSQL", args)
+        finally:
+            with admin.begin() as connection:
+                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+    if "redirect" not in skip:
+        print("click redirect:")
+        bench_redirect(args.rate, args.seconds)
+    print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
