@@ -11,6 +11,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities import all_activities
 from activities.services import Services
+from trouw.sandbox_code import install_workflow_code_cache
 from workflows.customer import CustomerWorkflow
 from workflows.insight import InsightRefreshWorkflow
 from workflows.journey import JourneyWorkflow
@@ -21,6 +22,7 @@ PASSTHROUGH = ("trouw", "pydantic", "jinja2", "markupsafe", "yaml", "sqlmodel", 
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
+    install_workflow_code_cache()
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )
