@@ -15,6 +15,10 @@ The two systems, each on a FRESH `temporal server start-dev` per phase with the 
 - trouw: `trouw up` as a subprocess (everything it starts: dev server, API, worker, relay), its
   templates and journeys; this process posts purchases of new customers to POST /v1/events.
 
+Temporal work per purchase: history events and billable actions of the bare reference's drain
+histories, next to Trouw's from engine-flow's bench/engine_actions.py (a new web customer's
+purchase of three lines over its first hour and its whole life).
+
 Phases per system and Temporal database:
 - drain: N purchases of new customers (three lines each), C in flight (start_workflow calls or
   HTTP posts); drain rate = N / (last confirmation in the outbox - first purchase sent). CPU per
@@ -271,6 +275,22 @@ class Bare(System):
             raise RuntimeError("the bare worker did not start")
         self.client = await Client.connect(self.address)
 
+    async def work_per_purchase(self, sample: int = 10) -> dict[str, Any]:
+        """History events and billable actions of one purchase, from stored histories."""
+        from engine_actions import count_actions
+
+        histories = [
+            await self.client.get_workflow_handle(f"bare-{self.prefix}-{n}").fetch_history()
+            for n in range(sample)
+        ]
+        work = count_actions(histories, infer_upserts=False)
+        return {
+            "workflows": work.workflows / sample,
+            "history_events": work.events / sample,
+            "actions": work.total_actions / sample,
+            "actions_by_kind": {k: v / sample for k, v in work.actions.items()},
+        }
+
     async def submit(self, n: int) -> bool:
         await self.client.start_workflow(
             BARE_WORKFLOW,
@@ -431,7 +451,12 @@ async def drain(system: System, opts: argparse.Namespace, prefix: str) -> dict[s
     wall_b = max(last or time.time(), wall_a + 1e-3)
     snap_b = procs.snap()
     workflows = await system.workflows_started()
+    work = None
+    if isinstance(system, Bare):
+        with contextlib.suppress(Exception):
+            work = await system.work_per_purchase()
     return {
+        "work_per_purchase": work,
         "purchases": opts.purchases,
         "accepted": len(accepted),
         "confirmed": confirmed,
@@ -564,6 +589,18 @@ async def sleepers(system: System, opts: argparse.Namespace, prefix: str) -> dic
     }
 
 
+async def trouw_work_per_purchase() -> dict[str, Any]:
+    """engine-flow's count (bench/engine_actions.py): one new web customer's purchase of three
+    lines, simulated over its whole life on the time-skipping server, counted from histories."""
+    from engine_actions import purchase_work
+
+    try:
+        hour, life, _timeline = await asyncio.to_thread(purchase_work)
+    except Exception as exc:  # noqa: BLE001 - reported, the rest of the report stands
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"first hour": hour.as_dict(), "whole life": life.as_dict()}
+
+
 async def phase(
     kind: str, config: str, what: str, opts: argparse.Namespace, work: Path, index: int, **kw: Any
 ) -> dict[str, Any]:
@@ -612,6 +649,45 @@ def cpu_line(cpu: dict[str, dict[str, float]], per: int | None = None) -> str:
             part += f" ({1000 * v['cpu_s'] / per:.0f} ms/purchase)"
         parts.append(part)
     return "; ".join(parts)
+
+
+def actions_section(results: dict[str, Any]) -> list[str]:
+    """Temporal work per purchase: the bare reference's drain histories next to Trouw's count."""
+    bare = next(
+        (
+            by["bare"]["work_per_purchase"]
+            for by in results["drain"].values()
+            if by.get("bare", {}).get("work_per_purchase")
+        ),
+        None,
+    )
+    trouw = results.get("actions")
+    if not bare and not trouw:
+        return []
+    out = [
+        "",
+        "## Temporal work per purchase (history events and billable actions, from histories)",
+        "",
+        "| system | window | workflows | history events | billable actions | actions by kind |",
+        "|---|---|---|---|---|---|",
+    ]
+    if bare:
+        kinds = ", ".join(f"{k} {v:g}" for k, v in sorted(bare["actions_by_kind"].items()))
+        out.append(
+            f"| bare | its whole life | {bare['workflows']:g} | {bare['history_events']:g} "
+            f"| {bare['actions']:g} | {kinds} |"
+        )
+    if trouw and "error" in trouw:
+        out.append(f"| trouw | error: {trouw['error']} |||||")
+    elif trouw:
+        for window, work in trouw.items():
+            kinds = ", ".join(f"{k} {v}" for k, v in work["actions_by_kind"].items() if v)
+            ratio = f" ({work['actions'] / bare['actions']:.0f}x bare)" if bare else ""
+            out.append(
+                f"| trouw (new web customer, 3 lines) | {window} | {work['workflows']} "
+                f"| {work['history_events']} | {work['actions']}{ratio} | {kinds} |"
+            )
+    return out
 
 
 def report(results: dict[str, Any], env: dict[str, Any]) -> str:
@@ -672,6 +748,7 @@ def report(results: dict[str, Any], env: dict[str, Any]) -> str:
             for kind, r in pair.items():
                 if "cpu" in r:
                     out.append(f"- {config} {kind} {share:.0%}: {cpu_line(r['cpu'])}")
+    out += actions_section(results)
     if results.get("sleepers"):
         s = results["sleepers"]
         out += ["", "## Worker memory with sleeping customers (trouw, in-memory dev server)", ""]
@@ -718,6 +795,8 @@ async def run(opts: argparse.Namespace) -> None:
                 results["steady"][config][share] = pair
         if opts.sleepers:
             results["sleepers"] = await one("trouw", "memory", "sleepers")
+    if opts.actions:
+        results["actions"] = await trouw_work_per_purchase()
     env["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     env["total run s"] = round(time.monotonic() - started)
     print(report(results, env), flush=True)
@@ -742,6 +821,12 @@ def main() -> None:
     parser.add_argument("--drain-bound", type=float, default=180.0, help="max wait, s")
     parser.add_argument("--sleepers", type=int, default=10_000, help="0 to skip")
     parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument(
+        "--no-actions",
+        dest="actions",
+        action="store_false",
+        help="skip Trouw's simulated whole-life count (bench/engine_actions.py)",
+    )
     parser.add_argument("--profile", help="py-spy each Python process during the drains into DIR")
     parser.add_argument("--quick", action="store_true", help="a run of a few minutes")
     opts = parser.parse_args()
