@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -15,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.services import Services
 from trouw.contracts import CallActivityInput
 from trouw.db.engine import session_scope
-from trouw.db.models import InboundEvent, Voucher
+from trouw.loyalty import vouchers
 
 # The names journeys may `call`; `trouw validate` refuses any other.
 CUSTOM_ACTIVITY_NAMES: set[str] = {"issue_voucher"}
@@ -41,43 +40,24 @@ class CustomActivities:
             ) from None
         if value <= 0 or days <= 0:
             raise _invalid("issue_voucher: value and valid_days must be positive")
-        prefix = str(input.args.get("prefix", "TROUW")).upper()[:10]
-        digest = hashlib.sha256(input.key.encode()).hexdigest()[:10].upper()
-        code = f"{prefix}-{digest}"
+        prefix = str(input.args.get("prefix", "TROUW"))
 
         def issue() -> dict[str, Any]:
             with session_scope(self.services.engine) as session:
-                voucher = session.get(Voucher, code)
-                if voucher is None:
-                    voucher = Voucher(
-                        code=code,
-                        customer_id=input.customer_id,
-                        value=value,
-                        issued_at=input.now,
-                        expires_at=input.now + timedelta(days=days),
-                        journey=input.journey,
-                    )
-                    session.add(voucher)
-                    # The relay hands this to the customer workflow: voucher_expiry starts on it.
-                    session.add(
-                        InboundEvent(
-                            source_id=f"voucher_issued:{code}",
-                            type="voucher_issued",
-                            customer_id=input.customer_id,
-                            occurred_at=input.now,
-                            received_at=input.now,
-                            relayed_at=input.now,  # handed over by the journey run itself
-                            payload={
-                                "order_id": None,
-                                "skus": [],
-                                "data": {
-                                    "code": code,
-                                    "value": str(value),
-                                    "expires_at": voucher.expires_at.isoformat(),
-                                },
-                            },
-                        )
-                    )
+                voucher, _new = vouchers.issue(
+                    session,
+                    customer_id=input.customer_id,
+                    value=value,
+                    expires_at=input.now + timedelta(days=days),
+                    issued_key=input.key,
+                    now=input.now,
+                    prefix=prefix,
+                    journey=input.journey,
+                    # The call key is "<workflow id>#<cycle>:<step>" (workflows/journey.py).
+                    workflow_id=input.key.split("#", 1)[0],
+                    reason=str(input.args["reason"]) if "reason" in input.args else None,
+                    handed_over=True,
+                )
                 details = {
                     "code": voucher.code,
                     "value": str(voucher.value),

@@ -29,6 +29,7 @@ from trouw.journey.model import stricter
 from trouw.locales import region_of
 from trouw.logs import log_context
 from trouw.measure.tracking import LinkTracker, tracking_on
+from trouw.loyalty.vouchers import note_message
 from trouw.policy import (
     Decision,
     MessageFacts,
@@ -125,6 +126,8 @@ def template_links(
     return {
         "unsubscribe": f"{base}/u/{unsubscribe}",
         "preferences": f"{base}/preferences/{preferences}",
+        # The customer's loyalty page: the same customer-level token as the preferences.
+        "loyalty": f"{base}/loyalty/{preferences}",
         "view_in_browser": view_link(settings, input.message_key, input.now),
         # The webshop's own pages: Trouw serves no review or shop pages itself.
         "review": settings.review_url.format(
@@ -424,6 +427,10 @@ class MessagingActivities:
         consent: ConsentState,
     ) -> OutgoingEmail | OutgoingSms:
         context = template_context(self.services, session, input, consent)
+        shown = context.get("voucher")
+        if isinstance(shown, dict) and shown.get("code"):
+            # The message that carries a code: an order redeeming it is attributed to it.
+            note_message(session, str(shown["code"]), message.message_key)
         store = self.services.templates
         if input.channel == "email":
             email = store.render_email(input.template, customer.locale, context)

@@ -48,6 +48,9 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
+        from trouw.loyalty.ledger import configure_from
+
+        configure_from(settings)
         return cls(
             settings=settings,
             engine=engine or get_engine(settings.effective_database_url),

@@ -19,6 +19,7 @@ from trouw.db.models import (
     OrderLine,
     Product,
 )
+from trouw.loyalty.ledger import loyalty_dict
 
 
 def product_dict(product: Product | None, sku: str, name: str | None = None) -> dict[str, Any]:
@@ -241,6 +242,7 @@ def build_context(
         "customer": customer_dict(customer, opt_in, attributes),
         "history": history_dict(session, customer_id, now),
         "insight": insight_dict(session, customer_id),
+        "loyalty": loyalty_dict(session, customer_id, now=now),
         "order": None,
         "products": [],
     }
@@ -289,6 +291,9 @@ def for_history(context: dict[str, Any], attributes: Declared | None = None) -> 
         {} if attributes is None else context_attributes(stored, attributes, personal=False)
     )
     safe["customer"] = redacted
+    if isinstance(context.get("loyalty"), dict):
+        # A referral code is a personal link: it stays out of the history like an address.
+        safe["loyalty"] = {**context["loyalty"], "referral_code": None, "referral_link": None}
     return safe
 
 

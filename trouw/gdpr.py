@@ -21,10 +21,12 @@ from trouw.db.models import (
     InboundEvent,
     JourneyRun,
     JourneyRunEvent,
+    LoyaltyAccount,
     Message,
     MessageCopy,
     Order,
     OrderLine,
+    PointsEntry,
     ProfileChange,
     Suppression,
     Voucher,
@@ -191,6 +193,17 @@ def export(session: Session, *, customer_id: str, now: datetime | None = None) -
                 .order_by(col(Voucher.issued_at))
             ).all()
         ],
+        "loyalty_account": (
+            _row(account) if (account := session.get(LoyaltyAccount, customer_id)) else None
+        ),
+        "points_entries": [
+            _row(entry)
+            for entry in session.exec(
+                select(PointsEntry)
+                .where(PointsEntry.customer_id == customer_id)
+                .order_by(col(PointsEntry.at), col(PointsEntry.id))
+            ).all()
+        ],
         "inbound_events": [
             _row(event)
             for event in session.exec(
@@ -267,6 +280,9 @@ class ErasureReport:
     events_scrubbed: int = 0
     runs_closed: int = 0
     vouchers_kept: int = 0
+    vouchers_voided: int = 0
+    points_entries_deleted: int = 0
+    loyalty_account_deleted: bool = False
 
     def lines(self) -> list[str]:
         """The report for a person, one fact a line."""
@@ -293,6 +309,13 @@ class ErasureReport:
             f"{self.copies_deleted} hosted email copies deleted (their links answer 404)",
             f"{self.events_scrubbed} inbound events scrubbed (payload reduced to ids)",
             f"{self.runs_closed} running journey runs closed",
+            f"{self.vouchers_voided} open vouchers voided (the till refuses them), "
+            f"{self.points_entries_deleted} points entries deleted"
+            + (
+                ", loyalty account and referral code deleted"
+                if self.loyalty_account_deleted
+                else ""
+            ),
             *self._history_lines(),
         ]
 
@@ -424,9 +447,23 @@ def erase(session: Session, *, customer_id: str, at: datetime) -> ErasureReport:
     report.orders_kept = len(
         session.exec(select(Order.id).where(Order.customer_id == customer_id)).all()
     )
-    report.vouchers_kept = len(
-        session.exec(select(Voucher.code).where(Voucher.customer_id == customer_id)).all()
-    )
+    vouchers = session.exec(select(Voucher).where(Voucher.customer_id == customer_id)).all()
+    report.vouchers_kept = len(vouchers)
+    for voucher in vouchers:
+        # Kept for bookkeeping (an issued voucher is a liability), but no longer redeemable.
+        if voucher.redeemed_at is None and voucher.voided_at is None:
+            voucher.voided_at = at
+            session.add(voucher)
+            report.vouchers_voided += 1
+    # Points are no bookkeeping record: the ledger and the account (a personal referral link)
+    # go; the referrals the account made keep only that someone referred them.
+    for entry in session.exec(select(PointsEntry).where(PointsEntry.customer_id == customer_id)):
+        session.delete(entry)
+        report.points_entries_deleted += 1
+    account = session.get(LoyaltyAccount, customer_id)
+    if account is not None:
+        session.delete(account)
+        report.loyalty_account_deleted = True
     session.flush()
     return report
 

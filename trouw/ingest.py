@@ -42,6 +42,8 @@ from trouw.db.models import (
     Voucher,
 )
 from trouw.locales import LocaleTag
+from trouw.loyalty import intake as loyalty_intake
+from trouw.loyalty.vouchers import redeem_on_order
 from trouw.phones import phone_of_customer
 
 EventType = Literal[
@@ -396,6 +398,10 @@ class EventIn(Strict):
     wording_version: Label | None = None
     wording_text: WordingText | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+    # Voucher codes redeemed on this purchase (each is marked redeemed on the order).
+    vouchers: list[Code] = Field(default_factory=list, max_length=50)
+    # The referral code the customer came with (register or purchase): member-get-member.
+    referral: Code | None = None
 
 
 # --- the API's typed events: one model per type, so the schema says what each type needs ------
@@ -426,6 +432,9 @@ class RegisterEvent(_WireEventBase):
     """A customer was created or updated (give the data in `profile`)."""
 
     type: Literal["register"]
+    referral: Code | None = Field(
+        default=None, description="The referral code of the member who invited this customer."
+    )
 
 
 class PurchaseEvent(_WireEventBase):
@@ -443,13 +452,23 @@ class PurchaseEvent(_WireEventBase):
     store: StoreName | None = None
     lines: list[LineIn] = Field(min_length=1, max_length=1000)
     total: Total | None = None
+    vouchers: list[Code] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Voucher codes redeemed on this order (redeemed now if not yet).",
+    )
+    referral: Code | None = Field(
+        default=None, description="The referral code of the member who invited this customer."
+    )
 
 
 class OrderEvent(_WireEventBase):
-    """A known order of this customer was delivered or returned."""
+    """A known order of this customer was delivered or returned (returned: `lines` names the
+    units that came back by sku and qty; without lines, the whole order)."""
 
     type: Literal["delivered", "returned"]
     order: OrderId
+    lines: list[LineIn] = Field(default_factory=list, max_length=1000)
 
 
 class ReviewEvent(_WireEventBase):
@@ -621,7 +640,9 @@ def upsert_product(session: Session, data: ProductIn) -> Product:
 ORDER_UPDATE = "order_update"
 
 
-def _apply_purchase(session: Session, event: EventIn, at: datetime) -> dict[str, Any]:
+def _apply_purchase(
+    session: Session, event: EventIn, at: datetime, now: datetime | None = None
+) -> dict[str, Any]:
     """A new order, or the changes to one already known by its id (its business identity)."""
     if not event.order:
         raise IngestError("a purchase needs `order`, the order id", field="order")
@@ -630,7 +651,7 @@ def _apply_purchase(session: Session, event: EventIn, at: datetime) -> dict[str,
     if event.channel not in ("pos", "web"):
         raise IngestError("a purchase's channel is pos or web", field="channel")
     skus = [line.sku for line in event.lines]
-    data = {"channel": event.channel, "store": event.store}
+    data: dict[str, Any] = {"channel": event.channel, "store": event.store}
     existing = session.get(Order, event.order)
     if existing is not None:
         if existing.customer_id != event.customer:
@@ -647,6 +668,7 @@ def _apply_purchase(session: Session, event: EventIn, at: datetime) -> dict[str,
             "decision": decision,
         }
     lines, total = _order_lines(session, event)
+    order_total = event.total if event.total is not None else total
     session.add(
         Order(
             id=event.order,
@@ -654,12 +676,28 @@ def _apply_purchase(session: Session, event: EventIn, at: datetime) -> dict[str,
             channel=event.channel,
             store=event.store,
             placed_at=at,
-            total=event.total if event.total is not None else total,
+            total=order_total,
             currency=event.currency or Order.model_fields["currency"].default,
             name=event.order_name,
         )
     )
     session.add_all(lines)
+    if event.vouchers:
+        session.flush()
+        accepted, refused = redeem_on_order(
+            session,
+            event.vouchers,
+            customer_id=event.customer,
+            order_id=event.order,
+            channel=event.channel,
+            store=event.store,
+            at=at,
+            now=now or datetime.now(UTC),  # the simulator's clock in a simulation
+            total=order_total,
+        )
+        data["vouchers"] = accepted
+        if refused:
+            data["vouchers_refused"] = refused
     return {"order_id": event.order, "skus": skus, "data": data}
 
 
@@ -750,7 +788,12 @@ def _order_skus(session: Session, order_id: str) -> list[str]:
 
 
 def _apply(
-    session: Session, event: EventIn, customer: Customer, at: datetime, changed: list[str]
+    session: Session,
+    event: EventIn,
+    customer: Customer,
+    at: datetime,
+    changed: list[str],
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Apply the event to the data; returns what the customer workflow gets to know."""
     facts: dict[str, Any] = {"order_id": event.order, "skus": []}
@@ -760,7 +803,7 @@ def _apply(
             "`scope` belongs to unsubscribe events: promotional, service or all", field="scope"
         )
     if kind == "purchase":
-        facts = _apply_purchase(session, event, at)
+        facts = _apply_purchase(session, event, at, now)
     elif kind in ("delivered", "returned"):
         order = session.get(Order, event.order) if event.order else None
         if order is None or order.customer_id != customer.id:
@@ -769,7 +812,8 @@ def _apply(
             )
         if kind == "delivered" and order.delivered_at is None:
             order.delivered_at = at
-        if kind == "returned" and order.returned_at is None:
+        if kind == "returned" and order.returned_at is None and not event.lines:
+            # Lines name a partial return: the order stays in the history (its points shrink).
             order.returned_at = at
         session.add(order)
         facts["skus"] = _order_skus(session, order.id)
@@ -839,6 +883,8 @@ def _apply(
             )
         if voucher.redeemed_at is None:
             voucher.redeemed_at = at
+            voucher.redeemed_receipt = event.id
+            voucher.redeemed_recorded_at = datetime.now(UTC)
             session.add(voucher)
         facts["data"] = {"code": voucher.code}
     elif kind == "review":
@@ -907,7 +953,7 @@ def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> Inbo
                 field="customer",
             )
     session.flush()
-    facts = _apply(session, event, customer, at, changed)
+    facts = _apply(session, event, customer, at, changed, now)
     kind = facts.get("type") or (event.type if event.type != "custom" else f"custom:{event.name}")
     payload = {
         "order_id": facts.get("order_id"),
@@ -925,6 +971,8 @@ def _ingest_once(session: Session, event: EventIn, now: datetime | None) -> Inbo
         payload=payload,
     )
     session.add(row)
+    session.flush()
+    loyalty_intake.on_event(session, event, row, at=at)
     session.flush()
     return row
 

@@ -154,6 +154,7 @@ async def run_stack(
     import uvicorn
 
     from trouw.api.app import create_app
+    from trouw.loyalty.sweep import sweep_forever
     from trouw.relay import relay_forever
     from trouw.worker import build_worker
 
@@ -209,6 +210,12 @@ async def run_stack(
                     name="content",
                 )
             )
+            tasks.append(
+                asyncio.create_task(
+                    sweep_forever(engine, expiring_days=settings.voucher_expiring_days),
+                    name="loyalty",
+                )
+            )
         if api:
             config = uvicorn.Config(
                 create_app(settings, engine, client),
@@ -238,7 +245,7 @@ async def run_stack(
         if uvicorn_server is not None:
             uvicorn_server.should_exit = True
         for task in tasks:
-            if task.get_name() in ("relay", "content"):
+            if task.get_name() in ("relay", "content", "loyalty"):
                 task.cancel()
         if child is not None:
             await _stop_worker(child)

@@ -27,6 +27,7 @@ from pydantic_settings import (
 
 from trouw.attributes import AttributeDeclaration, duplicate_names
 from trouw.locales import LocaleTag, language_of, parse_locale_tag
+from trouw.loyalty.rules import LoyaltyRules
 from trouw.policy import SendingHours
 
 ENV_PREFIX = "TROUW_"
@@ -164,6 +165,16 @@ class Settings(BaseSettings):
         ]
     )
 
+    # Loyalty (docs/loyalty.md): points rules, expiry and levels, as a [loyalty] table.
+    loyalty: LoyaltyRules = Field(default_factory=LoyaltyRules)
+    # Voucher codes: "secret" (unguessable, from the signing key) or "scenario" (readable,
+    # PREFIX-CUSTOMER-N, for simulations: a scenario can name the code it redeems).
+    voucher_codes: Literal["secret", "scenario"] = "secret"
+    # A voucher_expiring event is derived this many days before an open voucher expires.
+    voucher_expiring_days: int = Field(default=7, ge=1, le=365)
+    # The personal link of a referral invitation ({code} is the member's referral code).
+    referral_url: str = "https://delinde.example/word-lid?ref={code}"
+
     # The contact policy (see docs/policy.md).
     service_cutoff_days: int = Field(default=180, ge=1)
     smart_sending_hours: float = Field(default=16.0, ge=0)
@@ -253,6 +264,15 @@ class Settings(BaseSettings):
             if key != "*" and language_of(parse_locale_tag(key)) != key.lower():
                 raise ValueError(f"keys are languages (nl, de) or *, not {key!r}")
         return {key.lower(): chain for key, chain in value.items()}
+
+    @field_validator("referral_url")
+    @classmethod
+    def _referral_link(cls, value: str) -> str:
+        try:
+            value.format(code="REF")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"use only {{code}} ({exc})") from None
+        return value
 
     @field_validator("review_url", "product_url")
     @classmethod

@@ -41,6 +41,8 @@ from trouw.journey.loader import (
     read_document,
 )
 from trouw.locales import LocaleTag
+from trouw.loyalty.ledger import derived_from, take_derived
+from trouw.loyalty.sweep import next_due, sweep
 from trouw.phones import phone_of_customer
 from trouw.settings import Settings
 
@@ -83,6 +85,8 @@ class ScenarioEvent(ScenarioModel):
     name: str | None = None
     rating: int | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+    vouchers: list[str] = Field(default_factory=list)  # codes a purchase redeems (WELKOM-C1-1)
+    referral: str | None = None  # the referral code a customer came with (REF-C1)
 
     @field_validator("at", mode="before")
     @classmethod
@@ -414,6 +418,8 @@ async def simulate(
         sms_provider="outbox",
         signing_keys=["simulation-only-key"],
         task_queue="trouw-simulation",
+        # Readable codes (WELKOM-C1-1, REF-C1): a scenario can redeem what a journey issues.
+        voucher_codes="scenario",
     )
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
@@ -511,19 +517,14 @@ async def _simulate_customer(
         for index, event in enumerate(scenario.events)
         if event.customer == customer_id
     ]
-    steps: list[tuple[datetime, int, ScenarioEvent | None]] = [
-        *indexed,
-        *((moment, -1, None) for moment in scenario.refreshes()),
-    ]
-    for moment, index, event in sorted(steps, key=lambda item: (item[0], item[1])):
-        await _advance(env, moment - shift)
-        if event is None:
-            wires = _refresh_insight(engine, settings, customer_id, moment)
-        else:
-            with session_scope(engine) as session:
-                row, _new = ingest_event(session, event_in(scenario, event, index), now=moment)
-                wires = [wire_event(row)]
-        for wire in wires:
+
+    # A referral rewards the referrer too: their workflow wakes within this customer's time.
+    others: set[str] = set()
+
+    async def hand_over(rows: list[Any]) -> None:
+        for wire in rows:
+            if wire.customer_id != customer_id:
+                others.add(wire.customer_id)
             await deliver(
                 env.client,
                 wire,
@@ -531,12 +532,54 @@ async def _simulate_customer(
                 search_attributes=search_attributes,
                 clock_offset_seconds=offset,
             )
+
+    async def sweep_until(limit: datetime) -> None:
+        # What becomes due with time alone (expiring points and vouchers), at its moment.
+        while True:
+            now = await env.get_current_time() + shift
+            with session_scope(engine) as session:
+                due = next_due(
+                    session, customer_id, after=now, expiring_days=settings.voucher_expiring_days
+                )
+            if due is None or due > limit:
+                return
+            await _advance(env, due - shift)
+            with session_scope(engine) as session:
+                sweep(
+                    session,
+                    now=due,
+                    expiring_days=settings.voucher_expiring_days,
+                    customer_ids=[customer_id],
+                )
+                derived = [wire_event(row) for row in take_derived(session)]
+            await hand_over(derived)
+
+    steps: list[tuple[datetime, int, ScenarioEvent | None]] = [
+        *indexed,
+        *((moment, -1, None) for moment in scenario.refreshes()),
+    ]
+    for moment, index, event in sorted(steps, key=lambda item: (item[0], item[1])):
+        await sweep_until(moment)
+        await _advance(env, moment - shift)
+        if event is None:
+            wires = _refresh_insight(engine, settings, customer_id, moment)
+        else:
+            with session_scope(engine) as session:
+                row, new = ingest_event(session, event_in(scenario, event, index), now=moment)
+                # The event first, then what Trouw derived from it (points_changed, ...); a
+                # purchase stored up front for insight derived its events then.
+                derived = take_derived(session) if new else derived_from(session, row.source_id)
+                wires = [wire_event(row), *(wire_event(each) for each in derived)]
+        await hand_over(wires)
+    await sweep_until(scenario.end)
     await _advance(env, scenario.end - shift)
     zone = ZoneInfo(next(c.timezone for c in scenario.customers if c.id == customer_id))
     unrecorded.extend(
         await _unrecorded_outcomes(env, engine, customer_id, shift, scenario.start, zone)
     )
     await _stop_customer(env, engine, customer_id, histories, run_histories)
+    for other in sorted(others):
+        await _stop_customer(env, engine, other, None, None)
 
 
 def _load_shop_history(

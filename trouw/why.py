@@ -127,6 +127,53 @@ class RunExplanation:
 
 
 @dataclass(frozen=True)
+class PointsLine:
+    at: str
+    kind: str
+    points: int
+    reason: str | None
+    order_id: str | None
+    expires_at: str | None
+
+
+@dataclass(frozen=True)
+class LoyaltyExplanation:
+    points: int
+    level: str
+    next_level_at: int | None
+    expiring_points: int
+    expiring_at: str | None
+    entries: list[PointsLine] = field(default_factory=list)
+
+
+def _loyalty(session: Session, customer_id: str, now: datetime) -> LoyaltyExplanation | None:
+    from trouw.loyalty.ledger import history, loyalty_dict
+
+    rows = history(session, customer_id, limit=1000)
+    if not rows:
+        return None
+    state = loyalty_dict(session, customer_id, now=now)
+    return LoyaltyExplanation(
+        points=state["points"],
+        level=state["level"],
+        next_level_at=state["next_level_at"],
+        expiring_points=state["expiring_points"],
+        expiring_at=_iso(state["expiring_at"]),
+        entries=[
+            PointsLine(
+                at=row.at.isoformat(),
+                kind=row.kind,
+                points=row.points,
+                reason=row.reason,
+                order_id=row.order_id,
+                expires_at=_iso(row.expires_at),
+            )
+            for row in reversed(rows)
+        ],
+    )
+
+
+@dataclass(frozen=True)
 class CustomerExplanation:
     customer_id: str
     erased: bool
@@ -136,6 +183,8 @@ class CustomerExplanation:
     runs: list[RunExplanation] = field(default_factory=list)
     # Events a journey's trigger listened for that started no run of it, and why.
     not_started: list[RunEventExplanation] = field(default_factory=list)
+    # The points balance and level now, and the ledger entries behind them (oldest first).
+    loyalty: LoyaltyExplanation | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -185,6 +234,7 @@ def explain(
             ).all()
         ],
         not_started=by_run.get(None, []),
+        loyalty=_loyalty(session, customer_id, datetime.now(UTC)),
     )
 
 
@@ -524,6 +574,20 @@ def render(explanation: CustomerExplanation, console: Console) -> None:
         console.print("events that started no run:", highlight=False)
         for event in explanation.not_started:
             console.print(f"    {escape(describe_run_event(event, zone))}", highlight=False)
+
+    if explanation.loyalty is not None:
+        held = explanation.loyalty
+        head = f"loyalty: {held.points} points, level {held.level}"
+        if held.next_level_at is not None:
+            head += f" (next level at {held.next_level_at})"
+        if held.expiring_points:
+            head += f"; {held.expiring_points} expire on {_local(held.expiring_at, zone)}"
+        console.print(escape(head), highlight=False)
+        for entry in held.entries:
+            line = f"{_local(entry.at, zone)}  {entry.kind:<6} {entry.points:>+7}  {entry.reason or ''}"
+            if entry.order_id:
+                line += f"  (order {entry.order_id})"
+            console.print(f"    {escape(line)}", highlight=False, soft_wrap=True)
 
     if not explanation.messages:
         console.print("no messages", highlight=False)

@@ -219,9 +219,10 @@ steps:
         "'custom:survey_answered': declare it under custom_events in the folder's "
         "_settings.yaml",
         "test_journey.yaml:17:13: step other: wait_for: unknown event 'zzz' (known: bounce, "
-        "delivered, next_order_expected, opt_in, opt_out, purchase, register, returned, review, "
-        "segment_entered, sms_stop, unsubscribe, voucher_issued, voucher_redeemed; custom events "
-        "are custom:<name>, "
+        "delivered, level_reached, next_order_expected, opt_in, opt_out, points_changed, "
+        "purchase, referral_converted, register, returned, review, segment_entered, sms_stop, "
+        "unsubscribe, voucher_expiring, voucher_issued, voucher_redeemed; custom events are "
+        "custom:<name>, "
         "declared in _settings.yaml)",
     ]
 

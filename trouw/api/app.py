@@ -16,12 +16,24 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from trouw import metrics
-from trouw.api import callbacks, clicks, hosted, insight, pages, reports, v1, webshops
+from trouw.api import (
+    callbacks,
+    clicks,
+    hosted,
+    insight,
+    loyalty,
+    loyalty_page,
+    pages,
+    reports,
+    v1,
+    webshops,
+)
 from trouw.api.auth import authenticate
 from trouw.api.errors import ApiError, install_error_handlers, with_one_error_body
 from trouw.api.limits import BodyLimits
 from trouw.api.state import ApiState
 from trouw.attributes import attributes_json_schema, declared_attributes
+from trouw.loyalty.ledger import configure_from
 from trouw.providers.outbox import list_outbox, safe_key
 from trouw.relay import intake_figures
 from trouw.settings import Settings
@@ -46,6 +58,7 @@ message gives the limit) and JSON in nesting depth (422).
 def create_app(settings: Settings, engine: Engine, client: Client | None = None) -> FastAPI:
     """The API app; without a Temporal client, stored events wait for the relay."""
     state = ApiState(settings, engine, client)
+    configure_from(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -63,9 +76,11 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     app.include_router(insight.router)
     app.include_router(reports.router)
     app.include_router(clicks.router)
+    app.include_router(loyalty.router)
     app.include_router(webshops.router)
     app.include_router(callbacks.router)
     app.include_router(pages.router)
+    app.include_router(loyalty_page.router)
     app.include_router(hosted.router)
 
     install_error_handlers(app)

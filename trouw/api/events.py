@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -16,6 +16,7 @@ from trouw.contracts import CustomerEvent
 from trouw.db.engine import session_scope
 from trouw.db.models import InboundEvent
 from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.loyalty.ledger import take_derived
 from trouw.relay import hand_off
 
 log = logging.getLogger("trouw.api")
@@ -36,6 +37,7 @@ class StoredEvent:
     # What the customer workflow receives, read from the row in the storing transaction: the
     # hand-off right after needs no second read.
     wire: CustomerEvent | None = None
+    derived: tuple[str, ...] = ()  # events derived from it (points_changed, ...), handed after
 
     def body(self) -> dict[str, str]:
         """The API's answer: built from the stored row, so a repeat gets the first answer again."""
@@ -66,7 +68,9 @@ def store_event(engine: Engine, event: EventIn, *, now: datetime | None = None) 
         try:
             with session_scope(engine) as session:
                 row, new = ingest_event(session, event, now=now)
-                return _stored(row, new)
+                derived = tuple(each.source_id for each in take_derived(session))
+                stored = _stored(row, new)
+                return replace(stored, derived=derived) if derived else stored
         except IntegrityError:
             if attempt == _ATTEMPTS:
                 raise
@@ -81,13 +85,16 @@ async def deliver_new(state: ApiState, events: Iterable[StoredEvent]) -> None:
     for event in events:
         if not event.new:
             continue
-        try:
-            await hand_off(
-                state.engine,
-                state.client,
-                event.id,
-                task_queue=state.settings.task_queue,
-                event=event.wire,
-            )
-        except Exception:  # noqa: BLE001 - stored: the relay hands it off when Temporal is back
-            log.warning("hand-off of %s deferred to the relay", event.id, exc_info=True)
+        wires = {event.id: event.wire}
+        for source_id in (event.id, *event.derived):
+            try:
+                await hand_off(
+                    state.engine,
+                    state.client,
+                    source_id,
+                    task_queue=state.settings.task_queue,
+                    event=wires.get(source_id),
+                )
+            except Exception:  # noqa: BLE001 - stored: the relay hands it off when Temporal is back
+                log.warning("hand-off of %s deferred to the relay", source_id, exc_info=True)
+                break  # the ones after it wait for the relay too, in their order

@@ -320,7 +320,8 @@ class MessageCopy(SQLModel, table=True):
 
 
 class Voucher(SQLModel, table=True):
-    """A unique voucher code: issued by a journey, redeemed in the shop."""
+    """A unique voucher code, one account across shop and webshop: issued by a journey or an
+    operator, looked up and redeemed by the till and the webshop (trouw/loyalty/vouchers.py)."""
 
     code: str = Field(primary_key=True, max_length=64)
     customer_id: str = Field(index=True, max_length=64)
@@ -328,9 +329,61 @@ class Voucher(SQLModel, table=True):
     currency: str = Field(default="EUR", max_length=3)
     issued_at: datetime = _when()
     expires_at: datetime = _when()
-    redeemed_at: datetime | None = _when(nullable=True, default=None)
+    redeemed_at: datetime | None = _when(nullable=True, default=None)  # the till's own clock
     journey: str | None = Field(default=None, max_length=64)
+    # The first message that showed the code (measurement attributes orders through it).
     message_key: str | None = Field(default=None, max_length=300)
+    workflow_id: str | None = Field(default=None, index=True, max_length=300)  # issuing run
+    # Who asked for it, once: a journey's call key, or an operator's request id.
+    issued_key: str | None = Field(default=None, unique=True, max_length=300)
+    issued_by: str = Field(default="journey", max_length=16)  # journey | operator
+    reason: str | None = Field(default=None, max_length=200)
+    min_order_total: Decimal | None = Field(default=None, max_digits=10, decimal_places=2)
+    voided_at: datetime | None = _when(nullable=True, default=None)
+    # The redemption, once: a second till with another receipt is refused (trouw/loyalty).
+    redeemed_receipt: str | None = Field(default=None, max_length=200)
+    redeemed_order_id: str | None = Field(default=None, index=True, max_length=64)
+    redeemed_channel: str | None = Field(default=None, max_length=8)  # pos | web
+    redeemed_store: str | None = Field(default=None, max_length=100)
+    redeemed_recorded_at: datetime | None = _when(nullable=True, default=None)  # server clock
+
+
+class PointsEntry(SQLModel, table=True):
+    """Append-only points ledger: every earning, return, adjustment and expiry, with its reason.
+
+    The balance and level are computed from it (trouw/loyalty/rules.py); `key` makes each
+    entry once (a re-sent purchase or a retried sweep adds nothing).
+    """
+
+    __tablename__ = "points_entry"
+    __table_args__ = (sa.Index("ix_points_entry_customer_at", "customer_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    customer_id: str = Field(max_length=64)
+    at: datetime = _when()
+    kind: str = Field(max_length=8)  # earn | bonus | return | adjust | expire
+    points: int
+    expires_at: datetime | None = _when(nullable=True, default=None)  # a lot's end (points > 0)
+    # The entry a negative one takes first (indexed: the sweep's "is this lot's expiry written").
+    lot: str | None = Field(default=None, index=True, max_length=300)
+    order_id: str | None = Field(default=None, index=True, max_length=64)
+    line_no: int | None = None
+    qty: int | None = None  # the units a line entry covers (returns take shares of them)
+    reason: str | None = Field(default=None, max_length=500)
+    source: str = Field(default="rules", max_length=32)  # rules | operator | sweep | referral
+
+
+class LoyaltyAccount(SQLModel, table=True):
+    """A loyalty member: since when, their referral code, and who referred them."""
+
+    __tablename__ = "loyalty_account"
+
+    customer_id: str = Field(primary_key=True, max_length=64)
+    joined_at: datetime = _when()
+    referral_code: str = Field(unique=True, max_length=32)
+    referred_by: str | None = Field(default=None, index=True, max_length=64)
+    referral_converted_at: datetime | None = _when(nullable=True, default=None)
 
 
 class CallbackEvent(SQLModel, table=True):

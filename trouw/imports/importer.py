@@ -42,6 +42,7 @@ from trouw.ingest import (
     upsert_customer,
     upsert_product,
 )
+from trouw.loyalty.ledger import take_derived
 from trouw.settings import Settings
 
 BATCH_ROWS = 500
@@ -531,10 +532,12 @@ class _Importer:
                 )
                 self.cached.append(customer)
             stored, new = ingest_event(self.session, event, now=self.now)
+        derived = take_derived(self.session)
         if new and self.backfill:
             # Stored as already handed off (set before this batch commits, in its transaction):
-            # the relay never starts journeys for history.
+            # the relay never starts journeys for history, nor for the points it earned.
             self.backfilled.append(stored.id)
+            self.backfilled.extend(row.id for row in derived)
         self.known_orders[order_id] = first["customer_id"]
         self.known_events[event_id] = stored.received_at
         self.known_customers.add(first["customer_id"])

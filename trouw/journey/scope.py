@@ -121,6 +121,19 @@ INSIGHT = record(
     as_of=DATETIME,
 )
 VOUCHER = record(code=TEXT, value=NUMBER, currency=TEXT, expires_at=DATETIME)
+# The customer's loyalty account (trouw/loyalty/ledger.py loyalty_dict).
+LOYALTY = record(
+    member=BOOL,
+    points=NUMBER,
+    level=TEXT,
+    next_level=TEXT,
+    next_level_at=NUMBER,
+    points_to_next_level=NUMBER,
+    expiring_points=NUMBER,
+    expiring_at=DATETIME,
+    referral_code=TEXT,
+    referral_link=TEXT,
+)
 
 # The data each built-in event type carries besides type, at and order_id (see trouw/ingest.py,
 # which declares the types, and activities that emit events).
@@ -140,9 +153,29 @@ EVENT_DATA: dict[str, dict[str, Shape]] = {
     # Derived by the insight refresh (trouw/insight_store.py); they carry no order.
     "segment_entered": {"segment": TEXT, "previous_segment": TEXT},
     "next_order_expected": {"expected_next_order_at": DATETIME},
+    # Derived by Trouw from the loyalty ledgers (trouw/loyalty/).
+    "points_changed": {
+        "delta": NUMBER,
+        "points": NUMBER,
+        "level": TEXT,
+        "kinds": list_of(TEXT),
+        "joined": BOOL,
+        "next_expiry_at": DATETIME,
+    },
+    "level_reached": {"level": TEXT, "points": NUMBER},
+    "voucher_expiring": {"code": TEXT, "value": NUMBER, "currency": TEXT, "expires_at": DATETIME},
+    "referral_converted": {"role": TEXT, "friend": TEXT},
 }
-# Event types that carry no order: a journey they start needs another re-entry rule than `order`.
-DERIVED_EVENTS = ("segment_entered", "next_order_expected")
+# Event types Trouw derives itself (insight refresh, loyalty ledgers); they carry no order: a
+# journey they start needs another re-entry rule than `order`.
+DERIVED_EVENTS = (
+    "segment_entered",
+    "next_order_expected",
+    "points_changed",
+    "level_reached",
+    "voucher_expiring",
+    "referral_converted",
+)
 # Results of the activities journeys can `call`, by name (`as: voucher` keeps one).
 CALL_RESULTS: dict[str, Shape] = {"issue_voucher": VOUCHER}
 ANY_EVENT = "any"
@@ -217,6 +250,7 @@ def base_scope(declarations: Declarations) -> dict[str, Shape]:
         "customer": customer_shape(declarations),
         "history": HISTORY,
         "insight": INSIGHT,
+        "loyalty": LOYALTY,
         "order": ORDER,
         "products": list_of(PRODUCT),
         "product": PRODUCT,
@@ -237,6 +271,7 @@ def template_scope(declarations: Declarations) -> dict[str, Shape]:
         "links": record(
             unsubscribe=TEXT,
             preferences=TEXT,
+            loyalty=TEXT,
             view_in_browser=TEXT,
             review=TEXT,
             reorder=TEXT,

@@ -187,6 +187,13 @@ _EVENT_VALUES: dict[str, Any] = {
     "changed": ["birthday"],
     "segment": "at_risk",
     "previous_segment": "loyal",
+    "delta": 49,
+    "points": 620,
+    "level": "zilver",
+    "kinds": ["earn"],
+    "joined": False,
+    "role": "referrer",
+    "friend": "c-2002",
 }
 
 
@@ -199,6 +206,7 @@ def _events(placed: datetime, order_id: str) -> tuple[dict[str, Any], dict[str, 
         **_EVENT_VALUES,
         "expires_at": placed + timedelta(days=30),
         "expected_next_order_at": placed + timedelta(days=74),
+        "next_expiry_at": placed + timedelta(days=365),
     }
     events: dict[str, Any] = {}
     for number, kind in enumerate(builtin_event_types()):
@@ -324,6 +332,18 @@ def sample_context(
         "customer": customer,
         "history": history,
         "insight": insight,
+        "loyalty": {
+            "member": True,
+            "points": 620,
+            "level": "zilver",
+            "next_level": "goud",
+            "next_level_at": 1500,
+            "points_to_next_level": 880,
+            "expiring_points": 120,
+            "expiring_at": placed + timedelta(days=21),
+            "referral_code": "K7M2QX9D",
+            "referral_link": f"{shop['url']}/word-lid?ref=K7M2QX9D",
+        },
         "trigger": trigger,
         "events": events,
         "order": order,
@@ -340,6 +360,7 @@ def sample_context(
         "links": {
             "unsubscribe": f"{base}/u/{token}",
             "preferences": f"{base}/p/{token}",
+            "loyalty": f"{base}/loyalty/{token}",
             "view_in_browser": f"{base}/m/{token}",
             "review": f"{base}/review/{order['id']}?t={token}",
             "reorder": f"{base}/reorder/{refill_product['sku']}?t={token}",

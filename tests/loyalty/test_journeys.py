@@ -1,0 +1,94 @@
+"""The shipped loyalty journeys in the simulator, over a year (journeys/scenarios/loyalty.yaml)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlmodel import select
+
+from tests.conftest import ROOT
+from tests.workflows.scenario import of, run
+from trouw.db.engine import make_engine, session_scope
+from trouw.db.models import PointsEntry, Voucher
+from trouw.simulate import SimulationResult
+
+
+@pytest_asyncio.fixture(scope="module")
+async def result(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    folder = tmp_path_factory.mktemp("loyalty")
+    path = Path(shutil.copy(ROOT / "journeys" / "scenarios" / "loyalty.yaml", folder))
+    _scenario, outcome = await run(path, ROOT / "journeys", ROOT / "templates")
+    return outcome
+
+
+def sent(result: SimulationResult, customer: str, template: str) -> list[str]:
+    return [e.at for e in of(result, customer, template=template, outcome="sent")]
+
+
+def test_every_new_member_is_welcomed_once_with_a_gift(result: SimulationResult) -> None:
+    for customer in ("m1", "m2", "m3"):
+        assert len(sent(result, customer, "loyalty_welcome")) == 1, customer
+    assert of(result, "m4", journey="loyalty_welcome") == []  # no card: not a member
+    welcome = of(result, "m3", template="loyalty_welcome")[0]
+    assert welcome.category == "service" and welcome.subject == "Welkom bij onze klantenpas, Emma"
+
+
+def test_level_reached_is_service_and_sent_once(result: SimulationResult) -> None:
+    [level] = of(result, "m1", template="loyalty_level")
+    assert (level.category, level.outcome) == ("service", "sent")
+    assert level.subject == "Proficiat, Bart: je bent nu zilver-lid"
+    assert level.at == "2026-03-17T09:00:00+01:00"
+
+
+def test_referral_invitation_is_promotional_and_both_sides_are_rewarded(
+    result: SimulationResult,
+) -> None:
+    [invite] = of(result, "m1", template="referral_invite")
+    assert (invite.category, invite.outcome, invite.at) == (
+        "promotional",
+        "sent",
+        "2026-03-03T09:00:00+01:00",
+    )
+    assert of(result, "m3", template="referral_invite") == []  # no opt-in: not even tried
+    assert len(sent(result, "m1", "referral_reward")) == 1
+    assert len(sent(result, "m2", "referral_reward")) == 1
+
+
+def test_a_redeemed_welcome_gift_gets_no_expiry_reminder(result: SimulationResult) -> None:
+    # m1 redeemed WELKOM-M1-1 on order p2: the reminder journey for it exited.
+    reminders = of(result, "m1", template="voucher_expiry", outcome="sent")
+    assert [e.subject for e in reminders] == ["Je tegoedbon vervalt op 6 juni 2026"]  # VRIEND
+    engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
+    with session_scope(engine) as session:
+        voucher = session.get(Voucher, "WELKOM-M1-1")
+        assert voucher is not None and voucher.redeemed_order_id == "p2"
+        assert voucher.message_key is not None and "loyalty_welcome" in voucher.message_key
+        codes = sorted(session.exec(select(Voucher.code)).all())
+    engine.dispose()
+    assert codes == [
+        "VRIEND-M1-1",
+        "VRIEND-M2-1",
+        "WELKOM-M1-1",
+        "WELKOM-M2-1",
+        "WELKOM-M3-1",
+    ]
+
+
+def test_points_expiring_reminder_thirty_days_before(result: SimulationResult) -> None:
+    [first, *_] = of(result, "m3", template="points_expiring")
+    assert first.at == "2027-02-01T10:00:00+01:00" and first.category == "service"
+    assert first.subject == "49 van je punten vervallen op 3 maart 2027"
+    assert of(result, "m1", template="points_expiring")[0].subject.startswith("49 ")
+
+
+def test_a_partial_return_takes_back_the_points_of_its_units(result: SimulationResult) -> None:
+    engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(PointsEntry).where(PointsEntry.customer_id == "m1", PointsEntry.order_id == "p7")
+        ).all()
+    engine.dispose()
+    assert sorted((row.kind, row.points) for row in rows) == [("earn", 598), ("return", -299)]
