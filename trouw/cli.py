@@ -436,6 +436,9 @@ def _register_more() -> None:
     app.command("why")(gdpr_cli.why)
     app.command("export")(gdpr_cli.export)
     app.command("forget")(gdpr_cli.forget)
+    from trouw.loyalty.cli import app as loyalty_app
+
+    app.add_typer(loyalty_app, name="loyalty")
     from trouw.measure.cli import app as report_app
 
     app.add_typer(report_app, name="report")

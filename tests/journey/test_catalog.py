@@ -54,8 +54,13 @@ def test_yaml_syntax_error_keeps_the_last_good_version(
     assert sorted(before) == [
         "birthday",
         "enrichment",
+        "loyalty_level",
+        "loyalty_welcome",
+        "points_expiring",
         "post_purchase",
         "reactivation",
+        "referral",
+        "referral_reward",
         "refill",
         "voucher_expiry",
     ]

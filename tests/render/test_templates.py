@@ -20,6 +20,11 @@ EMAILS = [
     "birthday",
     "birthday_ask",
     "voucher_expiry",
+    "loyalty_welcome",
+    "loyalty_level",
+    "points_expiring",
+    "referral_invite",
+    "referral_reward",
 ]
 SMSES = ["delivery_notice", "refill_reminder"]
 
