@@ -25,6 +25,7 @@ EMAILS = [
     "points_expiring",
     "referral_invite",
     "referral_reward",
+    "next_order",
 ]
 SMSES = ["delivery_notice", "refill_reminder"]
 
