@@ -28,8 +28,8 @@ from trouw.journey.hydrate import hydrate
 from trouw.journey.model import stricter
 from trouw.locales import region_of
 from trouw.logs import log_context
-from trouw.measure.tracking import LinkTracker, tracking_on
 from trouw.loyalty.vouchers import note_message
+from trouw.measure.tracking import LinkTracker, tracking_on
 from trouw.policy import (
     Decision,
     MessageFacts,
