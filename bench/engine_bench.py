@@ -559,10 +559,10 @@ async def sleepers(system: System, opts: argparse.Namespace, prefix: str) -> dic
     procs = system.processes()
 
     def worker_rss() -> float | None:
-        for name, (_cpu, rss) in procs.snap().items():
-            if name in ("trouw worker", "trouw up"):
-                return rss
-        return None
+        snap = procs.snap()
+        # `trouw up` runs its worker in a child; a single-process stack has only "trouw up".
+        found = snap.get("trouw worker") or snap.get("trouw up")
+        return found[1] if found else None
 
     first = worker_rss()
     tail = OutboxTail(system.outbox / "index.jsonl")
