@@ -420,6 +420,13 @@ def child_rules(baskets: int, products: int, min_support: float) -> dict[str, An
         out[f"{level}_rules"] = len(rules)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["rss_before_mb"] = before / 1024
+    from trouw.insight import recommend
+
+    start = time.perf_counter()
+    recommended = recommend(lines, customer_ids=None, top=5)
+    out["recommend_seconds"] = time.perf_counter() - start
+    out["recommend_customers"] = len(recommended)
+    out["recommend_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
@@ -462,7 +469,9 @@ def main() -> None:
         f"min_support {rules['min_support']}: product level {rules['product_seconds']:.2f} s "
         f"({rules['product_rules']:,} rules), category level {rules['category_seconds']:.2f} s "
         f"({rules['category_rules']:,} rules), peak RSS {rules['peak_rss_mb']:.0f} MB "
-        f"(baskets alone {rules['rss_before_mb']:.0f} MB)"
+        f"(baskets alone {rules['rss_before_mb']:.0f} MB); recommend top 5 for all "
+        f"{rules['recommend_customers']:,} customers: {rules['recommend_seconds']:.1f} s, "
+        f"peak RSS {rules['recommend_peak_rss_mb']:.0f} MB"
     )
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     report.update({"scoring": score, "rules": rules})

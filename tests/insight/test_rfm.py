@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trouw.insight.rfm import fm_score, quintile_scores, rfm_scores, segment_of
+from trouw.insight.rfm import fm_score, quintile_scores, rfm_scores, segment_of, segments
 from trouw.insight.settings import DEFAULT_SEGMENTS, UNMATCHED_SEGMENT
 
 values = st.lists(st.integers(min_value=0, max_value=6), min_size=2, max_size=60)
@@ -94,3 +94,20 @@ def test_default_segment_names_land_where_documented() -> None:
     assert seg(3, 5, orders=1) == "needs_attention"
     assert seg(1, 5, orders=1) == "lost"
     assert fm_score(4, 5) == 5 and fm_score(1, 2) == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_segments_of_all_customers_equal_one_at_a_time(
+    rows: list[tuple[int, int, int, int]],
+) -> None:
+    r, f, m, orders = (np.array(col) for col in zip(*rows, strict=True))
+    together = segments(r=r, f=f, m=m, orders=orders.astype(float), rules=DEFAULT_SEGMENTS)
+    alone = [segment_of(r=a, f=b, m=c, orders=d, rules=DEFAULT_SEGMENTS) for a, b, c, d in rows]
+    assert together == alone

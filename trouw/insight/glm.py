@@ -16,6 +16,7 @@ from scipy import optimize, special
 
 Array = NDArray[np.float64]
 Family = Literal["poisson", "logistic"]
+MAX_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,14 @@ class OffsetGlm:
     def fit(
         cls, family: Family, features: Array, y: Array, offset: Array, *, l2: float = 1.0
     ) -> OffsetGlm:
-        """Minimise the mean negative log likelihood plus l2 / n times the squared coefficients."""
+        """Minimise the mean negative log likelihood plus l2 / n times the squared coefficients.
+
+        At most MAX_ROWS rows are used, drawn with a fixed seed (the same data give the same
+        fit): a dozen coefficients are estimated as well from 50,000 customers as from 500,000.
+        """
+        if len(y) > MAX_ROWS:
+            chosen = np.sort(np.random.default_rng(0).choice(len(y), size=MAX_ROWS, replace=False))
+            features, y, offset = features[chosen], y[chosen], offset[chosen]
         mean = features.mean(axis=0)
         scale = features.std(axis=0)
         scale[scale == 0] = 1.0

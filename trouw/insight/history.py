@@ -222,15 +222,17 @@ def _assortment(
         (np.asarray(spend), (np.asarray(rows), codes.ravel())), shape=(n, len(categories))
     )
     matrix.sum_duplicates()
-    for i in np.flatnonzero(np.diff(matrix.indptr)):
-        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
-        values = matrix.data[lo:hi]
-        # Columns are sorted, categories alphabetical: argmax takes the first of equals.
-        top = int(np.argmax(values))
-        favourite[i] = str(categories[matrix.indices[lo + top]])
-        wide = (
-            hi - lo >= settings.broad_min_categories
-            and values[top] / values.sum() <= settings.broad_max_top_share
-        )
-        breadth[i] = "broad" if wide else "narrow"
+    has = np.diff(matrix.indptr) > 0
+    # Columns are sorted and categories alphabetical: argmax takes the first of equals.
+    top = np.asarray(matrix.argmax(axis=1)).ravel()
+    top_spend = np.asarray(matrix.max(axis=1).toarray()).ravel()
+    share = top_spend / np.maximum(np.asarray(matrix.sum(axis=1)).ravel(), 1e-300)
+    wide = (np.diff(matrix.indptr) >= settings.broad_min_categories) & (
+        share <= settings.broad_max_top_share
+    )
+    names_of = categories.tolist()
+    for i in np.flatnonzero(has).tolist():
+        favourite[i] = names_of[top[i]]
+        if wide[i]:
+            breadth[i] = "broad"
     return favourite, breadth

@@ -69,3 +69,30 @@ def segment_of(*, r: int, f: int, m: int, orders: int, rules: Sequence[SegmentRu
         if rule.matches(r=r, fm=fm, orders=orders):
             return rule.name
     return UNMATCHED_SEGMENT
+
+
+def segments(
+    *,
+    r: NDArray[np.int64],
+    f: NDArray[np.int64],
+    m: NDArray[np.int64],
+    orders: NDArray[np.float64],
+    rules: Sequence[SegmentRule],
+) -> list[str]:
+    """segment_of for every customer at once (first matching rule wins)."""
+    fm = (f + m + 1) // 2
+    names = [*(rule.name for rule in rules), UNMATCHED_SEGMENT]
+    chosen = np.full(len(r), len(rules), dtype=np.int64)
+    for k in range(len(rules) - 1, -1, -1):
+        rule = rules[k]
+        low, high = rule.orders
+        hit = (
+            (r >= rule.r[0])
+            & (r <= rule.r[1])
+            & (fm >= rule.fm[0])
+            & (fm <= rule.fm[1])
+            & (orders >= low)
+            & (orders <= (np.inf if high is None else high))
+        )
+        chosen[hit] = k
+    return [names[k] for k in chosen.tolist()]

@@ -139,6 +139,26 @@ def association_rules(
     return rules
 
 
+# Each sku keeps its strongest companions only: enough to fill any top-k list, and it keeps the
+# customers x skus score matrix sparse however many skus sell together.
+COMPANIONS_PER_SKU = 50
+# Customers scored at once: bounds the memory of the score matrix.
+_CHUNK = 4096
+
+
+def _first_per_row(
+    matrix: sparse.csr_matrix, keys: tuple[NDArray[np.float64], ...], limit: int
+) -> sparse.csr_matrix:
+    """Keep, in each row, the `limit` entries that sort first by value (descending) then `keys`."""
+    coo = matrix.tocoo()
+    order = np.lexsort((*(key[coo.col] for key in reversed(keys)), -coo.data, coo.row))
+    rows = coo.row[order]
+    starts = np.searchsorted(rows, np.arange(matrix.shape[0]), side="left")
+    position = np.arange(len(rows)) - starts[rows]
+    keep = order[position < limit]
+    return sparse.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=matrix.shape)
+
+
 def recommend(
     lines: Sequence[LineFact],
     *,
@@ -151,10 +171,11 @@ def recommend(
     """Up to `top` skus per customer, best first, never one they bought or one in `exclude`.
 
     A sku's score is the sum, over the skus the customer bought, of the confidence that a basket
-    holding that sku also holds this one ("bought with what you bought"); what the pairs do not
-    fill is filled by popularity (baskets holding the sku), which is also the whole answer for a
-    customer with no history (cold start). Ties go to the more popular sku, then by name.
-    `customer_ids` None means every customer in `lines`.
+    holding that sku also holds this one ("bought with what you bought"), over each sku's
+    COMPANIONS_PER_SKU strongest companions; what the pairs do not fill is filled by popularity
+    (baskets holding the sku), which is also the whole answer for a customer with no history
+    (cold start). Ties go to the more popular sku, then by name. `customer_ids` None means every
+    customer in `lines`.
     """
     kept = _lines_until(lines, orders, as_of)
     baskets = _baskets(kept, "product")
@@ -167,7 +188,10 @@ def recommend(
     if not items or top <= 0:
         return {customer: [] for customer in wanted}
     item_counts = np.asarray(baskets.matrix.sum(axis=0)).ravel()
-    popularity_order = sorted(range(len(items)), key=lambda i: (-item_counts[i], items[i]))
+    name_rank = np.empty(len(items), dtype=np.float64)
+    name_rank[np.argsort(np.array(items), kind="stable")] = np.arange(len(items))
+    ties = (-item_counts, name_rank)
+    popularity_order = np.lexsort((name_rank, -item_counts))
     # Customers x items: what each customer bought, across all their baskets.
     customer_index = {c: i for i, c in enumerate(dict.fromkeys(baskets.basket_customers))}
     basket_rows = np.asarray([customer_index[c] for c in baskets.basket_customers])
@@ -179,31 +203,43 @@ def recommend(
     bought.data[:] = 1.0
     co = _pair_counts(baskets.matrix, np.arange(len(items))).tocsr()
     # confidence(i -> j) = count(i, j) / count(i): scale row i by 1 / count(i).
-    confidence = sparse.diags(1.0 / np.maximum(item_counts, 1.0)) @ co
-    scores = (bought @ confidence).tocsr()
+    confidence = (sparse.diags(1.0 / np.maximum(item_counts, 1.0)) @ co).tocsr()
+    companions = _first_per_row(confidence, ties, COMPANIONS_PER_SKU)
     extra = exclude or {}
+    known = [c for c in wanted if c in customer_index]
+    candidates: dict[str, list[int]] = {}
+    for lo in range(0, len(known), _CHUNK):
+        chunk = known[lo : lo + _CHUNK]
+        rows = np.asarray([customer_index[c] for c in chunk])
+        owned = bought[rows]
+        scores = (owned @ companions).tocsr()
+        # Drop what the customer bought: those scores are never candidates.
+        scores = (scores - scores.multiply(owned)).tocsr()
+        scores.eliminate_zeros()
+        room = top + max((len(extra.get(c, ())) for c in chunk), default=0)
+        best = _first_per_row(scores, ties, room)
+        best.sort_indices()
+        for k, customer in enumerate(chunk):
+            cols = best.indices[best.indptr[k] : best.indptr[k + 1]]
+            vals = best.data[best.indptr[k] : best.indptr[k + 1]]
+            order = np.lexsort((name_rank[cols], -item_counts[cols], -vals))
+            candidates[customer] = cols[order].tolist()
     result: dict[str, list[str]] = {}
     for customer in wanted:
-        row = customer_index.get(customer)
         skip = set(extra.get(customer, set()))
-        ranked: list[str] = []
+        row = customer_index.get(customer)
         if row is not None:
             skip.update(
                 items[i] for i in bought.indices[bought.indptr[row] : bought.indptr[row + 1]]
             )
-            start, end = scores.indptr[row], scores.indptr[row + 1]
-            candidates = sorted(
-                zip(scores.indices[start:end], scores.data[start:end], strict=True),
-                key=lambda pair: (-pair[1], -item_counts[pair[0]], items[pair[0]]),
-            )
-            ranked = [items[i] for i, _ in candidates if items[i] not in skip][:top]
+        ranked = [items[i] for i in candidates.get(customer, []) if items[i] not in skip][:top]
         if len(ranked) < top:
             chosen = set(ranked)
             for i in popularity_order:
-                if len(ranked) >= top:
-                    break
-                sku = items[i]
+                sku = items[int(i)]
                 if sku not in skip and sku not in chosen:
                     ranked.append(sku)
+                    if len(ranked) >= top:
+                        break
         result[customer] = ranked
     return result

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from trouw.insight.facts import LineFact, OrderFact
 from trouw.insight.forecast import forecast
 from trouw.insight.history import Histories, build_histories
-from trouw.insight.rfm import rfm_scores, segment_of
+from trouw.insight.rfm import rfm_scores, segments
 from trouw.insight.settings import InsightSettings
 
 
@@ -102,6 +102,7 @@ def score_customers(
         later_counts=later_counts,
         window_days=window,
     )
+    names = segments(r=r, f=f, m=m, orders=h.orders, rules=config.segments)
     result: list[CustomerInsight] = []
     for i, customer in enumerate(h.customer_ids):
         orders_i = int(h.orders[i])
@@ -119,9 +120,7 @@ def score_customers(
                 r=int(r[i]),
                 f=int(f[i]),
                 m=int(m[i]),
-                segment=segment_of(
-                    r=int(r[i]), f=int(f[i]), m=int(m[i]), orders=orders_i, rules=config.segments
-                ),
+                segment=names[i],
                 p_active=float(fc.p_active[i]),
                 p_order=float(fc.p_order[i]),
                 expected_orders=float(fc.expected_orders[i]),
