@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from trouw.db.engine import session_scope
-from trouw.db.models import Engagement, JourneyRun, Message, Order
+from trouw.db.models import Engagement, JourneyRun, Message, Order, Voucher
 from trouw.measure.attribution import AttributionRules
 from trouw.measure.report import attribution_rules, journey_report
 from trouw.settings import Settings
@@ -119,6 +119,31 @@ def test_funnel_counts_each_stage_once_per_message(ledger: Engine) -> None:
     assert (tips.orders, tips.revenue) == (2, 40.0)
     assert report.methods == {"click": 2}
     assert json.loads(json.dumps(report.to_json()))["journeys"][0]["steps"][1]["step"] == "tips"
+
+
+def test_a_voucher_a_message_issued_and_redeemed_on_an_order_earns_it(ledger: Engine) -> None:
+    # c0 clicked m0 two days before o0, but redeemed the voucher m0b carried on it: the voucher,
+    # an exact link, wins over the click.
+    with session_scope(ledger) as s:
+        s.add(
+            Voucher(
+                code="V1",
+                customer_id="c0",
+                value=Decimal("5"),
+                issued_at=T0,
+                expires_at=T0 + 30 * DAY,
+                journey="post_purchase",
+                message_key="m0b",
+                redeemed_at=T0 + 3 * DAY,
+                redeemed_order_id="o0",
+            )
+        )
+    with ledger.connect() as c:
+        report = journey_report(c, AttributionRules(), start=T0 - DAY, end=T0 + 10 * DAY)
+    assert report.methods == {"voucher": 1, "click": 1}
+    steps = {s.step: s for s in report.journeys[0].steps}
+    assert (steps["review"].orders, steps["review"].revenue) == (1, 40.0)
+    assert steps["tips"].orders == 1  # o0b, returned: worth 0
 
 
 def test_the_period_and_settings_windows_apply(ledger: Engine) -> None:

@@ -8,7 +8,7 @@ a year of a shop (a million messages, 200,000 orders) reports in seconds on SQLi
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -144,14 +144,26 @@ def attribute_orders(
     ]
     v = Voucher.__table__  # type: ignore[attr-defined]
     issued_rows: Any = connection.execute(
-        sa.select(v.c.code, v.c.message_key, v.c.journey, _raw(connection, v.c.issued_at)).where(
-            v.c.message_key.is_not(None)
-        )
+        sa.select(
+            v.c.code,
+            v.c.message_key,
+            v.c.journey,
+            _raw(connection, v.c.issued_at),
+            v.c.redeemed_order_id,
+        ).where(v.c.message_key.is_not(None))
     ).all()
-    vouchers = {
-        code: IssuedVoucher(code, key, j or "", _aware(issued))
-        for code, key, j, issued in issued_rows
-    }
+    vouchers: dict[str, IssuedVoucher] = {}
+    redeemed: dict[str, list[str]] = defaultdict(list)  # order id -> codes redeemed on it
+    for code, key, j, issued, order_id in issued_rows:
+        vouchers[code] = IssuedVoucher(code, key, j or "", _aware(issued))
+        if order_id is not None:
+            redeemed[order_id].append(code)
+    if redeemed:
+        # Loyalty records the order each code was redeemed on (till or webshop): an exact link.
+        orders = [
+            replace(o, vouchers=tuple(redeemed[o.order_id])) if o.order_id in redeemed else o
+            for o in orders
+        ]
     found = attribute_all(orders, touches, vouchers, rules)
     if journey is not None:
         found = [a for a in found if a.journey == journey]
