@@ -43,6 +43,7 @@ from trouw.contracts import (
     RunPlan,
     UpdateCustomerInput,
 )
+from trouw.control import pause_reason, paused_journeys
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, JourneyRun, JourneyRunEvent, SplitAssignment
 from trouw.journey import expressions
@@ -50,6 +51,7 @@ from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
 from trouw.journey.waits import first_wait_end
 from trouw.logs import log_context
+from trouw.runs import operator_cancel_reason
 
 log = logging.getLogger("trouw.journeys")
 
@@ -271,8 +273,22 @@ class JourneyActivities:
                     reason=refusal.reason,
                     expression=refusal.expression,
                 )
+            paused = paused_journeys(session)
             for journey, key, run_context, skus in plans:
                 workflow_id = run_workflow_id(input.customer_id, journey.name, key)
+                pause = paused.get(journey.name)
+                if pause is not None:
+                    # A paused journey starts no runs; the event is not kept for a later resume.
+                    _add_event(
+                        session,
+                        key=f"{input.customer_id}:{event.id}:{workflow_id}:not_started",
+                        customer_id=input.customer_id,
+                        journey=journey.name,
+                        kind="not_started",
+                        at=input.now,
+                        reason=pause_reason(pause),
+                    )
+                    continue
                 existing = session.exec(
                     select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)
                 ).first()
@@ -411,6 +427,11 @@ class JourneyActivities:
                     )
                 run.status = input.status
                 run.end_reason = input.reason
+                if input.status == "cancelled":
+                    # The run knows only that it was cancelled; the operator said who and why.
+                    run.end_reason = (
+                        operator_cancel_reason(session, run.workflow_id) or input.reason
+                    )
                 run.ended_at = input.now if input.status != "running" else None
                 session.add(run)
                 _add_run_events(session, run, input.events)

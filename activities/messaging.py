@@ -21,8 +21,9 @@ from trouw.attributes import declared_attributes
 from trouw.consent import ConsentState, current_consent, suppress
 from trouw.context import build_context, recommended_products
 from trouw.contracts import SEND_MESSAGE, SendMessageInput, SendMessageResult
+from trouw.control import HELD, JOURNEY_PAUSED, hold_decision, journey_pause
 from trouw.db.engine import session_scope
-from trouw.db.models import Customer, Message, Voucher
+from trouw.db.models import Customer, JourneyControl, Message, Voucher
 from trouw.hosted import keep_copy, view_link
 from trouw.journey.hydrate import hydrate
 from trouw.journey.model import stricter
@@ -77,6 +78,10 @@ def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState
         )
     if customer.erased:
         suppressions.append(Suppression(channel="all", reason="erased", at=customer.updated_at))
+    if consent.pause is not None:
+        suppressions.append(
+            Suppression(channel="all", reason="operator_pause", at=consent.pause.at)
+        )
     return RecipientState(
         email=customer.email,
         phone=customer.phone,
@@ -353,6 +358,9 @@ class MessagingActivities:
                 return self._reconcile_request(message, customer)
             customer = session.get(Customer, input.customer_id) or Customer(id=input.customer_id)
             consent = current_consent(session, input.customer_id)
+            pause = journey_pause(session, input.journey)
+            if pause is not None:
+                return self._hold(message, pause, consent, input)
             decision = decide(
                 MessageFacts(
                     category=input.category,
@@ -409,6 +417,40 @@ class MessagingActivities:
                 },
             ]
             return outgoing, lease_until
+
+    def _hold(
+        self,
+        message: Message,
+        pause: JourneyControl,
+        consent: ConsentState,
+        input: SendMessageInput,
+    ) -> SendMessageResult:
+        """The journey is paused: hold the message (deferred) or, past the hold limit, drop it."""
+        settings = self.services.settings
+        first = _last_entry(message, HELD)
+        held_since = input.now
+        if first is not None and datetime.fromisoformat(first["at"]) >= pause.at:
+            held_since = datetime.fromisoformat(first["at"])
+        decision = hold_decision(
+            pause=pause,
+            held_since=held_since,
+            now=input.now,
+            limit=timedelta(hours=settings.journey_hold_hours),
+            recheck=timedelta(seconds=settings.journey_hold_recheck_seconds),
+        )
+        if held_since == input.now:
+            _push_status(message, HELD, input.now, decision.text)
+        if (
+            decision.action == "defer"
+            and message.decision == "defer"
+            and message.reason == (JOURNEY_PAUSED)
+        ):
+            return _result(message, until=decision.until)  # still held: one history entry
+        _record_decision(message, decision, consent, input.now)
+        if decision.action == "suppress":
+            message.state = "suppressed"
+            return _result(message)
+        return _result(message, until=decision.until)
 
     def _call_budget(self, channel: str) -> timedelta:
         """The longest one provider call of this channel may take (workflows/options.py)."""

@@ -192,54 +192,6 @@ def validate(
 
 
 @app.command()
-def status() -> None:
-    """The journeys the worker runs, files it refused and events the relay parked (exit 1)."""
-    from activities.services import journey_check
-    from trouw.journey.catalog import STATE_FILE, JourneyCatalog, read_state
-
-    settings = settings_or_fail()
-    path = settings.home / STATE_FILE
-    found = read_state(path)
-    if found is None:
-        verbatim(
-            f"no worker has loaded journeys with this home yet ({path}); "
-            f"what a worker would load from {settings.journeys_dir}:",
-            to=console,
-        )
-        catalog = JourneyCatalog(settings.journeys_dir, check=journey_check(settings))
-        catalog.journeys()
-        state = catalog.state
-    else:
-        state = found[0]
-        verbatim(
-            f"journeys in {state.directory}, as the worker saw them at {state.checked_at}:",
-            to=console,
-        )
-    for item in state.files:
-        verbatim(item.line(), to=console)
-        for problem in item.problems:
-            verbatim(f"  {problem}", to=console)
-    parked = _parked_lines(settings)
-    verbatim(f"relay: {len(parked)} parked event(s)", to=console)
-    for line in parked:
-        verbatim(f"  {line}", to=console)
-    if state.refused or parked:
-        raise typer.Exit(1)
-
-
-def _parked_lines(settings: Settings) -> list[str]:
-    """One line per event the relay gave up on: id, customer, type, attempts and last error."""
-    from trouw.db.engine import get_engine
-    from trouw.relay import parked_events
-
-    return [
-        f"{e.source_id} ({e.type}, customer {e.customer_id}): parked after "
-        f"{e.relay_attempts} attempt(s): {e.relay_error}"
-        for e in parked_events(get_engine(settings.effective_database_url))
-    ]
-
-
-@app.command()
 def simulate(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     journeys: Path | None = typer.Option(
@@ -420,11 +372,19 @@ def templates_check() -> None:
 def _register_more() -> None:
     """Commands that live next to their logic (GDPR, imports, API keys)."""
     from trouw import gdpr_cli
-    from trouw.api.cli import apikey_create
+    from trouw.api.cli import apikey_create, apikey_list, apikey_revoke
 
     apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
     apikey_app.command("create")(apikey_create)
+    apikey_app.command("list")(apikey_list)
+    apikey_app.command("revoke")(apikey_revoke)
     app.add_typer(apikey_app, name="apikey")
+    from trouw import control_cli
+
+    app.command("status")(control_cli.status)
+    app.command("journeys")(control_cli.journeys_command)
+    app.add_typer(control_cli.journey_app, name="journey")
+    app.add_typer(control_cli.customer_app, name="customer")
     from trouw.imports.cli import app as imports_app
     from trouw.imports.cli import connect_command
 

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from trouw.db.models import ConsentRecord, Customer, Suppression
+from trouw.control import contact_pause
+from trouw.db.models import ConsentRecord, ContactPause, Customer, Suppression
 
 CHANNELS = ("email", "sms")
 
@@ -30,6 +31,8 @@ class ConsentState:
 
     records: dict[tuple[str, str], ConsentRecord] = field(default_factory=dict)
     suppressions: list[Suppression] = field(default_factory=list)
+    # An operator's pause of the customer's non-transactional messages (a complaint), if any.
+    pause: ContactPause | None = None
 
     def promotional(self, channel: str) -> bool:
         record = self.records.get((channel, "promotional"))
@@ -54,7 +57,20 @@ class ConsentState:
             "suppressions": [
                 {"channel": s.channel, "reason": s.reason, "at": s.at.isoformat()}
                 for s in self.suppressions
-            ],
+            ]
+            + (
+                [
+                    {
+                        "channel": "all",
+                        "reason": "operator_pause",
+                        "at": self.pause.at.isoformat(),
+                        "by": self.pause.by,
+                        "detail": self.pause.reason,
+                    }
+                ]
+                if self.pause is not None
+                else []
+            ),
         }
 
 
@@ -83,6 +99,7 @@ def current_consent(session: Session, customer_id: str) -> ConsentState:
             )
         )
     state.suppressions = list(session.exec(query.order_by(col(Suppression.at))).all())
+    state.pause = contact_pause(session, customer_id)
     return state
 
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, SQLModel, col, select
 from trouw.consent import CHANNELS, add_suppression, address_hash, current_consent
 from trouw.context import jsonable
 from trouw.contracts import customer_workflow_id
+from trouw.control import contact_pauses
 from trouw.db.engine import session_scope
 from trouw.db.models import (
     ConsentRecord,
@@ -144,6 +145,10 @@ def export(session: Session, *, customer_id: str, now: datetime | None = None) -
                 .where(ProfileChange.customer_id == customer_id)
                 .order_by(col(ProfileChange.at), col(ProfileChange.id))
             ).all()
+        ],
+        # An operator's pauses of this customer's non-transactional messages (a complaint).
+        "contact_pauses": [
+            _row(row, exclude=("id", "customer_id")) for row in contact_pauses(session, customer_id)
         ],
         "proof": _proof(consent.records, consent.suppressions, customer_id),
         "suppressions": [_suppression(s, customer_id) for s in consent.suppressions],
@@ -405,6 +410,11 @@ def erase(session: Session, *, customer_id: str, at: datetime) -> ErasureReport:
         report.consent_withdrawals_added += 1
 
     scrub = _scrubber([*addresses, *names])
+    # The pause ledger stays as a record of what was done; its free-text reasons may quote the
+    # complaint, so they go.
+    for pause in contact_pauses(session, customer_id):
+        pause.reason = None
+        session.add(pause)
     for message in session.exec(select(Message).where(Message.customer_id == customer_id)).all():
         message.subject = None  # an email subject may greet by name; an SMS "subject" is its text
         message.error = scrub(message.error)

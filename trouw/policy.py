@@ -14,7 +14,13 @@ Category = Literal["transactional", "service", "promotional"]
 Channel = Literal["email", "sms"]
 Action = Literal["send", "suppress", "defer"]
 SuppressionReason = Literal[
-    "unsubscribe", "hard_bounce", "spam_complaint", "sms_stop", "invalid_address", "erased"
+    "unsubscribe",
+    "hard_bounce",
+    "spam_complaint",
+    "sms_stop",
+    "invalid_address",
+    "erased",
+    "operator_pause",
 ]
 
 # Stable machine codes of Decision.reason; docs/policy.md explains each one.
@@ -27,6 +33,7 @@ REASON_CODES: frozenset[str] = frozenset(
         "suppressed_spam_complaint",
         "suppressed_sms_stop",
         "suppressed_unsubscribe",
+        "suppressed_operator_pause",
         "no_promotional_opt_in",
         "service_objection",
         "service_cutoff_passed",
@@ -100,6 +107,8 @@ SUPPRESSION_STOPS: Mapping[SuppressionReason, frozenset[Category]] = {
     "spam_complaint": frozenset({"transactional", "service", "promotional"}),
     "sms_stop": frozenset({"transactional", "service", "promotional"}),
     "unsubscribe": frozenset({"service", "promotional"}),
+    # An operator's pause of one customer (a complaint): lifted by a resume, unlike the rest.
+    "operator_pause": frozenset({"service", "promotional"}),
 }
 
 # When several suppressions apply, the first one here names the reason: the most final first.
@@ -110,6 +119,7 @@ _SUPPRESSION_PRECEDENCE: tuple[SuppressionReason, ...] = (
     "spam_complaint",
     "sms_stop",
     "unsubscribe",
+    "operator_pause",
 )
 
 # Deferral causes, in the order that names the reason when several apply.

@@ -156,6 +156,7 @@ async def run_stack(
     from trouw.api.app import create_app
     from trouw.loyalty.sweep import sweep_forever
     from trouw.relay import relay_forever
+    from trouw.runs import sync_forever
     from trouw.worker import build_worker
 
     stop = stop or asyncio.Event()
@@ -216,6 +217,13 @@ async def run_stack(
                     name="loyalty",
                 )
             )
+            # Run records follow Temporal: cancelled, terminated, failed, timed out.
+            tasks.append(
+                asyncio.create_task(
+                    sync_forever(client, engine, every=settings.run_sync_seconds),
+                    name="run-sync",
+                )
+            )
         if api:
             config = uvicorn.Config(
                 create_app(settings, engine, client),
@@ -245,7 +253,7 @@ async def run_stack(
         if uvicorn_server is not None:
             uvicorn_server.should_exit = True
         for task in tasks:
-            if task.get_name() in ("relay", "content", "loyalty"):
+            if task.get_name() in ("relay", "content", "loyalty", "run-sync"):
                 task.cancel()
         if child is not None:
             await _stop_worker(child)

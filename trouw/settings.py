@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     api_max_json_depth: int = Field(default=32, ge=2, le=256)
     # The relay parks an event (visible in `trouw status`) after this many failed hand-offs.
     relay_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Operator control: a paused journey's messages are held (asked again every recheck) and
+    # dropped after the hold limit; run records follow Temporal every run_sync_seconds.
+    journey_hold_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    journey_hold_recheck_seconds: float = Field(default=600.0, ge=1, le=86400)
+    run_sync_seconds: float = Field(default=5.0, ge=0.5, le=3600)
+    relay_backlog_alert_seconds: float = Field(default=300.0, ge=1)
     # While the database cannot be reached the API answers 503 with this Retry-After (seconds).
     api_retry_after_seconds: int = Field(default=5, ge=1, le=3600)
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
+from trouw.control import JOURNEY_PAUSED, contact_pauses
 from trouw.db.models import ConsentRecord, Customer, JourneyRun, JourneyRunEvent, Message
 
 if TYPE_CHECKING:
@@ -174,6 +175,16 @@ def _loyalty(session: Session, customer_id: str, now: datetime) -> LoyaltyExplan
 
 
 @dataclass(frozen=True)
+class PauseExplanation:
+    """One entry of the customer's pause ledger: paused or resumed, when, by whom, why."""
+
+    paused: bool
+    at: str
+    by: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
 class CustomerExplanation:
     customer_id: str
     erased: bool
@@ -185,6 +196,13 @@ class CustomerExplanation:
     not_started: list[RunEventExplanation] = field(default_factory=list)
     # The points balance and level now, and the ledger entries behind them (oldest first).
     loyalty: LoyaltyExplanation | None = None
+    # The operator's pauses of this customer's non-transactional messages, oldest first.
+    pauses: list[PauseExplanation] = field(default_factory=list)
+
+    @property
+    def paused(self) -> PauseExplanation | None:
+        """The pause in force, if the last entry is one."""
+        return self.pauses[-1] if self.pauses and self.pauses[-1].paused else None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -235,6 +253,10 @@ def explain(
         ],
         not_started=by_run.get(None, []),
         loyalty=_loyalty(session, customer_id, datetime.now(UTC)),
+        pauses=[
+            PauseExplanation(paused=row.paused, at=row.at.isoformat(), by=row.by, reason=row.reason)
+            for row in contact_pauses(session, customer_id)
+        ],
     )
 
 
@@ -380,7 +402,9 @@ def _outcome(row: Message) -> str:
     if row.state in _OUTCOMES:
         return _OUTCOMES[row.state]
     # claimed: still waiting, either deferred by the policy or not yet decided
-    return "deferred" if row.decision == "defer" else "pending"
+    if row.decision == "defer":
+        return "held" if row.reason == JOURNEY_PAUSED else "deferred"
+    return "pending"
 
 
 def _message(row: Message, records: list[ConsentRecord]) -> MessageExplanation:
@@ -506,9 +530,24 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-_STYLE = {"sent": "green", "suppressed": "red", "failed": "red", "deferred": "yellow"}
+_STYLE = {
+    "sent": "green",
+    "suppressed": "red",
+    "failed": "red",
+    "deferred": "yellow",
+    "held": "yellow",
+}
 # Run event kinds that are a run's status: the runs table shows them already.
-_ENDS = ("completed", "exited", "converted", "held_out", "failed", "cancelled")
+_ENDS = (
+    "completed",
+    "exited",
+    "converted",
+    "held_out",
+    "failed",
+    "cancelled",
+    "terminated",
+    "timed_out",
+)
 
 
 def describe_run_event(event: RunEventExplanation, zone: ZoneInfo) -> str:
@@ -546,6 +585,17 @@ def render(explanation: CustomerExplanation, console: Console) -> None:
     if explanation.erased:
         title += " (erased)"
     console.print(f"[bold]{escape(title)}[/]", highlight=False)
+    for pause in explanation.pauses:
+        word = "paused" if pause.paused else "resumed"
+        line = f"{_local(pause.at, zone)}  non-transactional messages {word} by {pause.by}"
+        if pause.reason:
+            line += f": {pause.reason}"
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    if explanation.paused is not None:
+        console.print(
+            "[yellow]paused: service and promotional messages are suppressed until resumed[/]",
+            highlight=False,
+        )
 
     if explanation.runs:
         table = Table(title="journey runs", title_justify="left")

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from activities.journeys import JourneyActivities, plan_runs
 from activities.services import Services, journey_check
 from tests.conftest import ROOT
+from tests.e2e.test_slice import free_port
 from trouw.contracts import CustomerEvent, MatchJourneysInput
 from trouw.db.models import JourneyRun
 from trouw.journey.catalog import STATE_FILE, JourneyCatalog, read_state
@@ -213,11 +214,13 @@ def test_status_command_shows_the_refused_file(
     catalog_for(folder, settings).journeys()
     touch(folder / "refill.yaml", "journey: refill\n")
     catalog_for(folder, settings).journeys()
+    monkeypatch.setenv("TROUW_TEMPORAL_PORT", str(free_port()))  # no Temporal: not this test's
     assert run_command(["status"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"journeys in {folder}, as the worker saw them at ")
+    assert out[0] == "FAIL  journeys: 5 journey file(s) loaded, 1 refused"
+    assert out[1].startswith(f"      journeys in {folder}, as the worker saw them at ")
     assert (
-        f"REFUSED  {folder / 'refill.yaml'}: 2 problem(s); refill: last good version"
+        f"      REFUSED  {folder / 'refill.yaml'}: 2 problem(s); refill: last good version"
         in "\n".join(out)
     )
-    assert f"  {folder / 'refill.yaml'}:1:1: missing key 'trigger'" in out
+    assert f"        {folder / 'refill.yaml'}:1:1: missing key 'trigger'" in out

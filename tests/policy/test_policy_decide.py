@@ -40,6 +40,7 @@ SUPPRESSIONS = (
     "sms_stop",
     "invalid_address",
     "erased",
+    "operator_pause",
 )
 
 
@@ -88,7 +89,10 @@ def expected(category, channel, consent, suppression, cutoff_passed, capped, sma
     """The rules of docs/policy.md, written as plainly as possible."""
     if suppression is not None:
         on_this_channel = suppression != "sms_stop" or channel == "sms"
-        stops = suppression not in ("unsubscribe", "erased") or category != "transactional"
+        stops = (
+            suppression not in ("unsubscribe", "erased", "operator_pause")
+            or category != "transactional"
+        )
         if on_this_channel and stops:
             return "suppress", f"suppressed_{suppression}"
     if category == "promotional" and not consent:

@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
+from tests.e2e.test_slice import free_port
 from trouw.db.engine import get_engine, session_scope
 from trouw.db.models import InboundEvent, JourneyRun, Message
 from trouw.ingest import EventIn, ingest_event, wire_event
@@ -154,10 +155,16 @@ def test_status_lists_parked_events(
     monkeypatch.setenv("TROUW_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("TROUW_JOURNEYS_DIR", str(settings.journeys_dir))
     monkeypatch.setenv("TROUW_TEMPLATES_DIR", str(settings.templates_dir))
-    assert run_command(["status"]) == 0  # retrying is not parked yet
-    assert "relay: 0 parked event(s)" in capsys.readouterr().out
+    monkeypatch.setenv("TROUW_TEMPORAL_PORT", str(free_port()))  # no Temporal: exit 1 anyway
+    assert run_command(["status"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "ok    parked events: 0 parked event(s)" in out  # retrying is not parked yet
+    assert any(line.startswith("ok    relay: 2 event(s) waiting, oldest received ") for line in out)
     assert record_failure(engine, "e-big", "RPCError: too big", max_attempts=2, now=now)
     assert run_command(["status"]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert "relay: 1 parked event(s)" in out
-    assert "  e-big (purchase, customer s1): parked after 2 attempt(s): RPCError: too big" in out
+    assert "FAIL  parked events: 1 parked event(s)" in out
+    assert (
+        "      e-big (purchase, customer s1): parked after 2 attempt(s): RPCError: too big" in out
+    )
+    assert any(line.startswith("ok    relay: 1 event(s) waiting, oldest received ") for line in out)

@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from trouw import metrics
 from trouw.api import (
+    admin,
     callbacks,
     clicks,
     hosted,
@@ -77,6 +78,7 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     app.include_router(reports.router)
     app.include_router(clicks.router)
     app.include_router(loyalty.router)
+    app.include_router(admin.router)
     app.include_router(webshops.router)
     app.include_router(callbacks.router)
     app.include_router(pages.router)

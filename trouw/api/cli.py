@@ -28,3 +28,63 @@ def apikey_create(
         f"Key {name!r} ({', '.join(dict.fromkeys(scopes))}) created. Keep it safe: it is not "
         "shown again. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
     )
+
+
+def apikey_list(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON array."),
+) -> None:
+    """Every key: id, name, scopes, when made and when revoked (never the key or its hash)."""
+    import json
+    import sys
+
+    from sqlmodel import col, select
+
+    from trouw.db.engine import session_scope
+    from trouw.db.models import ApiKey
+    from trouw.terminal import console, engine_or_fail, settings_or_fail, verbatim
+
+    engine = engine_or_fail(settings_or_fail())
+    with session_scope(engine) as session:
+        rows = session.exec(select(ApiKey).order_by(col(ApiKey.id))).all()
+    keys = [
+        {
+            "id": row.id,
+            "name": row.name,
+            "scopes": list(row.scopes or ()),
+            "created_at": row.created_at.isoformat(timespec="seconds"),
+            "revoked_at": row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else None,
+        }
+        for row in rows
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(keys, indent=2) + "\n")
+        return
+    if not keys:
+        verbatim("no API keys; make one with `trouw apikey create NAME`", to=console)
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        verbatim(
+            f"{row.id:>4}  {row.name}  {','.join(row.scopes or ())}  "
+            f"created {row.created_at:%Y-%m-%d %H:%M}  {state}",
+            to=console,
+        )
+
+
+def apikey_revoke(
+    key_id: int | None = typer.Argument(None, help="The key's id (see `trouw apikey list`)."),
+    name: str | None = typer.Option(None, "--name", help="Revoke every active key of this name."),
+) -> None:
+    """Revoke a key at once, by id or by name; revoked keys stay listed for the record."""
+    from trouw.api.auth import revoke_keys
+    from trouw.db.engine import session_scope
+    from trouw.terminal import console, engine_or_fail, fail, settings_or_fail, verbatim
+
+    if (key_id is None) == (name is None):
+        fail("give a key id or --name, not both", code=2)
+    engine = engine_or_fail(settings_or_fail())
+    with session_scope(engine) as session:
+        count = revoke_keys(session, name=name, key_id=key_id)
+    which = f"id {key_id}" if key_id is not None else f"name {name!r}"
+    if not count:
+        fail(f"no active key with {which}")
+    verbatim(f"{count} key(s) with {which} revoked", to=console)

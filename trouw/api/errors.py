@@ -63,6 +63,7 @@ ERROR_MEANINGS: dict[int, str] = {
     422: "The request breaks a rule: a field of the wrong type or form (the schema says which "
     "forms are allowed), JSON nested too deep, or a value the checks behind the schema refuse "
     "(such as an invalid locale tag or phone number). Each problem names its field.",
+    503: "A service this route needs is not reachable now (Temporal); try again later.",
 }
 
 

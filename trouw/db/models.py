@@ -498,3 +498,40 @@ class InsightStage(SQLModel, table=True):
     refresh_id: str = Field(primary_key=True, max_length=100)
     customer_id: str = Field(primary_key=True, max_length=64)
     data: dict[str, Any] = _json(default_factory=dict)
+
+
+class JourneyControl(SQLModel, table=True):
+    """Append-only ledger of an operator's pauses and resumes of a journey; the latest row is
+    its state. A paused journey starts no runs, and its running runs hold their next message."""
+
+    __tablename__ = "journey_control"
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey: str = Field(index=True, max_length=64)
+    paused: bool
+    at: datetime = _when()
+    by: str = Field(max_length=100)  # cli:<user> or api:<key name>
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ContactPause(SQLModel, table=True):
+    """Append-only ledger of an operator's pauses of one customer's non-transactional messages
+    (a complaint), kept like the consent ledger; the latest row is the state."""
+
+    __tablename__ = "contact_pause"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(index=True, max_length=64)
+    paused: bool
+    at: datetime = _when()
+    by: str = Field(max_length=100)  # cli:<user> or api:<key name>
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class SyncMark(SQLModel, table=True):
+    """How far a background reader has come (the run-record reconciler's close-time mark)."""
+
+    __tablename__ = "sync_mark"
+
+    name: str = Field(primary_key=True, max_length=64)
+    at: datetime = _when()

@@ -1,0 +1,241 @@
+"""/v1/admin: operator control over HTTP (journeys in flight, pauses, cancels, system health)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, Field, model_validator
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from trouw.api.auth import Principal, require
+from trouw.api.errors import ApiError, error_responses
+from trouw.api.state import ApiState, api_state
+from trouw.control import ControlError, set_contact_paused, set_journey_paused
+from trouw.db.engine import session_scope
+from trouw.db.models import ContactPause, Customer, JourneyControl
+
+# Every route needs an admin key; routes that ask Temporal answer 503 while it is not connected.
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["operator control"],
+    responses=error_responses(401, 403, 422),
+)
+
+JOURNEY = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+CUSTOMER = Path(min_length=1, max_length=64)
+
+
+class ControlIn(BaseModel):
+    """Why the operator pauses or resumes: kept in the ledger and shown by `trouw why`."""
+
+    model_config = {"extra": "forbid"}
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class CancelIn(BaseModel):
+    """Whose runs to cancel: one customer's, or every run of the journey (`all: true`)."""
+
+    model_config = {"extra": "forbid"}
+
+    customer: str | None = Field(default=None, min_length=1, max_length=64)
+    all: bool = False
+    reason: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CancelIn:
+        if (self.customer is None) == (not self.all):
+            raise ValueError("give either customer or all: true")
+        return self
+
+
+class PauseOut(BaseModel):
+    """The pause state after the call; `changed` is false when it already was so."""
+
+    paused: bool
+    changed: bool
+    at: datetime | None = None
+    by: str | None = None
+    reason: str | None = None
+
+
+class CancelOut(BaseModel):
+    journey: str
+    customer: str | None
+    cancelled: list[str] = Field(description="Workflow ids asked to cancel; records follow.")
+
+
+def _actor(principal: Principal) -> str:
+    return f"api:{principal.name}"
+
+
+def _client(state: ApiState) -> Client:
+    if state.client is None:
+        raise ApiError(503, "Temporal is not connected to this API process")
+    return state.client
+
+
+def _pause_out(row: JourneyControl | ContactPause | None, *, paused: bool) -> PauseOut:
+    if row is None:
+        return PauseOut(paused=paused, changed=False)
+    return PauseOut(paused=row.paused, changed=True, at=row.at, by=row.by, reason=row.reason)
+
+
+@router.get("/status", responses=error_responses())
+async def get_status(
+    state: ApiState = Depends(api_state), _key: Principal = Depends(require("admin"))
+) -> dict[str, Any]:
+    """The health of the whole system, as `trouw status --json` prints it (`healthy` false
+    when any check fails)."""
+    from trouw.health import catalog_state, gather
+
+    catalog = await asyncio.to_thread(catalog_state, state.settings)
+    health = await gather(state.settings, state.engine, catalog=catalog, client=state.client)
+    return health.to_json()
+
+
+@router.get("/journeys", responses=error_responses(503))
+async def get_journeys(
+    state: ApiState = Depends(api_state), _key: Principal = Depends(require("admin"))
+) -> list[dict[str, object]]:
+    """Every journey: the version new runs get, its pause, runs in flight per version and step."""
+    from trouw.health import catalog_versions
+    from trouw.runs import journey_overviews
+
+    client = _client(state)
+    catalog = await asyncio.to_thread(catalog_versions, state.settings)
+    try:
+        rows = await journey_overviews(client, state.engine, catalog)
+    except RPCError as exc:
+        raise ApiError(503, f"Temporal: {exc.message}") from None
+    return [row.to_json() for row in rows]
+
+
+async def _set_journey(
+    state: ApiState, journey: str, body: ControlIn, principal: Principal, *, paused: bool
+) -> PauseOut:
+    from trouw.health import catalog_versions
+
+    if paused and journey not in await asyncio.to_thread(catalog_versions, state.settings):
+        raise ApiError(404, f"unknown journey {journey!r}", field="journey")
+
+    def store() -> PauseOut:
+        with session_scope(state.engine) as session:
+            row = set_journey_paused(
+                session,
+                journey=journey,
+                paused=paused,
+                by=_actor(principal),
+                at=datetime.now(UTC),
+                reason=body.reason,
+            )
+            return _pause_out(row, paused=paused)
+
+    return await asyncio.to_thread(store)
+
+
+@router.post("/journeys/{journey}/pause", response_model=PauseOut, responses=error_responses(404))
+async def pause_journey(
+    body: ControlIn,
+    journey: str = JOURNEY,
+    state: ApiState = Depends(api_state),
+    principal: Principal = Depends(require("admin")),
+) -> PauseOut:
+    """Pause a journey: no new runs; running runs hold their next message (dropped after the
+    hold limit, with the reason recorded)."""
+    return await _set_journey(state, journey, body, principal, paused=True)
+
+
+@router.post("/journeys/{journey}/resume", response_model=PauseOut)
+async def resume_journey(
+    body: ControlIn,
+    journey: str = JOURNEY,
+    state: ApiState = Depends(api_state),
+    principal: Principal = Depends(require("admin")),
+) -> PauseOut:
+    """Resume a journey: new runs start again; held messages go out at their next check."""
+    return await _set_journey(state, journey, body, principal, paused=False)
+
+
+@router.post("/journeys/{journey}/cancel", response_model=CancelOut, responses=error_responses(503))
+async def cancel_journey_runs(
+    body: CancelIn,
+    journey: str = JOURNEY,
+    state: ApiState = Depends(api_state),
+    principal: Principal = Depends(require("admin")),
+) -> CancelOut:
+    """Cancel one customer's running runs of the journey, or all of them; each run records
+    its cancellation (who and why) as it ends."""
+    from trouw.runs import cancel_runs
+
+    client = _client(state)
+    try:
+        report = await cancel_runs(
+            client,
+            state.engine,
+            journey=journey,
+            customer=body.customer,
+            by=_actor(principal),
+            reason=body.reason,
+            now=datetime.now(UTC),
+        )
+    except ControlError as exc:
+        raise ApiError(422, str(exc), field="customer") from None
+    except RPCError as exc:
+        raise ApiError(503, f"Temporal: {exc.message}") from None
+    return CancelOut(journey=journey, customer=body.customer, cancelled=report.cancelled)
+
+
+async def _set_customer(
+    state: ApiState, customer: str, body: ControlIn, principal: Principal, *, paused: bool
+) -> PauseOut:
+    def store() -> PauseOut | None:
+        with session_scope(state.engine) as session:
+            if session.get(Customer, customer) is None:
+                return None
+            row = set_contact_paused(
+                session,
+                customer_id=customer,
+                paused=paused,
+                by=_actor(principal),
+                at=datetime.now(UTC),
+                reason=body.reason,
+            )
+            return _pause_out(row, paused=paused)
+
+    out = await asyncio.to_thread(store)
+    if out is None:
+        raise ApiError(404, f"unknown customer {customer!r}", field="customer")
+    return out
+
+
+@router.post("/customers/{customer}/pause", response_model=PauseOut, responses=error_responses(404))
+async def pause_customer(
+    body: ControlIn,
+    customer: str = CUSTOMER,
+    state: ApiState = Depends(api_state),
+    principal: Principal = Depends(require("admin")),
+) -> PauseOut:
+    """Pause every service and promotional message to this customer (a complaint);
+    transactional messages still go out. Recorded like consent, in the GDPR export."""
+    return await _set_customer(state, customer, body, principal, paused=True)
+
+
+@router.post(
+    "/customers/{customer}/resume", response_model=PauseOut, responses=error_responses(404)
+)
+async def resume_customer(
+    body: ControlIn,
+    customer: str = CUSTOMER,
+    state: ApiState = Depends(api_state),
+    principal: Principal = Depends(require("admin")),
+) -> PauseOut:
+    """Lift the customer's pause."""
+    return await _set_customer(state, customer, body, principal, paused=False)
+
+
+__all__ = ["ControlError", "router"]

@@ -1,0 +1,311 @@
+"""The health of the whole system for `trouw status` and the admin API: one check per part."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from trouw.contracts import JOURNEY_WORKFLOW
+from trouw.control import JOURNEY_PAUSED, paused_customers, paused_journeys
+from trouw.db.engine import session_scope
+from trouw.db.models import InboundEvent, JourneyRun, Message
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from trouw.journey.catalog import CatalogState
+    from trouw.settings import Settings
+
+# A live worker polls again at least every minute (a long poll lasts up to ~70 s); Temporal keeps
+# listing a poller for minutes after its worker died, so only a recent poll counts.
+POLLER_FRESH = timedelta(seconds=120)
+# What the Temporal Web UI asks for runs whose workflow task keeps failing (temporalio/ui,
+# src/lib/utilities/workflow-task-failures.ts): the server sets this search attribute itself.
+STUCK_QUERY = (
+    f"WorkflowType = '{JOURNEY_WORKFLOW}' AND ExecutionStatus = 'Running' AND "
+    "TemporalReportedProblems IN ('category=WorkflowTaskFailed', 'category=WorkflowTaskTimedOut')"
+)
+FAILED_WINDOW = timedelta(hours=24)
+LISTED = 10  # at most this many examples per check
+
+
+@dataclass
+class Check:
+    """One part of the system: healthy or not, a one-line summary and the lines behind it."""
+
+    name: str
+    ok: bool
+    summary: str
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Health:
+    checked_at: datetime
+    checks: list[Check]
+
+    @property
+    def healthy(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "checked_at": self.checked_at.isoformat(),
+            "checks": [asdict(check) for check in self.checks],
+        }
+
+
+# --- database parts (pure reads) -----------------------------------------------------------------
+
+
+def catalog_state(settings: Settings) -> tuple[CatalogState, str]:
+    """The journey files as the worker last saw them (its state file), or as it would see them."""
+    from activities.services import journey_check
+    from trouw.journey.catalog import STATE_FILE, JourneyCatalog, read_state
+
+    path = settings.home / STATE_FILE
+    found = read_state(path)
+    if found is not None:
+        state = found[0]
+        return state, f"journeys in {state.directory}, as the worker saw them at {state.checked_at}"
+    catalog = JourneyCatalog(settings.journeys_dir, check=journey_check(settings))
+    catalog.journeys()
+    return catalog.state, (
+        f"no worker has loaded journeys with this home yet ({path}); "
+        f"what a worker would load from {settings.journeys_dir}"
+    )
+
+
+def catalog_versions(settings: Settings) -> dict[str, str]:
+    """Each journey the worker runs, with the version new runs get."""
+    state, _source = catalog_state(settings)
+    return {item.journey: item.version for item in state.files if item.journey and item.version}
+
+
+def journeys_check(state: CatalogState, source: str) -> Check:
+    refused = state.refused
+    details = [source] + [item.line() for item in state.files]
+    for item in refused:
+        details += [f"  {problem}" for problem in item.problems]
+    loaded = len(state.files) - len(refused)
+    summary = f"{loaded} journey file(s) loaded, {len(refused)} refused"
+    return Check("journeys", not refused, summary, details)
+
+
+def relay_checks(engine: Engine, *, now: datetime, alert_after: timedelta) -> list[Check]:
+    """The relay's backlog (events not yet handed to Temporal) and the events it parked."""
+    with session_scope(engine) as session:
+        waiting = select(InboundEvent).where(
+            col(InboundEvent.relayed_at).is_(None), col(InboundEvent.parked_at).is_(None)
+        )
+        backlog = session.exec(select(func.count()).select_from(waiting.subquery())).one()
+        oldest = session.exec(waiting.order_by(col(InboundEvent.id)).limit(1)).first()
+        parked = list(
+            session.exec(
+                select(InboundEvent)
+                .where(col(InboundEvent.parked_at).is_not(None))
+                .order_by(col(InboundEvent.id))
+            ).all()
+        )
+    age = now - oldest.received_at if oldest is not None else timedelta(0)
+    summary = f"{backlog} event(s) waiting"
+    if oldest is not None:
+        summary += f", oldest received {_span(age)} ago"
+    relay = Check("relay", age <= alert_after, summary)
+    if age > alert_after:
+        relay.details.append(f"the oldest waiting event is older than {_span(alert_after)}")
+    lines = [
+        f"{e.source_id} ({e.type}, customer {e.customer_id}): parked after "
+        f"{e.relay_attempts} attempt(s): {e.relay_error}"
+        for e in parked
+    ]
+    return [relay, Check("parked events", not parked, f"{len(parked)} parked event(s)", lines)]
+
+
+def failed_runs_check(engine: Engine, *, now: datetime) -> Check:
+    """Runs that failed in the last day, with their last error: shown, not unhealthy (each
+    failed alone and said why; the stuck ones are the Temporal check's)."""
+    with session_scope(engine) as session:
+        rows = list(
+            session.exec(
+                select(JourneyRun)
+                .where(
+                    JourneyRun.status == "failed", col(JourneyRun.ended_at) >= now - FAILED_WINDOW
+                )
+                .order_by(col(JourneyRun.ended_at).desc())
+            ).all()
+        )
+    per_journey = Counter(row.journey for row in rows)
+    summary = f"{len(rows)} run(s) failed in the last {_span(FAILED_WINDOW)}"
+    if per_journey:
+        summary += " (" + ", ".join(f"{j}: {n}" for j, n in sorted(per_journey.items())) + ")"
+    details = [
+        f"{row.workflow_id}: {row.end_reason or 'no reason recorded'}" for row in rows[:LISTED]
+    ]
+    return Check("failed runs", True, summary, details)
+
+
+def messages_check(engine: Engine) -> Check:
+    """Messages waiting: deferred by the policy (by reason) and held by a paused journey."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(Message.reason, func.count())
+            .where(Message.state == "claimed", Message.decision == "defer")
+            .group_by(col(Message.reason))
+        ).all()
+    counts = {str(reason): int(count) for reason, count in rows}
+    held = counts.pop(JOURNEY_PAUSED, 0)
+    deferred = sum(counts.values())
+    summary = f"{deferred} deferred, {held} held by paused journeys"
+    details = [f"deferred {reason}: {count}" for reason, count in sorted(counts.items())]
+    return Check("waiting messages", True, summary, details)
+
+
+def pauses_check(engine: Engine) -> Check:
+    with session_scope(engine) as session:
+        journeys = paused_journeys(session)
+        customers = paused_customers(session)
+    details = [
+        f"journey {name} paused since {row.at.isoformat(timespec='minutes')} by {row.by}"
+        + (f": {row.reason}" if row.reason else "")
+        for name, row in sorted(journeys.items())
+    ]
+    summary = f"{len(journeys)} journey(s) paused, {len(customers)} customer(s) paused"
+    return Check("pauses", True, summary, details)
+
+
+# --- Temporal parts ---------------------------------------------------------------------------
+
+
+async def workers_check(client: Client, *, namespace: str, task_queue: str, now: datetime) -> Check:
+    """Pollers of the task queue, for workflow tasks and for activity tasks: both are needed."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    details = []
+    live: dict[str, int] = {}
+    for kind, value in (
+        ("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+    ):
+        answer = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=value,
+            )
+        )
+        fresh = 0
+        for poller in answer.pollers:
+            seen = poller.last_access_time.ToDatetime(tzinfo=UTC)
+            recent = now - seen <= POLLER_FRESH
+            fresh += recent
+            details.append(
+                f"{kind} poller {poller.identity}: last poll {_span(max(now - seen, timedelta(0)))}"
+                f" ago{'' if recent else ' (gone?)'}"
+            )
+        live[kind] = fresh
+    ok = all(live.values())
+    summary = (
+        f"task queue {task_queue}: {live['workflow']} workflow and {live['activity']} activity "
+        "poller(s)"
+    )
+    if not ok:
+        summary += ": no worker is polling"
+    return Check("workers", ok, summary, details)
+
+
+async def stuck_runs_check(client: Client) -> Check:
+    """Running journey runs whose workflow task keeps failing: they make no progress."""
+    from trouw.why import temporal_outcome
+
+    ids = [execution.id async for execution in client.list_workflows(STUCK_QUERY, limit=100)]
+    details = []
+    for workflow_id in ids[:LISTED]:
+        outcome = await temporal_outcome(client, workflow_id)
+        details.append(f"{workflow_id}: {outcome.reason if outcome else 'recovering'}")
+    summary = f"{len(ids)} run(s) stuck on a failing workflow task"
+    return Check("stuck runs", not ids, summary, details)
+
+
+async def temporal_checks(
+    settings: Settings, client: Client | None, *, now: datetime
+) -> list[Check]:
+    from temporalio.service import RPCError
+
+    from trouw.temporal import TemporalError, connect
+
+    try:
+        if client is None:
+            client = await connect(settings, attempts=3)
+        info = await client.workflow_service.get_system_info(_system_info_request())
+    except (TemporalError, RPCError, RuntimeError) as exc:
+        down = str(exc)
+        if not isinstance(exc, TemporalError):
+            down = f"cannot reach Temporal at {settings.temporal_target}: {exc}"
+        return [
+            Check("temporal", False, down),
+            Check("workers", False, "unknown: Temporal is not reachable"),
+        ]
+    checks = [
+        Check(
+            "temporal",
+            True,
+            f"reachable at {settings.temporal_target}, namespace {settings.temporal_namespace}, "
+            f"server {info.server_version or 'version not given'}",
+        ),
+        await workers_check(
+            client, namespace=settings.temporal_namespace, task_queue=settings.task_queue, now=now
+        ),
+    ]
+    try:
+        checks.append(await stuck_runs_check(client))
+    except RPCError as exc:  # a server without TemporalReportedProblems (before 1.28)
+        checks.append(Check("stuck runs", True, f"not known: {exc.message}"))
+    return checks
+
+
+def _system_info_request() -> Any:
+    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+    return GetSystemInfoRequest()
+
+
+async def gather(
+    settings: Settings,
+    engine: Engine,
+    *,
+    catalog: tuple[CatalogState, str],
+    client: Client | None = None,
+    now: datetime | None = None,
+) -> Health:
+    """Every check, the database ones off the event loop."""
+    moment = now or datetime.now(UTC)
+    alert = timedelta(seconds=settings.relay_backlog_alert_seconds)
+    checks = [journeys_check(*catalog)]
+    checks += await temporal_checks(settings, client, now=moment)
+    checks += await asyncio.to_thread(relay_checks, engine, now=moment, alert_after=alert)
+    checks.append(await asyncio.to_thread(failed_runs_check, engine, now=moment))
+    checks.append(await asyncio.to_thread(messages_check, engine))
+    checks.append(await asyncio.to_thread(pauses_check, engine))
+    return Health(moment, checks)
+
+
+def _span(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
