@@ -360,7 +360,7 @@ class MessagingActivities:
             consent = current_consent(session, input.customer_id)
             pause = journey_pause(session, input.journey)
             if pause is not None:
-                return self._hold(message, pause, consent, input)
+                return self._hold(session, message, pause, consent, input)
             decision = decide(
                 MessageFacts(
                     category=input.category,
@@ -420,6 +420,7 @@ class MessagingActivities:
 
     def _hold(
         self,
+        session: Session,
         message: Message,
         pause: JourneyControl,
         consent: ConsentState,
@@ -449,7 +450,10 @@ class MessagingActivities:
         _record_decision(message, decision, consent, input.now)
         if decision.action == "suppress":
             message.state = "suppressed"
+            _count(session, input, "suppressed", decision.reason)
             return _result(message)
+        _count(session, input, "deferred", decision.reason)
+        metrics.on_commit(session, metrics.CONTROL_ACTIONS.labels(action="hold").inc)
         return _result(message, until=decision.until)
 
     def _call_budget(self, channel: str) -> timedelta:

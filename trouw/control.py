@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from trouw import metrics
 from trouw.db.models import ContactPause, JourneyControl
 from trouw.policy import Decision
 
@@ -139,7 +140,12 @@ def set_contact_paused(
     )
     session.add(row)
     session.flush()
+    _count(session, "customer_pause" if paused else "customer_resume")
     return row
+
+
+def _count(session: Session, action: str) -> None:
+    metrics.on_commit(session, metrics.CONTROL_ACTIONS.labels(action=action).inc)
 
 
 def _reason(reason: str | None) -> str | None:

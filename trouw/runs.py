@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import WorkflowExecutionStatus
 
+from trouw import metrics
 from trouw.contracts import JOURNEY_WORKFLOW
 from trouw.control import ControlError
 from trouw.db.engine import session_scope
@@ -171,6 +172,7 @@ async def cancel_runs(
                 )
 
     await asyncio.to_thread(record)
+    metrics.CONTROL_ACTIONS.labels(action="cancel").inc(len(runs))
     for run in runs:
         handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
         await handle.cancel(reason=f"trouw: cancelled {note}")
@@ -289,6 +291,7 @@ def _close_record(engine: Engine, run: ClosedRun, reason: str | None, now: datet
         row.ended_at = at
         row.end_reason = reason
         session.add(row)
+        metrics.on_commit(session, metrics.RUNS.labels(journey=row.journey, outcome=run.status).inc)
         _add_once(
             session,
             JourneyRunEvent(

@@ -25,6 +25,12 @@ SEARCH_ATTRIBUTES = {
     "OrderId": "Keyword",
     "NextWakeup": "Datetime",
 }
+# The server marks a run whose workflow task failed this many times in a row with the
+# TemporalReportedProblems search attribute (`trouw status` lists them as stuck). Temporal Cloud
+# does it by default; a self-hosted server needs this dynamic config (docs/operations.md).
+DEV_SERVER_DYNAMIC_CONFIG = {
+    "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute": "3",
+}
 
 
 def quiet_runtime(*, metrics_address: str | None = None) -> None:
@@ -135,6 +141,8 @@ def start_dev_server(settings: Settings) -> DevServer:
         args += ["--db-filename", str(settings.home / "temporal.db")]
     for name, kind in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={kind}"]
+    for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
+        args += ["--dynamic-config-value", f"{key}={value}"]
     log = open(settings.home / "temporal.log", "ab")  # noqa: SIM115 - the server owns it
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return DevServer(process, f"127.0.0.1:{settings.temporal_port}", settings.temporal_ui_url)
