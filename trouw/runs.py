@@ -266,15 +266,18 @@ def _write_mark(engine: Engine, at: datetime) -> None:
 
 
 def _still_running(engine: Engine, workflow_ids: list[str]) -> set[str]:
-    if not workflow_ids:
-        return set()
+    found: set[str] = set()
     with session_scope(engine) as session:
-        rows = session.exec(
-            select(JourneyRun.workflow_id).where(
-                col(JourneyRun.workflow_id).in_(workflow_ids), JourneyRun.status == "running"
+        for start in range(0, len(workflow_ids), 500):  # bounded IN lists
+            found.update(
+                session.exec(
+                    select(JourneyRun.workflow_id).where(
+                        col(JourneyRun.workflow_id).in_(workflow_ids[start : start + 500]),
+                        JourneyRun.status == "running",
+                    )
+                ).all()
             )
-        ).all()
-    return set(rows)
+    return found
 
 
 def _close_record(engine: Engine, run: ClosedRun, reason: str | None, now: datetime) -> bool:

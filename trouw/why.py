@@ -6,7 +6,7 @@ import builtins
 import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
+from trouw.contracts import RunEnd
 from trouw.control import JOURNEY_PAUSED, contact_pauses
 from trouw.db.models import ConsentRecord, Customer, JourneyRun, JourneyRunEvent, Message
 
@@ -538,16 +539,8 @@ _STYLE = {
     "held": "yellow",
 }
 # Run event kinds that are a run's status: the runs table shows them already.
-_ENDS = (
-    "completed",
-    "exited",
-    "converted",
-    "held_out",
-    "failed",
-    "cancelled",
-    "terminated",
-    "timed_out",
-)
+# (Terminated and timed-out runs cannot record themselves; trouw.runs records them from Temporal.)
+_ENDS = (*get_args(RunEnd), "terminated", "timed_out")
 
 
 def describe_run_event(event: RunEventExplanation, zone: ZoneInfo) -> str:

@@ -4,6 +4,7 @@ and Trouw's records and `status` follow Temporal."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ def run_id(n: int) -> str:
     return f"journey:op-{n}:post_purchase:W-{n}"
 
 
-async def test_pause_hold_resume_drop_cancel_and_terminate(tmp_path: Path) -> None:
+async def test_pause_hold_resume_drop_cancel_and_terminate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = e2e_settings(tmp_path).model_copy(
         update={
             "journey_hold_recheck_seconds": 1.0,
@@ -52,6 +55,18 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(tmp_path: Path) -> No
     )
     stop = asyncio.Event()
     seen: dict[str, Any] = {}
+    # The CLI, run in a thread next to the stack, reads the same settings from the environment.
+    for name in ("home", "journeys_dir", "templates_dir", "temporal_port", "task_queue"):
+        monkeypatch.setenv(f"TROUW_{name.upper()}", str(getattr(settings, name)))
+    monkeypatch.setenv("TROUW_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("TROUW_DATABASE_URL", raising=False)
+
+    async def cli(*args: str) -> tuple[int, str]:
+        from trouw.cli import run_command
+
+        capsys.readouterr()
+        code = await asyncio.to_thread(run_command, list(args))
+        return code, capsys.readouterr().out
 
     def sent(n: int, template: str) -> list[dict[str, Any]]:
         step = {"order_confirmation": "confirmation", "delivery_notice": "delivery_email"}
@@ -165,6 +180,8 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(tmp_path: Path) -> No
                 seen["run2"] = run(2)
                 status = (await http.get("/v1/admin/status")).json()
                 seen["status"] = status
+                seen["cli_status"] = await cli("status")
+                seen["cli_journeys"] = await cli("journeys", "--json")
         finally:
             stop.set()
 
@@ -189,6 +206,15 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(tmp_path: Path) -> No
     checks = {c["name"]: c for c in seen["status"]["checks"]}
     assert checks["temporal"]["ok"] and checks["workers"]["ok"], checks
     assert seen["status"]["healthy"] is True, checks
+    code, out = seen["cli_status"]
+    assert code == 0, out
+    assert any(
+        line.startswith("ok    workers: task queue trouw-e2e: ") for line in out.splitlines()
+    )
+    code, out = seen["cli_journeys"]
+    journeys = {row["journey"]: row for row in json.loads(out)}
+    assert code == 0 and journeys["post_purchase"]["paused"] is None
+    assert journeys["post_purchase"]["running"] == 0  # one cancelled, one terminated
 
 
 def _not_started(engine: Any, customer: str) -> list[str]:

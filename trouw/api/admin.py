@@ -18,13 +18,20 @@ from trouw.control import ControlError, set_contact_paused, set_journey_paused
 from trouw.db.engine import session_scope
 from trouw.db.models import ContactPause, Customer, JourneyControl
 
-# Every route needs an admin key; routes that ask Temporal answer 503 while it is not connected.
+# Every route needs an admin key. The routes that ask Temporal (runs in flight, cancel) exist
+# only in an API process connected to Temporal, as `trouw api` and `trouw up` always are.
 router = APIRouter(
     prefix="/v1/admin",
     tags=["operator control"],
     responses=error_responses(401, 403, 422),
 )
+temporal_router = APIRouter(
+    prefix="/v1/admin",
+    tags=["operator control"],
+    responses=error_responses(401, 403, 422, 503),
+)
 
+_BODY_LIMITS = error_responses(400, 413)
 JOURNEY = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 CUSTOMER = Path(min_length=1, max_length=64)
 
@@ -74,8 +81,7 @@ def _actor(principal: Principal) -> str:
 
 
 def _client(state: ApiState) -> Client:
-    if state.client is None:
-        raise ApiError(503, "Temporal is not connected to this API process")
+    assert state.client is not None, "temporal_router is only mounted with a Temporal client"
     return state.client
 
 
@@ -98,7 +104,7 @@ async def get_status(
     return health.to_json()
 
 
-@router.get("/journeys", responses=error_responses(503))
+@temporal_router.get("/journeys")
 async def get_journeys(
     state: ApiState = Depends(api_state), _key: Principal = Depends(require("admin"))
 ) -> list[dict[str, object]]:
@@ -138,7 +144,11 @@ async def _set_journey(
     return await asyncio.to_thread(store)
 
 
-@router.post("/journeys/{journey}/pause", response_model=PauseOut, responses=error_responses(404))
+@router.post(
+    "/journeys/{journey}/pause",
+    response_model=PauseOut,
+    responses={**_BODY_LIMITS, **error_responses(404)},
+)
 async def pause_journey(
     body: ControlIn,
     journey: str = JOURNEY,
@@ -150,7 +160,7 @@ async def pause_journey(
     return await _set_journey(state, journey, body, principal, paused=True)
 
 
-@router.post("/journeys/{journey}/resume", response_model=PauseOut)
+@router.post("/journeys/{journey}/resume", response_model=PauseOut, responses=_BODY_LIMITS)
 async def resume_journey(
     body: ControlIn,
     journey: str = JOURNEY,
@@ -161,7 +171,9 @@ async def resume_journey(
     return await _set_journey(state, journey, body, principal, paused=False)
 
 
-@router.post("/journeys/{journey}/cancel", response_model=CancelOut, responses=error_responses(503))
+@temporal_router.post(
+    "/journeys/{journey}/cancel", response_model=CancelOut, responses=_BODY_LIMITS
+)
 async def cancel_journey_runs(
     body: CancelIn,
     journey: str = JOURNEY,
@@ -213,7 +225,11 @@ async def _set_customer(
     return out
 
 
-@router.post("/customers/{customer}/pause", response_model=PauseOut, responses=error_responses(404))
+@router.post(
+    "/customers/{customer}/pause",
+    response_model=PauseOut,
+    responses={**_BODY_LIMITS, **error_responses(404)},
+)
 async def pause_customer(
     body: ControlIn,
     customer: str = CUSTOMER,
@@ -226,7 +242,9 @@ async def pause_customer(
 
 
 @router.post(
-    "/customers/{customer}/resume", response_model=PauseOut, responses=error_responses(404)
+    "/customers/{customer}/resume",
+    response_model=PauseOut,
+    responses={**_BODY_LIMITS, **error_responses(404)},
 )
 async def resume_customer(
     body: ControlIn,
@@ -238,4 +256,4 @@ async def resume_customer(
     return await _set_customer(state, customer, body, principal, paused=False)
 
 
-__all__ = ["ControlError", "router"]
+__all__ = ["ControlError", "router", "temporal_router"]

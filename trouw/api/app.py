@@ -79,6 +79,8 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
     app.include_router(clicks.router)
     app.include_router(loyalty.router)
     app.include_router(admin.router)
+    if client is not None:
+        app.include_router(admin.temporal_router)
     app.include_router(webshops.router)
     app.include_router(callbacks.router)
     app.include_router(pages.router)
