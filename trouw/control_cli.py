@@ -13,7 +13,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from trouw.terminal import console, engine_or_fail, err, fail, settings_or_fail, verbatim
+from trouw.terminal import (
+    console,
+    engine_or_fail,
+    err,
+    fail,
+    settings_or_fail,
+    verbatim,
+    write_out,
+)
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -65,7 +73,7 @@ def journey_list(
         settings, lambda client: journey_overviews(client, engine, catalog)
     )
     if as_json:
-        sys.stdout.write(json.dumps([row.to_json() for row in rows], indent=2) + "\n")
+        write_out(json.dumps([row.to_json() for row in rows], indent=2) + "\n")
         return
     table = Table(title="journeys", title_justify="left")
     for column in ("journey", "version", "state", "running", "per version", "per step"):
@@ -264,7 +272,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON ob
     engine = engine_or_fail(settings)
     health = asyncio.run(gather(settings, engine, catalog=catalog_state(settings)))
     if as_json:
-        sys.stdout.write(json.dumps(health.to_json(), indent=2, ensure_ascii=False) + "\n")
+        write_out(json.dumps(health.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         render_health(health)
     if not health.healthy:

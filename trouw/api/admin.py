@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from trouw.api.auth import Principal, require
+from trouw.api.auth import KeyFirstRoute, Principal, require
 from trouw.api.errors import ApiError, error_responses
 from trouw.api.state import ApiState, api_state
 from trouw.control import ControlError, set_contact_paused, set_journey_paused
@@ -23,12 +23,14 @@ from trouw.db.models import ContactPause, Customer, JourneyControl
 router = APIRouter(
     prefix="/v1/admin",
     tags=["operator control"],
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 403, 422, 503),
+    route_class=KeyFirstRoute,
 )
 temporal_router = APIRouter(
     prefix="/v1/admin",
     tags=["operator control"],
     responses=error_responses(401, 403, 422, 503),
+    route_class=KeyFirstRoute,
 )
 
 _BODY_LIMITS = error_responses(400, 413)
@@ -85,6 +87,11 @@ def _client(state: ApiState) -> Client:
     return state.client
 
 
+def _temporal_down(state: ApiState, exc: RPCError) -> ApiError:
+    retry = str(state.settings.api_retry_after_seconds)
+    return ApiError(503, f"Temporal: {exc.message}", headers={"Retry-After": retry})
+
+
 def _pause_out(row: JourneyControl | ContactPause | None, *, paused: bool) -> PauseOut:
     if row is None:
         return PauseOut(paused=paused, changed=False)
@@ -117,7 +124,7 @@ async def get_journeys(
     try:
         rows = await journey_overviews(client, state.engine, catalog)
     except RPCError as exc:
-        raise ApiError(503, f"Temporal: {exc.message}") from None
+        raise _temporal_down(state, exc) from None
     return [row.to_json() for row in rows]
 
 
@@ -198,7 +205,7 @@ async def cancel_journey_runs(
     except ControlError as exc:
         raise ApiError(422, str(exc), field="customer") from None
     except RPCError as exc:
-        raise ApiError(503, f"Temporal: {exc.message}") from None
+        raise _temporal_down(state, exc) from None
     return CancelOut(journey=journey, customer=body.customer, cancelled=report.cancelled)
 
 

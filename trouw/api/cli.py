@@ -35,13 +35,12 @@ def apikey_list(
 ) -> None:
     """Every key: id, name, scopes, when made and when revoked (never the key or its hash)."""
     import json
-    import sys
 
     from sqlmodel import col, select
 
     from trouw.db.engine import session_scope
     from trouw.db.models import ApiKey
-    from trouw.terminal import console, engine_or_fail, settings_or_fail, verbatim
+    from trouw.terminal import console, engine_or_fail, settings_or_fail, verbatim, write_out
 
     engine = engine_or_fail(settings_or_fail())
     with session_scope(engine) as session:
@@ -57,7 +56,7 @@ def apikey_list(
         for row in rows
     ]
     if as_json:
-        sys.stdout.write(json.dumps(keys, indent=2) + "\n")
+        write_out(json.dumps(keys, indent=2) + "\n")
         return
     if not keys:
         verbatim("no API keys; make one with `trouw apikey create NAME`", to=console)

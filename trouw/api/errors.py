@@ -58,12 +58,11 @@ ERROR_MEANINGS: dict[int, str] = {
     409: "The request conflicts with what is stored: an order of another customer, an erased "
     "customer.",
     413: "The body is larger than the limit; the message gives the limit in bytes.",
-    503: "The database cannot be reached right now; nothing was stored. Retry after the "
-    "`Retry-After` header's seconds.",
+    503: "The database (or, for the admin routes that ask it, Temporal) cannot be reached right "
+    "now; nothing was stored. Retry after the `Retry-After` header's seconds.",
     422: "The request breaks a rule: a field of the wrong type or form (the schema says which "
     "forms are allowed), JSON nested too deep, or a value the checks behind the schema refuse "
     "(such as an invalid locale tag or phone number). Each problem names its field.",
-    503: "A service this route needs is not reachable now (Temporal); try again later.",
 }
 
 
