@@ -1,7 +1,7 @@
 """operator control: journey pauses, customer contact pauses, reconciler marks
 
-Revision ID: 0011_operator_control
-Revises: 0010
+Revision ID: 0012_operator_control
+Revises: 0011
 Create Date: 2026-11-30 05:00:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import trouw.db.models
 
-revision: str = "0011_operator_control"
-down_revision: str | None = "0010"
+revision: str = "0012_operator_control"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
