@@ -13,11 +13,13 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
+        CONSENT_WITHDRAWALS,
         CUSTOMER_WORKFLOW,
         HELD_RUNS_QUERY,
         MATCH_JOURNEYS,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
+        RECORD_RUN,
         STATUS_QUERY,
         ActiveRun,
         CustomerEvent,
@@ -25,13 +27,17 @@ with workflow.unsafe.imports_passed_through():
         JourneyInput,
         MatchJourneysInput,
         MatchJourneysResult,
+        RecordRunInput,
+        RunEventRecord,
         RunPlan,
         WaitingRun,
         customer_workflow_id,
     )
+    from trouw.journey.exits import Ending, ending
+    from trouw.journey.hydrate import hydrate
     from trouw.journey.model import Journey
 
-    from workflows.journey import JourneyWorkflow
+    from workflows.journey import JourneyWorkflow, run_event
     from workflows.options import LOCAL_OPTIONS
 
 __all__ = ["CUSTOMER_ID", "CustomerWorkflow", "customer_workflow_id"]
@@ -52,6 +58,9 @@ QUIET_WHILE_RUNS_RUN = "quiet-while-runs-run"
 # Patch id: a run whose first step is a wait is held here until that wait ends (RunPlan.due),
 # or until an event it listens for comes, instead of sleeping for weeks as a workflow of its own.
 HOLD_WAITING_RUNS = "hold-waiting-runs"
+# Patch id: a held run that an event ends (not a consent withdrawal) is recorded as ended here
+# instead of being started only to end at once.
+END_HELD_RUNS_HERE = "end-held-runs-here"
 
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
@@ -186,6 +195,46 @@ class CustomerWorkflow:
             self._due_timer.cancel()
         self._due_timer = self._due_at = None
 
+    async def _end_held(self, event: CustomerEvent, held: list[WaitingRun]) -> list[WaitingRun]:
+        """Record the held runs this event ends (a goal, an exit rule); return the others.
+
+        Consent withdrawals are left to the run: it may still owe a transactional message."""
+        now = self._now()
+        ended: list[tuple[WaitingRun, Ending]] = []
+        rest = []
+        for run in held:
+            journey = Journey.model_validate(run.plan.definition)
+            seen = run_event(event, order_id=run.plan.order_id, skus=run.plan.skus)
+            end = ending(journey, seen, scope=hydrate(run.plan.context), now=now)
+            if end is None:
+                rest.append(run)
+            else:
+                ended.append((run, end))
+        for run, end in ended:
+            self._waiting.pop(run.plan.workflow_id, None)
+            first = Journey.model_validate(run.plan.definition).steps[0].id
+            record = RunEventRecord(
+                key=f"{run.plan.workflow_id}:held:{end.outcome}",
+                kind=end.outcome,
+                at=now,
+                step=first,
+                reason=end.reason,
+            )
+            await workflow.execute_local_activity(
+                RECORD_RUN,
+                RecordRunInput(
+                    workflow_id=run.plan.workflow_id,
+                    status=end.outcome,
+                    reason=end.reason,
+                    now=now,
+                    events=[record],
+                ),
+                **LOCAL_OPTIONS,
+            )
+        if not self._waiting:
+            self._stop_due_timer()
+        return rest
+
     async def _start_held(self, input: CustomerInput, held: list[WaitingRun]) -> None:
         for run in held:
             self._waiting.pop(run.plan.workflow_id, None)
@@ -198,10 +247,13 @@ class CustomerWorkflow:
     async def _route(self, input: CustomerInput, event: CustomerEvent) -> None:
         """Hand the event to runs that listen for it (exits, waits, goals), before new runs start."""
         # A held run that listens for this event starts now and judges it itself, exactly as
-        # it would have had it been running all along.
-        await self._start_held(
-            input, [held for held in self._waiting.values() if event.type in held.listens]
-        )
+        # it would have had it been running all along; one the event simply ends is recorded
+        # as ended here, without a workflow (a repeat purchase ends the waiting reactivation).
+        listening = [held for held in self._waiting.values() if event.type in held.listens]
+        if listening and self._hold and event.type not in CONSENT_WITHDRAWALS:
+            if workflow.patched(END_HELD_RUNS_HERE):
+                listening = await self._end_held(event, listening)
+        await self._start_held(input, listening)
         for run in list(self._runs.values()):
             if event.type not in run.listens:
                 continue

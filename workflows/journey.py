@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from trouw.journey import expressions
     from trouw.journey.durations import format_duration, parse_duration
+    from trouw.journey.exits import RunEvent, ending, matches
     from trouw.journey.graph import default_next, edges
     from trouw.journey.hydrate import hydrate
     from trouw.journey.model import (
@@ -131,30 +132,25 @@ class JourneyWorkflow:
         """Does this event end the run (a goal or an exit rule)?"""
         if self._journey is None or self._input is None or self._ended is not None:
             return
-        for goal in self._journey.settings.goals:
-            if goal.event == event.type and self._matches(goal.match, event):
-                self._ended = _Ended("converted", f"goal {goal.name}: {event.type}", by_event=True)
-                return
-        for rule in self._journey.settings.exit_on:
-            if rule.event != event.type or not self._matches(rule.match, event):
-                continue
-            if rule.when and not self._safe_truthy(
-                rule.when, {**self._ctx, "event": _event_ctx(event)}
-            ):
-                continue
-            reason = f"exit on {event.type}"
-            if (
-                event.type in CONSENT_WITHDRAWALS
-                and workflow.patched(KEEP_TRANSACTIONAL)
-                and self._transactional_ahead(self._step or self._first_step)
-            ):
-                # An unsubscribe never stops a receipt or a delivery notice of this run.
-                self._winding_down = self._winding_down or (
-                    f"{reason} (transactional messages still sent)"
-                )
-                return
-            self._ended = _Ended("exited", reason, by_event=True)
+        end = ending(self._journey, self._run_event(event), scope=self._ctx, now=self._now())
+        if end is None:
             return
+        if (
+            end.outcome == "exited"
+            and event.type in CONSENT_WITHDRAWALS
+            and workflow.patched(KEEP_TRANSACTIONAL)
+            and self._transactional_ahead(self._step or self._first_step)
+        ):
+            # An unsubscribe never stops a receipt or a delivery notice of this run.
+            self._winding_down = self._winding_down or (
+                f"{end.reason} (transactional messages still sent)"
+            )
+            return
+        self._ended = _Ended(end.outcome, end.reason, by_event=True)
+
+    def _run_event(self, event: CustomerEvent) -> RunEvent:
+        assert self._input is not None
+        return run_event(event, order_id=self._input.order_id, skus=self._input.skus)
 
     @workflow.signal(name=PING_SIGNAL)
     def ping(self) -> None:
@@ -393,7 +389,7 @@ class JourneyWorkflow:
                 if event.type != step.wait_for or not self._matches(step.match, event):
                     continue
                 if step.when:
-                    scope = {**self._ctx, "event": _event_ctx(event), "now": self._now()}
+                    scope = {**self._ctx, "event": event_scope(event), "now": self._now()}
                     try:
                         if not expressions.truthy(step.when, scope):
                             continue  # not the event this step waits for: keep waiting
@@ -416,7 +412,7 @@ class JourneyWorkflow:
                 f"step {self._step}: {broken[0]}", type="ExpressionError", non_retryable=True
             )
         event = found[0]
-        self._events[step.wait_for] = _event_ctx(event)
+        self._events[step.wait_for] = event_scope(event)
         self._ctx.setdefault("events", {})[step.wait_for] = self._events[step.wait_for]
         self._stale = True
         return follow
@@ -635,19 +631,8 @@ class JourneyWorkflow:
                 f"step {self._step}: {exc}", type="ExpressionError", non_retryable=True
             ) from None
 
-    def _safe_truthy(self, source: str, scope: dict[str, Any]) -> bool:
-        try:
-            return expressions.truthy(source, {**scope, "now": self._now()})
-        except expressions.ExpressionError:
-            return False
-
     def _matches(self, match: str, event: CustomerEvent) -> bool:
-        assert self._input is not None
-        if match == "order":
-            return event.order_id is not None and event.order_id == self._input.order_id
-        if match == "product":
-            return bool(set(event.skus) & set(self._input.skus))
-        return True
+        return matches(match, self._run_event(event))
 
     def _category(self, step: SendStep) -> str:
         assert self._journey is not None
@@ -732,8 +717,21 @@ class JourneyWorkflow:
         )
 
 
-def _event_ctx(event: CustomerEvent) -> dict[str, Any]:
+def event_scope(event: CustomerEvent) -> dict[str, Any]:
+    """What expressions see as `event` (and a run keeps of an event it waited for)."""
     return {"type": event.type, "at": event.at, "order_id": event.order_id, **event.data}
+
+
+def run_event(event: CustomerEvent, *, order_id: str | None, skus: list[str]) -> RunEvent:
+    """The event as the exit rules of a run of this order and these products see it."""
+    return RunEvent(
+        type=event.type,
+        scope=event_scope(event),
+        order_id=event.order_id,
+        skus=list(event.skus),
+        run_order_id=order_id,
+        run_skus=list(skus),
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -21,7 +21,8 @@ from trouw.simulate import load_scenario, simulate
 # Each engine version's histories stay: v1 before the parallel child starts, v2 before an exit
 # on an unsubscribe let a run's transactional messages through, v3 before the engine-efficiency
 # changes (docs/performance.md, "Temporal work per purchase"), v4 before runs whose first step is
-# a wait were held in the customer workflow, current after.
+# a wait were held in the customer workflow, v5 before the customer workflow ended held runs
+# itself, current after.
 HISTORIES = Path(__file__).parent / "histories" / "current"
 
 
