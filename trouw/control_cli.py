@@ -76,7 +76,7 @@ def journey_list(
         write_out(json.dumps([row.to_json() for row in rows], indent=2) + "\n")
         return
     table = Table(title="journeys", title_justify="left")
-    for column in ("journey", "version", "state", "running", "per version", "per step"):
+    for column in ("journey", "version", "state", "running", "recorded", "per version", "per step"):
         table.add_column(column, overflow="fold")
     for row in rows:
         state = "running"
@@ -91,6 +91,7 @@ def journey_list(
             escape(row.version or "—"),
             escape(state),
             str(row.running),
+            str(row.recorded_running),
             escape(", ".join(f"{v}: {n}" for v, n in row.versions.items()) or "—"),
             escape(", ".join(f"{s['version']}/{s['step']}: {s['runs']}" for s in row.steps) or "—"),
         )

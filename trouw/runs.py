@@ -348,6 +348,9 @@ class JourneyOverview:
     running: int
     versions: dict[str, int]
     steps: list[dict[str, str | int]]  # version, step, runs
+    # Runs Trouw's records hold as running: more than `running` while the customer workflow
+    # holds runs not started yet (a first step that waits), or while records lag Temporal.
+    recorded_running: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -357,6 +360,7 @@ class JourneyOverview:
             "running": self.running,
             "versions": self.versions,
             "steps": self.steps,
+            "recorded_running": self.recorded_running,
         }
 
 
@@ -364,12 +368,14 @@ def overview(
     catalog: dict[str, str],
     pauses: dict[str, tuple[datetime, str, str | None]],
     runs: Iterable[RunningRun],
+    recorded: dict[str, int] | None = None,
 ) -> list[JourneyOverview]:
     """Journeys by name: `catalog` maps each to the version new runs get, `pauses` to the pause
     in force (at, by, reason). Journeys that only have runs left are listed too. Pure."""
     counted = tally(runs)
+    recorded = recorded or {}
     out = []
-    for name in sorted(set(catalog) | set(counted) | set(pauses)):
+    for name in sorted(set(catalog) | set(counted) | set(pauses) | set(recorded)):
         entry = counted.get(name) or JourneyTally(name)
         pause = pauses.get(name)
         out.append(
@@ -387,6 +393,7 @@ def overview(
                     {"version": version, "step": step, "runs": count}
                     for (version, step), count in sorted(entry.steps.items())
                 ],
+                recorded_running=recorded.get(name, 0),
             )
         )
     return out

@@ -215,6 +215,7 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
     journeys = {row["journey"]: row for row in json.loads(out)}
     assert code == 0 and journeys["post_purchase"]["paused"] is None
     assert journeys["post_purchase"]["running"] == 0  # one cancelled, one terminated
+    assert journeys["post_purchase"]["recorded_running"] == 0  # and the records say so
 
 
 def _not_started(engine: Any, customer: str) -> list[str]:

@@ -70,14 +70,16 @@ def test_runs_in_flight_are_counted_per_version_and_step() -> None:
         {"post_purchase": "v2", "birthday": "b1"},
         {"birthday": (NOW, "cli:ann", "new copy")},
         runs,
+        {"post_purchase": 5, "enrichment": 2},
     )
-    assert [(r.journey, r.version, r.running) for r in rows] == [
-        ("birthday", "b1", 0),
-        ("post_purchase", "v2", 4),
-        ("refill", None, 1),  # gone from the catalog, runs still in flight
+    assert [(r.journey, r.version, r.running, r.recorded_running) for r in rows] == [
+        ("birthday", "b1", 0, 0),
+        ("enrichment", None, 0, 2),  # held by the customer workflow, not started yet
+        ("post_purchase", "v2", 4, 5),
+        ("refill", None, 1, 0),  # gone from the catalog, runs still in flight
     ]
     assert rows[0].paused == {"at": NOW.isoformat(), "by": "cli:ann", "reason": "new copy"}
-    assert rows[1].steps[0] == {"version": "v1", "step": "wait_delivery", "runs": 2}
+    assert rows[2].steps[0] == {"version": "v1", "step": "wait_delivery", "runs": 2}
 
 
 def test_visibility_queries_quote_only_safe_values() -> None:
