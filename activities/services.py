@@ -11,16 +11,19 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from trouw.db.engine import get_engine
-from trouw.journey.catalog import STATE_FILE, JourneyCatalog
+from trouw.journey.catalog import JourneyCatalog
 from trouw.journey.loader import LoadedJourney, Problem
+from trouw.publish import ContentSource, content_source
 from trouw.render import TemplateStore
 from trouw.settings import Settings
 
 
 def journey_check(
-    settings: Settings,
+    settings: Settings, *, templates_dir: Path | None = None
 ) -> Callable[[list[Path]], tuple[list[LoadedJourney], list[Problem]]]:
-    """What `trouw validate` checks, as the catalog runs it on every change of the folder."""
+    """What `trouw validate` checks, as the catalog runs it on every change of the folder
+    (templates from settings.templates_dir, or from a published bundle's folder)."""
+    templates = templates_dir if templates_dir is not None else settings.templates_dir
 
     def check(files: list[Path]) -> tuple[list[LoadedJourney], list[Problem]]:
         from activities.custom import CUSTOM_ACTIVITY_NAMES
@@ -29,7 +32,7 @@ def journey_check(
 
         return validate_paths(
             files,
-            templates_dir=settings.templates_dir,
+            templates_dir=templates,
             activities=CUSTOM_ACTIVITY_NAMES,
             attributes=declared_attributes(settings),
         )
@@ -41,8 +44,8 @@ def journey_check(
 class Services:
     settings: Settings
     engine: Engine
-    templates: TemplateStore
-    catalog: JourneyCatalog
+    # Journeys and templates: the process's folders or the published bundle (trouw.publish).
+    content: ContentSource
     _providers: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,18 +54,16 @@ class Services:
         from trouw.loyalty.ledger import configure_from
 
         configure_from(settings)
-        return cls(
-            settings=settings,
-            engine=engine or get_engine(settings.effective_database_url),
-            templates=TemplateStore(
-                settings.templates_dir, locale_fallback=settings.locale_fallback
-            ),
-            catalog=JourneyCatalog(
-                settings.journeys_dir,
-                check=journey_check(settings),
-                state_file=settings.home / STATE_FILE,
-            ),
-        )
+        engine = engine or get_engine(settings.effective_database_url)
+        return cls(settings=settings, engine=engine, content=content_source(settings, engine))
+
+    @property
+    def catalog(self) -> JourneyCatalog:
+        return self.content.current().catalog
+
+    @property
+    def templates(self) -> TemplateStore:
+        return self.content.current().templates
 
     def provider(self, channel: str) -> Any:
         """The configured provider for a channel, made on first use."""

@@ -192,6 +192,45 @@ def validate(
 
 
 @app.command()
+def publish(
+    journeys: Path | None = typer.Option(None, "--journeys", help="Default: journeys_dir."),
+    templates: Path | None = typer.Option(None, "--templates", help="Default: templates_dir."),
+    by: str | None = typer.Option(None, "--by", help="Who publishes (default: the OS user)."),
+) -> None:
+    """Store the journeys and templates as the version every worker runs (content_source =
+    "database"). Checked as a worker's reload checks them: any problem refuses all (exit 1)."""
+    import getpass
+
+    from trouw.db.engine import get_engine
+    from trouw.publish import publish as store
+
+    settings = settings_or_fail()
+    journeys_dir = journeys or settings.journeys_dir
+    templates_dir = templates or settings.templates_dir
+    done = store(
+        get_engine(settings.effective_database_url),
+        settings,
+        journeys_dir,
+        templates_dir,
+        by=by or getpass.getuser(),
+    )
+    for problem in done.problems:
+        verbatim(problem)
+    if done.bundle is None:
+        err.print(f"{len(done.problems)} problem(s): nothing published", highlight=False)
+        raise typer.Exit(1)
+    bundle = done.bundle
+    if done.unchanged:
+        verbatim(f"already published: {bundle.digest} ({len(bundle.files)} files)", to=console)
+        return
+    verbatim(
+        f"published {bundle.digest}: {len(bundle.files)} files from {journeys_dir} and "
+        f"{templates_dir}; workers with content_source = database switch within "
+        f"{settings.content_poll_seconds:g} s",
+        to=console,
+    )
+
+
 def simulate(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     journeys: Path | None = typer.Option(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from trouw import metrics
@@ -17,22 +18,46 @@ log = logging.getLogger("trouw.content")
 DIGEST_LENGTH = 12
 
 
-def content_digest(*folders: Path) -> str:
-    """SHA-256 over every file's path (relative to its folder) and bytes, in a stable order."""
-    digest = hashlib.sha256()
+# The folders of a bundle, in digest order: a file moved from one to the other is a change.
+FOLDERS = ("journeys", "templates")
+
+
+def folder_files(*folders: Path) -> dict[tuple[int, str], bytes]:
+    """Every file under the folders, keyed by (folder number, path relative to its folder)."""
+    found: dict[tuple[int, str], bytes] = {}
     for number, folder in enumerate(folders):
-        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-        for path in files:
-            digest.update(f"{number}:{path.relative_to(folder).as_posix()}\0".encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if path.is_file():
+                found[(number, path.relative_to(folder).as_posix())] = path.read_bytes()
+    return found
+
+
+def files_digest(files: Mapping[tuple[int, str], bytes]) -> str:
+    """SHA-256 over every file's folder number, relative path and bytes, in a stable order."""
+    digest = hashlib.sha256()
+    for number, name in sorted(files):
+        digest.update(f"{number}:{name}\0".encode())
+        digest.update(hashlib.sha256(files[(number, name)]).digest())
     return digest.hexdigest()[:DIGEST_LENGTH]
+
+
+def content_digest(*folders: Path) -> str:
+    """The digest of the files under the folders (journeys, templates): what a process runs."""
+    return files_digest(folder_files(*folders))
+
+
+def set_digest(digest: str) -> None:
+    """Show this digest, and only it, on the content gauge."""
+    metrics.CONTENT_INFO.clear()
+    metrics.CONTENT_INFO.labels(digest=digest).set(1)
 
 
 def export_digest(*folders: Path) -> str:
     """Set the content gauge to this process's digest (one label value at a time)."""
     digest = content_digest(*folders)
-    metrics.CONTENT_INFO.clear()
-    metrics.CONTENT_INFO.labels(digest=digest).set(1)
+    set_digest(digest)
     return digest
 
 

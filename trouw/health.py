@@ -100,6 +100,22 @@ def journeys_check(state: CatalogState, source: str) -> Check:
     return Check("journeys", not refused, summary, details)
 
 
+def content_check(settings: Settings, engine: Engine) -> Check:
+    """Which journeys and templates the workers run: the newest published bundle or folders."""
+    from trouw.content import content_digest
+    from trouw.publish import newest_bundle
+
+    if settings.content_source == "folder":
+        digest = content_digest(settings.journeys_dir, settings.templates_dir)
+        where = f"{settings.journeys_dir} and {settings.templates_dir}"
+        return Check("content", True, f"folders {where} ({digest})")
+    bundle = newest_bundle(engine)
+    if bundle is None:
+        return Check("content", False, "database: nothing published yet (run `trouw publish`)")
+    when = bundle.published_at.isoformat(timespec="seconds")
+    return Check("content", True, f"published {bundle.digest} at {when} by {bundle.published_by}")
+
+
 def relay_checks(engine: Engine, *, now: datetime, alert_after: timedelta) -> list[Check]:
     """The relay's backlog (events not yet handed to Temporal) and the events it parked."""
     with session_scope(engine) as session:
@@ -292,6 +308,7 @@ async def gather(
     moment = now or datetime.now(UTC)
     alert = timedelta(seconds=settings.relay_backlog_alert_seconds)
     checks = [journeys_check(*catalog)]
+    checks.append(await asyncio.to_thread(content_check, settings, engine))
     checks += await temporal_checks(settings, client, now=moment)
     checks += await asyncio.to_thread(relay_checks, engine, now=moment, alert_after=alert)
     checks.append(await asyncio.to_thread(failed_runs_check, engine, now=moment))

@@ -18,6 +18,7 @@ from activities.services import Services
 from trouw.content import watch_content
 from trouw.db.engine import get_engine
 from trouw.metrics import serve_worker_metrics, temporal_runtime_with_metrics
+from trouw.publish import PublishedContent, watch_published
 from trouw.settings import Settings
 from trouw.temporal import (
     DevServer,
@@ -205,12 +206,12 @@ async def run_stack(
                     name="relay",
                 )
             )
-            tasks.append(
-                asyncio.create_task(
-                    watch_content(settings.journeys_dir, settings.templates_dir),
-                    name="content",
-                )
+            content = (
+                watch_published(services.content)
+                if isinstance(services.content, PublishedContent)
+                else watch_content(settings.journeys_dir, settings.templates_dir)
             )
+            tasks.append(asyncio.create_task(content, name="content"))
             tasks.append(
                 asyncio.create_task(
                     sweep_forever(engine, expiring_days=settings.voucher_expiring_days),

@@ -109,7 +109,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_format: Literal["text", "json"] = "text"
 
-    # Content.
+    # Content. "folder": journeys and templates are read from the two folders below (the demo,
+    # one machine). "database": every process runs the newest bundle `trouw publish` stored,
+    # polled every content_poll_seconds, and never reads its own folders (docs/operations.md).
+    content_source: Literal["folder", "database"] = "folder"
+    content_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     journeys_dir: Path = Path("journeys")
     templates_dir: Path = Path("templates")
     default_locale: LocaleTag = "nl-BE"

@@ -61,6 +61,7 @@ def test_the_production_shape_is_there() -> None:
         ["trouw", "worker"],
         ["trouw", "worker"],
     ]
+    assert services["publish"]["command"][:2] == ["trouw", "publish"]
 
 
 @pytest.mark.parametrize("service", TROUW_SERVICES)
@@ -84,6 +85,8 @@ def test_each_process_environment_is_valid_settings(
     assert "@trouw-db:5432/trouw" in settings.effective_database_url
     assert settings.signing_keys == ["test-trouw_signing_key"]
     assert settings.log_format == "json"
+    # Every process runs the published journeys and templates, not the image's folders.
+    assert settings.content_source == "database"
     if service == "api":
         assert settings.api_host == "0.0.0.0"
     else:

@@ -535,3 +535,18 @@ class SyncMark(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     at: datetime = _when()
+
+
+class ContentBundle(SQLModel, table=True):
+    """One published version of the journeys and templates (immutable; the newest row runs)."""
+
+    __tablename__ = "content_bundle"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # trouw.content.bundle_digest of the files: the same value trouw_content_info shows.
+    digest: str = Field(index=True, max_length=64)
+    published_at: datetime = _when(default_factory=utcnow)
+    published_by: str = Field(max_length=200)
+    files: int
+    # zlib of a JSON object {"journeys/x.yaml": base64, "templates/...": base64}.
+    payload: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
