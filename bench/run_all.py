@@ -17,6 +17,7 @@ SCRIPTS = [
     ("engine: Trouw vs a bare Temporal reference", ["engine_bench.py", "--quick"]),
     ("phones: accuracy and speed of E.164 normalisation", ["phone_bench.py"]),
     ("measurement: journey report over 1M messages, click redirect", ["report_bench.py"]),
+    ("loyalty: voucher lookup/redeem latency, balances", ["loyalty_bench.py"]),
     ("insight: models on CDNOW, small shops, scoring and rule speed", ["insight_bench.py"]),
     ("workers: throughput with one and two worker processes", ["workers_bench.py"]),
 ]
