@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
+from trouw.loyalty.codes import scenario_code
 
 pytestmark = pytest.mark.slow
 
@@ -70,11 +71,8 @@ def test_only_the_event_the_condition_picks_ends_the_wait(tmp_path: Path) -> Non
 
 
 def voucher_code(customer: str) -> str:
-    """The code issue_voucher gives this example's run (a hash of the run's call key)."""
-    import hashlib
-
-    key = f"journey:{customer}:example_voucher_wait:once#0:voucher"
-    return "WELKOM-" + hashlib.sha256(key.encode()).hexdigest()[:10].upper()
+    """The code issue_voucher gives this example's run in a simulation (readable, numbered)."""
+    return scenario_code("WELKOM", customer, 1)
 
 
 def test_example_waits_for_its_own_voucher(tmp_path: Path) -> None:
