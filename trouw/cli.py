@@ -231,6 +231,7 @@ def publish(
     )
 
 
+@app.command()
 def simulate(
     scenario: Path = typer.Argument(..., help="A scenario YAML file."),
     journeys: Path | None = typer.Option(

@@ -3,7 +3,9 @@ switching together to a new publish while a refused publish changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -11,6 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
 from activities.services import Services
@@ -29,6 +32,7 @@ from trouw.publish import (
     publish,
     unpack,
     unpack_to,
+    watch_published,
 )
 from trouw.settings import Settings
 
@@ -169,3 +173,21 @@ def test_a_worker_keeps_its_bundle_while_the_database_is_unreachable(
     content.engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'no.db'}")
     assert content.current() is running
     assert "birthday" in running.catalog.journeys()
+
+
+def test_the_worker_exports_the_published_digest_it_runs(tmp_path: Path, engine: Engine) -> None:
+    journeys, templates = _content(tmp_path)
+    settings = _worker(tmp_path, "w1", engine)
+    content = PublishedContent(settings, engine, poll_seconds=0.01)
+
+    async def one_round() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watch_published(content), timeout=0.5)
+
+    asyncio.run(one_round())
+    assert REGISTRY.get_sample_value("trouw_content_info", {"digest": "none"}) == 1
+    done = publish(engine, settings, journeys, templates, by="ana")
+    assert done.bundle is not None
+    asyncio.run(one_round())
+    assert REGISTRY.get_sample_value("trouw_content_info", {"digest": done.bundle.digest}) == 1
+    assert REGISTRY.get_sample_value("trouw_content_info", {"digest": "none"}) is None
