@@ -14,6 +14,8 @@ RECORD_EVENT_SIGNAL = "record_event"
 PING_SIGNAL = "ping"  # answered by a running journey run: nothing else happens
 STATUS_QUERY = "status"
 HELD_RUNS_QUERY = "held_runs"  # the customer workflow's runs not started yet (RunPlan.due)
+# An operator's cancel of a journey reaches the customer workflow's held runs of it by this.
+CANCEL_HELD_RUNS_SIGNAL = "cancel_held_runs"
 # Activity wire names: workflows call the activities by these, the activities register under them.
 MATCH_JOURNEYS = "match_journeys"
 LOAD_CONTEXT = "load_context"
@@ -83,6 +85,13 @@ class WaitingRun(Wire):
     plan: RunPlan
     trigger: CustomerEvent
     listens: list[str]
+
+
+class CancelHeldRuns(Wire):
+    """Drop the held runs of this journey: each is recorded cancelled with this reason."""
+
+    journey: str
+    reason: str  # the run's end reason, e.g. `cancelled by cli:ann: complaint`
 
 
 class CustomerInput(Wire):

@@ -206,13 +206,13 @@ def journey_cancel(
 
     report = _with_temporal(settings, work)
     whose = f"customer {customer}'s" if customer else "all"
-    verbatim(
-        f"{len(report.cancelled)} run(s) of {journey} ({whose}) asked to cancel; "
-        "their records follow as each run ends",
-        to=console,
-    )
-    for workflow_id in report.cancelled:
-        verbatim(f"  {workflow_id}", to=console)
+    for runs, what in (
+        (report.cancelled, "running run(s) asked to cancel; their records follow as each ends"),
+        (report.held, "held run(s), not started yet, dropped and recorded as cancelled"),
+    ):
+        verbatim(f"{len(runs)} {what} ({journey}, {whose})", to=console)
+        for workflow_id in runs:
+            verbatim(f"  {workflow_id}", to=console)
 
 
 def _set_customer(customer: str, reason: str | None, *, paused: bool) -> None:

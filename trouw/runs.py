@@ -17,7 +17,13 @@ from sqlmodel import Session, col, select
 from temporalio.client import WorkflowExecutionStatus
 
 from trouw import metrics
-from trouw.contracts import JOURNEY_WORKFLOW
+from trouw.contracts import (
+    CANCEL_HELD_RUNS_SIGNAL,
+    HELD_RUNS_QUERY,
+    JOURNEY_WORKFLOW,
+    CancelHeldRuns,
+    customer_workflow_id,
+)
 from trouw.control import ControlError
 from trouw.db.engine import session_scope
 from trouw.db.models import JourneyRun, JourneyRunEvent, SyncMark
@@ -130,7 +136,55 @@ async def running_runs(
 class CancelReport:
     journey: str
     customer: str | None
-    cancelled: list[str]
+    cancelled: list[str]  # running runs Temporal was asked to cancel
+    held: list[str] = field(default_factory=list)  # held runs the customer workflows drop
+
+
+def held_candidates(
+    session: Session, *, journey: str, customer: str | None, running: Iterable[str]
+) -> dict[str, set[str]]:
+    """Per customer, the runs of the journey recorded as running that are no running execution:
+    the ones a customer workflow may still hold (RunPlan.due) before their first wait ends."""
+    query = select(JourneyRun.customer_id, JourneyRun.workflow_id).where(
+        JourneyRun.journey == journey, JourneyRun.status == "running"
+    )
+    if customer is not None:
+        query = query.where(JourneyRun.customer_id == customer)
+    started = set(running)
+    out: dict[str, set[str]] = {}
+    for customer_id, workflow_id in session.exec(query):
+        if workflow_id not in started:
+            out.setdefault(customer_id, set()).add(workflow_id)
+    return out
+
+
+async def drop_held_runs(
+    client: Client, *, customer: str, journey: str, candidates: set[str], reason: str
+) -> list[str]:
+    """Ask the customer workflow to drop its held runs of the journey; returns the ones it held.
+
+    Asked first (the held_runs query), so a customer workflow that holds none of them, or has
+    ended, gets no signal. The signal drops what is held when it arrives and records each as
+    cancelled with this reason."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    handle = client.get_workflow_handle(customer_workflow_id(customer))
+    try:
+        held = await handle.query(HELD_RUNS_QUERY, result_type=list[str])
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    dropping = sorted(set(held) & candidates)
+    if not dropping:
+        return []
+    try:
+        await handle.signal(CANCEL_HELD_RUNS_SIGNAL, CancelHeldRuns(journey=journey, reason=reason))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # ended since the query: it held nothing
+            return []
+        raise
+    return dropping
 
 
 async def cancel_runs(
@@ -148,6 +202,10 @@ async def cancel_runs(
     Each run ends through its own cancellation handler, which records it; the request is noted
     first, so the record says who cancelled and why. Runs of the customer workflow's children
     are abandoned on close, so cancelling one never touches the customer's other journeys.
+
+    Runs a customer workflow still holds (their first step is a wait) are no executions yet:
+    Trouw's records name the customers that may hold some (recorded running, not running in
+    Temporal), and each such customer workflow is asked to drop them (`cancel_held_runs`).
     """
     runs = await running_runs(client, journey=journey, customer=customer)
     note = f"by {by}" + (f": {reason}" if reason else "")
@@ -176,7 +234,27 @@ async def cancel_runs(
     for run in runs:
         handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
         await handle.cancel(reason=f"trouw: cancelled {note}")
-    return CancelReport(journey, customer, [run.workflow_id for run in runs])
+
+    def candidates() -> dict[str, set[str]]:
+        with session_scope(engine) as session:
+            return held_candidates(
+                session,
+                journey=journey,
+                customer=customer,
+                running=(run.workflow_id for run in runs),
+            )
+
+    held: list[str] = []
+    for customer_id, workflow_ids in sorted((await asyncio.to_thread(candidates)).items()):
+        held += await drop_held_runs(
+            client,
+            customer=customer_id,
+            journey=journey,
+            candidates=workflow_ids,
+            reason=f"cancelled {note}",
+        )
+    metrics.CONTROL_ACTIONS.labels(action="cancel").inc(len(held))
+    return CancelReport(journey, customer, [run.workflow_id for run in runs], held)
 
 
 def operator_cancel_reason(session: Session, workflow_id: str) -> str | None:

@@ -13,6 +13,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from trouw.contracts import (
+        CANCEL_HELD_RUNS_SIGNAL,
         CONSENT_WITHDRAWALS,
         CUSTOMER_WORKFLOW,
         HELD_RUNS_QUERY,
@@ -22,12 +23,14 @@ with workflow.unsafe.imports_passed_through():
         RECORD_RUN,
         STATUS_QUERY,
         ActiveRun,
+        CancelHeldRuns,
         CustomerEvent,
         CustomerInput,
         JourneyInput,
         MatchJourneysInput,
         MatchJourneysResult,
         RecordRunInput,
+        RunEnd,
         RunEventRecord,
         RunPlan,
         WaitingRun,
@@ -78,10 +81,21 @@ class CustomerWorkflow:
         self._offset = 0.0
         self._due_timer: asyncio.Task[None] | None = None
         self._due_at: datetime | None = None
+        # Held runs an operator cancelled, with the end reason, not yet recorded.
+        self._dropped: list[tuple[WaitingRun, str]] = []
 
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
     def record_event(self, event: CustomerEvent) -> None:
         self._queue.append(event)
+
+    @workflow.signal(name=CANCEL_HELD_RUNS_SIGNAL)
+    def cancel_held_runs(self, cancel: CancelHeldRuns) -> None:
+        """Drop the held runs of a journey at once (none of them starts after this); the main
+        loop records their end. Histories without this signal replay unchanged."""
+        for workflow_id, held in sorted(self._waiting.items()):
+            if held.plan.journey == cancel.journey:
+                del self._waiting[workflow_id]
+                self._dropped.append((held, cancel.reason))
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> str:
@@ -116,6 +130,9 @@ class CustomerWorkflow:
         quiet = workflow.patched(QUIET_WHILE_RUNS_RUN)
         self._hold = quiet and workflow.patched(HOLD_WAITING_RUNS)
         while True:
+            if self._dropped:
+                await self._record_dropped()
+                continue
             if self._waiting and not self._queue:
                 await self._hold_until_due(input)
                 continue
@@ -140,6 +157,7 @@ class CustomerWorkflow:
             if (
                 workflow.info().get_current_history_length() > input.history_limit
                 and not self._queue
+                and not self._dropped
             ):
                 workflow.continue_as_new(
                     CustomerInput(
@@ -177,9 +195,11 @@ class CustomerWorkflow:
             self._due_at = due
             self._due_timer = asyncio.create_task(self._sleep_until(due))
         timer = self._due_timer
-        await workflow.wait_condition(lambda: bool(self._queue) or timer.done())
+        await workflow.wait_condition(
+            lambda: bool(self._queue) or timer.done() or bool(self._dropped)
+        )
         if not timer.done():
-            return  # an event came first
+            return  # an event (or an operator's cancel) came first
         self._due_timer = self._due_at = None
         now = self._now()
         ready = [held for held in self._waiting.values() if (held.plan.due or now) <= now]
@@ -211,33 +231,49 @@ class CustomerWorkflow:
             else:
                 ended.append((run, end))
         for run, end in ended:
-            self._waiting.pop(run.plan.workflow_id, None)
-            first = Journey.model_validate(run.plan.definition).steps[0].id
-            record = RunEventRecord(
-                key=f"{run.plan.workflow_id}:held:{end.outcome}",
-                kind=end.outcome,
-                at=now,
-                step=first,
-                reason=end.reason,
-            )
-            await workflow.execute_local_activity(
-                RECORD_RUN,
-                RecordRunInput(
-                    workflow_id=run.plan.workflow_id,
-                    status=end.outcome,
-                    reason=end.reason,
-                    now=now,
-                    events=[record],
-                ),
-                **LOCAL_OPTIONS,
-            )
+            if self._waiting.pop(run.plan.workflow_id, None) is None:
+                continue  # an operator cancelled it meanwhile: recorded as that
+            await self._record_held_end(run, end.outcome, end.reason, now)
         if not self._waiting:
             self._stop_due_timer()
         return rest
 
+    async def _record_dropped(self) -> None:
+        """Record the held runs an operator cancelled: ended at their first step, never started."""
+        now = self._now()
+        while self._dropped:
+            run, reason = self._dropped.pop(0)
+            await self._record_held_end(run, "cancelled", reason, now)
+        if not self._waiting:
+            self._stop_due_timer()
+
+    async def _record_held_end(
+        self, run: WaitingRun, outcome: RunEnd, reason: str | None, now: datetime
+    ) -> None:
+        """The end of a run that never started, at its first step, as the run would record it."""
+        first = Journey.model_validate(run.plan.definition).steps[0].id
+        record = RunEventRecord(
+            key=f"{run.plan.workflow_id}:held:{outcome}",
+            kind=outcome,
+            at=now,
+            step=first,
+            reason=reason,
+        )
+        await workflow.execute_local_activity(
+            RECORD_RUN,
+            RecordRunInput(
+                workflow_id=run.plan.workflow_id,
+                status=outcome,
+                reason=reason,
+                now=now,
+                events=[record],
+            ),
+            **LOCAL_OPTIONS,
+        )
+
     async def _start_held(self, input: CustomerInput, held: list[WaitingRun]) -> None:
-        for run in held:
-            self._waiting.pop(run.plan.workflow_id, None)
+        # Only runs still held: an operator may have cancelled one while an activity ran.
+        held = [run for run in held if self._waiting.pop(run.plan.workflow_id, None) is not None]
         if not self._waiting:
             self._stop_due_timer()  # nothing left to wake for
         await asyncio.gather(

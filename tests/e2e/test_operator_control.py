@@ -201,6 +201,7 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
     assert "longer than the hold limit" in dropped.reason_text
     assert seen["dropped_outbox"] == []
     assert seen["cancelled"]["cancelled"] == [run_id(1)]
+    assert seen["cancelled"]["held"] == []  # post_purchase starts at once: never held
     assert seen["run1"].end_reason == "cancelled by api:e2e-ops: complaint"
     assert seen["run2"].end_reason == "by hand"
     checks = {c["name"]: c for c in seen["status"]["checks"]}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
@@ -191,3 +192,40 @@ def test_cancel_asks_whose_runs(cli_env: Path, capsys: pytest.CaptureFixture[str
     assert code == 1 and "pass --yes" in err  # not a terminal
     code, _, err = cli(["journey", "cancel", "refill", "--customer", "k-1"], capsys)
     assert code == 1 and "cannot reach Temporal" in err
+
+
+def test_held_candidates_are_recorded_running_runs_that_are_no_execution(engine: Engine) -> None:
+    from trouw.db.engine import session_scope
+    from trouw.db.models import JourneyRun
+    from trouw.runs import held_candidates
+
+    rows = [
+        ("c1", "reactivation", "journey:c1:reactivation:o1", "running"),  # held
+        ("c1", "reactivation", "journey:c1:reactivation:o0", "exited"),  # ended
+        ("c1", "refill", "journey:c1:refill:o1:X", "running"),  # another journey
+        ("c2", "reactivation", "journey:c2:reactivation:o2", "running"),  # running execution
+        ("c3", "reactivation", "journey:c3:reactivation:o3", "running"),  # held
+    ]
+    with session_scope(engine) as session:
+        for customer, journey, workflow_id, status in rows:
+            session.add(
+                JourneyRun(
+                    workflow_id=workflow_id,
+                    customer_id=customer,
+                    journey=journey,
+                    version="v1",
+                    reentry_key=workflow_id,
+                    event_source_id="evt",
+                    started_at=NOW,
+                    status=status,
+                )
+            )
+    running = ["journey:c2:reactivation:o2"]
+    with session_scope(engine) as session:
+        every = held_candidates(session, journey="reactivation", customer=None, running=running)
+        one = held_candidates(session, journey="reactivation", customer="c1", running=running)
+    assert every == {
+        "c1": {"journey:c1:reactivation:o1"},
+        "c3": {"journey:c3:reactivation:o3"},
+    }
+    assert one == {"c1": {"journey:c1:reactivation:o1"}}

@@ -75,7 +75,14 @@ class PauseOut(BaseModel):
 class CancelOut(BaseModel):
     journey: str
     customer: str | None
-    cancelled: list[str] = Field(description="Workflow ids asked to cancel; records follow.")
+    cancelled: list[str] = Field(
+        description="Running runs (workflow ids) asked to cancel; records follow."
+    )
+    held: list[str] = Field(
+        default_factory=list,
+        description="Held runs (first step a wait, not started yet) their customer workflow "
+        "drops and records as cancelled.",
+    )
 
 
 def _actor(principal: Principal) -> str:
@@ -206,7 +213,9 @@ async def cancel_journey_runs(
         raise ApiError(422, str(exc), field="customer") from None
     except RPCError as exc:
         raise _temporal_down(state, exc) from None
-    return CancelOut(journey=journey, customer=body.customer, cancelled=report.cancelled)
+    return CancelOut(
+        journey=journey, customer=body.customer, cancelled=report.cancelled, held=report.held
+    )
 
 
 async def _set_customer(

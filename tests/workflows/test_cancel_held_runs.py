@@ -1,0 +1,125 @@
+"""An operator's cancel reaches runs the customer workflow still holds: dropped, recorded as
+cancelled with the operator's reason, and never started when their wait ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import select
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+import trouw.runs
+from activities.services import Services
+from trouw.contracts import CustomerInput, customer_workflow_id
+from trouw.db.engine import get_engine, session_scope
+from trouw.db.models import JourneyRun, JourneyRunEvent
+from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.runs import cancel_runs
+from trouw.settings import Settings
+from trouw.temporal import binary
+from trouw.worker import build_worker
+from workflows.customer import CustomerWorkflow
+
+CUSTOMER = "hc-1"
+HELD = f"journey:{CUSTOMER}:reactivation:o-hc"
+
+
+async def test_a_cancelled_held_run_is_recorded_and_never_starts(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = get_engine(settings.effective_database_url)
+    services = Services.from_settings(settings, engine=engine)
+    now = datetime.now(UTC)
+    with session_scope(engine) as session:
+        purchase, _ = ingest_event(
+            session,
+            EventIn(
+                id="evt-hc",
+                type="purchase",
+                customer=CUSTOMER,
+                order="o-hc",
+                channel="pos",
+                lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
+                profile={"id": CUSTOMER, "first_name": "An", "email": "an@example.com"},
+                at=now,
+            ),
+        )
+        purchase_event = wire_event(purchase)
+
+    # The time-skipping server has no custom search attributes: visibility lists no running
+    # run of reactivation, which is true (the held run is no execution).
+    async def no_running(*_args: Any, **_kwargs: Any) -> list[trouw.runs.RunningRun]:
+        return []
+
+    monkeypatch.setattr(trouw.runs, "running_runs", no_running)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with build_worker(env.client, services, task_queue="held-cancel"):
+            handle = await env.client.start_workflow(
+                CustomerWorkflow.run,
+                CustomerInput(customer_id=CUSTOMER, search_attributes=False),
+                id=customer_workflow_id(CUSTOMER),
+                task_queue="held-cancel",
+                start_signal="record_event",
+                start_signal_args=[purchase_event],
+            )
+            await env.sleep(timedelta(seconds=2))
+            before = await handle.query("held_runs", result_type=list[str])
+
+            async def cancel(reason: str) -> trouw.runs.CancelReport:
+                return await cancel_runs(
+                    env.client,
+                    engine,
+                    journey="reactivation",
+                    customer=CUSTOMER,
+                    by="cli:ann",
+                    reason=reason,
+                    now=datetime.now(UTC),
+                )
+
+            report = await cancel("complaint")
+            await env.sleep(timedelta(seconds=2))
+            after = await handle.query("held_runs", result_type=list[str])
+            status = await handle.query("status", result_type=str)
+            again = await cancel("twice")
+            # Past the 180-day wait the run would have started at: it does not.
+            await env.sleep(timedelta(days=200))
+            with pytest.raises(RPCError) as missing:
+                await env.client.get_workflow_handle(HELD).describe()
+            customer = await handle.describe()
+    finally:
+        await env.shutdown()
+    assert HELD in before
+    assert report.cancelled == [] and report.held == [HELD]
+    assert HELD not in after and sorted(after) == sorted(set(before) - {HELD})
+    assert "reactivation until" not in status
+    assert again.held == []  # nothing held any more: no signal, nothing recorded twice
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+    assert customer.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
+    with session_scope(engine) as session:
+        run = session.exec(select(JourneyRun).where(JourneyRun.workflow_id == HELD)).one()
+        kinds = session.exec(
+            select(JourneyRunEvent.kind, JourneyRunEvent.step, JourneyRunEvent.reason).where(
+                JourneyRunEvent.workflow_id == HELD
+            )
+        ).all()
+        others = session.exec(
+            select(JourneyRun.journey, JourneyRun.status).where(
+                JourneyRun.customer_id == CUSTOMER, JourneyRun.workflow_id != HELD
+            )
+        ).all()
+    assert (run.status, run.end_reason) == ("cancelled", "cancelled by cli:ann: complaint")
+    assert run.ended_at is not None
+    ended = [(kind, reason) for kind, _step, reason in kinds if kind == "cancelled"]
+    assert ended == [("cancelled", "cancelled by cli:ann: complaint")]
+    assert all(step is not None for kind, step, _ in kinds if kind == "cancelled")
+    # the customer's other runs are untouched by the cancel (none of them was cancelled)
+    assert others and all(status != "cancelled" for _journey, status in others)
