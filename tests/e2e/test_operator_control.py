@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from tests.e2e.test_slice import e2e_settings, outbox_entries, wait_for
-from trouw.control import JOURNEY_PAUSED
+from trouw.control import JOURNEY_PAUSED, cli_actor
 from trouw.db.models import JourneyRun, JourneyRunEvent, Message
 from trouw.runtime import Stack, run_stack
 from trouw.why import explain
@@ -178,6 +178,24 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
                     lambda: (r := run(2)) is not None and r.status == "terminated", within=30
                 )
                 seen["run2"] = run(2)
+
+                # Cancel every reactivation from the CLI: no run is an execution yet (each is
+                # held by its customer workflow until its 180-day wait ends): all are dropped.
+                def held_reactivations() -> list[tuple[str, str, str | None]]:
+                    with Session(engine) as session:
+                        rows = session.exec(
+                            select(JourneyRun).where(JourneyRun.journey == "reactivation")
+                        ).all()
+                        return sorted((r.workflow_id, r.status, r.end_reason) for r in rows)
+
+                seen["reactivations"] = held_reactivations()
+                seen["cli_cancel"] = await cli(
+                    "journey", "cancel", "reactivation", "--all", "--yes", "--reason", "closing"
+                )
+                await wait_for(
+                    lambda: all(status == "cancelled" for _, status, _ in held_reactivations())
+                )
+                seen["reactivations_after"] = held_reactivations()
                 status = (await http.get("/v1/admin/status")).json()
                 seen["status"] = status
                 seen["cli_status"] = await cli("status")
@@ -204,6 +222,16 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
     assert seen["cancelled"]["held"] == []  # post_purchase starts at once: never held
     assert seen["run1"].end_reason == "cancelled by api:e2e-ops: complaint"
     assert seen["run2"].end_reason == "by hand"
+    held = [workflow_id for workflow_id, _status, _reason in seen["reactivations"]]
+    assert held and all(status == "running" for _, status, _ in seen["reactivations"])
+    code, out = seen["cli_cancel"]
+    assert code == 0, out
+    assert "0 running run(s) asked to cancel" in out
+    assert f"{len(held)} held run(s), not started yet, dropped and recorded as cancelled" in out
+    assert all(f"  {workflow_id}" in out for workflow_id in held)
+    assert {reason for _, _, reason in seen["reactivations_after"]} == {
+        f"cancelled by {cli_actor()}: closing"
+    }
     checks = {c["name"]: c for c in seen["status"]["checks"]}
     assert checks["temporal"]["ok"] and checks["workers"]["ok"], checks
     assert seen["status"]["healthy"] is True, checks
