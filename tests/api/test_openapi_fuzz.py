@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,29 @@ def _keep_profile_rules(profile: dict[str, Any], customer: Any) -> None:
         profile["clear"] = [name for name in clear if profile.get(name) is None]
 
 
+def _keep_period_rule(query: dict[str, Any]) -> None:
+    """A report period's `from` lies before its `to` (now when absent)."""
+    start, end = query.get("from"), query.get("to")
+    if not isinstance(start, str):
+        return
+    try:
+        begin = datetime.fromisoformat(start)
+        until = datetime.fromisoformat(end) if isinstance(end, str) else datetime.now(UTC)
+        if begin >= until:
+            del query["from"]
+    except (ValueError, TypeError):
+        return  # a timestamp Python cannot compare stays as drawn
+
+
+def _keep_one_lookup(query: dict[str, Any]) -> None:
+    """A voucher lookup names the customer by exactly one of customer, email, phone, card."""
+    given = [name for name in ("customer", "email", "phone", "card") if query.get(name)]
+    for name in given[1:]:
+        del query[name]
+    if not given:
+        query["customer"] = "0"
+
+
 @schema.hook
 def map_case(_context: Any, case: Any) -> Any:
     body = case.body
@@ -111,6 +134,11 @@ def map_case(_context: Any, case: Any) -> Any:
             _keep_profile_rules(body["profile"], body["customer"])
         elif case.operation.path == "/v1/customers":
             _keep_profile_rules(body, None)
+    if positive and isinstance(case.query, dict) and case.operation.path.startswith("/v1/reports"):
+        _keep_period_rule(case.query)
+    if positive and case.operation.path == "/v1/vouchers":
+        case.query = dict(case.query or {})
+        _keep_one_lookup(case.query)
     return case
 
 

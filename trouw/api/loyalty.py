@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlmodel import Session
 
-from trouw.api.auth import Principal, require
+from trouw.api.auth import KeyFirstRoute, Principal, require
 from trouw.api.errors import ApiError, error_responses
 from trouw.api.events import StoredEvent, deliver_new
 from trouw.api.state import ApiState, api_state
@@ -23,11 +23,31 @@ from trouw.ingest import EventTime, Label, OrderId, StoreName, Total
 from trouw.loyalty import ledger, vouchers
 from trouw.loyalty.vouchers import LookupField, RedeemRefusedError
 
-router = APIRouter(prefix="/v1", responses=error_responses(401, 403, 422))
+router = APIRouter(
+    prefix="/v1", responses=error_responses(400, 401, 403, 422, 503), route_class=KeyFirstRoute
+)
 REPLAYED_HEADER = "Idempotent-Replayed"
 REFUSAL_HEADER = "Voucher-Refusal"
 ReceiptId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\r\n\x00]+$")]
 RequestId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\r\n\x00]+$")]
+
+
+# A voucher is worth something: at least 0.01, said in the schema as well as checked.
+VoucherValue = Annotated[
+    Total,
+    Field(gt=0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^([1-9][0-9]{0,9}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$",
+                },
+                {"type": "number", "minimum": 0.01, "exclusiveMaximum": 10**10, "multipleOf": 0.01},
+            ]
+        }
+    ),
+]
 
 
 class RedeemIn(BaseModel):
@@ -59,7 +79,7 @@ class VoucherIssueIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: Total = Field(gt=0)
+    value: VoucherValue
     valid_days: int = Field(default=30, gt=0, le=3650)
     prefix: Label = "TROUW"
     reason: str = Field(min_length=1, max_length=200)
@@ -176,7 +196,8 @@ async def find_vouchers(
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
-    """A customer's vouchers, the customer named by id, email, phone or loyalty card (one)."""
+    """A customer's vouchers, the customer named by exactly one of id, email, phone or loyalty
+    card (none or several: 422)."""
     given: list[tuple[LookupField, str]] = [
         (name, value)  # type: ignore[misc]
         for name, value in (

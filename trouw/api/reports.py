@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BeforeValidator
 
 from trouw.api.auth import KeyFirstRoute, Principal, require
 from trouw.api.errors import ApiError, error_responses
@@ -22,6 +24,25 @@ router = APIRouter(
     route_class=KeyFirstRoute,
 )
 DEFAULT_PERIOD = timedelta(days=30)
+FROM_DOC = "ISO 8601 with offset; before `to` (default: 30 days before `to`), else 422."
+_ISO_START = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    # Pydantic would read "0.5" as a Unix timestamp: a period is named in ISO 8601 only.
+    if isinstance(value, str) and not _ISO_START.match(value):
+        raise ValueError("give the time as ISO 8601 with offset, e.g. 2026-03-02T09:00:00+01:00")
+    return value
+
+
+From = Annotated[
+    datetime | None, BeforeValidator(_iso_text), Query(alias="from", description=FROM_DOC)
+]
+To = Annotated[
+    datetime | None,
+    BeforeValidator(_iso_text),
+    Query(alias="to", description="ISO 8601 with offset."),
+]
 
 
 def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -52,8 +73,8 @@ def _report(state: ApiState, begin: datetime, until: datetime, journey: str | No
 
 @router.get("/journeys")
 async def get_journey_reports(
-    start: datetime | None = Query(None, alias="from", description="ISO 8601 with offset."),
-    end: datetime | None = Query(None, alias="to", description="ISO 8601 with offset."),
+    start: From = None,
+    end: To = None,
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
@@ -67,8 +88,8 @@ async def get_journey_reports(
 @router.get("/journeys/{journey}", responses=error_responses(404))
 async def get_journey_report(
     journey: str,
-    start: datetime | None = Query(None, alias="from", description="ISO 8601 with offset."),
-    end: datetime | None = Query(None, alias="to", description="ISO 8601 with offset."),
+    start: From = None,
+    end: To = None,
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
