@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 
-from activities.messaging import template_links
 from trouw.contracts import SendMessageInput
+from trouw.message_context import template_links
 from trouw.settings import Settings, SettingsError, load_settings
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -22,7 +21,7 @@ def test_review_and_reorder_links_use_the_webshop_settings() -> None:
         shop_url="https://shop.example",
     )
     links = template_links(
-        SimpleNamespace(settings=settings),  # type: ignore[arg-type]
+        settings,
         SendMessageInput(
             message_key="journey:c1:refill:o/1:SKU 1#0:reminder:email",
             customer_id="c1",
@@ -45,7 +44,7 @@ def test_review_and_reorder_links_use_the_webshop_settings() -> None:
     assert links["shop"] == "https://shop.example"
     # A webshop order: its page knows the shop's name for it, not Trouw's "shopify:..." id.
     webshop = template_links(
-        SimpleNamespace(settings=settings),  # type: ignore[arg-type]
+        settings,
         SendMessageInput(
             message_key="journey:c1:post_purchase:shopify:450789469#0:review:email",
             customer_id="c1",

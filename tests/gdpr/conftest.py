@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from activities.messaging import _record_decision, recent_messages, recipient_state
 from trouw.consent import current_consent
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, JourneyRun, Message, Voucher
 from trouw.ingest import CustomerIn, EventIn, LineIn, ingest_event
 from trouw.policy import MessageFacts, PolicyConfig, decide
+from trouw.policy_inputs import recent_messages, recipient_state
+from trouw.send_ledger import record_decision
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 WORDING_V1 = "Ja, stuur mij per e-mail nieuws en aanbiedingen van Tuincentrum De Linde."
@@ -44,7 +45,7 @@ def send(
     subject: str | None = None,
     provider_statuses: tuple[str, ...] = (),
 ) -> Message:
-    """A ledger row decided exactly as activities/messaging.py decides and records it."""
+    """A ledger row decided exactly as the send activity decides and records it."""
     customer = session.get(Customer, customer_id)
     assert customer is not None
     consent = current_consent(session, customer_id)
@@ -72,7 +73,7 @@ def send(
         template=template,
         created_at=at,
     )
-    _record_decision(message, decision, consent, at)
+    record_decision(message, decision, consent, at)
     if decision.action == "suppress":
         message.state = "suppressed"
     elif decision.action == "send":

@@ -11,7 +11,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from activities.messaging import recipient_state
 from tests.gdpr.conftest import T0, WORDING_V1, Seeded, seed
 from trouw import gdpr, gdpr_cli
 from trouw.consent import ConsentState, address_hash, current_consent
@@ -27,6 +26,7 @@ from trouw.db.models import (
 )
 from trouw.ingest import CustomerIn, upsert_customer
 from trouw.policy import Category, Decision, MessageFacts, PolicyConfig, decide
+from trouw.policy_inputs import recipient_state
 from trouw.settings import Settings
 from trouw.temporal import TemporalError
 
