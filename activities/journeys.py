@@ -51,6 +51,7 @@ from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
 from trouw.journey.waits import first_wait_end
 from trouw.logs import log_context
+from trouw.measure.goals import record_goal
 from trouw.runs import operator_cancel_reason
 
 log = logging.getLogger("trouw.journeys")
@@ -435,6 +436,8 @@ class JourneyActivities:
                 run.ended_at = input.now if input.status != "running" else None
                 session.add(run)
                 _add_run_events(session, run, input.events)
+                if input.status == "converted" and input.goal is not None:
+                    record_goal(session, run, input.goal, at=input.now)
 
         await asyncio.to_thread(record)
 

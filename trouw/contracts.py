@@ -256,12 +256,23 @@ class RecordRunEventsInput(Wire):
     events: list[RunEventRecord]
 
 
+class GoalReached(Wire):
+    """The goal a run converted on, and the event that met it (None for a `goal:` step);
+    record_run stores it with its value (goal_conversion)."""
+
+    goal: str
+    event_id: str | None = None
+    event_type: str | None = None
+    order_id: str | None = None
+
+
 class RecordRunInput(Wire):
     workflow_id: str
     status: Literal["running"] | RunEnd
     reason: str | None = None
     now: datetime
     events: list[RunEventRecord] = Field(default_factory=list)  # noted since the last record
+    goal: GoalReached | None = None  # set when the run ends converted
 
 
 # --- insight refresh (workflows/insight.py, activities/insight.py) ---------------------------

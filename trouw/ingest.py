@@ -279,6 +279,8 @@ StoreName = Annotated[SingleLine, StringConstraints(max_length=100)]
 Code = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
 Label = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
 OrderName = Annotated[SingleLine, StringConstraints(min_length=1, max_length=64)]
+# The click id a tracked link hands the webshop (`trouw_click`), carried back on the order.
+ClickSession = Annotated[SingleLine, *_IDENTIFIER, StringConstraints(min_length=1, max_length=100)]
 Currency = Annotated[
     str, AfterValidator(_known_currency), Field(json_schema_extra={"format": CURRENCY_FORMAT})
 ]
@@ -402,6 +404,8 @@ class EventIn(Strict):
     vouchers: list[Code] = Field(default_factory=list, max_length=50)
     # The referral code the customer came with (register or purchase): member-get-member.
     referral: Code | None = None
+    # The tracked click the order's webshop session came from (purchase): an exact link.
+    session_id: ClickSession | None = None
 
 
 # --- the API's typed events: one model per type, so the schema says what each type needs ------
@@ -459,6 +463,12 @@ class PurchaseEvent(_WireEventBase):
     )
     referral: Code | None = Field(
         default=None, description="The referral code of the member who invited this customer."
+    )
+    session_id: ClickSession | None = Field(
+        default=None,
+        description="The click id (`trouw_click`) a tracked link added to the landing URL, "
+        "kept by the webshop or till for this order: attributes the order to that click's "
+        "message (docs/measurement.md).",
     )
 
 
@@ -679,6 +689,7 @@ def _apply_purchase(
             total=order_total,
             currency=event.currency or Order.model_fields["currency"].default,
             name=event.order_name,
+            session_id=event.session_id,
         )
     )
     session.add_all(lines)
@@ -755,6 +766,8 @@ def _update_known_order(session: Session, event: EventIn, order: Order) -> str:
         ("total", new_total),
         ("name", event.order_name),
         ("currency", event.currency),
+        # A shop may learn the click session only after the order (an order edit).
+        ("session_id", event.session_id),
     )
     for name, value in updates:
         if value is not None and getattr(order, name) != value:

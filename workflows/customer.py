@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         CancelHeldRuns,
         CustomerEvent,
         CustomerInput,
+        GoalReached,
         JourneyInput,
         MatchJourneysInput,
         MatchJourneysResult,
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from trouw.journey.hydrate import hydrate
     from trouw.journey.model import Journey
 
-    from workflows.journey import JourneyWorkflow, run_event
+    from workflows.journey import JourneyWorkflow, goal_reached, run_event
     from workflows.options import LOCAL_OPTIONS
 
 __all__ = ["CUSTOMER_ID", "CustomerWorkflow", "customer_workflow_id"]
@@ -233,7 +234,9 @@ class CustomerWorkflow:
         for run, end in ended:
             if self._waiting.pop(run.plan.workflow_id, None) is None:
                 continue  # an operator cancelled it meanwhile: recorded as that
-            await self._record_held_end(run, end.outcome, end.reason, now)
+            await self._record_held_end(
+                run, end.outcome, end.reason, now, goal=goal_reached(end, event)
+            )
         if not self._waiting:
             self._stop_due_timer()
         return rest
@@ -248,7 +251,13 @@ class CustomerWorkflow:
             self._stop_due_timer()
 
     async def _record_held_end(
-        self, run: WaitingRun, outcome: RunEnd, reason: str | None, now: datetime
+        self,
+        run: WaitingRun,
+        outcome: RunEnd,
+        reason: str | None,
+        now: datetime,
+        *,
+        goal: GoalReached | None = None,
     ) -> None:
         """The end of a run that never started, at its first step, as the run would record it."""
         first = Journey.model_validate(run.plan.definition).steps[0].id
@@ -267,6 +276,7 @@ class CustomerWorkflow:
                 reason=reason,
                 now=now,
                 events=[record],
+                goal=goal,
             ),
             **LOCAL_OPTIONS,
         )

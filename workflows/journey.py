@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         ContextResult,
         CustomerEvent,
         EvaluateConditionInput,
+        GoalReached,
         JourneyInput,
         JourneyResult,
         LoadContextInput,
@@ -45,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from trouw.journey import expressions
     from trouw.journey.durations import format_duration, parse_duration
-    from trouw.journey.exits import RunEvent, ending, matches
+    from trouw.journey.exits import Ending, RunEvent, ending, matches
     from trouw.journey.graph import default_next, edges
     from trouw.journey.hydrate import hydrate
     from trouw.journey.model import (
@@ -94,10 +95,18 @@ SPLIT_ARM_NOTES = "split-arm-notes"
 class _Ended(Exception):
     """The run ends now (an exit event, a goal, a hold-out)."""
 
-    def __init__(self, outcome: RunEnd, reason: str, *, by_event: bool = False) -> None:
+    def __init__(
+        self,
+        outcome: RunEnd,
+        reason: str,
+        *,
+        by_event: bool = False,
+        goal: GoalReached | None = None,
+    ) -> None:
         self.outcome = outcome
         self.reason = reason
         self.by_event = by_event
+        self.goal = goal
 
 
 @workflow.defn(name=JOURNEY_WORKFLOW)
@@ -146,7 +155,7 @@ class JourneyWorkflow:
                 f"{end.reason} (transactional messages still sent)"
             )
             return
-        self._ended = _Ended(end.outcome, end.reason, by_event=True)
+        self._ended = _Ended(end.outcome, end.reason, by_event=True, goal=goal_reached(end, event))
 
     def _run_event(self, event: CustomerEvent) -> RunEvent:
         assert self._input is not None
@@ -204,7 +213,7 @@ class JourneyWorkflow:
             if journey.trigger.every == "year" and not ended.by_event:
                 await self._flush()
                 self._next_cycle(input)
-            await self._record(ended.outcome, ended.reason)
+            await self._record(ended.outcome, ended.reason, goal=ended.goal)
             return JourneyResult(outcome=ended.outcome, reason=ended.reason, sent=self._sent)
         except FailureError as exc:
             # The run fails alone and visibly (Temporal UI); its record says why first. Patched:
@@ -276,7 +285,7 @@ class JourneyWorkflow:
             case CallStep():
                 await self._call(step)
             case GoalStep():
-                raise _Ended("converted", f"goal {step.goal}")
+                raise _Ended("converted", f"goal {step.goal}", goal=GoalReached(goal=step.goal))
             case ExitStep():
                 raise _Ended("exited", step.exit)
             case _:
@@ -700,7 +709,12 @@ class JourneyWorkflow:
         )
 
     async def _record(
-        self, status: RunEnd, reason: str | None, *, expression: str | None = None
+        self,
+        status: RunEnd,
+        reason: str | None,
+        *,
+        expression: str | None = None,
+        goal: GoalReached | None = None,
     ) -> None:
         self._note(status, self._step, reason, expression)
         events, self._notes = self._notes, []
@@ -712,9 +726,19 @@ class JourneyWorkflow:
                 reason=reason,
                 now=self._now(),
                 events=events,
+                goal=goal,
             ),
             **LOCAL_OPTIONS,
         )
+
+
+def goal_reached(end: Ending, event: CustomerEvent) -> GoalReached | None:
+    """The goal and the event that met it, when a goal (not an exit rule) ended the run."""
+    if end.goal is None:
+        return None
+    return GoalReached(
+        goal=end.goal, event_id=event.id, event_type=event.type, order_id=event.order_id
+    )
 
 
 def event_scope(event: CustomerEvent) -> dict[str, Any]:

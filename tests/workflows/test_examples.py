@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_goal_event_ends_the_run_as_a_conversion(tmp_path: Path) -> None:
     from sqlmodel import select
 
     from trouw.db.engine import make_engine, session_scope
-    from trouw.db.models import JourneyRun
+    from trouw.db.models import GoalConversion, JourneyRun
 
     customers = [
         {
@@ -107,6 +108,20 @@ def test_goal_event_ends_the_run_as_a_conversion(tmp_path: Path) -> None:
         "g1": ("converted", "goal first_purchase: purchase"),
         "g2": ("converted", "goal welcomed"),
     }
+    # Each conversion is recorded with its goal, time and value: the purchase's total for
+    # the goal event, none for the `goal:` step reached after the week's wait.
+    with session_scope(engine) as session:
+        goals = {
+            row.customer_id: (row.goal, row.event_type, row.order_id, row.value, row.at)
+            for row in session.exec(select(GoalConversion))
+        }
+    start = datetime.fromisoformat("2026-03-02T09:00:00+01:00")
+    g1, g2 = goals["g1"], goals["g2"]
+    assert g1[:4] == ("first_purchase", "purchase", "o-g1", Decimal("29.00"))
+    # At the purchase (the run wakes for it within a fraction of a real second).
+    assert abs(g1[4] - (start + timedelta(days=2))) < timedelta(minutes=1)
+    assert g2[:4] == ("welcomed", None, None, None)
+    assert g2[4] >= start + timedelta(days=7)
 
 
 @pytest.mark.parametrize("delivered_after", ["1d", None])

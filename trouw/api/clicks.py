@@ -14,11 +14,10 @@ from sqlmodel import select
 from trouw.api.state import ApiState, api_state
 from trouw.db.engine import session_scope
 from trouw.db.models import Engagement, Message, TrackedLink
+from trouw.measure.links import CLICK_PARAM
 
 router = APIRouter(include_in_schema=False)
 _CODE = re.compile(r"[A-Za-z0-9_-]{22}")
-# The click id the webshop may keep in its session and send back with the order.
-CLICK_PARAM = "trouw_click"
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 

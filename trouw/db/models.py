@@ -135,6 +135,9 @@ class Order(SQLModel, table=True):
     returned_at: datetime | None = _when(nullable=True, default=None)
     total: Decimal = Field(default=Decimal("0"), max_digits=12, decimal_places=2)
     currency: str = Field(default="EUR", max_length=3)  # ISO 4217, what the customer paid in
+    # The tracked click (`trouw_click` on the landing URL) the webshop session came from: an
+    # exact link from the order to the message that was clicked (docs/measurement.md).
+    session_id: str | None = Field(default=None, index=True, max_length=100)
 
 
 class OrderLine(SQLModel, table=True):
@@ -212,6 +215,28 @@ class JourneyRunEvent(SQLModel, table=True):
     step: str | None = Field(default=None, max_length=64)
     reason: str | None = None
     expression: str | None = None
+
+
+class GoalConversion(SQLModel, table=True):
+    """A run that reached one of its journey's goals: which goal, when, and what it was worth.
+
+    Written by record_run when a run ends converted (a goal rule's event, or a `goal:` step);
+    the value is the total of the goal event's order, or a custom event's `value` property.
+    """
+
+    __tablename__ = "goal_conversion"
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(unique=True, max_length=300)  # a run converts once
+    customer_id: str = Field(index=True, max_length=64)
+    journey: str = Field(index=True, max_length=64)
+    version: str = Field(max_length=64)
+    goal: str = Field(max_length=64)
+    event_type: str | None = Field(default=None, max_length=64)  # None: a `goal:` step
+    event_id: str | None = Field(default=None, max_length=200)
+    order_id: str | None = Field(default=None, max_length=64)
+    at: datetime = _when(index=True)
+    value: Decimal | None = Field(default=None, max_digits=12, decimal_places=2)
 
 
 class SplitAssignment(SQLModel, table=True):

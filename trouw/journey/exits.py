@@ -16,6 +16,7 @@ class Ending:
 
     outcome: Literal["converted", "exited"]
     reason: str
+    goal: str | None = None  # the goal's name, when a goal converted the run
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def ending(
     context. A `when` that cannot be evaluated counts as false (the run goes on)."""
     for goal in journey.settings.goals:
         if goal.event == event.type and matches(goal.match, event):
-            return Ending("converted", f"goal {goal.name}: {event.type}")
+            return Ending("converted", f"goal {goal.name}: {event.type}", goal.name)
     for rule in journey.settings.exit_on:
         if rule.event != event.type or not matches(rule.match, event):
             continue

@@ -120,8 +120,11 @@ def attribute(
     touches: Sequence[Touch],
     vouchers: Mapping[str, IssuedVoucher],
     rules: AttributionRules,
+    sessions: Mapping[str, Touch] | None = None,
 ) -> Attribution | None:
-    """The one message that earned `order`, or None. `touches` are the customer's own."""
+    """The one message that earned `order`, or None. `touches` are the customer's own;
+    `sessions` are clicks by their session id, whoever clicked (a guest checkout after a click
+    is still that click's order)."""
 
     def made(key: str, journey: str, method: Method, at: datetime) -> Attribution:
         return Attribution(
@@ -148,9 +151,12 @@ def attribute(
     before = [t for t in touches if t.at <= order.placed_at]
     # 2. The click that opened the session the order was placed in.
     if order.session_id:
-        sessions = [t for t in before if t.kind == "click" and t.session_id == order.session_id]
-        if sessions:
-            last = max(sessions, key=lambda t: (t.at, t.message_key))
+        clicked = (sessions or {}).get(order.session_id)
+        own = [t for t in before if t.kind == "click" and t.session_id == order.session_id]
+        if clicked is not None and clicked.at <= order.placed_at:
+            own.append(clicked)
+        if own:
+            last = max(own, key=lambda t: (t.at, t.message_key))
             return made(last.message_key, last.journey, "click_session", last.at)
     # 3. Last touch within its window: clicks outrank opens, opens outrank deliveries.
     kinds: tuple[TouchKind, ...] = ("click", "open", "delivery")
@@ -176,11 +182,15 @@ def attribute_all(
 ) -> list[Attribution]:
     """Every order's attribution (orders that no message earned are left out)."""
     by_customer: dict[str, list[Touch]] = defaultdict(list)
+    sessions: dict[str, Touch] = {}
     for touch in touches:
         by_customer[touch.customer_id].append(touch)
+        if touch.kind == "click" and touch.session_id:
+            sessions[touch.session_id] = touch
     found = []
     for order in orders:
-        result = attribute(order, by_customer.get(order.customer_id, ()), vouchers, rules)
+        mine = by_customer.get(order.customer_id, ())
+        result = attribute(order, mine, vouchers, rules, sessions)
         if result is not None:
             found.append(result)
     return found

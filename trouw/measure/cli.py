@@ -66,10 +66,10 @@ def report(
     if output == "json":
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return
-    _print_report(body)
+    print_report(body)
 
 
-def _print_report(body: dict[str, Any]) -> None:
+def print_report(body: dict[str, Any]) -> None:
     from rich.table import Table
 
     verbatim(f"{body['from']} to {body['to']}", to=console)
@@ -82,6 +82,9 @@ def _print_report(body: dict[str, Any]) -> None:
             f"revenue {j['revenue']:,.2f}",
             to=console,
         )
+        for goal in j.get("goals", []):
+            worth = f", worth {goal['value']:,.2f}" if goal["valued"] else ""
+            verbatim(f"  goal {goal['goal']}: {goal['conversions']} conversions{worth}", to=console)
         table = Table()
         columns = (
             "step",

@@ -23,6 +23,9 @@ _HREF = re.compile(r'(<a\b[^>]*?\bhref=")(https?://[^"\s]+)(")', re.IGNORECASE)
 # A URL in plain text (SMS, the text part of an email): up to whitespace or a closing bracket.
 _TEXT_URL = re.compile(r"https?://[^\s<>\"')\]]+")
 MAX_URL = 2000
+# The click id the redirect adds to the target's query; a webshop or till that keeps it in the
+# customer's session and sends it back on the order links that order to the click (exactly).
+CLICK_PARAM = "trouw_click"
 
 
 def link_code(key: bytes, message_key: str, url: str) -> str:

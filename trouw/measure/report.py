@@ -27,6 +27,7 @@ from trouw.measure.attribution import (
     Windows,
     attribute_all,
 )
+from trouw.measure.goals import goal_totals
 from trouw.settings import AttributionWindows, Settings
 
 _TOUCH: dict[str, TouchKind] = {"clicked": "click", "opened": "open", "delivered": "delivery"}
@@ -106,9 +107,10 @@ def attribute_orders(
             o.c.returned_at.is_not(None),
             o.c.store,
             o.c.channel,
+            o.c.session_id,
         ).where(o.c.placed_at >= start, o.c.placed_at < end)
     ).all()
-    for oid, customer, placed, total, returned, store, channel in rows:
+    for oid, customer, placed, total, returned, store, channel, session in rows:
         total = Decimal(total)
         orders.append(
             OrderToAttribute(
@@ -119,6 +121,7 @@ def attribute_orders(
                 # The order model knows whole returns only: all of its revenue goes back.
                 returned=total if returned else Decimal("0"),
                 shop=store or channel,
+                session_id=session,
             )
         )
     if not orders:
@@ -200,6 +203,9 @@ class JourneyFunnel:
     orders: int = 0
     revenue: float = 0.0
     steps: list[StepFunnel] = field(default_factory=list)
+    # Goal conversions that happened in the period, per goal: {goal, conversions, valued, value}
+    goals: list[dict[str, Any]] = field(default_factory=list)
+    goal_value: float = 0.0  # their value in all
 
 
 @dataclass
@@ -317,6 +323,12 @@ def journey_report(
             fj = of(j, version)
             fj.orders += 1
             fj.revenue += float(a.revenue)
+    for (j, version), goals in goal_totals(
+        connection, start=start, end=end, journey=journey
+    ).items():
+        fj = of(j, version)
+        fj.goals = goals
+        fj.goal_value = round(sum(g["value"] for g in goals), 2)
     by_day: dict[str, float] = defaultdict(float)
     methods: dict[str, int] = defaultdict(int)
     for a in attributed:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 from sqlmodel import Session
@@ -18,6 +19,7 @@ from trouw.consent import current_consent
 from trouw.db.models import Customer, Order
 from trouw.ingest import CustomerIn, EventIn, LineIn
 from trouw.locales import LocaleError, parse_locale_tag
+from trouw.measure.links import CLICK_PARAM
 from trouw.phones import PhoneError, normalise_phone
 
 _CENT = Decimal("0.01")
@@ -202,6 +204,28 @@ class ShopOrder:
     total: Decimal | None
     lines: list[LineIn]
     at: datetime | None
+    session_id: str | None = None  # the tracked click the shop session came from
+
+
+# The click id the redirect adds to a landing URL, as a shop hands it back: a query
+# parameter, a cart attribute or an order meta field named CLICK_PARAM.
+_CLICK_ID = re.compile(r"[A-Za-z0-9._:@#/+-]{1,100}")
+
+
+def click_session(value: Any) -> str | None:
+    """A click id as the shop passed it back, or None when it is missing or malformed."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if _CLICK_ID.fullmatch(value) else None
+
+
+def click_in_url(url: Any) -> str | None:
+    """The click id in a landing URL's query (`?trouw_click=...`), if there is one."""
+    if not isinstance(url, str) or not url:
+        return None
+    found = parse_qs(urlsplit(url).query).get(CLICK_PARAM)
+    return click_session(found[-1]) if found else None
 
 
 def line(item: Mapping[str, Any], *, unit_price: Decimal | None) -> LineIn | None:
@@ -239,6 +263,7 @@ def purchase_event(
         total=order.total,
         profile=profile,
         source=shop,
+        session_id=order.session_id,
     )
 
 

@@ -8,10 +8,13 @@ from typing import Any, Literal
 
 from sqlmodel import Session
 
+from trouw.measure.links import CLICK_PARAM
 from trouw.webshops.mapping import (
     Identity,
     Mapped,
     ShopOrder,
+    click_in_url,
+    click_session,
     currency,
     follow_up,
     id_part,
@@ -60,7 +63,19 @@ def _order(order: Mapping[str, Any]) -> ShopOrder:
         total=total if use_presentment else money(order.get("total_price")),
         lines=lines,
         at=when(order.get("created_at")),
+        session_id=_click(order),
     )
+
+
+def _click(order: Mapping[str, Any]) -> str | None:
+    """The tracked click behind the order: a cart attribute `trouw_click` (note_attributes,
+    set by the theme from the landing URL), else the landing URL's own `trouw_click`."""
+    for attribute in order.get("note_attributes") or []:
+        if isinstance(attribute, Mapping) and attribute.get("name") == CLICK_PARAM:
+            found = click_session(attribute.get("value"))
+            if found:
+                return found
+    return click_in_url(order.get("landing_site"))
 
 
 def _identity(order: Mapping[str, Any]) -> Identity:

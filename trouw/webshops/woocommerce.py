@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlmodel import Session
 
+from trouw.measure.links import CLICK_PARAM
 from trouw.webshops.mapping import (
     Identity,
     Mapped,
     ShopOrder,
+    click_session,
     currency,
     follow_up,
     id_part,
@@ -50,7 +52,22 @@ def _order(order: Mapping[str, Any]) -> ShopOrder:
         lines=lines,
         at=when(order.get("date_paid_gmt"), naive_is_utc=True)
         or when(order.get("date_created_gmt"), naive_is_utc=True),
+        session_id=_click(order),
     )
+
+
+# Order meta a plugin or theme sets from the landing URL; the underscore hides it in wp-admin.
+_CLICK_META = (f"_{CLICK_PARAM}", CLICK_PARAM)
+
+
+def _click(order: Mapping[str, Any]) -> str | None:
+    """The tracked click behind the order, from the order's meta_data (`_trouw_click`)."""
+    for meta in order.get("meta_data") or []:
+        if isinstance(meta, Mapping) and meta.get("key") in _CLICK_META:
+            found = click_session(meta.get("value"))
+            if found:
+                return found
+    return None
 
 
 def _identity(order: Mapping[str, Any]) -> Identity:
