@@ -4,6 +4,7 @@ barcodes the till can scan, the points history, and the way to the preferences."
 from __future__ import annotations
 
 import base64
+import io
 import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zxingcpp
+from PIL import Image
 
 from tests.api.test_browser import Browser, chromium, server  # noqa: F401 - fixtures
 from trouw.db.engine import session_scope
@@ -20,6 +23,29 @@ from trouw.tokens import TokenPayload, sign_token
 
 pytestmark = pytest.mark.slow
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+CARD = "2200001234567"
+
+
+def scanned_barcodes(chromium: Browser) -> list[tuple[str, list[str]]]:  # noqa: F811
+    """Each barcode image on the page as the phone shows it (a screenshot of its box), read by
+    an independent decoder (zxing-cpp): its alt text and what the decoder found in it."""
+    boxes = chromium.evaluate(
+        "[...document.querySelectorAll('#vouchers img, #card img')].map(i => {"
+        " const r = i.getBoundingClientRect();"
+        " return [i.alt, r.x + scrollX, r.y + scrollY, r.width, r.height]; })"
+    )
+    found = []
+    for alt, x, y, width, height in boxes:
+        shot = chromium.send(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": x, "y": y, "width": width, "height": height, "scale": 2},
+        )
+        image = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("L")
+        decoded = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.Code128)
+        found.append((alt, [barcode.text for barcode in decoded]))
+    return found
 
 
 def seed(engine: Any) -> list[str]:
@@ -37,7 +63,7 @@ def seed(engine: Any) -> list[str]:
                     "channel": "pos",
                     "at": now - timedelta(days=2),
                     "lines": [{"sku": "BBQ", "name": "Houtskoolbarbecue", "unit_price": "620"}],
-                    "profile": {"id": "c1", "attributes": {"loyalty_card": "2200001234567"}},
+                    "profile": {"id": "c1", "attributes": {"loyalty_card": CARD}},
                 }
             ),
             now=now,
@@ -82,6 +108,8 @@ def test_loyalty_page_on_a_phone(
         "[...document.querySelectorAll('#vouchers img, #card img')].map(i => i.naturalWidth)"
     )
     assert len(widths) == 3 and all(width > 0 for width in widths)
+    # What a till's scanner reads from the screen is the voucher's code and the card number.
+    assert scanned_barcodes(chromium) == [(CARD, [CARD])] + [(code, [code]) for code in codes]
     assert chromium.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert chromium.evaluate(
         "[...document.querySelectorAll('img')].every(i => i.getBoundingClientRect().right <= 390)"
@@ -96,6 +124,23 @@ def test_loyalty_page_on_a_phone(
     folder = Path(os.environ.get("TROUW_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "loyalty_page_phone.png").write_bytes(shot)
+
+
+def test_the_scan_check_catches_a_barcode_of_another_code(
+    chromium: Browser,  # noqa: F811
+    server: tuple[str, Any],  # noqa: F811
+) -> None:
+    base, engine = server
+    first, second = seed(engine)
+    chromium.send("Emulation.setDeviceMetricsOverride", **PHONE)
+    chromium.open(f"{base}/loyalty/{sign_token(TokenPayload(customer_id='c1'), [b'test-key'])}")
+    # The first voucher shown with the second one's barcode: the decoder must tell them apart.
+    chromium.evaluate(
+        "(() => { const imgs = document.querySelectorAll('#vouchers img');"
+        " imgs[0].src = imgs[1].src; return imgs[0].decode(); })()"
+    )
+    scanned = dict(scanned_barcodes(chromium))
+    assert scanned[first] == [second] and scanned[second] == [second]
 
 
 def test_loyalty_page_refuses_a_forged_link(
