@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
         RECORD_EVENT_SIGNAL,
         RECORD_RUN,
         RECORD_RUN_EVENTS,
-        SEND_MESSAGE,
         STATUS_QUERY,
         UPDATE_CUSTOMER,
         CallActivityInput,
@@ -40,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         RunEventKind,
         RunEventRecord,
         SendMessageInput,
-        SendMessageResult,
         UpdateCustomerInput,
         customer_workflow_id,
     )
@@ -69,11 +67,8 @@ with workflow.unsafe.imports_passed_through():
     from trouw.journey.split import choose_arm
     from trouw.journey.waits import timezone_of, wait_until_moment
 
-    from workflows.options import (
-        CALL_OPTIONS,
-        LOCAL_OPTIONS,
-        SEND_OPTIONS,
-    )
+    from workflows.options import CALL_OPTIONS, LOCAL_OPTIONS
+    from workflows.sending import LOCAL_FIRST_SEND, send_message
 
 STEP = SearchAttributeKey.for_keyword("Step")
 NEXT_WAKEUP = SearchAttributeKey.for_datetime("NextWakeup")
@@ -340,9 +335,7 @@ class JourneyWorkflow:
                 ),
             )
             try:
-                result = await workflow.execute_activity(
-                    SEND_MESSAGE, request, result_type=SendMessageResult, **SEND_OPTIONS
-                )
+                result = await send_message(request, local_first=workflow.patched(LOCAL_FIRST_SEND))
             except ActivityError as exc:
                 # Recorded in the ledger by the activity; the journey says whether to go on.
                 cause = exc.cause or exc

@@ -35,6 +35,14 @@ SEND_OPTIONS: dict[str, Any] = {
     ),
 }
 
+# A send's first attempt, run as a local activity (workflows/sending.py): the same attempt
+# timeout as the activity, and no retry of its own; a retryable failure goes on as a regular
+# activity under SEND_OPTIONS.
+SEND_LOCAL_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": SEND_ATTEMPT_TIMEOUT,
+    "retry_policy": RetryPolicy(maximum_attempts=1),
+}
+
 # Custom activities (issue_voucher, a CRM call): idempotent by the key they receive.
 CALL_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=1),

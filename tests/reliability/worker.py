@@ -70,6 +70,7 @@ async def main() -> None:
         workflow_runner=UnsandboxedWorkflowRunner(),
         # Fewer sends at once spread a run over time, so the kills meet sends in every phase.
         max_concurrent_activities=int(os.environ.get("RELIABILITY_CONCURRENCY", "100")),
+        max_concurrent_local_activities=int(os.environ.get("RELIABILITY_CONCURRENCY", "100")),
     )
     print("worker ready", flush=True)  # noqa: T201 - the harness reads the log
     await worker.run()

@@ -1,5 +1,6 @@
-"""The workflow a reliability run starts per message: the real send activity under the real
-options profile, so Temporal's retries and timeouts are the production ones."""
+"""The workflow a reliability run starts per message: the real send activity called the way a
+journey calls it (workflows/sending.py: a local first attempt, then the regular activity under
+the real options profile), so Temporal's retries and timeouts are the production ones."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.contracts import SendMessageInput, SendMessageResult
+    from trouw.contracts import SendMessageInput
     from workflows.options import SEND_OPTIONS
+    from workflows.sending import send_message
 
 # The production profile with one change: retries back off to at most 5 s instead of an hour,
 # so a run ends in minutes. Timeouts (and so leases and the retry after a killed worker) are
@@ -34,9 +36,7 @@ class ReliabilitySendWorkflow:
     @workflow.run
     async def run(self, input: SendMessageInput) -> str:
         try:
-            result = await workflow.execute_activity(
-                "send_message", input, result_type=SendMessageResult, **RELIABILITY_OPTIONS
-            )
+            result = await send_message(input, local_first=True, retries=RELIABILITY_OPTIONS)
         except ActivityError as exc:
             return f"failed: {exc.cause or exc}"
         return result.outcome

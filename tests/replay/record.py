@@ -22,7 +22,7 @@ from trouw.simulate import load_scenario, simulate
 # on an unsubscribe let a run's transactional messages through, v3 before the engine-efficiency
 # changes (docs/performance.md, "Temporal work per purchase"), v4 before runs whose first step is
 # a wait were held in the customer workflow, v5 before the customer workflow ended held runs
-# itself, current after.
+# itself, v6 before a send's first attempt became a local activity, current after.
 HISTORIES = Path(__file__).parent / "histories" / "current"
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -23,6 +24,7 @@ from temporalio.worker import Worker
 from trouw.contracts import (
     JOURNEY_WORKFLOW,
     RECORD_EVENT_SIGNAL,
+    SEND_MESSAGE,
     STATUS_QUERY,
     ContextResult,
     CustomerEvent,
@@ -134,17 +136,23 @@ def worker(client: Client, fakes: Fakes, queue: str) -> Worker:
     )
 
 
+async def start_run(
+    client: Client, definition: dict[str, Any], queue: str
+) -> WorkflowHandle[Any, JourneyResult]:
+    return await client.start_workflow(
+        JOURNEY_WORKFLOW,
+        journey_input(definition),
+        id=f"run-{queue}",
+        task_queue=queue,
+        result_type=JourneyResult,
+    )
+
+
 async def run(client: Client, fakes: Fakes, definition: dict[str, Any]) -> JourneyResult:
     """One run to its end, on a worker of its own."""
     queue = str(uuid.uuid4())
     async with worker(client, fakes, queue):
-        return await client.execute_workflow(
-            JOURNEY_WORKFLOW,
-            journey_input(definition),
-            id=f"run-{queue}",
-            task_queue=queue,
-            result_type=JourneyResult,
-        )
+        return await (await start_run(client, definition, queue)).result()
 
 
 async def test_a_deferred_send_is_sent_once_the_deferral_ends(client: Client) -> None:
@@ -209,13 +217,7 @@ async def test_an_exit_event_during_a_wait_ends_the_run_before_the_next_step(
         ],
     }
     async with worker(client, fakes, queue):
-        handle = await client.start_workflow(
-            JOURNEY_WORKFLOW,
-            journey_input(definition),
-            id=f"run-{queue}",
-            task_queue=queue,
-            result_type=JourneyResult,
-        )
+        handle = await start_run(client, definition, queue)
         await fakes.sent_once.wait()
         # Signal once the run is in its wait (each query is one round trip to the worker).
         status = ""
@@ -232,3 +234,54 @@ async def test_an_exit_event_during_a_wait_ends_the_run_before_the_next_step(
     assert result == JourneyResult(outcome="exited", reason="exit on order_cancelled", sent=1)
     assert [s.step for s in fakes.sends] == ["thanks"]
     assert [(r.status, r.reason) for r in fakes.records] == [("exited", "exit on order_cancelled")]
+
+
+RECEIPT = {
+    "journey": "receipt",
+    "trigger": {"event": "purchase"},
+    "steps": [{"id": "confirm", "send": "email", "template": "order_confirmation"}],
+}
+
+
+def rate_limited(input: SendMessageInput) -> SendMessageResult:
+    raise ApplicationError("429 too many requests", type="ProviderUnavailableError")
+
+
+async def run_with_history(
+    client: Client, fakes: Fakes, definition: dict[str, Any]
+) -> tuple[JourneyResult, list[str]]:
+    """One run to its end, and how each of its sends was asked for: "local" or "activity"."""
+    queue = str(uuid.uuid4())
+    async with worker(client, fakes, queue):
+        handle = await start_run(client, definition, queue)
+        result = await handle.result()
+        history = await handle.fetch_history()
+    asked = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == SEND_MESSAGE:
+                asked.append("activity")
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if b'"send_message"' in b"".join(p.data for p in details["data"].payloads):
+                asked.append("local")
+    return result, asked
+
+
+async def test_a_send_goes_out_as_a_local_activity(client: Client) -> None:
+    fakes = Fakes([sent])
+    result, asked = await run_with_history(client, fakes, RECEIPT)
+    assert result == JourneyResult(outcome="completed", sent=1)
+    assert asked == ["local"]
+
+
+async def test_a_local_send_attempt_that_can_be_retried_goes_on_as_an_activity(
+    client: Client,
+) -> None:
+    fakes = Fakes([rate_limited, sent])
+    result, asked = await run_with_history(client, fakes, RECEIPT)
+    assert result == JourneyResult(outcome="completed", sent=1)
+    first, second = fakes.sends
+    # The same message (one ledger key): the activity is the local attempt's retry.
+    assert first.message_key == second.message_key
+    assert asked == ["local", "activity"]

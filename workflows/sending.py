@@ -1,0 +1,83 @@
+"""How a workflow calls the send activity: one local attempt first, durable retries after it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    RetryState,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from trouw.contracts import SEND_MESSAGE, SendMessageInput, SendMessageResult
+
+    from workflows.options import SEND_LOCAL_OPTIONS, SEND_OPTIONS
+
+# Patch id: a send's first attempt runs as a local activity (one marker in the workflow task
+# that asked for it) instead of an activity task (3 history events, a billed action and a
+# second workflow task). Runs that sent before this change keep sending as activities.
+LOCAL_FIRST_SEND = "local-first-send"
+
+
+async def send_message(
+    request: SendMessageInput, *, local_first: bool, retries: dict[str, Any] | None = None
+) -> SendMessageResult:
+    """Send through the ledgered send activity; `retries` is the regular activity's profile.
+
+    With `local_first`, the first attempt is a local activity with no retry of its own. The
+    ledger makes every attempt of one message key the same send, local or not (claim, lease,
+    stored outcome), so when that attempt fails with a retryable error (a rate limit, a
+    connection lost, another attempt's lease still running, an outcome to reconcile) the
+    regular activity takes over with the durable retries and backoff of `retries`, visible in
+    the Temporal UI as before. A worker lost mid-attempt loses the workflow task: the next
+    worker replays it and makes the local attempt again, which the ledger turns into a wait for
+    the lease and a reconciliation, as it does for an activity retried after a lost worker.
+    Errors that no retry can mend are raised at once, as the activity raised them.
+    """
+    options = retries if retries is not None else SEND_OPTIONS
+    if local_first:
+        try:
+            result: SendMessageResult = await workflow.execute_local_activity(
+                SEND_MESSAGE, request, result_type=SendMessageResult, **SEND_LOCAL_OPTIONS
+            )
+            return result
+        except FailureError as exc:
+            # A local activity's failure comes as an ActivityError or (temporalio 1.35) as the
+            # activity's own error; the caller gets the ActivityError an activity would give.
+            cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
+            if isinstance(cause, CancelledError):
+                raise
+            if _final(cause, options):
+                if isinstance(exc, ActivityError):
+                    raise
+                raise ActivityError(
+                    "local activity failed",
+                    scheduled_event_id=0,
+                    started_event_id=0,
+                    identity="",
+                    activity_type=SEND_MESSAGE,
+                    activity_id="",
+                    retry_state=RetryState.NON_RETRYABLE_FAILURE,
+                ) from cause
+            workflow.logger.info(
+                "send %s: local attempt failed (%s); retrying as an activity",
+                request.message_key,
+                cause,
+            )
+    retried: SendMessageResult = await workflow.execute_activity(
+        SEND_MESSAGE, request, result_type=SendMessageResult, **options
+    )
+    return retried
+
+
+def _final(cause: BaseException, options: dict[str, Any]) -> bool:
+    """Whether the regular activity would not retry this failure either."""
+    if not isinstance(cause, ApplicationError):
+        return False  # a timeout: the activity's retries decide
+    refused = options["retry_policy"].non_retryable_error_types or []
+    return cause.non_retryable or (cause.type or "") in refused
