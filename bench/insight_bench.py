@@ -44,12 +44,14 @@ sys.path.insert(0, str(ROOT))
 
 from trouw.insight import InsightSettings, LineFact, OrderFact, score_customers  # noqa: E402
 from trouw.insight.btyd import BetaGeo, GammaGamma, ParetoNBD  # noqa: E402
+from trouw.insight.forecast import auc  # noqa: E402
 from trouw.insight.history import build_histories  # noqa: E402
 
 CALIBRATION_END = datetime(1997, 9, 30, 23, 59, 59, tzinfo=UTC)
 HOLDOUT_END = datetime(1998, 6, 30, 23, 59, 59, tzinfo=UTC)
 HORIZON = 273
 WEEKS_13 = 91
+SIZES = (100, 300, 1000, 3000)
 
 
 def cdnow_path() -> Path:
@@ -67,18 +69,6 @@ def load_cdnow() -> list[OrderFact]:
             at = datetime.strptime(day, "%Y%m%d").replace(hour=12, tzinfo=UTC)
             orders.append(OrderFact(customer, f"{customer}-{number}", at, float(value)))
     return orders
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mann-Whitney AUC with average ranks for ties."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    pos = labels.astype(bool)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def f1(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -295,7 +285,7 @@ def small_shops(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     print(f"\nsmall shops: {draws} random samples each")
     print(f"{'customers':>10}{'answered':>10}{'AUC':>8}{'recency':>9}{'not worse':>11}{'models'}")
-    for size in (100, 300, 1000, 3000):
+    for size in SIZES:
         answered = 0
         aucs, recency_aucs, not_worse = [], [], 0
         models: set[str] = set()

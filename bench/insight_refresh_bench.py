@@ -1,13 +1,15 @@
 """Time and peak memory of a full insight refresh, database read included, on SQLite and PostgreSQL.
 
 Usage: .venv/bin/python bench/insight_refresh_bench.py [--customers 100000] [--lines 1000000]
-       [--no-postgres] [--keep DIR]
+       [--no-postgres]
 A synthetic shop (customers who buy at their own pace over two years, 5,000 products in 40
 categories, 1-6 lines per order) is written straight into the tables; then each database runs
 the refresh in a child process of its own: the very functions the refresh activities call
 (load_facts -> score_customers + recommend -> stage -> apply_chunk per chunk -> finish), so the
 figure is the refresh minus Temporal's scheduling. Peak memory is the child's peak RSS
-(getrusage), which includes the interpreter and numpy/scipy (~110 MB before any work).
+(getrusage), which includes the interpreter and numpy/scipy (~110 MB before any work); its CPU
+time (user + system) is printed too, since on a shared machine the wall clock mostly measures
+the other jobs (on PostgreSQL it leaves out the server's own CPU).
 As a reference measured in the same run, the child first times a bare `SELECT` of the same
 rows (the database read alone), so the ratio refresh/read stays valid on a loaded machine.
 Figures: docs/performance.md ("Insight refresh").
@@ -78,12 +80,13 @@ def fill(engine: Any, *, customers: int, lines: int, products: int = 5000, seed:
     for customer in range(customers):
         count = max(1, int(rng.expovariate(1 / per_customer) + 0.5))
         first = start + timedelta(days=rng.uniform(0, 700))
-        gap = rng.uniform(10, 200)
+        # The customer's orders fall between the first and as_of, at a pace of their own
+        # (exponential gaps, squeezed into the time left), so every generated line is kept.
+        gaps = [rng.expovariate(1.0) for _ in range(count)]
+        room = (AS_OF - first).total_seconds() * rng.uniform(0.3, 1.0) / sum(gaps)
         favourite = rng.randrange(40)
         at = first
         for number in range(count):
-            if at > AS_OF:
-                break
             order_id = f"O{customer:06d}-{number}"
             size = rng.randint(1, 6)
             total = 0
@@ -113,7 +116,7 @@ def fill(engine: Any, *, customers: int, lines: int, products: int = 5000, seed:
                 }
             )
             written += 1
-            at = at + timedelta(days=rng.expovariate(1 / gap) + 1)
+            at = at + timedelta(seconds=gaps[number] * room)
         if len(lines_batch) > 50_000:
             flush()
     flush()
@@ -137,19 +140,24 @@ def child(database: str, out: Path) -> None:
     engine = make_engine(database) if database.startswith("sqlite") else _pg(database)
     settings = Settings(home=out, database_url="sqlite://", signing_keys=["bench"])
     begin = time.perf_counter()
+    cpu = _cpu()
     with engine.connect() as connection:
-        rows = sum(
-            1
-            for _ in connection.execution_options(stream_results=True, yield_per=20000).execute(
-                facts_query(AS_OF)
-            )
+        result = connection.execution_options(stream_results=True, yield_per=20000).execute(
+            facts_query(AS_OF)
         )
+        rows = sum(len(partition) for partition in result.partitions())
     read_seconds = time.perf_counter() - begin
+    read_cpu = _cpu() - cpu
     phases: dict[str, float] = {}
     begin = time.perf_counter()
+    cpu = _cpu()
 
     def mark(what: object) -> None:
-        phases[str(what).split(" ")[0]] = time.perf_counter() - begin
+        name = str(what).split(" ")[0]
+        phases[name] = time.perf_counter() - begin
+        if os.environ.get("TROUW_BENCH_TRACE"):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"# {phases[name]:6.1f} s  peak {peak:5.0f} MB  {what}", file=sys.stderr)
 
     refresh_id = f"bench-{uuid.uuid4().hex[:8]}"
     customers = score_and_stage(
@@ -174,6 +182,7 @@ def child(database: str, out: Path) -> None:
         ).events
     finish_refresh(engine, refresh_id=refresh_id, now=datetime.now(UTC))
     total = time.perf_counter() - begin
+    total_cpu = _cpu() - cpu
     with engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT count(*) FROM customer_insight")).scalar_one()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -182,6 +191,8 @@ def child(database: str, out: Path) -> None:
             {
                 "rows": rows,
                 "read_seconds": read_seconds,
+                "read_cpu_seconds": read_cpu,
+                "total_cpu_seconds": total_cpu,
                 "customers": customers,
                 "stored": stored,
                 "scored_seconds": phases.get("recommending", 0.0),
@@ -192,6 +203,12 @@ def child(database: str, out: Path) -> None:
             }
         )
     )
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far: on a shared machine, wall time waits for the others."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pg(url: str) -> Any:
@@ -257,7 +274,7 @@ def main() -> None:
     databases = ["sqlite"] + ([] if args.no_postgres or not postgres_reachable() else ["postgres"])
     print(
         "database   | lines     | customers | read (s) | refresh (s) | refresh/read "
-        "| of which scoring (s) | peak RSS (MB)"
+        "| of which scoring (s) | refresh CPU (s) | read CPU (s) | peak RSS (MB)"
     )
     for database in databases:
         url, cleanup = prepare(database, customers=args.customers, lines=args.lines)
@@ -277,6 +294,7 @@ def main() -> None:
             f"{figures['read_seconds']:8.1f} | {figures['total_seconds']:11.1f} | "
             f"{figures['total_seconds'] / figures['read_seconds']:12.1f} | "
             f"{figures['scored_seconds'] - figures['read_in_refresh_seconds']:20.1f} | "
+            f"{figures['total_cpu_seconds']:15.1f} | {figures['read_cpu_seconds']:12.1f} | "
             f"{figures['peak_rss_mb']:13.0f}"
         )
     print(f"# load average at end: {os.getloadavg()[0]:.1f}")

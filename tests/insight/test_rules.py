@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import sparse
 
 from trouw.insight import LineFact, association_rules, recommend
+from trouw.insight.rules import _top_per_row
 
 
 def random_lines(seed: int, baskets: int, products: int) -> list[LineFact]:
@@ -133,3 +135,28 @@ def test_recommend_for_all_customers_and_as_of() -> None:
     assert before == {"a": []}  # z was not sold yet, x and y were bought
     with pytest.raises(ValueError, match="as_of needs the orders"):
         recommend(lines, customer_ids=None, as_of=datetime(2026, 2, 1, tzinfo=UTC))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 9), st.sampled_from([0.5, 1.0, 1.5, 2.25])),
+        max_size=60,
+    ),
+    st.integers(0, 5),
+)
+def test_top_per_row_equals_a_full_sort(entries: list[tuple[int, int, float]], limit: int) -> None:
+    """The partition-then-sort shortcut keeps exactly the entries a full sort by (value
+    descending, tie ascending) puts first in each row, ties at the cut included."""
+    cells = {(row, col): value for row, col, value in entries}
+    rows = np.array([row for row, _ in cells], dtype=np.int64)
+    cols = np.array([col for _, col in cells], dtype=np.int64)
+    matrix = sparse.csr_matrix((np.array(list(cells.values())), (rows, cols)), shape=(7, 10))
+    tie = np.random.default_rng(limit).permutation(10).astype(np.int64)
+    expected = [
+        [c for _, _, c in sorted((-v, tie[c], c) for (r, c), v in cells.items() if r == row)][
+            :limit
+        ]
+        for row in range(7)
+    ]
+    assert _top_per_row(matrix, tie, limit) == expected

@@ -130,3 +130,19 @@ def test_habits_favourite_category_and_breadth() -> None:
     assert (
         score_customers(orders, lines, as_of=AS_OF, settings=narrow_config)[1].breadth == "narrow"
     )
+
+
+def test_a_small_shop_is_ranked_by_recency_then_frequency() -> None:
+    """Below 300 customers the model's answers are handed out in order of recency, then
+    frequency: on small CDNOW samples the model alone ranked worse than recency alone."""
+    result = score_customers(shop(120, 4), [], as_of=AS_OF, horizon_days=90)
+    assert_sane(result)
+    assert {c.model for c in result} == {"bgnbd-map+recency+gg"}
+    ranked = sorted(result, key=lambda c: (c.recency_days, -c.frequency, -c.p_order))
+    for values in ([c.p_order for c in ranked], [c.expected_orders for c in ranked]):
+        assert values == sorted(values, reverse=True) and values[0] > values[-1]
+    days = [
+        (c.expected_next_order_at - AS_OF).total_seconds() if c.expected_next_order_at else math.inf
+        for c in ranked
+    ]
+    assert days == sorted(days)
