@@ -247,8 +247,16 @@ def simulate(
         min=1,
         help="Simulate customers in this many processes (default: by size).",
     ),
+    report_json: Path | None = typer.Option(
+        None,
+        "--report-json",
+        help="Write the measurement report over the simulated period to this JSON file.",
+    ),
 ) -> None:
-    """Run a scenario on the time-skipping server: every message decision and run outcome."""
+    """Run a scenario on the time-skipping server: every message decision and run outcome,
+    then the measurement report (funnel, attribution, goals) over the simulated period."""
+    from trouw.measure.cli import print_report
+    from trouw.measure.html import write_report
     from trouw.simulate import (
         failure_lines,
         load_scenario,
@@ -286,15 +294,29 @@ def simulate(
             write_out(timeline_json(result) + "\n")
         else:
             print_timeline(result, console)
+            if result.report is not None:
+                print_report(result.report["report"])
+        if report_json is not None and result.report is not None:
+            _write_json(report_json, result.report["report"])
+            err.print(f"measurement report: {report_json}", highlight=False)
         if html_dir is not None:
             index = write_html(result, parsed, html_dir)
             err.print(f"timeline page: {index}", highlight=False)
+            if result.report is not None:
+                page = write_report(html_dir, result.report["report"], result.report["uplifts"])
+                err.print(f"measurement report page: {page}", highlight=False)
+        for line in result.notes:
+            err.print(line, highlight=False, soft_wrap=True, markup=False)
         for line in failure_lines(result):
             err.print(line, highlight=False, soft_wrap=True, markup=False)
         if result.failures:
             raise typer.Exit(1)
 
     _run(main)
+
+
+def _write_json(path: Path, body: Any) -> None:
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
 
 
 @app.command()

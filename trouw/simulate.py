@@ -18,7 +18,14 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from sqlmodel import col, select
 
 from trouw.db.engine import make_engine, migrate, session_scope
@@ -43,6 +50,7 @@ from trouw.journey.loader import (
 from trouw.locales import LocaleTag
 from trouw.loyalty.ledger import derived_from, take_derived
 from trouw.loyalty.sweep import next_due, sweep
+from trouw.measure.scripted import ALSO_ENGAGEMENT, ENGAGEMENT_ONLY, deliver_sent, record_scripted
 from trouw.phones import phone_of_customer
 from trouw.settings import Settings
 
@@ -87,6 +95,26 @@ class ScenarioEvent(ScenarioModel):
     properties: dict[str, Any] = Field(default_factory=dict)
     vouchers: list[str] = Field(default_factory=list)  # codes a purchase redeems (WELKOM-C1-1)
     referral: str | None = None  # the referral code a customer came with (REF-C1)
+    # Engagement (open, click, complaint; bounce and unsubscribe too): the message it is about,
+    # the customer's latest sent one narrowed by journey and step (trouw.measure.scripted).
+    journey: str | None = None
+    step: str | None = None
+    # A click's webshop session, and the purchase that carries it back (an exact link).
+    session_id: str | None = None
+
+    @model_validator(mode="after")
+    def _engagement_fields(self) -> ScenarioEvent:
+        from trouw.measure.scripted import ALSO_ENGAGEMENT, ENGAGEMENT_ONLY
+
+        about_a_message = self.type in ENGAGEMENT_ONLY or self.type in ALSO_ENGAGEMENT
+        if (self.journey or self.step) and not about_a_message:
+            raise ValueError(
+                f"journey and step name the message an {', '.join(ENGAGEMENT_ONLY)}, bounce or "
+                f"unsubscribe is about; a {self.type} event has none"
+            )
+        if self.session_id and self.type not in ("click", "purchase"):
+            raise ValueError("session_id belongs on a click and on the purchase it led to")
+        return self
 
     @field_validator("at", mode="before")
     @classmethod
@@ -191,7 +219,7 @@ def load_scenario(path: Path) -> Scenario:
 
 
 def event_in(scenario: Scenario, event: ScenarioEvent, index: int) -> EventIn:
-    data = event.model_dump(exclude={"at", "id"}, exclude_none=True)
+    data = event.model_dump(exclude={"at", "id", "journey", "step"}, exclude_none=True)
     data["lines"] = [line.model_dump(exclude_none=True) for line in event.lines]
     return EventIn(
         id=event.id or f"sim-{index + 1}", at=scenario.moment(event), source="simulation", **data
@@ -250,6 +278,9 @@ class SimulationResult:
     workdir: Path
     outbox_dirs: list[Path] = field(default_factory=list)
     runs: list[RunEntry] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # scripted engagement that found no message
+    # The measurement report over the simulated period (trouw.simulate.measurement).
+    report: dict[str, Any] | None = None
 
     @property
     def failures(self) -> list[RunEntry]:
@@ -335,8 +366,10 @@ async def simulate_parallel(
         timeline: list[TimelineEntry] = []
         runs: list[RunEntry] = []
         outboxes: list[Path] = []
+        notes: list[str] = []
         for future in asyncio.as_completed(futures):
-            entries, run_entries, outbox = await future
+            entries, run_entries, outbox, part_notes = await future
+            notes.extend(part_notes)
             timeline.extend(TimelineEntry(**entry) for entry in entries)
             runs.extend(RunEntry(**entry) for entry in run_entries)
             outboxes.append(Path(outbox))
@@ -345,12 +378,61 @@ async def simulate_parallel(
                 progress(sum(len(p) for p in parts[:done]), len(ids), "")
     timeline.sort(key=lambda e: (datetime.fromisoformat(e.at), e.customer, e.message_key))
     runs.sort(key=_run_order)
-    return SimulationResult(timeline, outboxes[0], loop.time() - started, home, outboxes, runs)
+    merged = merge_databases(
+        [home / f"part-{number}" / "simulation.db" for number in range(count)],
+        home / "simulation.db",
+    )
+    measured = measurement(merged, scenario, Settings())
+    merged.dispose()
+    return SimulationResult(
+        timeline,
+        outboxes[0],
+        loop.time() - started,
+        home,
+        outboxes,
+        runs,
+        notes=sorted(notes),
+        report=measured,
+    )
+
+
+def merge_databases(parts: list[Path], target: Path) -> Any:
+    """One database holding every part's rows (customers are disjoint between parts); rows
+    every part holds alike (the shop's history, loaded into each part for insight) are kept once
+    by their unique keys. Returns the engine of the merged database."""
+    import sqlalchemy as sa
+    from sqlmodel import SQLModel
+
+    merged = make_engine(f"sqlite:///{target}")
+    migrate(merged)
+    for part in parts:
+        source = make_engine(f"sqlite:///{part}")
+        present = set(sa.inspect(source).get_table_names())  # before a transaction holds it
+        with source.connect() as reading, merged.begin() as writing:
+            for table in SQLModel.metadata.sorted_tables:
+                if table.name not in present:
+                    continue
+                # An integer id is the part's own counter: the merged database numbers anew.
+                generated = [
+                    c.name
+                    for c in table.primary_key.columns
+                    if c.autoincrement is True
+                    or (c.name == "id" and isinstance(c.type, sa.Integer))
+                ]
+                columns = [c for c in table.columns if c.name not in generated]
+                rows = [
+                    dict(zip((c.name for c in columns), row, strict=True))
+                    for row in reading.execute(sa.select(*columns))
+                ]
+                if rows:
+                    writing.execute(table.insert().prefix_with("OR IGNORE"), rows)
+        source.dispose()
+    return merged
 
 
 def _simulate_part(
     payload: dict[str, Any], customer_ids: list[str], journeys: str, templates: str, workdir: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, list[str]]:
     """One process's share of a parallel simulation (a top-level function, so it can be spawned)."""
     from trouw.temporal import quiet_runtime
 
@@ -370,12 +452,14 @@ def _simulate_part(
             templates_dir=Path(templates),
             workdir=Path(workdir),
             shop_purchases=purchases,
+            with_report=False,  # the parts' databases are merged and measured together
         )
     )
     return (
         [asdict(entry) for entry in result.timeline],
         [asdict(entry) for entry in result.runs],
         str(result.outbox_dir),
+        result.notes,
     )
 
 
@@ -391,6 +475,7 @@ async def simulate(
     sandboxed: bool = False,
     run_histories: dict[str, list[Any]] | None = None,
     shop_purchases: list[ScenarioEvent] | None = None,
+    with_report: bool = True,
 ) -> SimulationResult:
     """Run each customer's scenario on one time-skipping server, one customer after another.
 
@@ -467,6 +552,7 @@ async def simulate(
             fail_runs_on_errors=True,
         )
         unrecorded: list[RunEntry] = []
+        notes: list[str] = []
         async with worker:
             total = len(scenario.customers)
             for number, customer in enumerate(scenario.customers, start=1):
@@ -483,6 +569,7 @@ async def simulate(
                     search_attributes,
                     unrecorded,
                     run_histories,
+                    notes,
                 )
             if progress:
                 progress(total, total, "")
@@ -490,11 +577,79 @@ async def simulate(
         journeys_log.setLevel(level)
         await env.shutdown()
     _finish_refreshes(engine, scenario)
+    with session_scope(engine) as session:
+        deliver_sent(session, until=scenario.end)
     timeline = collect_timeline(engine, scenario, settings.outbox_dir)
     runs = collect_runs(engine, scenario, catalog) + unrecorded
     runs.sort(key=_run_order)
+    measured = measurement(engine, scenario, settings) if with_report else None
     engine.dispose()
-    return SimulationResult(timeline, settings.outbox_dir, loop.time() - started, home, runs=runs)
+    return SimulationResult(
+        timeline,
+        settings.outbox_dir,
+        loop.time() - started,
+        home,
+        runs=runs,
+        notes=notes,
+        report=measured,
+    )
+
+
+def measurement(engine: Any, scenario: Scenario, settings: Settings) -> dict[str, Any]:
+    """The measurement report over the simulated period, as `trouw report --format json` gives
+    it, with the uplift of every split the customers reached (`uplifts`, for the page)."""
+    from trouw.measure.report import attribution_rules, journey_report
+    from trouw.measure.splits import split_steps, uplift_report
+
+    start, end = scenario.start, scenario.end
+    with engine.connect() as connection:
+        body = journey_report(
+            connection, attribution_rules(settings), start=start, end=end, segments=True
+        )
+    with session_scope(engine) as session:
+        uplifts = [
+            uplift_report(session, journey=j, step=st, start=start, end=end).to_json()
+            for j, st in split_steps(session, start=start, end=end)
+        ]
+    return {"report": body.to_json(), "uplifts": uplifts}
+
+
+def _script_engagement(
+    engine: Any,
+    scenario: Scenario,
+    event: ScenarioEvent,
+    index: int,
+    moment: datetime,
+    notes: list[str] | None,
+) -> None:
+    """The engagement a scenario event scripts, on the message it is about; a note when the
+    customer had no such message by then (an open of nothing records nothing)."""
+    with session_scope(engine) as session:
+        found = record_scripted(
+            session,
+            event_type=event.type,
+            event_id=event.id or f"sim-{index + 1}",
+            customer_id=event.customer,
+            at=moment,
+            journey=event.journey,
+            step=event.step,
+            channel=event.channel if event.type != "unsubscribe" else None,
+            session_id=event.session_id,
+        )
+    if found is None and notes is not None:
+        about = " ".join(
+            part
+            for part in (
+                f"journey {event.journey}" if event.journey else "",
+                f"step {event.step}" if event.step else "",
+            )
+            if part
+        )
+        notes.append(
+            f"events #{index + 1}: {event.type} at {moment.isoformat()}: customer "
+            f"{event.customer} had no message sent by then{' (' + about + ')' if about else ''}"
+            ": nothing recorded"
+        )
 
 
 async def _simulate_customer(
@@ -508,6 +663,7 @@ async def _simulate_customer(
     search_attributes: bool,
     unrecorded: list[RunEntry],
     run_histories: dict[str, list[Any]] | None = None,
+    notes: list[str] | None = None,
 ) -> None:
     base = await env.get_current_time()
     offset = (scenario.start - base).total_seconds()
@@ -563,13 +719,21 @@ async def _simulate_customer(
         await _advance(env, moment - shift)
         if event is None:
             wires = _refresh_insight(engine, settings, customer_id, moment)
+        elif event.type in ENGAGEMENT_ONLY:
+            # Engagement reaches no workflow: it is the ledger's, for the report.
+            _script_engagement(engine, scenario, event, index, moment, notes)
+            continue
         else:
             with session_scope(engine) as session:
                 row, new = ingest_event(session, event_in(scenario, event, index), now=moment)
+                if not new and event.type == "purchase" and event.vouchers:
+                    _redeem_now(session, row, event, moment)
                 # The event first, then what Trouw derived from it (points_changed, ...); a
                 # purchase stored up front for insight derived its events then.
                 derived = take_derived(session) if new else derived_from(session, row.source_id)
                 wires = [wire_event(row), *(wire_event(each) for each in derived)]
+            if event.type in ALSO_ENGAGEMENT:
+                _script_engagement(engine, scenario, event, index, moment, None)
         await hand_over(wires)
     await sweep_until(scenario.end)
     await _advance(env, scenario.end - shift)
@@ -587,13 +751,46 @@ def _load_shop_history(
 ) -> None:
     """Every purchase of the shop stored up front (never handed to Temporal from here), so each
     refresh scores the whole shop as of its moment, as the nightly refresh would; history and
-    facts read only the orders placed by then. In a parallel run each part gets all of them."""
+    facts read only the orders placed by then. In a parallel run each part gets all of them.
+
+    Voucher codes are left out here: a journey issues them during the simulation, so the
+    purchase redeems them at its moment (_redeem_now)."""
     shop = purchases if purchases is not None else scenario.events
     with session_scope(engine) as session:
         for index, event in enumerate(shop):
             if event.type == "purchase":
                 number = scenario.events.index(event) if purchases is None else index
-                ingest_event(session, event_in(scenario, event, number), now=scenario.moment(event))
+                up_front = event.model_copy(update={"vouchers": []})
+                incoming = event_in(scenario, up_front, number)
+                ingest_event(session, incoming, now=scenario.moment(event))
+
+
+def _redeem_now(session: Any, row: InboundEvent, event: ScenarioEvent, moment: datetime) -> None:
+    """Redeem a stored-up-front purchase's voucher codes at its moment, as ingest would have,
+    and tell its journeys which took (the event's `vouchers`)."""
+    from trouw.db.models import Order
+    from trouw.loyalty.vouchers import redeem_on_order
+
+    order = session.get(Order, event.order)
+    if order is None or event.channel is None:
+        return
+    accepted, refused = redeem_on_order(
+        session,
+        event.vouchers,
+        customer_id=event.customer,
+        order_id=order.id,
+        channel=event.channel,
+        store=event.store,
+        at=moment,
+        now=moment,
+        total=Decimal(order.total),
+    )
+    data = {**(row.payload.get("data") or {}), "vouchers": accepted}
+    data.pop("vouchers_refused", None)
+    if refused:
+        data["vouchers_refused"] = refused
+    row.payload = {**row.payload, "data": data}
+    session.add(row)
 
 
 def _refresh_id(moment: datetime) -> str:

@@ -36,10 +36,10 @@ from trouw.callbacks import (
 )
 from trouw.consent import add_suppression, address_hash, record_consent
 from trouw.db.engine import session_scope
-from trouw.db.models import CallbackEvent, Customer, Engagement, Message, Suppression
+from trouw.db.models import CallbackEvent, Customer, Message, Suppression
 from trouw.ingest import EventIn, IngestError
 from trouw.locales import pick_language
-from trouw.measure.engagement import engagement_kind
+from trouw.measure.engagement import engagement_kind, engagement_row
 from trouw.phones import phone_or_none
 
 log = logging.getLogger("trouw.api.callbacks")
@@ -164,15 +164,10 @@ def _write(session: Session, effect: Effect, provider: str, now: datetime) -> No
             if kind is not None and effect.marker:
                 # In the same transaction as the marker: each provider event is recorded once.
                 session.add(
-                    Engagement(
+                    engagement_row(
+                        message,
+                        kind,
                         key=effect.marker,
-                        message_key=message.message_key,
-                        customer_id=message.customer_id,
-                        journey=message.journey,
-                        journey_version=message.journey_version,
-                        step=message.step,
-                        channel=message.channel,
-                        kind=kind,
                         at=_history_time(effect.history, now),
                         source=provider,
                         link=effect.history.get("url"),

@@ -13,7 +13,8 @@ from sqlmodel import select
 
 from trouw.api.state import ApiState, api_state
 from trouw.db.engine import session_scope
-from trouw.db.models import Engagement, Message, TrackedLink
+from trouw.db.models import Message, TrackedLink
+from trouw.measure.engagement import engagement_row
 from trouw.measure.links import CLICK_PARAM
 
 router = APIRouter(include_in_schema=False)
@@ -56,15 +57,10 @@ def follow_link(code: str, state: ApiState = Depends(api_state)) -> Response:
             return _page(410, "This link has expired.")
         url = link.url
         session.add(
-            Engagement(
+            engagement_row(
+                message,
+                "clicked",
                 key=f"redirect:{click_id}",
-                message_key=message.message_key,
-                customer_id=message.customer_id,
-                journey=message.journey,
-                journey_version=message.journey_version,
-                step=message.step,
-                channel=message.channel,
-                kind="clicked",
                 at=now,
                 source="redirect",
                 link=url,

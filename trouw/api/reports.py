@@ -45,6 +45,15 @@ To = Annotated[
 ]
 
 
+Segments = Annotated[
+    bool,
+    Query(
+        description="Also give `segments`: each step's funnel split by the customers' insight "
+        "segment when the message was made (null without it)."
+    ),
+]
+
+
 def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     for name, value in (("from", start), ("to", end)):
         if value is not None and value.tzinfo is None:
@@ -56,10 +65,17 @@ def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     return begin, until
 
 
-def _report(state: ApiState, begin: datetime, until: datetime, journey: str | None) -> Any:
+def _report(
+    state: ApiState, begin: datetime, until: datetime, journey: str | None, segments: bool
+) -> Any:
     with state.engine.connect() as connection:
         found = journey_report(
-            connection, attribution_rules(state.settings), start=begin, end=until, journey=journey
+            connection,
+            attribution_rules(state.settings),
+            start=begin,
+            end=until,
+            journey=journey,
+            segments=segments,
         )
     body = found.to_json()
     if journey is not None:
@@ -75,13 +91,14 @@ def _report(state: ApiState, begin: datetime, until: datetime, journey: str | No
 async def get_journey_reports(
     start: From = None,
     end: To = None,
+    segments: Segments = False,
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
     """Every journey's funnel per version and step, with attributed orders and revenue
     (the JSON of `trouw report --format json`; docs/measurement.md)."""
     begin, until = _period(start, end)
-    found: dict[str, Any] = await asyncio.to_thread(_report, state, begin, until, None)
+    found: dict[str, Any] = await asyncio.to_thread(_report, state, begin, until, None, segments)
     return found
 
 
@@ -90,13 +107,14 @@ async def get_journey_report(
     journey: str,
     start: From = None,
     end: To = None,
+    segments: Segments = False,
     state: ApiState = Depends(api_state),
     _key: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
     """One journey's funnel, attributed orders and, under `uplift`, every split it has
     (the JSON of `trouw report uplift --format json` for each)."""
     begin, until = _period(start, end)
-    found: dict[str, Any] = await asyncio.to_thread(_report, state, begin, until, journey)
+    found: dict[str, Any] = await asyncio.to_thread(_report, state, begin, until, journey, segments)
     if not found["journeys"] and not found["uplift"]:
         raise ApiError(404, f"no runs of journey {journey!r} in this period", field="journey")
     return found

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from trouw.journey.loader import Document, Problem, validation_problems
 
-# Events whose data comes from the journeys themselves (a voucher the simulation will issue).
-_NEEDS_THE_RUN = {"voucher_redeemed"}
+# Events whose data comes from the journeys themselves (a voucher the simulation will issue,
+# the message an open or a click is about).
+_NEEDS_THE_RUN = {"voucher_redeemed", "open", "click", "complaint"}
 _LINE = re.compile(r"^line (\d+): ")
 
 

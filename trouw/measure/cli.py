@@ -33,6 +33,9 @@ def report(
     end: str | None = typer.Option(None, "--to", help="Up to this date (default: now)."),
     output: str = typer.Option("table", "--format", help="table or json."),
     html: Path | None = typer.Option(None, "--html", help="Also write report.html to this folder."),
+    segments: bool = typer.Option(
+        False, "--segments", help="Also split each step's funnel by the customers' segment."
+    ),
 ) -> None:
     """Funnel per journey, version and step, and the orders and revenue attributed to messages."""
     if ctx.invoked_subcommand is not None:
@@ -48,7 +51,12 @@ def report(
     engine = engine_or_fail(settings)
     with engine.connect() as connection:
         found = journey_report(
-            connection, attribution_rules(settings), start=begin, end=until, journey=journey
+            connection,
+            attribution_rules(settings),
+            start=begin,
+            end=until,
+            journey=journey,
+            segments=segments,
         )
     body = found.to_json()
     if html is not None:
@@ -96,6 +104,9 @@ def print_report(body: dict[str, Any]) -> None:
             "delivered",
             "opened",
             "clicked",
+            "bounced",
+            "complained",
+            "unsubscribed",
             "orders",
             "revenue",
         )
@@ -114,6 +125,9 @@ def print_report(body: dict[str, Any]) -> None:
                 str(st["delivered"]),
                 str(st["opened"]),
                 str(st["clicked"]),
+                str(st["bounced"]),
+                str(st["complained"]),
+                str(st["unsubscribed"]),
                 str(st["orders"]),
                 f"{st['revenue']:,.2f}",
             )
@@ -121,6 +135,31 @@ def print_report(body: dict[str, Any]) -> None:
             console.print(table)
     methods = ", ".join(f"{m} {n}" for m, n in sorted(body["methods"].items())) or "none"
     verbatim(f"attributed orders: {body['attributed_orders']} ({methods})", to=console)
+    if body.get("segments") is not None:
+        print_segments(body["segments"])
+
+
+def print_segments(rows: list[dict[str, Any]]) -> None:
+    """The funnel per segment: one row per journey, step, channel and segment."""
+    from rich.table import Table
+
+    table = Table(title="funnel per segment (the customer's segment when the message was made)")
+    columns = ("journey", "step", "channel", "segment", "sent", "delivered", "opened", "clicked")
+    for column in (*columns, "orders", "revenue"):
+        table.add_column(column, justify="left" if column in columns[:4] else "right")
+    for r in rows:
+        table.add_row(
+            r["journey"],
+            r["step"],
+            r["channel"],
+            r["segment"],
+            *(str(r[name]) for name in ("sent", "delivered", "opened", "clicked", "orders")),
+            f"{r['revenue']:,.2f}",
+        )
+    if rows:
+        console.print(table)
+    else:
+        verbatim("funnel per segment: no messages in this period", to=console)
 
 
 def _day(value: str | None, option: str) -> datetime | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
+
+from trouw.db.models import Engagement, Message
 
 EngagementKind = Literal["delivered", "opened", "clicked", "bounced", "complained", "unsubscribed"]
 ENGAGEMENT_KINDS: tuple[EngagementKind, ...] = (
@@ -23,6 +26,34 @@ _BY_STATUS: dict[str, EngagementKind] = {
     "spam_complaint": "complained",
     "unsubscribed": "unsubscribed",
 }
+
+
+def engagement_row(
+    message: Message,
+    kind: EngagementKind,
+    *,
+    key: str,
+    at: datetime,
+    source: str,
+    link: str | None = None,
+    session_id: str | None = None,
+) -> Engagement:
+    """One ledger row about this message, carrying its journey, version, step and channel
+    (the report counts from these, never joining the message table)."""
+    return Engagement(
+        key=key,
+        message_key=message.message_key,
+        customer_id=message.customer_id,
+        journey=message.journey,
+        journey_version=message.journey_version,
+        step=message.step,
+        channel=message.channel,
+        kind=kind,
+        at=at,
+        source=source,
+        link=link,
+        session_id=session_id,
+    )
 
 
 def engagement_kind(status: str | None) -> EngagementKind | None:

@@ -93,6 +93,46 @@ def uplift_svg(uplift: dict[str, Any]) -> str:
     return _svg(chart)
 
 
+_SEGMENT_FUNNEL = ("sent", "delivered", "opened", "clicked", "orders")
+
+
+def segment_svg(journey: str, rows: list[dict[str, Any]]) -> str:
+    """Sent → delivered → opened → clicked → orders of one journey, a series per segment."""
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        seg = totals.setdefault(row["segment"], dict.fromkeys(_SEGMENT_FUNNEL, 0))
+        for name in _SEGMENT_FUNNEL:
+            seg[name] += row[name]
+    chart = _chart(pygal.Bar, f"{journey}: funnel per segment", legend_at_bottom=True)
+    chart.x_labels = [*_SEGMENT_FUNNEL[:-1], "converted (orders)"]
+    for segment, counts in sorted(totals.items()):
+        chart.add(segment, [counts[name] for name in _SEGMENT_FUNNEL])
+    return _svg(chart)
+
+
+def _segment_sections(rows: list[dict[str, Any]]) -> list[str]:
+    parts = []
+    journeys = sorted({r["journey"] for r in rows})
+    for journey in journeys:
+        mine = [r for r in rows if r["journey"] == journey]
+        parts.append(f"<section><h2>{html.escape(journey)} per segment</h2>")
+        parts.append(f"<figure>{segment_svg(journey, mine)}</figure>")
+        table = [
+            [
+                r["step"],
+                r["channel"],
+                r["segment"],
+                *(str(r[name]) for name in _SEGMENT_FUNNEL),
+                f"{r['revenue']:,.2f}",
+            ]
+            for r in mine
+        ]
+        header = ["step", "channel", "segment", *_SEGMENT_FUNNEL, "revenue"]
+        parts.append(_table(table, header))
+        parts.append("</section>")
+    return parts
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
@@ -127,7 +167,15 @@ def render_report(body: dict[str, Any], uplifts: list[dict[str, Any]]) -> str:
         ]
         header = ["step", "channel", "eligible", "sent", "suppressed", "deferred", "delivered"]
         parts.append(_table(rows, [*header, "opened", "clicked", "orders", "revenue"]))
+        for goal in journey.get("goals", []):
+            worth = f", worth {goal['value']:,.2f}" if goal["valued"] else ""
+            parts.append(
+                f"<p class=goal>goal {html.escape(goal['goal'])}: "
+                f"{goal['conversions']} conversions{html.escape(worth)}</p>"
+            )
         parts.append("</section>")
+    if body.get("segments"):
+        parts.extend(_segment_sections(body["segments"]))
     if body["revenue_by_day"]:
         parts.append(f"<section><h2>Revenue</h2><figure>{revenue_svg(body['revenue_by_day'])}")
         parts.append("</figure></section>")

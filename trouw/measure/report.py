@@ -28,6 +28,7 @@ from trouw.measure.attribution import (
     attribute_all,
 )
 from trouw.measure.goals import goal_totals
+from trouw.measure.segments import segment_funnel, segments_json
 from trouw.settings import AttributionWindows, Settings
 
 _TOUCH: dict[str, TouchKind] = {"clicked": "click", "opened": "open", "delivered": "delivery"}
@@ -216,6 +217,8 @@ class Report:
     revenue_by_day: list[tuple[str, float]]  # attributed revenue per day of the order
     attributed_orders: int
     methods: dict[str, int]  # how many orders each attribution method earned
+    # The funnel per customer segment (trouw.measure.segments), when asked for: None otherwise.
+    segments: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -225,6 +228,7 @@ class Report:
             "methods": self.methods,
             "revenue_by_day": [{"day": d, "revenue": r} for d, r in self.revenue_by_day],
             "journeys": [asdict(j) for j in self.journeys],
+            "segments": self.segments,
         }
 
 
@@ -235,8 +239,10 @@ def journey_report(
     start: datetime,
     end: datetime,
     journey: str | None = None,
+    segments: bool = False,
 ) -> Report:
-    """The funnel of every journey (or one) over [start, end), with attributed orders."""
+    """The funnel of every journey (or one) over [start, end), with attributed orders; with
+    `segments`, also split by the customers' insight segment."""
     funnels: dict[tuple[str, str | None], JourneyFunnel] = {}
 
     def of(j: str, version: str | None) -> JourneyFunnel:
@@ -346,4 +352,9 @@ def journey_report(
         revenue_by_day=sorted((d, round(v, 2)) for d, v in by_day.items()),
         attributed_orders=len(attributed),
         methods=dict(methods),
+        segments=segments_json(
+            segment_funnel(connection, start=start, end=end, attributed=attributed, journey=journey)
+        )
+        if segments
+        else None,
     )
