@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -18,6 +18,7 @@ from activities.services import Services
 from trouw import metrics
 from trouw.attributes import (
     AttributeValueError,
+    Declared,
     check_values,
     context_attributes,
     declared_attributes,
@@ -190,6 +191,36 @@ def _plan_journey(
     return plans
 
 
+class SharedContext:
+    """The history-safe copy of an event's context, made plain (and read back) once per event.
+
+    Every run an event starts gets the event's context plus keys of its own (trigger, the
+    for_each item, its product): those are all that is converted per run. Equal to
+    jsonable(for_history(run_context)) and its hydrate, key by key."""
+
+    # for_history rewrites these: a run that sets one of them is converted whole.
+    REDACTED = frozenset({"customer", "loyalty"})
+
+    def __init__(self, context: dict[str, Any], declared: Declared | None) -> None:
+        self.context = context
+        self.declared = declared
+        self.plain = jsonable(for_history(context, declared))
+        self.scope = hydrate(self.plain)
+
+    def for_run(self, run_context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the run's context as it travels in its input, the same with dates as dates)."""
+        own = {
+            key: value
+            for key, value in run_context.items()
+            if key not in self.context or self.context[key] is not value
+        }
+        if own.keys() & self.REDACTED:
+            plain = jsonable(for_history(run_context, self.declared))
+            return plain, hydrate(plain)
+        plain_own = jsonable(own)
+        return {**self.plain, **plain_own}, {**self.scope, **hydrate(plain_own)}
+
+
 def _record_trigger_failure(
     session: Session, input: MatchJourneysInput, failure: TriggerFailure
 ) -> None:
@@ -275,6 +306,15 @@ class JourneyActivities:
                     expression=refusal.expression,
                 )
             paused = paused_journeys(session)
+            # One query for the re-entry guard of every planned run (a purchase plans 4-5).
+            ids = [run_workflow_id(input.customer_id, plan[0].name, plan[1]) for plan in plans]
+            known = {
+                run.workflow_id: run
+                for run in session.exec(
+                    select(JourneyRun).where(col(JourneyRun.workflow_id).in_(ids))
+                ).all()
+            }
+            shared = SharedContext(context, declared)
             for journey, key, run_context, skus in plans:
                 workflow_id = run_workflow_id(input.customer_id, journey.name, key)
                 pause = paused.get(journey.name)
@@ -290,9 +330,7 @@ class JourneyActivities:
                         reason=pause_reason(pause),
                     )
                     continue
-                existing = session.exec(
-                    select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)
-                ).first()
+                existing = known.get(workflow_id)
                 if existing is not None and existing.event_source_id != event.id:
                     _add_event(
                         session,
@@ -329,8 +367,10 @@ class JourneyActivities:
                         kind="started",
                         at=input.now,
                         reason=f"{event.type} event {event.id}",
+                        # This transaction inserted the run: it has no started event yet.
+                        new=True,
                     )
-                history_context = jsonable(for_history(run_context, declared))
+                history_context, scope = shared.for_run(run_context)
                 runs.append(
                     RunPlan(
                         workflow_id=workflow_id,
@@ -342,7 +382,7 @@ class JourneyActivities:
                         order_id=event.order_id,
                         skus=skus,
                         # From the context the run itself will see, so both agree on the moment.
-                        due=first_wait_end(journey, hydrate(history_context), input.now),
+                        due=first_wait_end(journey, scope, input.now),
                     )
                 )
         return MatchJourneysResult(runs=runs)
@@ -495,10 +535,16 @@ def _add_arm(session: Session, run: JourneyRun, event: RunEventRecord) -> None:
         )
 
 
-def _add_event(session: Session, **fields: Any) -> None:
-    """One run event, once: a retried activity finds its key and adds nothing."""
-    exists = session.exec(
-        select(JourneyRunEvent.id).where(JourneyRunEvent.key == fields["key"])
-    ).first()
+def _add_event(session: Session, *, new: bool = False, **fields: Any) -> None:
+    """One run event, once: a retried activity finds its key and adds nothing.
+
+    `new`: the caller knows the key cannot exist yet (no look-up)."""
+    exists = (
+        None
+        if new
+        else session.exec(
+            select(JourneyRunEvent.id).where(JourneyRunEvent.key == fields["key"])
+        ).first()
+    )
     if exists is None:
         session.add(JourneyRunEvent(**fields))
