@@ -148,6 +148,7 @@ def child(database: str, out: Path) -> None:
         rows = sum(len(partition) for partition in result.partitions())
     read_seconds = time.perf_counter() - begin
     read_cpu = _cpu() - cpu
+    server_read = _server_cpu(engine)
     phases: dict[str, float] = {}
     begin = time.perf_counter()
     cpu = _cpu()
@@ -183,6 +184,7 @@ def child(database: str, out: Path) -> None:
     finish_refresh(engine, refresh_id=refresh_id, now=datetime.now(UTC))
     total = time.perf_counter() - begin
     total_cpu = _cpu() - cpu
+    server_total = _server_cpu(engine)
     with engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT count(*) FROM customer_insight")).scalar_one()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -193,6 +195,12 @@ def child(database: str, out: Path) -> None:
                 "read_seconds": read_seconds,
                 "read_cpu_seconds": read_cpu,
                 "total_cpu_seconds": total_cpu,
+                "server_read_cpu_seconds": server_read,
+                "server_refresh_cpu_seconds": (
+                    None
+                    if server_total is None or server_read is None
+                    else server_total - server_read
+                ),
                 "customers": customers,
                 "stored": stored,
                 "scored_seconds": phases.get("recommending", 0.0),
@@ -211,11 +219,42 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+APPLICATION = "trouw-insight-bench"
+
+
+def _server_cpu(engine: Any) -> float | None:
+    """CPU seconds the PostgreSQL backends of this process's connections used so far (from
+    /proc: the server runs on this machine); None on SQLite, which runs in the process.
+
+    Backends live as long as their pooled connection, so the sum covers all the work they did.
+    """
+    import sqlalchemy as sa
+
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as connection:
+        pids = connection.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": APPLICATION},
+        ).scalars()
+        ticks = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None  # not this machine's server, or not readable
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _pg(url: str) -> Any:
     import sqlalchemy as sa
 
     base, _, schema = url.partition("#schema=")
-    return sa.create_engine(base, connect_args={"options": f"-csearch_path={schema}"})
+    return sa.create_engine(
+        base,
+        connect_args={"options": f"-csearch_path={schema}", "application_name": APPLICATION},
+    )
 
 
 def prepare(database: str, *, customers: int, lines: int) -> tuple[str, Any]:
@@ -249,6 +288,10 @@ def prepare(database: str, *, customers: int, lines: int) -> tuple[str, Any]:
     return url, cleanup
 
 
+def _maybe(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}"
+
+
 def postgres_reachable() -> bool:
     import sqlalchemy as sa
 
@@ -274,7 +317,8 @@ def main() -> None:
     databases = ["sqlite"] + ([] if args.no_postgres or not postgres_reachable() else ["postgres"])
     print(
         "database   | lines     | customers | read (s) | refresh (s) | refresh/read "
-        "| of which scoring (s) | refresh CPU (s) | read CPU (s) | peak RSS (MB)"
+        "| of which scoring (s) | refresh CPU (s) | read CPU (s) | server CPU refresh/read (s) "
+        "| peak RSS (MB)"
     )
     for database in databases:
         url, cleanup = prepare(database, customers=args.customers, lines=args.lines)
@@ -295,6 +339,8 @@ def main() -> None:
             f"{figures['total_seconds'] / figures['read_seconds']:12.1f} | "
             f"{figures['scored_seconds'] - figures['read_in_refresh_seconds']:20.1f} | "
             f"{figures['total_cpu_seconds']:15.1f} | {figures['read_cpu_seconds']:12.1f} | "
+            f"{_maybe(figures['server_refresh_cpu_seconds'])} / "
+            f"{_maybe(figures['server_read_cpu_seconds'])} | "
             f"{figures['peak_rss_mb']:13.0f}"
         )
     print(f"# load average at end: {os.getloadavg()[0]:.1f}")
