@@ -152,9 +152,6 @@ async def run_stack(
     `worker_process` (with api and worker): the worker and relay run in a child process, the
     API in this one (`trouw up`); one Python process cannot use more than one core.
     """
-    import uvicorn
-
-    from trouw.api.app import create_app
     from trouw.loyalty.sweep import sweep_forever
     from trouw.relay import relay_forever
     from trouw.runs import sync_forever
@@ -226,6 +223,12 @@ async def run_stack(
                 )
             )
         if api:
+            # Imported here: a worker alone never loads the API (FastAPI, the pages' numpy,
+            # scipy and Pillow), about 95 MiB of its memory (docs/performance.md).
+            import uvicorn
+
+            from trouw.api.app import create_app
+
             config = uvicorn.Config(
                 create_app(settings, engine, client),
                 host=settings.api_host,

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # set: none; the API always serves /metrics). Logs are text lines, or one JSON object each.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache), about
+    # 0.2 MiB each; one evicted replays its history at its next task. Figures in
+    # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
+    worker_max_cached_workflows: int = Field(default=100, ge=0, le=100_000)
     log_format: Literal["text", "json"] = "text"
 
     # Content. "folder": journeys and templates are read from the two folders below (the demo,

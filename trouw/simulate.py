@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -228,7 +229,12 @@ def event_in(scenario: Scenario, event: ScenarioEvent, index: int) -> EventIn:
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    """One message decision (the contract's record), with the deferral it went through."""
+    """One message decision (the contract's record), with the deferral it went through.
+
+    `at` is to the minute, like a run outcome's: the time-skipping server's clock runs on in
+    real time while the worker handles a task, so a send falls a second or two after its
+    minute when the machine is busy (and differs between a run in one process and in two).
+    """
 
     at: str
     customer: str
@@ -340,7 +346,22 @@ async def simulate_parallel(
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    check_journeys(journeys_dir, templates_dir)
+    context = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=count,
+        mp_context=context,
+        initializer=_warm_part,
+        initargs=(str(journeys_dir), str(templates_dir)),
+    )
+    # The parts start now (one process each; their imports and checks take seconds) while this
+    # process checks the journeys: a refusal still stops everything before a customer runs.
+    for _ in range(count):
+        pool.submit(os.getpid)
+    try:
+        check_journeys(journeys_dir, templates_dir)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
     ids = [customer.id for customer in scenario.customers]
     parts = [ids[n::count] for n in range(count)]
@@ -348,8 +369,7 @@ async def simulate_parallel(
     for index, event in enumerate(payload["events"]):
         # an event keeps the id it has in the whole scenario, whichever part simulates it
         event["id"] = event.get("id") or f"sim-{index + 1}"
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+    with pool:
         futures = [
             loop.run_in_executor(
                 pool,
@@ -430,13 +450,21 @@ def merge_databases(parts: list[Path], target: Path) -> Any:
     return merged
 
 
+def _warm_part(journeys: str, templates: str) -> None:
+    """A part's process, as it starts: the imports and the journey check a part needs (what the
+    check compiles stays cached in the process), while the parent still checks."""
+    from trouw.temporal import quiet_runtime
+    from trouw.worker import build_worker  # noqa: F401 - imported for its import time
+
+    quiet_runtime()
+    with contextlib.suppress(JourneyError):  # the parent reports it, with every problem
+        check_journeys(Path(journeys), Path(templates))
+
+
 def _simulate_part(
     payload: dict[str, Any], customer_ids: list[str], journeys: str, templates: str, workdir: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, list[str]]:
     """One process's share of a parallel simulation (a top-level function, so it can be spawned)."""
-    from trouw.temporal import quiet_runtime
-
-    quiet_runtime()
     wanted = set(customer_ids)
     part = dict(payload)
     part["customers"] = [c for c in payload["customers"] if c["id"] in wanted]
@@ -1038,10 +1066,9 @@ def collect_timeline(engine: Any, scenario: Scenario, outbox_dir: Path) -> list[
             if row.state == "failed":
                 reason = f"failed: {row.error}"
             zone = zones.get(row.customer_id, ZoneInfo("UTC"))
-            local = at.astimezone(zone)
             entries.append(
                 TimelineEntry(
-                    at=local.isoformat(timespec="seconds"),
+                    at=_minute(at, zone),
                     customer=row.customer_id,
                     journey=row.journey,
                     step=row.step,
@@ -1065,9 +1092,9 @@ def _first_deferral(row: Message, zone: ZoneInfo) -> dict[str, str | None] | Non
     """The first time the policy deferred this message: when, its reason code and its text."""
     for entry in row.status_history or []:
         if entry.get("status") == "defer":
-            at = datetime.fromisoformat(str(entry["at"])).astimezone(zone)
+            at = datetime.fromisoformat(str(entry["at"]))
             return {
-                "at": at.isoformat(timespec="seconds"),
+                "at": _minute(at, zone),
                 "reason": entry.get("reason"),
                 "text": entry.get("detail"),
             }

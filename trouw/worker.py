@@ -51,7 +51,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=all_activities(services),
         workflow_runner=workflow_runner() if sandboxed else UnsandboxedWorkflowRunner(),
-        max_cached_workflows=500,
+        max_cached_workflows=services.settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_failure_exception_types=[Exception] if fail_runs_on_errors else [],
     )
