@@ -23,6 +23,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -267,7 +268,7 @@ def prepare(database: str, *, customers: int, lines: int) -> tuple[str, Any]:
         directory = Path(tempfile.mkdtemp(prefix="insight-bench-"))
         url = f"sqlite:///{directory / 'bench.db'}"
         engine = make_engine(url)
-        cleanup: Any = lambda: None  # noqa: E731 - the temp dir stays for --keep
+        cleanup: Any = lambda: shutil.rmtree(directory)  # noqa: E731
     else:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         admin = sa.create_engine(POSTGRES_URL)
