@@ -65,6 +65,13 @@ async def hand_off(
         event = await asyncio.to_thread(load)
     await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
     await asyncio.to_thread(mark)
+    log.info(
+        "event %s (%s) handed off to customer %s",
+        source_id,
+        event.type,
+        event.customer_id,
+        extra={"event_id": source_id, "customer": event.customer_id},
+    )
 
 
 def _aware(moment: datetime) -> datetime:

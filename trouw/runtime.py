@@ -190,6 +190,15 @@ async def run_stack(
             from trouw.insight_refresh import ensure_schedule
 
             temporal_worker = build_worker(client, services)
+            log.info(
+                "worker %s (pid %d) polling task queue %r in namespace %r at %s; content from %s",
+                client.identity,
+                os.getpid(),
+                temporal_worker.task_queue,
+                settings.temporal_namespace,
+                settings.temporal_target,
+                settings.content_source,
+            )
             log.info("insight schedule: %s", await ensure_schedule(client, settings))
             tasks.append(asyncio.create_task(temporal_worker.run(), name="worker"))
             tasks.append(

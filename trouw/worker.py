@@ -12,6 +12,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import all_activities
 from activities.services import Services
 from trouw.sandbox_code import install_workflow_code_cache
+from trouw.worker_logs import WorkLog
 from workflows.customer import CustomerWorkflow
 from workflows.insight import InsightRefreshWorkflow
 from workflows.journey import JourneyWorkflow
@@ -51,6 +52,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=all_activities(services),
         workflow_runner=workflow_runner() if sandboxed else UnsandboxedWorkflowRunner(),
+        interceptors=[WorkLog()],
         max_cached_workflows=services.settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_failure_exception_types=[Exception] if fail_runs_on_errors else [],
