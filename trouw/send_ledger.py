@@ -8,6 +8,7 @@ failed and unknown are final: a retry or a replay that meets them sends nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from trouw.policy import Decision
 from trouw.providers.base import LookupAnswer, LookupQuery, PermanentDeliveryError
 from trouw.settings import Settings
 
+log = logging.getLogger("trouw.send")
 FINAL_STATES = {"sent", "suppressed", "failed", "unknown"}
 # How often a message whose outcome is unknown asks its provider again (at most).
 RECONCILE_POLL = timedelta(seconds=60)
@@ -140,7 +142,7 @@ class SendLedger:
             self._mark_unknown(message, input, "the attempt ended without an answer")
         if message.state == "reconciling":
             if message.status is not None:
-                return _accepted(message, input, f"the provider reported {message.status}")
+                return _accepted(session, message, input, f"the provider reported {message.status}")
             customer = session.get(Customer, input.customer_id) or Customer(id=input.customer_id)
             return _reconcile_request(message, customer)
         return None
@@ -241,7 +243,7 @@ class SendLedger:
             if message.state != "reconciling":
                 return result(message)  # another attempt settled it meanwhile
             if message.status is not None:  # a webhook arrived while we asked
-                return _accepted(message, input, f"the provider reported {message.status}")
+                return _accepted(session, message, input, f"the provider reported {message.status}")
             unknown = _last_entry(message, "outcome_unknown") or {}
             answer_by = datetime.fromisoformat(unknown.get("answer_by") or input.now.isoformat())
             now = datetime.now(UTC)
@@ -249,11 +251,12 @@ class SendLedger:
                 answer, now=now, answer_by=answer_by, resend=self._resends(message.category)
             )
             heard = answer.detail if answer is not None else (problem or "no answer")
+            log.info("reconciling an unknown outcome: %s (%s)", verdict, heard)
             match verdict:
                 case "accepted":
                     assert answer is not None
                     message.provider_id = message.provider_id or answer.provider_id
-                    return _accepted(message, input, heard)
+                    return _accepted(session, message, input, heard)
                 case "resend":
                     why = (
                         "the provider does not have it: it was not accepted"
@@ -293,6 +296,11 @@ class SendLedger:
     def _mark_unknown(self, message: Message, input: SendMessageInput, detail: str) -> None:
         """The attempt is over and the provider may have the message: wait for an answer."""
         answer_by = datetime.now(UTC) + timedelta(seconds=self.answer_within(input.channel))
+        log.warning(
+            "outcome unknown (%s): the provider is asked until %s before anything is resent",
+            detail,
+            answer_by.isoformat(timespec="seconds"),
+        )
         message.state = "reconciling"
         message.status_history = [
             *(message.status_history or []),
@@ -392,10 +400,14 @@ def _one(session: Session, message_key: str) -> Message:
     return message
 
 
-def _accepted(message: Message, input: SendMessageInput, heard: str) -> SendMessageResult:
+def _accepted(
+    session: Session, message: Message, input: SendMessageInput, heard: str
+) -> SendMessageResult:
     message.state = "sent"
     message.sent_at = message.sent_at or input.now
     _push_status(message, "reconciled", input.now, f"outcome was unknown; {heard}: not resent")
+    # The attempt that sent it recorded nothing: this is the send's one count.
+    _count(session, input, "sent", None)
     return result(message)
 
 

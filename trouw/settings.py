@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_sandbox: bool = False
     sendgrid_webhook_public_key: str | None = None
+    # After a lost answer or a lost worker, "not in Email Activity" means "not accepted" only
+    # this long after the attempt: until then the message waits, never resent. 600 s is our
+    # assumption of SendGrid's listing lag (it documents none); it bounds how late a message
+    # goes out after its worker died with the request unconfirmed (docs/reliability.md).
+    sendgrid_lookup_settle_seconds: float = Field(default=600.0, ge=0, le=3600)
 
     shopify_webhook_secret: str | None = None
     woocommerce_webhook_secret: str | None = None
@@ -159,6 +164,8 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_from_number: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
+    # The same for Twilio's Messages list (our assumption: 60 s).
+    twilio_lookup_settle_seconds: float = Field(default=60.0, ge=0, le=900)
     sms_validity_seconds: int = Field(default=14400, ge=1, le=36000)
 
     # How long the hosted copy of a sent email ("view in browser") stays readable by its link.

@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 import httpx
 import sqlalchemy as sa
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client
 
 from tests.conftest import POSTGRES_URL, ROOT
 from tests.e2e.test_slice import free_port
@@ -27,9 +29,12 @@ from tests.fakes import FakeSendGrid
 from trouw.api.auth import ensure_key
 from trouw.db.engine import get_engine, session_scope
 from trouw.settings import Settings
-from trouw.temporal import register_search_attributes, start_dev_server, wait_for_port
+from trouw.temporal import connect, register_search_attributes, start_dev_server, wait_for_port
 
 TROUW = Path(sys.executable).parent / "trouw"
+# How long after an attempt the SendGrid fake's "not found" is final: it lists a message when it
+# accepts it; a margin for a request still being read when its sender died.
+FAKE_LISTING_LAG_SECONDS = 5.0
 
 
 def purchase(index: int) -> dict[str, Any]:
@@ -53,13 +58,14 @@ class Cluster:
     home: Path
     api_url: str
     key: str
+    client: Client | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def spawn(self, name: str, command: str, **extra: str) -> subprocess.Popen[bytes]:
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
         process = subprocess.Popen(
-            [str(TROUW), command],
+            [str(TROUW), command, "--verbose"],  # INFO: the work each process handled
             cwd=ROOT,
             env={**self.env, **extra},
             stdout=log,
@@ -75,16 +81,96 @@ class Cluster:
         """Message keys of every email SendGrid accepted, with how often each came."""
         return Counter(mail["custom_args"]["message_key"] for mail in self.sendgrid.mails)
 
+    def rows(self, query: str) -> list[Any]:
+        """The rows one SQL query returns from the cluster's database."""
+        with session_scope(get_engine(self.settings.effective_database_url)) as session:
+            return list(session.execute(sa.text(query)).all())
+
     def confirmation_keys(self) -> set[str]:
         """Message keys of the confirmations the ledger holds as sent."""
-        with session_scope(get_engine(self.settings.effective_database_url)) as session:
-            rows = session.execute(
-                sa.text(
-                    "SELECT message_key FROM message "
-                    "WHERE template = 'order_confirmation' AND state = 'sent'"
-                )
-            ).all()
+        rows = self.rows(
+            "SELECT message_key FROM message WHERE template = 'order_confirmation' AND state = 'sent'"
+        )
         return {row[0] for row in rows}
+
+    def reconciled_keys(self) -> dict[str, bool]:
+        """Messages whose outcome was unknown (their worker died mid-send): resent or not."""
+        rows = self.rows("SELECT message_key, status_history FROM message")
+        return {
+            key: any(entry.get("status") == "resending" for entry in history)
+            for key, history in rows
+            if any(entry.get("status") == "outcome_unknown" for entry in history or [])
+        }
+
+    async def pending_in_temporal(self, *, limit: int = 20) -> list[str]:
+        """Running workflows that wait on an activity: which one, its attempt and last failure."""
+        if self.client is None:
+            return []
+        found: list[str] = []
+        async for execution in self.client.list_workflows("ExecutionStatus = 'Running'"):
+            described = await self.client.get_workflow_handle(execution.id).describe()
+            for pending in described.raw_description.pending_activities:
+                failure = pending.last_failure.message if pending.HasField("last_failure") else ""
+                found.append(
+                    f"  {execution.id}: {pending.activity_type.name} "
+                    f"{PendingActivityState.Name(pending.state)} attempt={pending.attempt} "
+                    f"worker={pending.last_worker_identity or '-'} {failure[:200]}"
+                )
+            if len(found) >= limit:
+                break
+        return found
+
+    async def report(self) -> str:
+        """`diagnose` with the activities Temporal still waits on."""
+        try:
+            pending = await self.pending_in_temporal()
+        except Exception as exc:  # noqa: BLE001 - a diagnosis never hides the failure
+            pending = [f"  (Temporal not asked: {exc})"]
+        return self.diagnose() + "\n--- pending activities ---\n" + "\n".join(pending)
+
+    def diagnose(self, *, log_lines: int = 80) -> str:
+        """What a failed run leaves to read: the ledger rows not yet sent with their history,
+        the outbox (events not handed off, parked), what the SendGrid fake received, and the
+        tail of every process's log (the whole logs stay in `home`)."""
+        lines = [f"--- diagnosis (logs kept in {self.home}) ---"]
+        states = self.rows(
+            "SELECT template, state, count(*) FROM message GROUP BY template, state "
+            "ORDER BY template, state"
+        )
+        lines.append("ledger: " + ", ".join(f"{t}/{s}={n}" for t, s, n in states))
+        for key, state, attempts, history in self.rows(
+            "SELECT message_key, state, attempts, status_history FROM message "
+            "WHERE state <> 'sent' ORDER BY id"
+        ):
+            steps = [
+                f"{entry.get('status')}@{str(entry.get('at', ''))[11:19]}"
+                + (f" ({entry['detail']})" if entry.get("detail") else "")
+                for entry in history or []
+            ]
+            lines.append(f"  not sent: {key} {state} attempts={attempts}: {steps}")
+        [(total, waiting, parked)] = self.rows(
+            "SELECT count(*), count(*) FILTER (WHERE relayed_at IS NULL AND parked_at IS NULL), "
+            "count(parked_at) FROM inbound_event"
+        )
+        lines.append(f"outbox: {total} events, {waiting} not handed off, {parked} parked")
+        for source, attempts, error in self.rows(
+            "SELECT source_id, relay_attempts, relay_error FROM inbound_event "
+            "WHERE relayed_at IS NULL ORDER BY id LIMIT 20"
+        ):
+            lines.append(f"  not handed off: {source} attempts={attempts} {error or ''}")
+        requests = self.sendgrid.requests
+        lookups = sum(1 for request in requests if request.path == "/v3/messages")
+        mails = self.mail_keys()
+        lines.append(
+            f"SendGrid fake: {len(requests)} requests, {sum(mails.values())} mails "
+            f"({len(mails)} distinct), {lookups} Email Activity lookups, "
+            f"{self.sendgrid.in_progress} in progress"
+        )
+        for log in sorted(self.home.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()
+            lines.append(f"--- {log.name}: {len(text)} lines, the last {log_lines} ---")
+            lines += text[-log_lines:]
+        return "\n".join(lines)
 
     async def post(self, bodies: list[dict[str, Any]]) -> list[int]:
         headers = {"Authorization": f"Bearer {self.key}"}
@@ -176,6 +262,10 @@ async def cluster(home: Path, *, workers: int) -> AsyncIterator[Cluster]:
                 "TROUW_EMAIL_PROVIDER": "sendgrid",
                 "TROUW_SENDGRID_API_KEY": sendgrid.api_key,
                 "TROUW_SENDGRID_HOST": sendgrid.url,
+                "TROUW_LOG_FORMAT": "json",
+                # The fake lists a message in Email Activity the moment it accepts it (no lag):
+                # "not found" is final at once, as it is only after 10 min at SendGrid.
+                "TROUW_SENDGRID_LOOKUP_SETTLE_SECONDS": str(FAKE_LISTING_LAG_SECONDS),
             }
         )
         state = Cluster(settings, env, sendgrid, home, f"http://127.0.0.1:{api_port}", key)
@@ -183,9 +273,8 @@ async def cluster(home: Path, *, workers: int) -> AsyncIterator[Cluster]:
             await wait_for_port(
                 "127.0.0.1", settings.temporal_port, within=60, process=server.process
             )
-            from trouw.temporal import connect
-
             client = await connect(settings)
+            state.client = client
             await register_search_attributes(client, settings.temporal_namespace)
             for number in range(1, workers + 1):
                 state.spawn(f"worker-{number}", "worker")

@@ -54,7 +54,8 @@ DEFAULT_RETRY_AFTER_SECONDS = 5.0
 MIN_RETRY_AFTER_SECONDS = 1.0
 # A request whose answer was lost may still be processed for a while, and the Email Activity
 # API shows a message some time after Mail Send accepted it: "not found" means "not accepted"
-# only this long after the attempt (our assumption; SendGrid documents no figure). Past
+# only this long after the attempt (our assumption; SendGrid documents no figure; the default
+# of TROUW_SENDGRID_LOOKUP_SETTLE_SECONDS, a deployment that knows better sets that). Past
 # ANSWER_WITHIN_SECONDS without an answer, the category rule decides.
 LOOKUP_SETTLE_SECONDS = 600.0
 ANSWER_WITHIN_SECONDS = 3600.0
@@ -105,6 +106,7 @@ class SendGridProvider:
             sandbox=settings.sendgrid_sandbox,
             timeout=float(getattr(settings, "provider_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)),
             limiter=bucket_for(cls.name, settings.send_rate_per_second),
+            lookup_settle_seconds=settings.sendgrid_lookup_settle_seconds,
         )
 
     def build_request(self, email: OutgoingEmail) -> dict[str, Any]:

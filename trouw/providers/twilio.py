@@ -43,8 +43,8 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_RETRY_AFTER_SECONDS = 2.0
 # Twilio creates the message resource before it answers the create, so the list shows it at
 # once; a request whose answer was lost may still be processed for a while. A minute covers
-# both (our assumption). Past ANSWER_WITHIN_SECONDS without
-# an answer (Twilio unreachable), the category rule decides.
+# both (our assumption; the default of TROUW_TWILIO_LOOKUP_SETTLE_SECONDS). Past
+# ANSWER_WITHIN_SECONDS without an answer (Twilio unreachable), the category rule decides.
 LOOKUP_SETTLE_SECONDS = 60.0
 ANSWER_WITHIN_SECONDS = 900.0
 # Our clock and Twilio's may differ: a message created this long before the attempt still counts.
@@ -204,6 +204,7 @@ class TwilioProvider:
             validity_seconds=settings.sms_validity_seconds,
             timeout=float(getattr(settings, "provider_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)),
             limiter=bucket_for(cls.name, settings.send_rate_per_second),
+            lookup_settle_seconds=settings.twilio_lookup_settle_seconds,
         )
 
     def status_callback_url(self, message_key: str) -> str:
