@@ -26,7 +26,7 @@ from tests.e2e.cluster import cluster, purchase, wait_until  # noqa: E402
 
 async def round_trip(workers: int, purchases: int, offset: int) -> float:
     with tempfile.TemporaryDirectory(prefix=f"trouw-bench-{workers}w-") as home:
-        async with cluster(Path(home), workers=workers) as shop:
+        async with cluster(Path(home), workers=workers, verbose=False) as shop:
             bodies = [purchase(offset + index) for index in range(purchases)]
             started = time.monotonic()
             codes = await shop.post(bodies)

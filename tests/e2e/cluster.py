@@ -58,6 +58,7 @@ class Cluster:
     home: Path
     api_url: str
     key: str
+    verbose: bool = True
     client: Client | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -65,7 +66,8 @@ class Cluster:
     def spawn(self, name: str, command: str, **extra: str) -> subprocess.Popen[bytes]:
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
         process = subprocess.Popen(
-            [str(TROUW), command, "--verbose"],  # INFO: the work each process handled
+            # INFO: the work each process handled (a bench measures without those lines)
+            [str(TROUW), command, *(["--verbose"] if self.verbose else [])],
             cwd=ROOT,
             env={**self.env, **extra},
             stdout=log,
@@ -221,7 +223,7 @@ async def wait_until(predicate: Any, *, within: float, what: str) -> Any:
 
 
 @asynccontextmanager
-async def cluster(home: Path, *, workers: int) -> AsyncIterator[Cluster]:
+async def cluster(home: Path, *, workers: int, verbose: bool = True) -> AsyncIterator[Cluster]:
     """Dev server + PostgreSQL schema + `trouw api` + `workers` x `trouw worker`."""
     os.makedirs(home, exist_ok=True)
     url, schema = _schema_url()
@@ -268,7 +270,9 @@ async def cluster(home: Path, *, workers: int) -> AsyncIterator[Cluster]:
                 "TROUW_SENDGRID_LOOKUP_SETTLE_SECONDS": str(FAKE_LISTING_LAG_SECONDS),
             }
         )
-        state = Cluster(settings, env, sendgrid, home, f"http://127.0.0.1:{api_port}", key)
+        state = Cluster(
+            settings, env, sendgrid, home, f"http://127.0.0.1:{api_port}", key, verbose=verbose
+        )
         try:
             await wait_for_port(
                 "127.0.0.1", settings.temporal_port, within=60, process=server.process
