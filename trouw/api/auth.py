@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from trouw.api.state import ApiState, api_state
-from trouw.db.engine import session_scope
+from trouw.db.engine import read_scope
 from trouw.db.models import ApiKey
 
 Scope = Literal["ingest", "read", "admin"]
@@ -121,7 +121,8 @@ def find_principal(session: Session, presented: str) -> Principal | None:
 
 
 def _lookup(engine: Engine, presented: str) -> Principal | None:
-    with session_scope(engine) as session:
+    # Read-only: on SQLite every request's key check would otherwise take the write lock.
+    with read_scope(engine) as session:
         return find_principal(session, presented)
 
 

@@ -17,7 +17,7 @@ from trouw.api.errors import ApiError, error_responses
 from trouw.api.events import StoredEvent, deliver_new
 from trouw.api.state import ApiState, api_state
 from trouw.context import jsonable
-from trouw.db.engine import session_scope
+from trouw.db.engine import read_scope, session_scope
 from trouw.db.models import Customer, InboundEvent
 from trouw.ingest import EventTime, Label, OrderId, StoreName, Total
 from trouw.loyalty import ledger, vouchers
@@ -103,9 +103,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _in_session(state: ApiState, work: Any) -> Any:
+async def _in_session(state: ApiState, work: Any, *, read_only: bool = False) -> Any:
+    """work(session) in a thread: in one transaction, or (read_only) in one that takes no write
+    lock on SQLite, so a till's lookup never queues behind the stack's writers."""
+
     def run() -> Any:
-        with session_scope(state.engine) as session:
+        with (read_scope if read_only else session_scope)(state.engine) as session:
             return work(session)
 
     return await asyncio.to_thread(run)
@@ -132,7 +135,7 @@ async def get_voucher(
             raise ApiError(404, f"unknown voucher code {code!r}", field="code")
         return vouchers.public(voucher, now=_now())
 
-    result: dict[str, Any] = await _in_session(state, load)
+    result: dict[str, Any] = await _in_session(state, load, read_only=True)
     return result
 
 
@@ -156,9 +159,9 @@ async def redeem_voucher(
     """Redeem a code on a receipt, once. 409 with a reason for an expired, used, cancelled or
     foreign code (header `Voucher-Refusal`: expired, used, voided, foreign, below_minimum)."""
 
-    def work(session: Session) -> tuple[dict[str, Any], bool]:
+    def work(session: Session) -> vouchers.Redemption:
         try:
-            done = vouchers.redeem(
+            return vouchers.redeem(
                 session,
                 code,
                 receipt=body.receipt,
@@ -176,13 +179,13 @@ async def redeem_voucher(
             raise ApiError(
                 409, str(exc), field="code", headers={REFUSAL_HEADER: exc.reason}
             ) from None
-        session.flush()
-        return vouchers.public(done.voucher, now=_now()), done.replayed
 
     # The till's answer never waits on Temporal: the relay hands voucher_redeemed to the
     # customer's workflow (within its 2 s round), so a slow or restarting Temporal costs no sale.
-    answer, replayed = await _in_session(state, work)
-    headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    done: vouchers.Redemption = await _in_session(state, work)
+    # The answer is made after the commit: the write lock is not held while it is.
+    answer = vouchers.public(done.voucher, now=_now())
+    headers = {REPLAYED_HEADER: "true"} if done.replayed else {}
     return JSONResponse(status_code=200, content=answer, headers=headers)
 
 
@@ -218,7 +221,7 @@ async def find_vouchers(
             raise ApiError(404, f"no customer with this {by}", field=by)
         return _customer_vouchers(session, found.id, only_open=not all)
 
-    result: dict[str, Any] = await _in_session(state, load)
+    result: dict[str, Any] = await _in_session(state, load, read_only=True)
     return result
 
 
@@ -246,7 +249,7 @@ async def get_customer_vouchers(
         _customer_or_404(session, customer_id)
         return _customer_vouchers(session, customer_id, only_open=not all)
 
-    result: dict[str, Any] = await _in_session(state, load)
+    result: dict[str, Any] = await _in_session(state, load, read_only=True)
     return result
 
 
@@ -319,7 +322,7 @@ async def get_loyalty(
         )
         return found
 
-    result: dict[str, Any] = await _in_session(state, load)
+    result: dict[str, Any] = await _in_session(state, load, read_only=True)
     return result
 
 

@@ -34,7 +34,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# An execution option on the engine of `read_scope`: its transactions only read.
+READ_ONLY = "trouw_read_only"
+
+
 def _sqlite_begin(connection: Any) -> None:
+    if connection.get_execution_options().get(READ_ONLY):
+        # In WAL mode a read needs no lock: a deferred BEGIN neither waits for a writer nor
+        # makes one wait (a read under IMMEDIATE held the one write lock for nothing).
+        connection.exec_driver_sql("BEGIN")
+        return
     # IMMEDIATE takes the write lock up front: two writers queue (busy_timeout) instead of
     # one failing at once with "database is locked" when it upgrades a read to a write.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -88,6 +97,17 @@ def migrate(engine: Engine) -> None:
             f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
             f"{reason} (check TROUW_DATABASE_URL and that the server runs)"
         ) from None
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A session that only reads (nothing it adds is committed): on SQLite it takes no write
+    lock, so it never queues behind writers in other processes nor holds them up."""
+    with Session(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """Vouchers as one account across shop and webshop: issue, look up (by code or customer), redeem.
 
 A redemption is idempotent by the till's receipt id: the same receipt gets the same answer, any
-other receipt is refused once a code is used. The row is claimed with one conditional UPDATE,
-so two tills redeeming one code at the same moment get one redemption (SQLite and PostgreSQL).
+other receipt is refused once a code is used. The row is claimed with one conditional UPDATE
+... RETURNING, so two tills redeeming one code at the same moment get one redemption (SQLite and
+PostgreSQL).
 """
 
 from __future__ import annotations
@@ -242,7 +243,67 @@ def redeem(
     store: str | None = None,
     order_total: Decimal | None = None,
 ) -> Redemption:
-    """Redeem a code on a receipt, once. Raises LookupError (unknown) or RedeemRefusedError."""
+    """Redeem a code on a receipt, once. Raises LookupError (unknown) or RedeemRefusedError.
+
+    The first statement claims the code: one conditional UPDATE ... RETURNING that only an
+    open, valid code (of this customer, over its minimum) satisfies; then its derived event;
+    nothing is read before and nothing computed in between, so on SQLite the write lock is held
+    for two statements. Only when nothing was claimed is the voucher read, to say why.
+    """
+    code = codes.normalise(code)
+    when = till_time(at, now)
+    table = Voucher.__table__  # type: ignore[attr-defined]
+    conditions = [
+        table.c.code == code,
+        table.c.redeemed_at.is_(None),
+        table.c.voided_at.is_(None),
+        table.c.expires_at > when,
+    ]
+    if customer_id is not None:
+        conditions.append(table.c.customer_id == customer_id)
+    if order_total is not None:
+        conditions.append(
+            table.c.min_order_total.is_(None) | (table.c.min_order_total <= order_total)
+        )
+    claimed = (
+        session.connection()
+        .execute(
+            sa.update(table)
+            .where(*conditions)
+            .values(
+                redeemed_at=when,
+                redeemed_receipt=receipt,
+                redeemed_order_id=order_id,
+                redeemed_channel=channel,
+                redeemed_store=store,
+                redeemed_recorded_at=now,
+            )
+            .returning(*table.c)
+        )
+        .mappings()
+        .first()
+    )
+    if claimed is None:
+        return _unclaimed(session, code, receipt=receipt, when=when, customer_id=customer_id)
+    add_derived(
+        session,
+        customer_id=claimed["customer_id"],
+        source_id=f"voucher_redeemed:{code}",
+        type="voucher_redeemed",
+        at=when,
+        data={"code": code},
+        order_id=order_id,
+    )
+    stale = session.identity_map.get(session.identity_key(Voucher, code))
+    if stale is not None:
+        session.expire(stale)  # loaded earlier in this session: read it again when used
+    return Redemption(voucher=Voucher(**claimed), replayed=False)
+
+
+def _unclaimed(
+    session: Session, code: str, *, receipt: str, when: datetime, customer_id: str | None
+) -> Redemption:
+    """Why a code could not be claimed (raised), or the same receipt's earlier redemption."""
     voucher = lookup(session, code)
     if voucher is None:
         raise LookupError(f"unknown voucher code {code!r}")
@@ -250,52 +311,15 @@ def redeem(
         raise RedeemRefusedError("foreign", "this voucher belongs to another customer")
     if voucher.redeemed_at is not None:
         return _already(voucher, receipt)
-    when = till_time(at, now)
     if voucher.voided_at is not None:
         raise RedeemRefusedError("voided", "this voucher was cancelled")
     if voucher.expires_at <= when:
         raise RedeemRefusedError(
             "expired", f"this voucher expired on {voucher.expires_at.isoformat()}"
         )
-    if (
-        voucher.min_order_total is not None
-        and order_total is not None
-        and order_total < voucher.min_order_total
-    ):
-        raise RedeemRefusedError(
-            "below_minimum", f"this voucher needs an order of at least {voucher.min_order_total}"
-        )
-    table = Voucher.__table__  # type: ignore[attr-defined]
-    claimed = session.connection().execute(
-        sa.update(table)
-        .where(
-            table.c.code == voucher.code,
-            table.c.redeemed_at.is_(None),
-            table.c.voided_at.is_(None),
-        )
-        .values(
-            redeemed_at=when,
-            redeemed_receipt=receipt,
-            redeemed_order_id=order_id,
-            redeemed_channel=channel,
-            redeemed_store=store,
-            redeemed_recorded_at=now,
-        )
+    raise RedeemRefusedError(
+        "below_minimum", f"this voucher needs an order of at least {voucher.min_order_total}"
     )
-    session.expire(voucher)
-    if claimed.rowcount != 1:
-        # Another till claimed it between our read and our update.
-        return _already(voucher, receipt)
-    add_derived(
-        session,
-        customer_id=voucher.customer_id,
-        source_id=f"voucher_redeemed:{voucher.code}",
-        type="voucher_redeemed",
-        at=when,
-        data={"code": voucher.code},
-        order_id=order_id,
-    )
-    return Redemption(voucher=voucher, replayed=False)
 
 
 def _already(voucher: Voucher, receipt: str) -> Redemption:
@@ -364,6 +388,7 @@ def redeem_on_order(
                 refused.append({"code": given, "reason": exc.reason})
             continue
         if done.voucher.redeemed_order_id is None:
+            # Redeemed at the till under this receipt before (a replay: the session's own row).
             done.voucher.redeemed_order_id = order_id
             session.add(done.voucher)
         accepted.append(done.voucher.code)
