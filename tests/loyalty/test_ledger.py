@@ -14,10 +14,10 @@ from sqlmodel import Session, col, select
 
 from trouw.context import build_context
 from trouw.db.engine import session_scope
-from trouw.db.models import InboundEvent, LoyaltyAccount, PointsEntry
+from trouw.db.models import InboundEvent, LoyaltyAccount, PointsEntry, Voucher
 from trouw.gdpr import erase, export
 from trouw.ingest import EventIn, ProductIn, ingest_event, upsert_product
-from trouw.loyalty import ledger
+from trouw.loyalty import ledger, vouchers
 from trouw.loyalty.rules import LoyaltyRules, Tier
 from trouw.why import explain, render
 
@@ -225,3 +225,31 @@ def test_only_members_collect_points(engine: Engine) -> None:
             now=T0,
         )
         assert ledger.balance_of(session, "c9", now=T0).points == 30
+
+
+def test_a_return_after_a_redemption_takes_back_the_points_and_leaves_the_voucher_used(
+    engine: Engine,
+) -> None:
+    ingest(engine, purchase("o0", lines=[{"sku": "X", "unit_price": "5"}]))
+    with session_scope(engine) as session:
+        voucher, _new = vouchers.issue(
+            session,
+            customer_id="c1",
+            value=Decimal("10"),
+            expires_at=T0 + timedelta(days=30),
+            issued_key="gift",
+            now=T0,
+        )
+    day = T0 + timedelta(days=1)
+    ingest(
+        engine,
+        purchase("o1", at=day, lines=[{"sku": "X", "unit_price": "40"}], vouchers=[voucher.code]),
+    )
+    ingest(engine, returned("o1", at=day + timedelta(days=1)))
+    with session_scope(engine) as session:
+        assert points(session, day + timedelta(days=2)) == 5  # o1's 40 points taken back
+        again = session.get(Voucher, voucher.code)
+        assert again is not None and again.redeemed_order_id == "o1"  # still used, on o1
+        with pytest.raises(vouchers.RedeemRefusedError) as refused:
+            vouchers.redeem(session, voucher.code, receipt="o2", now=day + timedelta(days=3))
+        assert refused.value.reason == "used"
