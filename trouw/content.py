@@ -16,6 +16,8 @@ from trouw import metrics
 
 log = logging.getLogger("trouw.content")
 DIGEST_LENGTH = 12
+# The digest this process shows on the gauge, for its worker presence row (trouw/presence.py).
+_running: str | None = None
 
 
 # The folders of a bundle, in digest order: a file moved from one to the other is a change.
@@ -50,8 +52,15 @@ def content_digest(*folders: Path) -> str:
 
 def set_digest(digest: str) -> None:
     """Show this digest, and only it, on the content gauge."""
+    global _running
+    _running = digest
     metrics.CONTENT_INFO.clear()
     metrics.CONTENT_INFO.labels(digest=digest).set(1)
+
+
+def running_digest() -> str | None:
+    """The digest this process runs (as on its gauge), None before its content was loaded."""
+    return _running
 
 
 def export_digest(*folders: Path) -> str:

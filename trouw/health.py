@@ -15,7 +15,8 @@ from sqlmodel import col, select
 from trouw.contracts import JOURNEY_WORKFLOW
 from trouw.control import JOURNEY_PAUSED, paused_customers, paused_journeys
 from trouw.db.engine import session_scope
-from trouw.db.models import InboundEvent, JourneyRun, Message
+from trouw.db.models import InboundEvent, JourneyRun, Message, WorkerPresence
+from trouw.presence import GONE_AFTER, STALE_AFTER
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -44,6 +45,14 @@ class Check:
     ok: bool
     summary: str
     details: list[str] = field(default_factory=list)
+    # Structured rows behind the details, for --json and the admin API (only when there are any).
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        shown = asdict(self)
+        if not self.items:
+            del shown["items"]
+        return shown
 
 
 @dataclass
@@ -59,7 +68,7 @@ class Health:
         return {
             "healthy": self.healthy,
             "checked_at": self.checked_at.isoformat(),
-            "checks": [asdict(check) for check in self.checks],
+            "checks": [check.to_json() for check in self.checks],
         }
 
 
@@ -114,6 +123,59 @@ def content_check(settings: Settings, engine: Engine) -> Check:
         return Check("content", False, "database: nothing published yet (run `trouw publish`)")
     when = bundle.published_at.isoformat(timespec="seconds")
     return Check("content", True, f"published {bundle.digest} at {when} by {bundle.published_by}")
+
+
+def expected_digest(settings: Settings, engine: Engine) -> str | None:
+    """The digest every worker should run: the newest published one, or these folders'."""
+    from trouw.content import content_digest
+    from trouw.publish import newest_digest
+
+    if settings.content_source == "folder":
+        return content_digest(settings.journeys_dir, settings.templates_dir)
+    return newest_digest(engine)
+
+
+def presence_check(rows: list[WorkerPresence], *, expected: str | None, now: datetime) -> Check:
+    """Each worker's own report: unhealthy when one's heartbeat is stale (stuck, or killed within
+    GONE_AFTER) or it runs another digest than expected (None: nothing to compare with)."""
+    details: list[str] = []
+    items: list[dict[str, Any]] = []
+    live = flagged = 0
+    for row in rows:
+        age = max(now - row.seen_at, timedelta(0))
+        gone = age > GONE_AFTER
+        stale = not gone and age > STALE_AFTER
+        behind = not gone and expected is not None and row.digest != expected
+        live += not gone and not stale
+        flagged += stale or behind
+        notes = [f"runs {row.digest or 'nothing yet'}", f"last heartbeat {_span(age)} ago"]
+        if gone:
+            notes.append("gone (not flagged)")
+        if stale:
+            notes.append(f"STALE (more than {_span(STALE_AFTER)})")
+        if behind:
+            notes.append(f"NOT the expected {expected}")
+        details.append(f"{row.identity} ({row.task_queue}): " + ", ".join(notes))
+        items.append(
+            {
+                "identity": row.identity,
+                "host": row.host,
+                "pid": row.pid,
+                "task_queue": row.task_queue,
+                "digest": row.digest,
+                "started_at": row.started_at.isoformat(),
+                "seen_at": row.seen_at.isoformat(),
+                "stale": stale,
+                "gone": gone,
+                "expected_digest": not behind,
+            }
+        )
+    summary = f"{live} worker(s) with a heartbeat in the last {_span(STALE_AFTER)}"
+    if expected is not None:
+        summary += f", expected content {expected}"
+    if flagged:
+        summary += f": {flagged} stale or on another version"
+    return Check("worker versions", not flagged, summary, details, items)
 
 
 def relay_checks(engine: Engine, *, now: datetime, alert_after: timedelta) -> list[Check]:
@@ -290,6 +352,13 @@ async def temporal_checks(
     return checks
 
 
+def worker_versions_check(settings: Settings, engine: Engine, now: datetime) -> Check:
+    """Every worker's reported digest and heartbeat against the digest it should run."""
+    from trouw.presence import workers_seen
+
+    return presence_check(workers_seen(engine), expected=expected_digest(settings, engine), now=now)
+
+
 def _system_info_request() -> Any:
     from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
@@ -309,6 +378,7 @@ async def gather(
     alert = timedelta(seconds=settings.relay_backlog_alert_seconds)
     checks = [journeys_check(*catalog)]
     checks.append(await asyncio.to_thread(content_check, settings, engine))
+    checks.append(await asyncio.to_thread(worker_versions_check, settings, engine, moment))
     checks += await temporal_checks(settings, client, now=moment)
     checks += await asyncio.to_thread(relay_checks, engine, now=moment, alert_after=alert)
     checks.append(await asyncio.to_thread(failed_runs_check, engine, now=moment))

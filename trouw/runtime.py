@@ -18,6 +18,7 @@ from activities.services import Services
 from trouw.content import watch_content
 from trouw.db.engine import get_engine
 from trouw.metrics import serve_worker_metrics, temporal_runtime_with_metrics
+from trouw.presence import report_presence
 from trouw.publish import PublishedContent, watch_published
 from trouw.settings import Settings
 from trouw.temporal import (
@@ -218,6 +219,15 @@ async def run_stack(
                 else watch_content(settings.journeys_dir, settings.templates_dir)
             )
             tasks.append(asyncio.create_task(content, name="content"))
+            # Its digest and heartbeat for `trouw status`; the row goes when the task is cancelled.
+            tasks.append(
+                asyncio.create_task(
+                    report_presence(
+                        engine, identity=client.identity, task_queue=temporal_worker.task_queue
+                    ),
+                    name="presence",
+                )
+            )
             tasks.append(
                 asyncio.create_task(
                     sweep_forever(engine, expiring_days=settings.voucher_expiring_days),
@@ -266,7 +276,7 @@ async def run_stack(
         if uvicorn_server is not None:
             uvicorn_server.should_exit = True
         for task in tasks:
-            if task.get_name() in ("relay", "content", "loyalty", "run-sync"):
+            if task.get_name() in ("relay", "content", "presence", "loyalty", "run-sync"):
                 task.cancel()
         if child is not None:
             await _stop_worker(child)

@@ -123,3 +123,18 @@ def test_status_says_what_is_down(admin_api: Api) -> None:
     assert "cannot reach Temporal" in checks["temporal"]["summary"]
     assert checks["parked events"]["ok"] is True
     assert checks["journeys"]["ok"] is True
+    assert checks["worker versions"]["ok"] is True and "items" not in checks["worker versions"]
+
+
+def test_status_names_a_worker_on_another_content_version(admin_api: Api) -> None:
+    from trouw.db.models import WorkerPresence, utcnow
+    from trouw.presence import beat
+
+    row = WorkerPresence(identity="9@old", host="old", pid=9, task_queue="q", digest="0ld")
+    row.seen_at = utcnow()
+    beat(admin_api.engine, row)
+    body = admin_api.get("/v1/admin/status", scope="admin").json()
+    [check] = [check for check in body["checks"] if check["name"] == "worker versions"]
+    assert check["ok"] is False
+    assert [(item["identity"], item["digest"]) for item in check["items"]] == [("9@old", "0ld")]
+    assert check["items"][0]["expected_digest"] is False

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _PG
+from tests.conftest import _PG, ROOT
 from tests.e2e.cluster import FAKE_LISTING_LAG_SECONDS, cluster, purchase, wait_until
+from trouw.content import content_digest
 from workflows.options import SEND_ATTEMPT_TIMEOUT
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -53,6 +54,8 @@ async def test_a_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path: P
         recovered = time.monotonic() - killed_at
         elapsed = time.monotonic() - started
         survivor_alive = shop.workers["worker-2"].poll() is None
+        # Each worker's presence row: the killed one never removed its own (no clean stop).
+        presence = dict(shop.rows("SELECT pid, digest FROM worker_presence"))
         mails = shop.mail_keys()
         confirmations = shop.confirmation_keys()
         reconciled = shop.reconciled_keys()
@@ -71,3 +74,5 @@ async def test_a_worker_killed_mid_load_loses_and_duplicates_nothing(tmp_path: P
     assert not missing
     assert duplicates == {}  # no duplicate
     assert PURCHASES // 4 <= at_kill < PURCHASES  # the kill really happened mid-load
+    digest = content_digest(ROOT / "journeys", ROOT / "templates")
+    assert presence == {process.pid: digest for process in shop.workers.values()}

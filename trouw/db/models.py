@@ -575,3 +575,19 @@ class ContentBundle(SQLModel, table=True):
     files: int
     # zlib of a JSON object {"journeys/x.yaml": base64, "templates/...": base64}.
     payload: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class WorkerPresence(SQLModel, table=True):
+    """One running worker: where it runs, the content digest it has loaded, its last heartbeat."""
+
+    __tablename__ = "worker_presence"
+
+    # The Temporal client identity (pid@host), as the task queue's pollers show it.
+    identity: str = Field(primary_key=True, max_length=200)
+    host: str = Field(max_length=200)
+    pid: int
+    task_queue: str = Field(max_length=200)
+    # The digest of the journeys and templates it runs (trouw_content_info); None before loading.
+    digest: str | None = Field(default=None, max_length=64)
+    started_at: datetime = _when(default_factory=utcnow)
+    seen_at: datetime = _when(default_factory=utcnow, index=True)

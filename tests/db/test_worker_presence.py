@@ -1,0 +1,80 @@
+"""Worker presence rows: a worker records its digest at start and at once on a reload, removes
+its row on a clean stop, and `trouw status` flags a worker behind the published digest."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+
+from trouw.content import set_digest
+from trouw.db.engine import session_scope
+from trouw.db.models import ContentBundle, WorkerPresence, utcnow
+from trouw.health import worker_versions_check
+from trouw.presence import FORGOTTEN_AFTER, beat, forget_old, report_presence, workers_seen
+from trouw.settings import Settings
+
+
+def row(identity: str, digest: str | None, age: timedelta = timedelta(0)) -> WorkerPresence:
+    return WorkerPresence(
+        identity=identity,
+        host="h",
+        pid=7,
+        task_queue="trouw",
+        digest=digest,
+        seen_at=utcnow() - age,
+    )
+
+
+async def wait_for(
+    engine: Engine, predicate: Callable[[list[WorkerPresence]], bool], *, within: float = 10.0
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate(await asyncio.to_thread(workers_seen, engine)):
+        assert asyncio.get_running_loop().time() < deadline, "presence not recorded in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_worker_records_its_digest_follows_a_reload_and_removes_itself(
+    engine: Engine,
+) -> None:
+    set_digest("aaaaaaaaaaaa")
+    task = asyncio.create_task(report_presence(engine, identity="1@host", task_queue="q"))
+    try:
+        await wait_for(engine, lambda rows: [r.digest for r in rows] == ["aaaaaaaaaaaa"])
+        first = (await asyncio.to_thread(workers_seen, engine))[0]
+        assert (first.task_queue, first.host) == ("q", socket.gethostname())
+        set_digest("bbbbbbbbbbbb")  # a reload: recorded within a second, not a heartbeat
+        await wait_for(engine, lambda rows: [r.digest for r in rows] == ["bbbbbbbbbbbb"], within=5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await asyncio.to_thread(workers_seen, engine) == []
+
+
+def test_status_flags_a_worker_behind_the_published_digest(
+    engine: Engine, settings: Settings
+) -> None:
+    settings.content_source = "database"
+    with session_scope(engine) as session:
+        session.add(ContentBundle(digest="new000000000", published_by="t", files=0, payload=b""))
+    beat(engine, row("1@a", "new000000000"))
+    assert worker_versions_check(settings, engine, utcnow()).ok
+    beat(engine, row("2@b", "old000000000"))
+    check = worker_versions_check(settings, engine, utcnow())
+    assert not check.ok
+    assert [item["digest"] for item in check.items] == ["new000000000", "old000000000"]
+    assert "NOT the expected new000000000" in check.details[1]
+    beat(engine, row("2@b", "new000000000"))  # the same worker again: one row, updated
+    assert worker_versions_check(settings, engine, utcnow()).ok
+    assert len(workers_seen(engine)) == 2
+
+
+def test_a_starting_worker_forgets_rows_a_day_old(engine: Engine) -> None:
+    beat(engine, row("old@a", "x", FORGOTTEN_AFTER + timedelta(minutes=1)))
+    beat(engine, row("new@b", "x"))
+    forget_old(engine, now=utcnow())
+    assert [r.identity for r in workers_seen(engine)] == ["new@b"]
