@@ -360,7 +360,8 @@ async def simulate_parallel(
     try:
         check_journeys(journeys_dir, templates_dir)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Wait for the parts to finish starting: left behind, they would outlive this process.
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
     ids = [customer.id for customer in scenario.customers]
