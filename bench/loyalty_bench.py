@@ -39,9 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
 from trouw.db.engine import make_engine, migrate, session_scope  # noqa: E402
+
+POSTGRES_ADMIN = os.environ.get(
+    "TROUW_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -56,13 +61,41 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def seed_vouchers(db: Path, count: int) -> tuple[list[str], str]:
+def database_url(kind: str, home: Path, name: str) -> str:
+    """A fresh database: a SQLite file in `home`, or a PostgreSQL database of its own."""
+    if kind == "sqlite":
+        return f"sqlite:///{home / (name + '.db')}"
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    database = f"{name}_{os.getpid()}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}"'))
+        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    admin.dispose()
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{database}"
+
+
+def drop_database(url: str) -> None:
+    if not url.startswith("postgresql"):
+        return
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        )
+    admin.dispose()
+
+
+def seed_vouchers(url: str, count: int) -> tuple[list[str], str]:
     from trouw.api.auth import create_api_key
     from trouw.ingest import CustomerIn, upsert_customer
     from trouw.loyalty import ledger, vouchers
 
     ledger.configure(ledger.LoyaltyConfig(key=b"bench-key"))
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(url)
     migrate(engine)
     now = datetime.now(UTC)
     codes = []
@@ -92,24 +125,147 @@ def seed_vouchers(db: Path, count: int) -> tuple[list[str], str]:
     return codes, key
 
 
+# --- the server, instrumented -------------------------------------------------------------------
+
+
+def instrument_transactions(folder: Path, role: str) -> None:
+    """In a server process: time every SQLite write transaction (the wait for the write lock
+    and how long it is held) with the code that opened it; written to folder every 2 s."""
+    import json
+    import threading
+    import traceback
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
+
+    import trouw.db.engine as db
+
+    records: list[tuple[str, float, float, float, str]] = []
+    plain_begin = db._sqlite_begin
+    roots = tuple(str(ROOT / part) for part in ("trouw", "activities", "workflows"))
+
+    def site() -> str:
+        frames = [
+            f"{Path(frame.filename).relative_to(ROOT)}:{frame.name}"
+            for frame in traceback.extract_stack(limit=40)
+            if frame.filename.startswith(roots) and not frame.filename.endswith("db/engine.py")
+        ]
+        return " < ".join(reversed(frames[-2:])) or "?"
+
+    def timed_begin(connection: sa.Connection) -> None:
+        asked = time.perf_counter()
+        plain_begin(connection)
+        where = site()
+        if connection.get_execution_options().get(db.READ_ONLY):
+            where = "(read only, no lock) " + where
+        connection.info["bench_tx"] = (asked, time.perf_counter(), time.time(), where)
+
+    def ended(connection: sa.Connection) -> None:
+        begun = connection.info.pop("bench_tx", None)
+        if begun is not None:
+            asked, got, wall, where = begun
+            now = time.perf_counter()
+            records.append((role, wall, (got - asked) * 1000, (now - got) * 1000, where))
+
+    def dump() -> None:
+        while True:
+            time.sleep(2)
+            (folder / f"tx-{role}-{os.getpid()}.json").write_text(json.dumps(records))
+
+    db._sqlite_begin = timed_begin  # type: ignore[assignment]
+    sa.event.listen(Engine, "commit", ended)
+    sa.event.listen(Engine, "rollback", ended)
+    threading.Thread(target=dump, daemon=True).start()
+
+
+if os.environ.get("TROUW_BENCH_TX_STATS") and __name__ == "__mp_main__":
+    # The worker process `trouw up` spawns runs this file again under this name.
+    instrument_transactions(Path(os.environ["TROUW_BENCH_TX_STATS"]), "worker")
+
+
+def serve(stats_file: Path, api_only: bool) -> None:
+    """`trouw up` (or the API alone), with the API process timing each loyalty request's parts:
+    the wait for a thread, the wait for SQLite's write lock (BEGIN IMMEDIATE), the work and the
+    commit. Written to `stats_file` when the server stops."""
+    import json
+    import threading
+
+    import trouw.api.loyalty as routes
+    import trouw.db.engine as db
+    from trouw.runtime import run_stack
+    from trouw.settings import Settings
+
+    instrument_transactions(stats_file.parent, "api")
+    records: list[dict[str, float]] = []
+    local = threading.local()
+    plain_begin = db._sqlite_begin
+
+    def timed_begin(connection: object) -> None:
+        began = time.perf_counter()
+        plain_begin(connection)
+        record = getattr(local, "record", None)
+        if record is not None:
+            record["lock_ms"] = record.get("lock_ms", 0.0) + (time.perf_counter() - began) * 1000
+
+    async def timed_session(state: object, work: object, *, read_only: bool = False) -> object:
+        called = time.perf_counter()
+        record: dict[str, float] = {"at": time.time()}
+
+        def run() -> object:
+            started = time.perf_counter()
+            record["queue_ms"] = (started - called) * 1000
+            local.record = record
+            try:
+                scope = db.read_scope if read_only else session_scope
+                with scope(state.engine) as session:  # type: ignore[attr-defined]
+                    result = work(session)  # type: ignore[operator]
+                    record["work_ms"] = (time.perf_counter() - started) * 1000
+                return result
+            finally:
+                record["thread_ms"] = (time.perf_counter() - started) * 1000
+                local.record = None
+
+        try:
+            return await asyncio.to_thread(run)
+        finally:
+            record["total_ms"] = (time.perf_counter() - called) * 1000
+            records.append(record)
+
+    db._sqlite_begin = timed_begin  # type: ignore[assignment]
+    routes._in_session = timed_session  # type: ignore[assignment]
+    settings = Settings()
+    try:
+        asyncio.run(run_stack(settings, worker=not api_only, worker_process=not api_only))
+    finally:
+        stats_file.write_text(json.dumps(records))
+
+
+# --- the load -----------------------------------------------------------------------------------
+
+
 async def open_loop(
-    http: httpx.AsyncClient, rate: float, seconds: float, request: object
+    http: aiohttp.ClientSession, rate: float, seconds: float, request: object
 ) -> dict[str, float]:
-    """Fires request(n) every 1/rate s for `seconds`; latency per request in ms."""
+    """Fires request(n) every 1/rate s for `seconds`; latency per request in ms.
+
+    aiohttp, not httpx: httpcore's pool spends CPU per queued request on every pass (seen with
+    py-spy: the load generator itself, not the server, was the bottleneck on a loaded machine).
+    """
     latencies: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
     total = int(rate * seconds)
     start = time.perf_counter()
+    wall = time.time()
 
     async def fire(n: int) -> None:
-        nonlocal errors
         began = time.perf_counter()
         try:
-            response = await request(http, n)  # type: ignore[operator]
-            if response.status_code >= 400:
-                errors += 1
-        except httpx.HTTPError:
-            errors += 1
+            async with request(http, n) as response:  # type: ignore[operator]
+                await response.read()
+                if response.status >= 400:
+                    errors[str(response.status)] = errors.get(str(response.status), 0) + 1
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
         latencies.append((time.perf_counter() - began) * 1000)
 
     tasks = []
@@ -121,12 +277,15 @@ async def open_loop(
     await asyncio.gather(*tasks)
     return {
         "requests": float(total),
-        "errors": float(errors),
+        "errors": float(sum(errors.values())),
+        "error_kinds": errors,  # type: ignore[dict-item]
         "p50": pct(latencies, 0.50),
         "p90": pct(latencies, 0.90),
         "p99": pct(latencies, 0.99),
         "max": max(latencies),
         "achieved_rate": total / (time.perf_counter() - start),
+        "from": wall,
+        "to": time.time(),
     }
 
 
@@ -138,47 +297,51 @@ async def voucher_phases(
     lookup = codes[:per]
     redeem = codes[per : 2 * per]
     results = {}
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30, limits=limits) as http:
+    connector = aiohttp.TCPConnector(limit=200)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        base_url=base, headers=headers, connector=connector, timeout=timeout
+    ) as http:
         # Warm up: connections, the first queries, Python's caches.
         for code in codes[-50:]:
-            await http.get(f"/v1/vouchers/{code}")
+            async with http.get(f"/v1/vouchers/{code}") as response:
+                await response.read()
         results["GET /healthz (reference)"] = await open_loop(
             http, rate, seconds, lambda h, n: h.get("/healthz")
         )
         results["GET /v1/vouchers/{code}"] = await open_loop(
             http, rate, seconds, lambda h, n: h.get(f"/v1/vouchers/{lookup[n]}")
         )
-        results["POST /v1/vouchers/{code}/redeem"] = await open_loop(
-            http,
-            rate,
-            seconds,
-            lambda h, n: h.post(
-                f"/v1/vouchers/{redeem[n]}/redeem",
-                json={"receipt": f"R-{n}", "channel": "pos", "store": "Gent"},
-            ),
-        )
-        results["POST redeem, same receipt again"] = await open_loop(
-            http,
-            rate,
-            seconds,
-            lambda h, n: h.post(
-                f"/v1/vouchers/{redeem[n]}/redeem",
-                json={"receipt": f"R-{n}", "channel": "pos", "store": "Gent"},
-            ),
-        )
+        for name in ("POST /v1/vouchers/{code}/redeem", "POST redeem, same receipt again"):
+            results[name] = await open_loop(
+                http,
+                rate,
+                seconds,
+                lambda h, n: h.post(
+                    f"/v1/vouchers/{redeem[n]}/redeem",
+                    json={"receipt": f"R-{n}", "channel": "pos", "store": "Gent"},
+                ),
+            )
     return results
 
 
-def run_vouchers(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def run_vouchers(
+    args: argparse.Namespace, kind: str, api_only: bool
+) -> tuple[
+    dict[str, dict[str, float]], list[dict[str, float]], list[tuple[str, float, float, float, str]]
+]:
+    import json
+
     home = Path(tempfile.mkdtemp(prefix="trouw-loyalty-bench-"))
-    db = home / "trouw.db"
+    url = database_url(kind, home, "trouw_loyalty_bench")
     per = int(args.rate * args.seconds)
-    codes, key = seed_vouchers(db, 2 * per + 50)
+    codes, key = seed_vouchers(url, 2 * per + 50)
     port = free_port()
+    stats_file = home / "server-stats.json"
     env = {
         **os.environ,
         "TROUW_HOME": str(home),
+        "TROUW_DATABASE_URL": url,
         "TROUW_API_PORT": str(port),
         "TROUW_TEMPORAL_PORT": str(free_port()),
         "TROUW_TEMPORAL_UI_PORT": str(free_port()),
@@ -186,9 +349,11 @@ def run_vouchers(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         "TROUW_SIGNING_KEYS": '["bench-key"]',
         "TROUW_JOURNEYS_DIR": str(ROOT / "journeys"),
         "TROUW_TEMPLATES_DIR": str(ROOT / "templates"),
+        "TROUW_BENCH_TX_STATS": str(home),
     }
+    command = [sys.executable, __file__, "--serve", str(stats_file)]
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "trouw"), "up"],
+        command + (["--api-only"] if api_only else []),
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -204,31 +369,103 @@ def run_vouchers(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("trouw up did not start")
+                raise RuntimeError("the bench server did not start")
             time.sleep(0.5)
-        return asyncio.run(voucher_phases(base, key, codes, args.rate, args.seconds))
+        results = asyncio.run(voucher_phases(base, key, codes, args.rate, args.seconds))
     finally:
         server.terminate()
         try:
-            server.wait(timeout=30)
+            server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
+        drop_database(url)
+    records = json.loads(stats_file.read_text()) if stats_file.exists() else []
+    transactions = [
+        tuple(row) for path in home.glob("tx-*.json") for row in json.loads(path.read_text())
+    ]
+    return results, records, transactions  # type: ignore[return-value]
 
 
-def seed_ledger(db: Path, customers: int, entries: int, now: datetime) -> int:
+def print_vouchers(
+    title: str,
+    results: dict[str, dict[str, float]],
+    records: list[dict[str, float]],
+    transactions: list[tuple[str, float, float, float, str]],
+) -> None:
+    reference = results["GET /healthz (reference)"]["p99"]
+    print(f"\n{title}")
+    print(
+        f"{'phase':<36} {'n':>6} {'err':>4} {'rate':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/ref':>8}"
+    )
+    for name, row in results.items():
+        print(
+            f"{name:<36} {row['requests']:>6.0f} {row['errors']:>4.0f} {row['achieved_rate']:>6.1f} "
+            f"{row['p50']:>8.1f} {row['p90']:>8.1f} {row['p99']:>8.1f} {row['max']:>8.1f} "
+            f"{row['p99'] / reference:>8.2f}"
+        )
+    for name, row in results.items():
+        if row["errors"]:
+            print(f"  {name} errors: {row['error_kinds']}")
+    if not records:
+        return
+    print("  inside the API process (p50 / p99 ms): thread wait, write-lock wait (SQLite BEGIN")
+    print("  IMMEDIATE), work in the transaction (lock wait included), commit, whole request")
+    for name, row in results.items():
+        mine = [r for r in records if row["from"] <= r["at"] <= row["to"]]
+        if not mine:
+            continue
+        parts = {
+            "thread": [r.get("queue_ms", 0.0) for r in mine],
+            "lock": [r.get("lock_ms", 0.0) for r in mine],
+            "work": [r.get("work_ms", 0.0) for r in mine],
+            "commit": [r.get("thread_ms", 0.0) - r.get("work_ms", 0.0) for r in mine],
+            "request": [r.get("total_ms", 0.0) for r in mine],
+        }
+        shown = "  ".join(
+            f"{part} {pct(values, 0.5):.1f}/{pct(values, 0.99):.1f}"
+            for part, values in parts.items()
+        )
+        print(f"  {name:<34} {shown}")
+    if not transactions:
+        return
+    phase = results["POST /v1/vouchers/{code}/redeem"]
+    during = [t for t in transactions if phase["from"] <= t[1] <= phase["to"]]
+    writes = [t for t in during if not t[4].startswith("(read only")]
+    print(
+        f"  SQLite transactions during the redeem phase: {len(during)}, of them {len(writes)} writes"
+        f" holding the write lock {sum(t[3] for t in writes) / 1000 / (phase['to'] - phase['from']):.0%}"
+        " of the time; by who opened them (process, code):"
+    )
+    print(f"    {'n':>6} {'held p50':>9} {'p99':>7} {'max':>7} {'sum s':>6} {'wait p99':>9}  site")
+    sites: dict[tuple[str, str], list[tuple[str, float, float, float, str]]] = {}
+    for row in during:
+        sites.setdefault((row[0], row[4]), []).append(row)
+    for (role, where), rows in sorted(sites.items(), key=lambda item: -sum(r[3] for r in item[1]))[
+        :8
+    ]:
+        held = [r[3] for r in rows]
+        print(
+            f"    {len(rows):>6} {pct(held, 0.5):>9.1f} {pct(held, 0.99):>7.1f} {max(held):>7.1f}"
+            f" {sum(held) / 1000:>6.2f} {pct([r[2] for r in rows], 0.99):>9.1f}  {role}: {where}"
+        )
+
+
+LEDGER_COLUMNS = ("key", "customer_id", "at", "kind", "points", "expires_at", "lot", "source")
+
+
+def seed_ledger(url: str, customers: int, entries: int, now: datetime) -> int:
     """Earnings over two years (with their expiry), returns, adjustments; and the expiries the
     sweep would have written by `now` (computed by the rules). Returns the expiry rows added."""
+    import sqlalchemy as sa
+
     from trouw.loyalty.rules import Entry, due_expiries
 
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(url)
     migrate(engine)
-    engine.dispose()
     rng = random.Random(16)
-    # As the ORM stores an aware time on SQLite (trouw.db.models.UTCDateTime): UTC, no offset.
-    stamp = "%Y-%m-%d %H:%M:%S.%f"
     start = datetime(2025, 1, 1, tzinfo=UTC)
     per = entries // customers
-    rows = []
+    rows: list[tuple[object, ...]] = []
     swept = 0
     for customer in range(customers):
         earned: list[str] = []
@@ -251,101 +488,103 @@ def seed_ledger(db: Path, customers: int, entries: int, now: datetime) -> int:
             )
             swept += 1
         for entry in ledger:
+            source = "operator" if entry.kind == "adjust" else "rules"
             rows.append(
-                (
-                    entry.key,
-                    f"c{customer}",
-                    entry.at.strftime(stamp),
-                    entry.kind,
-                    entry.points,
-                    entry.expires_at.strftime(stamp) if entry.expires_at else None,
-                    entry.lot,
-                    "operator" if entry.kind == "adjust" else "rules",
-                )
+                (entry.key, f"c{customer}", entry.at, entry.kind, entry.points)
+                + (entry.expires_at, entry.lot, source)
             )
-    with sqlite3.connect(db) as connection:
-        connection.executemany(
-            "INSERT INTO points_entry (key, customer_id, at, kind, points, expires_at, lot, source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    if url.startswith("sqlite"):
+        # As the ORM stores an aware time on SQLite (trouw.db.models.UTCDateTime): UTC, no offset.
+        stamp = "%Y-%m-%d %H:%M:%S.%f"
+        with sqlite3.connect(url.split("///", 1)[1]) as connection:
+            connection.executemany(
+                f"INSERT INTO points_entry ({', '.join(LEDGER_COLUMNS)})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    row[:2]
+                    + (row[2].strftime(stamp),)
+                    + row[3:5]  # type: ignore[attr-defined]
+                    + (row[5].strftime(stamp) if row[5] else None,)  # type: ignore[attr-defined]
+                    + row[6:]
+                    for row in rows
+                ],
+            )
+    else:
+        with engine.begin() as connection:
+            raw = connection.connection.driver_connection
+            with raw.cursor().copy(  # type: ignore[union-attr]
+                f"COPY points_entry ({', '.join(LEDGER_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+                sa.text("VACUUM ANALYZE points_entry")
+            )
+    engine.dispose()
     return swept
 
 
-def run_balances(args: argparse.Namespace) -> dict[str, float]:
+def timed(work: object) -> tuple[object, float]:
+    began = time.perf_counter()
+    result = work()  # type: ignore[operator]
+    return result, time.perf_counter() - began
+
+
+def run_balances(args: argparse.Namespace, kind: str) -> dict[str, float]:
+    """Every balance at once (swept and unswept ledger), against a bare SQL SUM in the same run;
+    and one customer's balance and level (`loyalty.*` in the context) for 1,000 customers."""
+    import sqlalchemy as sa
+
     from trouw.loyalty import ledger
 
     home = Path(tempfile.mkdtemp(prefix="trouw-balance-bench-"))
-    db = home / "ledger.db"
+    url = database_url(kind, home, "trouw_balance_bench")
     now = datetime(2027, 1, 1, tzinfo=UTC)
-    began = time.perf_counter()
-    swept = seed_ledger(db, args.customers, args.entries, now)
-    seeded = time.perf_counter() - began
-    engine = make_engine(f"sqlite:///{db}")
-    with sqlite3.connect(db) as connection:
-        began = time.perf_counter()
-        connection.execute(
-            "SELECT customer_id, SUM(points) FROM points_entry GROUP BY customer_id"
-        ).fetchall()
-        reference = time.perf_counter() - began
-    with session_scope(engine) as session:
-        began = time.perf_counter()
-        kept = ledger.balances(session, now=now)
-        measured_swept = time.perf_counter() - began
-    with sqlite3.connect(db) as connection:
-        connection.execute("DELETE FROM points_entry WHERE kind = 'expire'")
-    with session_scope(engine) as session:
-        began = time.perf_counter()
-        unswept = ledger.balances(session, now=now)
-        measured_unswept = time.perf_counter() - began
-    engine.dispose()
+    swept, seeded = timed(lambda: seed_ledger(url, args.customers, args.entries, now))
+    engine = make_engine(url)
+    reference_sql = sa.text(
+        "SELECT customer_id, SUM(points) FROM points_entry GROUP BY customer_id"
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(reference_sql).fetchall()  # warm the cache as the others get it
+            _rows, reference = timed(lambda: connection.execute(reference_sql).fetchall())
+        with session_scope(engine) as session:
+            kept, measured_swept = timed(lambda: ledger.balances(session, now=now))
+        rng = random.Random(7)
+        sample = [f"c{rng.randrange(args.customers)}" for _ in range(1000)]
+        lookups = []
+        with session_scope(engine) as session:
+            for customer_id in sample:
+                began = time.perf_counter()
+                ledger.loyalty_dict(session, customer_id, now=now)
+                lookups.append((time.perf_counter() - began) * 1000)
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM points_entry WHERE kind = 'expire'"))
+        with session_scope(engine) as session:
+            unswept, measured_unswept = timed(lambda: ledger.balances(session, now=now))
+    finally:
+        engine.dispose()
+        drop_database(url)
     return {
-        "customers": float(len(kept)),
+        "customers": float(len(kept)),  # type: ignore[arg-type]
         "entries": float(args.entries),
-        "expiries": float(swept),
+        "expiries": float(swept),  # type: ignore[arg-type]
         "agree": float(kept == unswept),
         "seed_s": seeded,
         "swept_s": measured_swept,
         "unswept_s": measured_unswept,
         "sql_sum_s": reference,
+        "lookup_p50_ms": pct(lookups, 0.5),
+        "lookup_p99_ms": pct(lookups, 0.99),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    parser.add_argument("--skip-vouchers", action="store_true")
-    args = parser.parse_args()
-    if args.quick:
-        args.seconds, args.customers, args.entries = 5.0, 10_000, 100_000
-    print(
-        f"machine: {os.cpu_count()} cores, load average at start "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-        + " (shared machine: absolute figures move; ratios hold)"
-    )
-    if not args.skip_vouchers:
-        results = run_vouchers(args)
-        reference = results["GET /healthz (reference)"]["p99"]
-        print(
-            f"\nvouchers on `trouw up` (SQLite), open loop {args.rate:g} req/s for {args.seconds:g} s each"
-        )
-        print(
-            f"{'phase':<36} {'n':>6} {'err':>4} {'rate':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/ref':>8}"
-        )
-        for name, row in results.items():
-            print(
-                f"{name:<36} {row['requests']:>6.0f} {row['errors']:>4.0f} {row['achieved_rate']:>6.1f} "
-                f"{row['p50']:>8.1f} {row['p90']:>8.1f} {row['p99']:>8.1f} {row['max']:>8.1f} "
-                f"{row['p99'] / reference:>8.2f}"
-            )
-    balance = run_balances(args)
+def print_balances(kind: str, balance: dict[str, float]) -> None:
     print(
         f"\nbalances: {balance['customers']:,.0f} customers, {balance['entries']:,.0f} entries "
-        f"+ {balance['expiries']:,.0f} expiries (SQLite)"
+        f"+ {balance['expiries']:,.0f} expiries ({kind})"
     )
     print(f"  seeding (not measured)               {balance['seed_s']:8.2f} s")
     ref = balance["sql_sum_s"]
@@ -356,6 +595,53 @@ def main() -> None:
     ):
         print(f"  {label:<36} {balance[key]:8.2f} s   {balance[key] / ref:6.1f}x the reference")
     print(f"  both give the same balances: {bool(balance['agree'])}")
+    print(
+        f"  one customer's points and level (loyalty_dict), 1,000 customers: "
+        f"p50 {balance['lookup_p50_ms']:.2f} ms, p99 {balance['lookup_p99_ms']:.2f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--skip-vouchers", action="store_true")
+    parser.add_argument("--skip-balances", action="store_true")
+    parser.add_argument(
+        "--api-only", action="store_true", help="Also run the vouchers on the API alone."
+    )
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.api_only)
+        return
+    if args.quick:
+        args.seconds, args.customers, args.entries = 5.0, 10_000, 100_000
+    kinds = [kind for kind in args.databases.split(",") if kind]
+    print(
+        f"machine: {os.cpu_count()} cores, load average at start "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " (shared machine: absolute figures move; ratios hold)"
+    )
+    for kind in kinds if not args.skip_vouchers else []:
+        for api_only in (False, True) if args.api_only else (False,):
+            results, records, transactions = run_vouchers(args, kind, api_only)
+            what = "the API alone" if api_only else "`trouw up` (API, worker, relay, sweep)"
+            print_vouchers(
+                f"vouchers on {what}, {kind}, open loop {args.rate:g} req/s for {args.seconds:g} s"
+                " each",
+                results,
+                records,
+                transactions,
+            )
+    if args.skip_balances:
+        return
+    for kind in kinds:
+        print_balances(kind, run_balances(args, kind))
     print("load average at end " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
