@@ -23,7 +23,7 @@ from trouw.attributes import (
     context_attributes,
     declared_attributes,
 )
-from trouw.context import build_context, for_history, jsonable
+from trouw.context import build_context, for_history
 from trouw.contracts import (
     EVALUATE_CONDITION,
     LOAD_CONTEXT,
@@ -48,8 +48,8 @@ from trouw.control import pause_reason, paused_journeys
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, JourneyRun, JourneyRunEvent, SplitAssignment
 from trouw.journey import expressions
-from trouw.journey.hydrate import hydrate
 from trouw.journey.model import Journey
+from trouw.journey.plain import hydrate, jsonable
 from trouw.journey.waits import first_wait_end
 from trouw.logs import log_context
 from trouw.measure.goals import record_goal

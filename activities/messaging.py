@@ -20,7 +20,6 @@ from trouw.control import journey_pause
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message
 from trouw.hosted import keep_copy
-from trouw.journey.model import stricter
 from trouw.logs import log_context
 from trouw.loyalty.vouchers import note_message
 from trouw.measure.tracking import LinkTracker, tracking_on
@@ -42,6 +41,7 @@ from trouw.providers.base import (
 )
 from trouw.render import TemplateError
 from trouw.send_ledger import InProgress, Reconcile, Resend, SendLedger, Wait
+from trouw.vocabulary import stricter
 from workflows.options import PROVIDER_CALL_MAX, SEND_LEASE_MARGIN, SEND_RECORD_MARGIN
 
 

@@ -13,8 +13,7 @@ from sqlmodel import Session, col, select
 
 from trouw.control import contact_pause
 from trouw.db.models import ConsentRecord, ContactPause, Customer, Suppression
-
-CHANNELS = ("email", "sms")
+from trouw.vocabulary import CHANNELS
 
 
 def address_hash(address: str) -> str:

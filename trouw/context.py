@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,6 +20,7 @@ from trouw.db.models import (
     Product,
 )
 from trouw.loyalty.ledger import loyalty_dict
+from trouw.vocabulary import CHANNELS
 
 
 def product_dict(product: Product | None, sku: str, name: str | None = None) -> dict[str, Any]:
@@ -237,7 +238,7 @@ def build_context(
         customer = Customer(id=customer_id)
     if consent is None:
         consent = current_consent(session, customer_id)
-    opt_in = {channel: consent.promotional(channel) for channel in ("email", "sms")}
+    opt_in: dict[str, bool] = {channel: consent.promotional(channel) for channel in CHANNELS}
     context: dict[str, Any] = {
         "customer": customer_dict(customer, opt_in, attributes),
         "history": history_dict(session, customer_id, now),
@@ -295,17 +296,3 @@ def for_history(context: dict[str, Any], attributes: Declared | None = None) -> 
         # A referral code is a personal link: it stays out of the history like an address.
         safe["loyalty"] = {**context["loyalty"], "referral_code": None, "referral_link": None}
     return safe
-
-
-def jsonable(value: Any, *, money: Callable[[Decimal], Any] = float) -> Any:
-    """Plain JSON: dates as ISO strings; money as numbers (for workflow conditions) by default,
-    or as exact strings with `money=str` (stored payloads, exports)."""
-    if isinstance(value, dict):
-        return {str(key): jsonable(item, money=money) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(item, money=money) for item in value]
-    if isinstance(value, Decimal):
-        return money(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trouw.vocabulary import Category, Channel, SendOutcome
+
 # Pinned wire names: renaming a Python class or method must never change these.
 CUSTOMER_WORKFLOW = "Customer"
 JOURNEY_WORKFLOW = "Journey"
@@ -165,9 +167,9 @@ class SendMessageInput(Wire):
     journey_version: str
     workflow_id: str
     step: str
-    channel: Literal["email", "sms"]
+    channel: Channel
     template: str
-    category: Literal["transactional", "service", "promotional"]
+    category: Category
     triggered_at: datetime
     service_cutoff_days: int
     promotional_when_busy: Literal["skip", "defer"] = "skip"
@@ -180,7 +182,7 @@ class SendMessageInput(Wire):
 
 class SendMessageResult(Wire):
     message_key: str
-    outcome: Literal["sent", "suppressed", "deferred", "failed"]
+    outcome: SendOutcome
     reason: str | None = None
     reason_text: str | None = None
     until: datetime | None = None

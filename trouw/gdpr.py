@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
-from trouw.consent import CHANNELS, add_suppression, address_hash, current_consent
-from trouw.context import jsonable
+from trouw.consent import add_suppression, address_hash, current_consent
 from trouw.contracts import customer_workflow_id
 from trouw.control import contact_pauses
 from trouw.db.engine import session_scope
@@ -33,6 +32,8 @@ from trouw.db.models import (
     Voucher,
 )
 from trouw.hosted import copy_html, delete_copies
+from trouw.journey.plain import jsonable
+from trouw.vocabulary import CHANNELS
 from trouw.why import UnknownCustomerError
 
 if TYPE_CHECKING:

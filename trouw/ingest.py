@@ -30,7 +30,6 @@ from sqlmodel import Session, col, or_, select
 
 from trouw import metrics
 from trouw.consent import record_consent, suppress
-from trouw.context import jsonable
 from trouw.contracts import CustomerEvent, WithdrawalScope
 from trouw.db.models import (
     Customer,
@@ -41,10 +40,12 @@ from trouw.db.models import (
     ProfileChange,
     Voucher,
 )
+from trouw.journey.plain import jsonable
 from trouw.locales import LocaleTag
 from trouw.loyalty import intake as loyalty_intake
 from trouw.loyalty.vouchers import redeem_on_order
 from trouw.phones import phone_of_customer
+from trouw.vocabulary import Channel
 
 EventType = Literal[
     "register",
@@ -201,7 +202,7 @@ def _money_schema(whole_digits: int) -> dict[str, Any]:
 
 WireDate = Annotated[date, BeforeValidator(_text_on_the_wire)]
 WireDateTime = Annotated[datetime, BeforeValidator(_text_on_the_wire)]
-PreferredChannel = Literal["email", "sms"]
+PreferredChannel = Channel
 # The profile fields a customer, an import, the API or a webshop can set (attributes apart).
 PROFILE_FIELDS = (
     "email",
@@ -327,7 +328,7 @@ class CustomerIn(Strict):
     )
     preferred_channel: PreferredChannel | None = None
     attributes: dict[str, Any] | None = None
-    opt_in: dict[Literal["email", "sms"], StrictBool] | None = None
+    opt_in: dict[Channel, StrictBool] | None = None
     clear: list[ClearableField] = Field(
         default_factory=list, description="Fields to remove from the profile."
     )

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from trouw.context import jsonable
+from trouw.journey.plain import jsonable
 from trouw.settings import Settings
 from trouw.terminal import console, engine_or_fail, err, fail, settings_or_fail, verbatim
 

@@ -15,7 +15,7 @@ from trouw.context import build_context, recommended_products
 from trouw.contracts import SendMessageInput
 from trouw.db.models import Voucher
 from trouw.hosted import view_link
-from trouw.journey.hydrate import hydrate
+from trouw.journey.plain import hydrate
 from trouw.settings import Settings
 from trouw.tokens import TokenPayload, sign_token
 

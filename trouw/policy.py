@@ -9,9 +9,8 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from trouw.holidays import SUPPORTED_COUNTRIES, is_public_holiday
+from trouw.vocabulary import Category, Channel
 
-Category = Literal["transactional", "service", "promotional"]
-Channel = Literal["email", "sms"]
 Action = Literal["send", "suppress", "defer"]
 SuppressionReason = Literal[
     "unsubscribe",
@@ -42,9 +41,6 @@ REASON_CODES: frozenset[str] = frozenset(
         "quiet_hours",
     }
 )
-
-CATEGORIES: tuple[Category, ...] = ("transactional", "service", "promotional")
-CHANNELS: tuple[Channel, ...] = ("email", "sms")
 
 
 @dataclass(frozen=True)

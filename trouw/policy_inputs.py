@@ -10,6 +10,7 @@ from trouw.consent import ConsentState
 from trouw.db.models import Customer, Message
 from trouw.locales import region_of
 from trouw.policy import RecentMessage, RecipientState, Suppression
+from trouw.vocabulary import CHANNELS
 
 
 def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState:
@@ -36,8 +37,8 @@ def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState
         phone=customer.phone,
         timezone=customer.timezone,
         country=region_of(customer.locale),
-        promotional_opt_in={ch: consent.promotional(ch) for ch in ("email", "sms")},
-        service_objection={ch: consent.service_objection(ch) for ch in ("email", "sms")},
+        promotional_opt_in={ch: consent.promotional(ch) for ch in CHANNELS},
+        service_objection={ch: consent.service_objection(ch) for ch in CHANNELS},
         suppressions=suppressions,
     )
 

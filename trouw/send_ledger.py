@@ -27,9 +27,9 @@ from trouw.db.models import Customer, JourneyControl, Message
 from trouw.policy import Decision
 from trouw.providers.base import LookupAnswer, LookupQuery, PermanentDeliveryError
 from trouw.settings import Settings
+from trouw.vocabulary import FINAL_STATES, send_outcome
 
 log = logging.getLogger("trouw.send")
-FINAL_STATES = {"sent", "suppressed", "failed", "unknown"}
 # How often a message whose outcome is unknown asks its provider again (at most).
 RECONCILE_POLL = timedelta(seconds=60)
 
@@ -371,15 +371,9 @@ class SendLedger:
 
 def result(message: Message, *, until: datetime | None = None) -> SendMessageResult:
     """The attempt's result as the workflow sees it, from the row's state."""
-    outcome = {
-        "sent": "sent",
-        "suppressed": "suppressed",
-        "failed": "failed",
-        "unknown": "suppressed",
-    }.get(message.state, "deferred")
     return SendMessageResult(
         message_key=message.message_key,
-        outcome=outcome,
+        outcome=send_outcome(message.state),
         reason=message.reason,
         reason_text=message.reason_text,
         until=until,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -54,6 +54,7 @@ from trouw.loyalty.sweep import next_due, sweep
 from trouw.measure.scripted import ALSO_ENGAGEMENT, ENGAGEMENT_ONLY, deliver_sent, record_scripted
 from trouw.phones import phone_of_customer
 from trouw.settings import Settings
+from trouw.vocabulary import Channel, send_outcome
 
 
 class ScenarioModel(BaseModel):
@@ -69,7 +70,7 @@ class ScenarioCustomer(ScenarioModel):
     phone: str | None = None
     timezone: str = "Europe/Brussels"
     birthday: date | None = None
-    opt_in: dict[Literal["email", "sms"], bool] = Field(default_factory=dict)
+    opt_in: dict[Channel, bool] = Field(default_factory=dict)
     attributes: dict[str, Any] | None = None
 
     @field_validator("phone")
@@ -1055,12 +1056,13 @@ def collect_timeline(engine: Any, scenario: Scenario, outbox_dir: Path) -> list[
     with session_scope(engine) as session:
         rows = session.exec(select(Message).order_by(col(Message.id))).all()
         for row in rows:
-            if row.state in ("sent",):
-                outcome, at = "sent", row.sent_at
-            elif row.state in ("suppressed", "failed", "unknown"):
-                outcome, at = "suppressed", row.decided_at or row.created_at
-            else:
-                continue  # still deferred when the scenario ended
+            match send_outcome(row.state):
+                case "sent":
+                    outcome, at = "sent", row.sent_at
+                case "suppressed" | "failed":  # the timeline's reason tells a failure apart
+                    outcome, at = "suppressed", row.decided_at or row.created_at
+                case "deferred":
+                    continue  # still deferred when the scenario ended
             if at is None or at > end:
                 continue
             reason = row.reason if outcome == "suppressed" else None

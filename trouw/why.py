@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from trouw.contracts import RunEnd
 from trouw.control import JOURNEY_PAUSED, contact_pauses
 from trouw.db.models import ConsentRecord, Customer, JourneyRun, JourneyRunEvent, Message
+from trouw.vocabulary import send_outcome
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -32,12 +33,8 @@ class UnknownCustomerError(LookupError):
         self.customer_id = customer_id
 
 
-# The ledger row's `state` is the outcome; `decision` is only the policy's last verdict.
-_OUTCOMES = {
-    "sent": "sent",
-    "suppressed": "suppressed",
-    "failed": "failed",
-    "unknown": "unknown outcome",
+# A message still on its way is deferred (trouw/vocabulary.py); these say by what.
+_ON_ITS_WAY = {
     "in_flight": "in flight",
     "reconciling": "outcome unknown, asking the provider",
 }
@@ -80,7 +77,9 @@ class MessageExplanation:
     channel: str
     category: str
     template: str
-    outcome: str  # sent | suppressed | deferred | failed | unknown outcome | pending | in flight
+    # sent | suppressed | failed, or on its way: deferred | held | pending | in flight |
+    # outcome unknown, asking the provider
+    outcome: str
     decision: str
     reason: str | None
     reason_text: str | None
@@ -400,8 +399,12 @@ async def reconcile(explanation: CustomerExplanation, client: Client) -> Custome
 
 
 def _outcome(row: Message) -> str:
-    if row.state in _OUTCOMES:
-        return _OUTCOMES[row.state]
+    """The row's outcome from its `state` (`decision` is only the policy's last verdict)."""
+    outcome = send_outcome(row.state)
+    if outcome != "deferred":
+        return outcome
+    if row.state in _ON_ITS_WAY:
+        return _ON_ITS_WAY[row.state]
     # claimed: still waiting, either deferred by the policy or not yet decided
     if row.decision == "defer":
         return "held" if row.reason == JOURNEY_PAUSED else "deferred"

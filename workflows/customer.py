@@ -38,8 +38,8 @@ with workflow.unsafe.imports_passed_through():
         customer_workflow_id,
     )
     from trouw.journey.exits import Ending, ending
-    from trouw.journey.hydrate import hydrate
     from trouw.journey.model import Journey
+    from trouw.journey.plain import hydrate
 
     from workflows.journey import JourneyWorkflow, goal_reached, run_event
     from workflows.options import LOCAL_OPTIONS

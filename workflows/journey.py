@@ -46,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from trouw.journey.durations import format_duration, parse_duration
     from trouw.journey.exits import Ending, RunEvent, ending, matches
     from trouw.journey.graph import default_next, edges
-    from trouw.journey.hydrate import hydrate
     from trouw.journey.model import (
         AnyStep,
         BranchStep,
@@ -64,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         WaitUntilStep,
         parse_clock,
     )
+    from trouw.journey.plain import hydrate, jsonable
     from trouw.journey.split import choose_arm
     from trouw.journey.waits import timezone_of, wait_until_moment
 
@@ -330,7 +330,7 @@ class JourneyWorkflow:
                 now=self._now(),
                 order_id=self._input.order_id,
                 skus=self._input.skus,
-                vars=_jsonable(
+                vars=jsonable(
                     {"trigger": self._ctx.get("trigger", {}), **self._vars, "events": self._events}
                 ),
             )
@@ -448,7 +448,7 @@ class JourneyWorkflow:
         assert self._input is not None
         attributes = {}
         for name, source in step.update.attributes.items():
-            attributes[name] = _jsonable(await self._value(source))
+            attributes[name] = jsonable(await self._value(source))
         await workflow.execute_local_activity(
             UPDATE_CUSTOMER,
             UpdateCustomerInput(
@@ -560,7 +560,7 @@ class JourneyWorkflow:
                         inbox=self._inbox,
                         winding_down=self._winding_down,
                     ),
-                    "context": _jsonable(self._ctx),
+                    "context": jsonable(self._ctx),
                 }
             )
         )
@@ -607,7 +607,7 @@ class JourneyWorkflow:
                 EvaluateConditionInput(
                     customer_id=self._input.customer_id,
                     expression=source,
-                    scope=_jsonable({**self._ctx, "now": self._now()}),
+                    scope=jsonable({**self._ctx, "now": self._now()}),
                 ),
                 result_type=ConditionResult,
                 **LOCAL_OPTIONS,
@@ -749,16 +749,3 @@ def run_event(event: CustomerEvent, *, order_id: str | None, skus: list[str]) ->
         run_order_id=order_id,
         run_skus=list(skus),
     )
-
-
-def _jsonable(value: Any) -> Any:
-    """Datetimes to ISO strings, so the value travels through Temporal and back unchanged."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return value

@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from activities.journeys import SharedContext
-from trouw.context import for_history, jsonable
-from trouw.journey.hydrate import hydrate
+from trouw.context import for_history
+from trouw.journey.plain import hydrate, jsonable
 
 CONTEXT: dict[str, Any] = {
     "customer": {

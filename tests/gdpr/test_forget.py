@@ -25,10 +25,11 @@ from trouw.db.models import (
     Suppression,
 )
 from trouw.ingest import CustomerIn, upsert_customer
-from trouw.policy import Category, Decision, MessageFacts, PolicyConfig, decide
+from trouw.policy import Decision, MessageFacts, PolicyConfig, decide
 from trouw.policy_inputs import recipient_state
 from trouw.settings import Settings
 from trouw.temporal import TemporalError
+from trouw.vocabulary import Category
 
 ERASED_AT = T0 + timedelta(days=30)
 

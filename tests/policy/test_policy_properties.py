@@ -20,6 +20,7 @@ from trouw.policy import (
     decide,
     next_sending_time,
 )
+from trouw.vocabulary import CATEGORIES, CHANNELS
 
 # Zones with ordinary, half-hour and 30-minute-DST offsets, north and south.
 ZONES = (
@@ -32,8 +33,6 @@ ZONES = (
     "America/Santiago",
     "UTC",
 )
-CATEGORIES = ("transactional", "service", "promotional")
-CHANNELS = ("email", "sms")
 REASONS = ("unsubscribe", "hard_bounce", "spam_complaint", "sms_stop", "invalid_address", "erased")
 
 # Whole minutes from 2024 to 2028: plain integers draw far faster than st.datetimes.

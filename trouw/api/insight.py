@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends
 from trouw.api.auth import KeyFirstRoute, Principal, require
 from trouw.api.errors import ApiError, error_responses
 from trouw.api.state import ApiState, api_state
-from trouw.context import jsonable
 from trouw.db.engine import session_scope
 from trouw.insight_store import customer_view, segments_view
+from trouw.journey.plain import jsonable
 
 router = APIRouter(
     prefix="/v1",

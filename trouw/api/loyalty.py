@@ -16,10 +16,10 @@ from trouw.api.auth import KeyFirstRoute, Principal, require
 from trouw.api.errors import ApiError, error_responses
 from trouw.api.events import StoredEvent, deliver_new
 from trouw.api.state import ApiState, api_state
-from trouw.context import jsonable
 from trouw.db.engine import read_scope, session_scope
 from trouw.db.models import Customer, InboundEvent
 from trouw.ingest import EventTime, Label, OrderId, StoreName, Total
+from trouw.journey.plain import jsonable
 from trouw.loyalty import ledger, vouchers
 from trouw.loyalty.vouchers import LookupField, RedeemRefusedError
 

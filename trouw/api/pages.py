@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
-from trouw.consent import CHANNELS, current_consent, record_consent
+from trouw.consent import current_consent, record_consent
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer
 from trouw.imports.cells import CellError, parse_date
@@ -32,6 +32,7 @@ from trouw.ingest import (
 )
 from trouw.locales import pick_language
 from trouw.tokens import InvalidTokenError, TokenPayload, verify_token
+from trouw.vocabulary import CHANNELS
 
 log = logging.getLogger("trouw.api.pages")
 router = APIRouter(include_in_schema=False)

@@ -25,7 +25,6 @@ from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
 from trouw.attributes import AttributeValueError, check_values, declared_attributes
 from trouw.consent import current_consent
-from trouw.context import jsonable
 from trouw.db.engine import session_scope
 from trouw.db.models import ApiKey, ConsentRecord, Customer, JourneyRun, Message
 from trouw.ingest import (
@@ -38,6 +37,7 @@ from trouw.ingest import (
     upsert_customer,
     upsert_product,
 )
+from trouw.journey.plain import jsonable
 
 # Every /v1 route here needs a key (401 without one, 403 without the scope); body routes add
 # 413 (the size limit) and 422 (the rules), each route adds the answers of its own.

@@ -21,21 +21,8 @@ from pydantic import (
 
 from trouw.journey.durations import parse_duration
 from trouw.journey.expressions import check_expression
+from trouw.vocabulary import Category, Channel
 
-Category = Literal["transactional", "service", "promotional"]
-# From least to most strict: a step may send a template only as strict as it declares, or more.
-CATEGORIES: tuple[Category, ...] = ("transactional", "service", "promotional")
-
-
-def stricter(category: Category, other: str | None) -> Category:
-    """The stricter of two categories; `other` may be a template's undeclared (None) one."""
-    for known in CATEGORIES:
-        if other == known and CATEGORIES.index(known) > CATEGORIES.index(category):
-            return known
-    return category
-
-
-Channel = Literal["email", "sms"]
 Match = Literal["order", "product", "any"]
 
 STEP_ACTIONS = (

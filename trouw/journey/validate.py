@@ -29,7 +29,6 @@ from trouw.journey.loader import (
     validation_problems,
 )
 from trouw.journey.model import (
-    CATEGORIES,
     ID_PATTERN,
     BranchStep,
     CallStep,
@@ -60,6 +59,7 @@ from trouw.journey.scope import (
     template_scope,
 )
 from trouw.journey.typecheck import check_names, expression_shape, unknown_template_names
+from trouw.vocabulary import CATEGORIES
 
 SETTINGS_FILE = "_settings.yaml"
 TypeName = Literal["text", "number", "bool", "date", "datetime", "any"]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
-
-Category = Literal["transactional", "service", "promotional"]
+from typing import Any, Protocol, runtime_checkable
 
 # RFC 8058 one-click unsubscribe: the POST body a mailbox provider sends to the URL.
 ONE_CLICK_POST = "List-Unsubscribe=One-Click"

@@ -21,6 +21,7 @@ from trouw.ingest import CustomerIn, EventIn, LineIn
 from trouw.locales import LocaleError, parse_locale_tag
 from trouw.measure.links import CLICK_PARAM
 from trouw.phones import PhoneError, normalise_phone
+from trouw.vocabulary import Channel
 
 _CENT = Decimal("0.01")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9._:@-]")
@@ -104,7 +105,7 @@ class Identity:
     first_name: str | None = None
     last_name: str | None = None
     locale: str | None = None
-    opt_in: dict[Literal["email", "sms"], bool] = field(default_factory=dict)
+    opt_in: dict[Channel, bool] = field(default_factory=dict)
 
 
 def _phone(identity: Identity, notes: list[str]) -> str | None:
@@ -175,8 +176,8 @@ def _fresh_id(session: Session, base: str) -> str:
 
 
 def _consent_changes(
-    session: Session, found: Customer | None, wanted: Mapping[Literal["email", "sms"], bool]
-) -> dict[Literal["email", "sms"], bool]:
+    session: Session, found: Customer | None, wanted: Mapping[Channel, bool]
+) -> dict[Channel, bool]:
     # Record the shop's marketing consent only when it changes what we know: every order repeats
     # it, and the ledger should show decisions, not echoes.
     if not wanted:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sqlmodel import Session
 
 from trouw.measure.links import CLICK_PARAM
+from trouw.vocabulary import Channel
 from trouw.webshops.mapping import (
     Identity,
     Mapped,
@@ -83,7 +84,7 @@ def _identity(order: Mapping[str, Any]) -> Identity:
     billing = mapping(order.get("billing_address"))
     shipping = mapping(order.get("shipping_address"))
     default = mapping(customer.get("default_address"))
-    opt_in: dict[Literal["email", "sms"], bool] = {}
+    opt_in: dict[Channel, bool] = {}
     for channel, key in (("email", "email_marketing_consent"), ("sms", "sms_marketing_consent")):
         state = mapping(customer.get(key)).get("state")
         if state in ("subscribed", "unsubscribed"):
