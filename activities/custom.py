@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
-from trouw.contracts import CallActivityInput
+from trouw.contracts import CallActivityInput, CallActivityResult, CallEvent
 from trouw.db.engine import session_scope
 from trouw.loyalty import vouchers
 
@@ -29,7 +29,7 @@ class CustomActivities:
         self.services = services
 
     @activity.defn(name="issue_voucher")
-    async def issue_voucher(self, input: CallActivityInput) -> dict[str, Any]:
+    async def issue_voucher(self, input: CallActivityInput) -> CallActivityResult:
         """A unique voucher, once per call key: a retry returns the same code."""
         try:
             value = Decimal(str(input.args.get("value", "5")))
@@ -42,7 +42,7 @@ class CustomActivities:
             raise _invalid("issue_voucher: value and valid_days must be positive")
         prefix = str(input.args.get("prefix", "TROUW"))
 
-        def issue() -> dict[str, Any]:
+        def issue() -> CallActivityResult:
             with session_scope(self.services.engine) as session:
                 voucher, _new = vouchers.issue(
                     session,
@@ -64,13 +64,13 @@ class CustomActivities:
                     "currency": voucher.currency,
                     "expires_at": voucher.expires_at.isoformat(),
                 }
-                event = {
-                    "id": f"voucher_issued:{voucher.code}",
-                    "type": "voucher_issued",
-                    "at": input.now.isoformat(),
-                    "data": details,
-                }
-                return {**details, "_events": [event]}
+                event = CallEvent(
+                    id=f"voucher_issued:{voucher.code}",
+                    type="voucher_issued",
+                    at=input.now,
+                    data=details,
+                )
+                return CallActivityResult.of(details, [event])
 
         return await asyncio.to_thread(issue)
 

@@ -220,6 +220,40 @@ class CallActivityInput(Wire):
     now: datetime
 
 
+CALL_EVENTS_KEY = "_events"
+
+
+class CallEvent(Wire):
+    """An event a custom activity reports (voucher_issued): the run signals it to the customer
+    workflow, for the customer the run is for."""
+
+    id: str
+    type: str
+    at: datetime
+    order_id: str | None = None
+    skus: list[str] = Field(default_factory=list)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CallActivityResult(Wire):
+    """What a custom activity returns: its values (the step's `as:` name holds them) and the
+    events it reports. Wire shape pinned: the values at the top level and the events under
+    "_events", as histories before this model hold them; a plain dict decodes as well."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", serialize_by_alias=True)
+
+    events: list[CallEvent] = Field(default_factory=list, alias=CALL_EVENTS_KEY)
+
+    @classmethod
+    def of(cls, values: dict[str, Any], events: list[CallEvent]) -> CallActivityResult:
+        # By the alias only: an activity's own value named "events" stays one of its values.
+        return cls.model_validate({**values, CALL_EVENTS_KEY: events})
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 # What a run record says happened: how a run started or why it did not, what it did on the way
 # (a branch taken, a step skipped, tags set), and how it ended. The last six are run statuses.
 RunEventKind = Literal[

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -26,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
 # The scoring reads every order and fits the models: minutes at most, and it heartbeats while
 # it streams and stores, so a killed worker is noticed within the heartbeat timeout and the
 # attempt is retried on another worker.
-SCORE_OPTIONS: dict[str, Any] = {
+SCORE_OPTIONS: workflow.ActivityConfig = {
     "start_to_close_timeout": timedelta(minutes=30),
     "heartbeat_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(
@@ -34,14 +33,14 @@ SCORE_OPTIONS: dict[str, Any] = {
     ),
 }
 # One chunk of customers: seconds; idempotent, so a retry after a kill redoes only its chunk.
-CHUNK_OPTIONS: dict[str, Any] = {
+CHUNK_OPTIONS: workflow.ActivityConfig = {
     "start_to_close_timeout": timedelta(minutes=10),
     "heartbeat_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
     ),
 }
-FINISH_OPTIONS: dict[str, Any] = {
+FINISH_OPTIONS: workflow.ActivityConfig = {
     "start_to_close_timeout": timedelta(minutes=1),
     "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1)),
 }

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         UPDATE_CUSTOMER,
         CallActivityInput,
+        CallActivityResult,
         ConditionResult,
         ContextResult,
         CustomerEvent,
@@ -480,19 +481,18 @@ class JourneyWorkflow:
                 args=step.with_,
                 now=self._now(),
             ),
-            result_type=dict,
+            result_type=CallActivityResult,
             **CALL_OPTIONS,
         )
-        emitted = result.pop("_events", []) if isinstance(result, dict) else []
-        for raw in emitted:
+        for emitted in result.events:
             # An activity's event (voucher_issued) goes to the customer workflow like any other.
-            event = CustomerEvent(customer_id=self._input.customer_id, **raw)
+            event = CustomerEvent(customer_id=self._input.customer_id, **emitted.model_dump())
             await workflow.get_external_workflow_handle(
                 customer_workflow_id(self._input.customer_id)
             ).signal(RECORD_EVENT_SIGNAL, event)
         if step.as_:
-            self._vars[step.as_] = result
-            self._ctx[step.as_] = hydrate(result)
+            self._vars[step.as_] = result.values
+            self._ctx[step.as_] = hydrate(result.values)
 
     # --- helpers -----------------------------------------------------------------------------
     async def _wait_for_date(self) -> None:

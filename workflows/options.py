@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 # The send timing budget, in one place (docs/reliability.md, "Deadlines"). Everything derives
@@ -24,7 +24,7 @@ SEND_ATTEMPT_TIMEOUT = SEND_LEASE_MAX + timedelta(seconds=5)
 
 # A send may wait on a provider's rate limit: retries back off up to an hour, for a day at most
 # (which also bounds how long an unknown outcome can wait for the provider's answer).
-SEND_OPTIONS: dict[str, Any] = {
+SEND_OPTIONS: workflow.ActivityConfig = {
     "start_to_close_timeout": SEND_ATTEMPT_TIMEOUT,
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": RetryPolicy(
@@ -38,13 +38,13 @@ SEND_OPTIONS: dict[str, Any] = {
 # A send's first attempt, run as a local activity (workflows/sending.py): the same attempt
 # timeout as the activity, and no retry of its own; a retryable failure goes on as a regular
 # activity under SEND_OPTIONS.
-SEND_LOCAL_OPTIONS: dict[str, Any] = {
+SEND_LOCAL_OPTIONS: workflow.LocalActivityConfig = {
     "start_to_close_timeout": SEND_ATTEMPT_TIMEOUT,
     "retry_policy": RetryPolicy(maximum_attempts=1),
 }
 
 # Custom activities (issue_voucher, a CRM call): idempotent by the key they receive.
-CALL_OPTIONS: dict[str, Any] = {
+CALL_OPTIONS: workflow.ActivityConfig = {
     "start_to_close_timeout": timedelta(minutes=1),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),
@@ -55,7 +55,7 @@ CALL_OPTIONS: dict[str, Any] = {
 }
 
 # Short database reads and writes, run as local activities: one marker event instead of three.
-LOCAL_OPTIONS: dict[str, Any] = {
+LOCAL_OPTIONS: workflow.LocalActivityConfig = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
@@ -25,7 +23,10 @@ LOCAL_FIRST_SEND = "local-first-send"
 
 
 async def send_message(
-    request: SendMessageInput, *, local_first: bool, retries: dict[str, Any] | None = None
+    request: SendMessageInput,
+    *,
+    local_first: bool,
+    retries: workflow.ActivityConfig | None = None,
 ) -> SendMessageResult:
     """Send through the ledgered send activity; `retries` is the regular activity's profile.
 
@@ -75,9 +76,10 @@ async def send_message(
     return retried
 
 
-def _final(cause: BaseException, options: dict[str, Any]) -> bool:
+def _final(cause: BaseException, options: workflow.ActivityConfig) -> bool:
     """Whether the regular activity would not retry this failure either."""
     if not isinstance(cause, ApplicationError):
         return False  # a timeout: the activity's retries decide
-    refused = options["retry_policy"].non_retryable_error_types or []
+    policy = options.get("retry_policy")
+    refused = (policy.non_retryable_error_types if policy is not None else None) or []
     return cause.non_retryable or (cause.type or "") in refused

@@ -48,6 +48,29 @@ async def record() -> list[Path]:
     return write_histories(histories, HISTORIES)
 
 
+async def scenario_histories(
+    journeys: Path,
+    workdir: Path,
+    *,
+    customers: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    until: str,
+) -> dict[str, Any]:
+    """Simulate a scenario over the journeys in a folder: each workflow's history by its id."""
+    path = write_scenario(
+        workdir / "scenario.yaml", customers=customers, events=events, until=until
+    )
+    histories: dict[str, Any] = {}
+    await simulate(
+        load_scenario(path),
+        journeys_dir=journeys,
+        templates_dir=ROOT / "templates",
+        workdir=workdir / "sim",
+        histories=histories,
+    )
+    return histories
+
+
 def write_histories(histories: dict[str, Any], folder: Path) -> list[Path]:
     """One JSON file per workflow id in folder, the form tests/replay reads back."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
-from tests.replay.record import write_histories
-from tests.workflows.scenario import write_scenario
-from trouw.simulate import load_scenario, simulate
+from tests.replay.record import scenario_histories, write_histories
 
 HISTORIES = Path(__file__).parent / "histories" / "run_events"
 
@@ -102,16 +99,8 @@ async def record() -> list[Path]:
                 "lines": [{"sku": "ROSE-01"}],
             },
         ]
-        path = write_scenario(
-            workdir / "scenario.yaml", customers=customers, events=events, until="10d"
-        )
-        histories: dict[str, Any] = {}
-        await simulate(
-            load_scenario(path),
-            journeys_dir=journeys,
-            templates_dir=ROOT / "templates",
-            workdir=workdir / "sim",
-            histories=histories,
+        histories = await scenario_histories(
+            journeys, workdir, customers=customers, events=events, until="10d"
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
