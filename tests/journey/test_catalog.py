@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from activities.journeys import JourneyActivities, plan_runs
+from activities.journeys import JourneyActivities
 from activities.services import Services, journey_check
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
@@ -21,6 +21,7 @@ from trouw.contracts import CustomerEvent, MatchJourneysInput
 from trouw.db.models import JourneyRun
 from trouw.journey.catalog import STATE_FILE, JourneyCatalog, read_state
 from trouw.journey.model import Journey
+from trouw.journey.triggers import plan_runs
 from trouw.settings import Settings
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -145,7 +146,7 @@ def test_a_failing_trigger_condition_fails_that_journey_alone() -> None:
         context,
         NOW,
     )
-    assert [plan[0].name for plan in plans] == ["fine"]
+    assert [plan.journey.name for plan in plans] == ["fine"]
     assert [(f.journey.name, f.reason) for f in failures] == [
         ("broken", "trigger: 'history.nope > 2': 'dict object' has no attribute 'nope'")
     ]
