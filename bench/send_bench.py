@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trouw.providers.base import OutgoingEmail, OutgoingSms  # noqa: E402
-from trouw.providers.sendgrid import SendGridProvider  # noqa: E402
-from trouw.providers.twilio import BaseUrlHttpClient, TwilioProvider  # noqa: E402
+from trouw.providers.sendgrid.sending import SendGridProvider  # noqa: E402
+from trouw.providers.twilio.sending import BaseUrlHttpClient, TwilioProvider  # noqa: E402
 
 
 @dataclass

@@ -23,9 +23,9 @@ from tests.api.conftest import (
     rows,
     suppressions,
 )
-from trouw.api.callbacks import help_text
 from trouw.consent import address_hash
 from trouw.db.models import CallbackEvent
+from trouw.providers.twilio.callbacks import help_text
 
 KEY = "run-1:confirm:email"
 

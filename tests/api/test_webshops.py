@@ -24,9 +24,9 @@ from tests.api.conftest import (
     woo_headers,
 )
 from tests.api.test_callbacks import inbound, twilio_post
-from trouw.api.customers import match_customer
 from trouw.api.webshops import hmac_sha256_base64, verify_hmac_base64
 from trouw.context import build_context
+from trouw.customers import match_customer
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Order, OrderLine
 from trouw.gdpr import erase

@@ -10,15 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trouw.callbacks import (
-    MESSAGE_STATUSES,
-    CallbackPayloadError,
-    advance_status,
+from trouw.providers.callbacks import MESSAGE_STATUSES, CallbackPayloadError, advance_status
+from trouw.providers.sendgrid.callbacks import parse_sendgrid_events, verify_sendgrid_signature
+from trouw.providers.twilio.callbacks import (
     classify_inbound_sms,
-    parse_sendgrid_events,
     parse_twilio_status,
     public_url_for,
-    verify_sendgrid_signature,
     verify_twilio_signature,
 )
 

@@ -19,8 +19,8 @@ from trouw.providers.base import (
     OutgoingSms,
     ReconcilingProvider,
 )
-from trouw.providers.sendgrid import SendGridProvider
-from trouw.providers.twilio import TwilioProvider
+from trouw.providers.sendgrid.sending import SendGridProvider
+from trouw.providers.twilio.sending import TwilioProvider
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from tests.fakes import FakeSendGrid
 from trouw.providers.base import OutgoingEmail
 from trouw.providers.ratelimit import TokenBucket, bucket_for
-from trouw.providers.sendgrid import SendGridProvider
+from trouw.providers.sendgrid.sending import SendGridProvider
 
 
 class FakeClock:

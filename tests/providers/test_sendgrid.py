@@ -17,7 +17,7 @@ from trouw.providers.base import (
     RateLimitedError,
     TransientDeliveryError,
 )
-from trouw.providers.sendgrid import SendGridProvider
+from trouw.providers.sendgrid.sending import SendGridProvider
 from trouw.settings import Settings
 
 

@@ -19,7 +19,7 @@ from trouw.providers.base import (
     RateLimitedError,
     TransientDeliveryError,
 )
-from trouw.providers.twilio import TwilioProvider, rewrite_url
+from trouw.providers.twilio.sending import TwilioProvider, rewrite_url
 from trouw.settings import Settings
 
 _open: list[TwilioProvider] = []
@@ -221,7 +221,7 @@ def test_the_sync_client_reaches_the_base_url(twilio_fake: FakeTwilio) -> None:
     # requests from api.twilio.com to the configured base URL.
     from twilio.rest import Client
 
-    from trouw.providers.twilio import BaseUrlHttpClient
+    from trouw.providers.twilio.sending import BaseUrlHttpClient
 
     client = Client(
         twilio_fake.account_sid,

@@ -1,11 +1,11 @@
-"""Provider callbacks: SendGrid events, Twilio status and inbound SMS (STOP/START/HELP)."""
+"""The provider callback routes: each provider's own module parses and plans; here they are
+verified, applied once (a dedupe marker per provider event) and handed to the workflows."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,29 +18,31 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from trouw.api.customers import match_customer
 from trouw.api.errors import error_response, error_responses
 from trouw.api.events import StoredEvent, deliver_new, store_event
 from trouw.api.state import ApiState, api_state
-from trouw.callbacks import (
-    CallbackPayloadError,
-    ProviderEvent,
-    TwilioStatus,
-    advance_status,
-    classify_inbound_sms,
-    parse_sendgrid_events,
-    parse_twilio_status,
-    public_url_for,
-    verify_sendgrid_signature,
-    verify_twilio_signature,
-)
 from trouw.consent import add_suppression, address_hash, record_consent
+from trouw.customers import match_customer
 from trouw.db.engine import session_scope
 from trouw.db.models import CallbackEvent, Customer, Message, Suppression
-from trouw.ingest import EventIn, IngestError
-from trouw.locales import pick_language
+from trouw.ingest import IngestError
 from trouw.measure.engagement import engagement_kind, engagement_row
-from trouw.phones import phone_or_none
+from trouw.providers.callbacks import CallbackPayloadError, Effect, advance_status
+from trouw.providers.sendgrid import callbacks as sendgrid
+from trouw.providers.sendgrid.callbacks import (
+    parse_sendgrid_events,
+    plan_sendgrid,
+    verify_sendgrid_signature,
+)
+from trouw.providers.twilio.callbacks import (
+    help_text,
+    inbound_keyword,
+    parse_twilio_status,
+    plan_inbound,
+    plan_twilio_status,
+    public_url_for,
+    verify_twilio_signature,
+)
 
 log = logging.getLogger("trouw.api.callbacks")
 # No API key: the provider's signature is the credential (401 when it does not verify).
@@ -50,8 +52,6 @@ router = APIRouter(
     responses=error_responses(400, 401, 413, 422, 503),
 )
 
-SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
-SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 _RAW_BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -76,25 +76,6 @@ class SendGridReceived(BaseModel):
 
     received: int
     duplicates: int
-
-
-@dataclass
-class Effect:
-    """What one provider event does, worked out before anything is written.
-
-    `event` goes through ingest (idempotent by id, and the customer's workflow hears of it);
-    the rest is written with the dedupe marker in one transaction, after the event is stored.
-    """
-
-    marker: str | None
-    message_id: int | None = None
-    status: str | None = None
-    history: dict[str, Any] | None = None
-    event: EventIn | None = None
-    suppress: tuple[str, str, str, str | None] | None = None  # address, channel, reason, customer
-    mark_invalid: tuple[str, str] | None = None  # (customer id, channel)
-    consents: list[tuple[str, str, str, bool]] = field(default_factory=list)  # id, ch, scope, yes
-    lift_sms_stop: str | None = None  # phone number whose sms_stop suppression a START lifts
 
 
 def suppress_address(
@@ -251,73 +232,6 @@ def apply_effects(
 # --- SendGrid -------------------------------------------------------------------------------
 
 
-def _sendgrid_message(session: Session, event: ProviderEvent) -> Message | None:
-    if event.message_key:
-        found = session.exec(
-            select(Message).where(Message.message_key == event.message_key)
-        ).first()
-        if found is not None:
-            return found
-    # Bounces and spam reports can lack custom_args: find the message by SendGrid's own id,
-    # sg_message_id ("<X-Message-Id>.filter…") or smtp-id ("<X-Message-Id@ismtpd…>").
-    candidates = []
-    if event.sg_message_id:
-        candidates.append(event.sg_message_id.split(".", 1)[0])
-    if event.smtp_id:
-        candidates.append(event.smtp_id.strip("<>").split("@", 1)[0])
-    for provider_id in candidates:
-        if provider_id:
-            found = session.exec(select(Message).where(Message.provider_id == provider_id)).first()
-            if found is not None:
-                return found
-    return None
-
-
-def plan_sendgrid(session: Session, events: Sequence[ProviderEvent]) -> list[Effect]:
-    """The effect of each SendGrid event (status, suppression, workflow event)."""
-    effects = []
-    for event in events:
-        fallback = event.sg_message_id or event.smtp_id or event.email or "unknown"
-        marker = f"sendgrid:{event.event_id or f'{event.event}:{fallback}'}"[:200]
-        effect = Effect(marker=marker)
-        message = _sendgrid_message(session, event)
-        customer = None
-        if message is not None:
-            customer = session.get(Customer, message.customer_id)
-            effect.message_id = message.id
-            effect.status = event.status
-            effect.history = {
-                "status": event.status or event.event,
-                "at": (event.occurred_at or datetime.now(UTC)).isoformat(),
-                "detail": event.reason,
-                "event": event.event,
-                "provider": "sendgrid",
-            }
-            if event.event == "click" and isinstance(event.raw.get("url"), str):
-                effect.history["url"] = event.raw["url"][:2000]
-        elif event.email:
-            customer = match_customer(session, customer_id=None, email=event.email, phone=None)
-        reason = event.suppression
-        if reason is not None and event.email:
-            effect.suppress = (event.email, "email", reason, customer.id if customer else None)
-        if reason is not None and customer is not None:
-            kind = {"hard_bounce": "bounce", "invalid_address": None}.get(reason, "unsubscribe")
-            # A spam complaint is also an objection: the journeys must stop, not only the mail.
-            if kind is not None:
-                effect.event = EventIn(
-                    id=marker,
-                    type=kind,
-                    customer=customer.id,
-                    at=event.occurred_at,
-                    channel="email" if kind == "unsubscribe" else None,
-                    source="sendgrid",
-                )
-            else:
-                effect.mark_invalid = (customer.id, "email")
-        effects.append(effect)
-    return effects
-
-
 @router.post(
     "/sendgrid",
     openapi_extra=_RAW_BODY_DOC,
@@ -327,8 +241,8 @@ async def sendgrid_events(request: Request, state: ApiState = Depends(api_state)
     """SendGrid's signed Event Webhook: statuses, bounces, spam reports, unsubscribes."""
     body = await request.body()
     key = state.settings.sendgrid_webhook_public_key or ""
-    signature = request.headers.get(SENDGRID_SIGNATURE, "")
-    timestamp = request.headers.get(SENDGRID_TIMESTAMP, "")
+    signature = request.headers.get(sendgrid.SIGNATURE_HEADER, "")
+    timestamp = request.headers.get(sendgrid.TIMESTAMP_HEADER, "")
     if not verify_sendgrid_signature(key, body, signature, timestamp):
         if not key:
             log.warning("SendGrid callback refused: sendgrid_webhook_public_key is not set")
@@ -372,54 +286,6 @@ async def _twilio_params(request: Request, state: ApiState) -> dict[str, str] | 
     return None
 
 
-def plan_twilio_status(
-    session: Session, status: TwilioStatus, message_key: str | None, idempotency: str | None
-) -> list[Effect]:
-    marker = (
-        f"twilio:{idempotency}"
-        if idempotency
-        else f"twilio:{status.message_sid}:{status.twilio_status}"
-    )
-    effect = Effect(marker=marker[:200])
-    message = None
-    if message_key:
-        message = session.exec(select(Message).where(Message.message_key == message_key)).first()
-    if message is None:
-        message = session.exec(
-            select(Message).where(Message.provider_id == status.message_sid)
-        ).first()
-    customer = session.get(Customer, message.customer_id) if message is not None else None
-    if message is not None:
-        effect.message_id = message.id
-        effect.status = status.status
-        effect.history = {
-            "status": status.status or status.twilio_status,
-            "at": datetime.now(UTC).isoformat(),
-            "detail": f"error {status.error_code}" if status.error_code else None,
-            "event": status.twilio_status,
-            "provider": "twilio",
-        }
-    if status.suppression is not None:
-        address = status.to or (customer.phone if customer else None)
-        if address:
-            effect.suppress = (
-                address,
-                "sms",
-                status.suppression,
-                customer.id if customer else None,
-            )
-        if customer is not None and status.suppression == "sms_stop":
-            effect.event = EventIn(
-                id=f"twilio:{status.message_sid}:{status.error_code}",
-                type="sms_stop",
-                customer=customer.id,
-                source="twilio",
-            )
-        elif customer is not None:
-            effect.mark_invalid = (customer.id, "phone")
-    return [effect]
-
-
 @router.post(
     "/twilio/status",
     openapi_extra=_RAW_BODY_DOC,
@@ -448,59 +314,6 @@ async def twilio_status(request: Request, state: ApiState = Depends(api_state)) 
     return Response(status_code=204)
 
 
-HELP_TEXTS = {
-    "nl": "{shop}: antwoord STOP om geen sms'jes meer te krijgen. Vragen? {url}",
-    "fr": "{shop} : répondez STOP pour ne plus recevoir de SMS. Des questions ? {url}",
-    "en": "{shop}: reply STOP to stop receiving texts. Questions? {url}",
-}
-
-
-def help_text(locale: str | None, *, shop: str, url: str) -> str:
-    """The HELP reply in the customer's language (Dutch by default: most of our customers)."""
-    language = pick_language(locale, tuple(HELP_TEXTS), "nl")
-    return HELP_TEXTS[language].format(shop=shop, url=url)
-
-
-def _inbound_keyword(params: Mapping[str, str]) -> str | None:
-    # Advanced Opt-Out tells us what Twilio itself understood; fall back to our own keywords.
-    opt_out_type = (params.get("OptOutType") or "").strip().lower()
-    if opt_out_type in ("stop", "start", "help"):
-        return opt_out_type
-    return classify_inbound_sms(params.get("Body") or "")
-
-
-def plan_inbound(session: Session, params: Mapping[str, str], keyword: str) -> list[Effect]:
-    """STOP: suppress, withdraw SMS consent, tell the workflow. START: grant service SMS again."""
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    sender = params.get("From") or ""
-    number = phone_or_none(sender) or sender
-    marker = f"twilio:inbound:{sid}" if sid else None
-    effect = Effect(marker=marker)
-    customer = (
-        match_customer(session, customer_id=None, email=None, phone=number) if number else None
-    )
-    if keyword == "stop" and number:
-        effect.suppress = (number, "sms", "sms_stop", customer.id if customer else None)
-        if customer is not None:
-            effect.event = EventIn(
-                id=f"twilio:inbound:{sid or number}",
-                type="sms_stop",
-                customer=customer.id,
-                source="sms",
-            )
-            effect.consents = [
-                (customer.id, "sms", "promotional", False),
-                (customer.id, "sms", "service", False),
-            ]
-    elif keyword == "start" and number:
-        # START re-subscribes the number at Twilio. We grant service SMS again and lift our STOP,
-        # but never promotional SMS: that needs an explicit opt-in with its wording.
-        effect.lift_sms_stop = number
-        if customer is not None:
-            effect.consents = [(customer.id, "sms", "service", True)]
-    return [effect]
-
-
 @router.post(
     "/twilio/inbound",
     openapi_extra=_RAW_BODY_DOC,
@@ -517,7 +330,7 @@ async def twilio_inbound(request: Request, state: ApiState = Depends(api_state))
     params = await _twilio_params(request, state)
     if params is None:
         return _unauthorized()
-    keyword = _inbound_keyword(params)
+    keyword = inbound_keyword(params)
     reply = _EMPTY_TWIML
     if keyword in ("stop", "start"):
         stored, _repeats = await asyncio.to_thread(

@@ -16,7 +16,7 @@ ENGAGEMENT_KINDS: tuple[EngagementKind, ...] = (
     "complained",
     "unsubscribed",
 )
-# Message statuses (trouw.callbacks.MESSAGE_STATUSES) that are engagement; the rest (queued,
+# Message statuses (trouw.providers.callbacks.MESSAGE_STATUSES) that are engagement; the rest (queued,
 # processed, deferred, dropped, blocked, failed) are the provider's own business.
 _BY_STATUS: dict[str, EngagementKind] = {
     "delivered": "delivered",

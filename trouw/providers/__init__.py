@@ -45,12 +45,12 @@ __all__ = [
 # choosing the outbox never imports sendgrid or twilio (fsspec's registry does the same).
 EMAIL_PROVIDERS: dict[str, tuple[str, str, str | None]] = {
     "outbox": ("trouw.providers.outbox", "OutboxProvider", None),
-    "sendgrid": ("trouw.providers.sendgrid", "SendGridProvider", "sendgrid"),
+    "sendgrid": ("trouw.providers.sendgrid.sending", "SendGridProvider", "sendgrid"),
     "smtp": ("trouw.providers.smtp", "SmtpProvider", None),
 }
 SMS_PROVIDERS: dict[str, tuple[str, str, str | None]] = {
     "outbox": ("trouw.providers.outbox", "OutboxProvider", None),
-    "twilio": ("trouw.providers.twilio", "TwilioProvider", "twilio"),
+    "twilio": ("trouw.providers.twilio.sending", "TwilioProvider", "twilio"),
 }
 
 

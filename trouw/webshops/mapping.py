@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from trouw.api.customers import match_customer, normalise_email
 from trouw.consent import current_consent
+from trouw.customers import match_customer, normalise_email
 from trouw.db.models import Customer, Order
 from trouw.ingest import CustomerIn, EventIn, LineIn
 from trouw.locales import LocaleError, parse_locale_tag

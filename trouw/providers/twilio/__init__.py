@@ -1,0 +1,1 @@
+"""Twilio: sending SMS (sending.py) and its status and inbound callbacks (callbacks.py)."""
