@@ -10,7 +10,9 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -68,8 +70,11 @@ def parse_clock(value: str) -> time:
     return time(int(hour), int(minute))
 
 
-Duration = Annotated[str, Field(json_schema_extra={"pattern": r"^(\d+\s*[wdhms]\s*)+$"})]
-Expression = Annotated[str, Field(min_length=1)]
+_DURATION_SCHEMA = Field(json_schema_extra={"pattern": r"^(\d+\s*[wdhms]\s*)+$"})
+# A duration ("3d", "1w 2d", or a whole number of days), stored as written (days as "Nd").
+Duration = Annotated[str, BeforeValidator(_duration), _DURATION_SCHEMA]
+# An expression of the journey language, checked when the journey loads.
+Expression = Annotated[str, Field(min_length=1), AfterValidator(_expression)]
 StepId = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 
 
@@ -84,11 +89,6 @@ class Trigger(Strict):
     for_each: Expression | None = None
     as_: str = Field(default="item", alias="as", pattern=ID_PATTERN)
     reentry: str = "order"
-
-    @field_validator("when", "for_each", "date")
-    @classmethod
-    def _expr(cls, value: str | None) -> str | None:
-        return None if value is None else _expression(value)
 
     @field_validator("at")
     @classmethod
@@ -111,11 +111,6 @@ class ExitRule(Strict):
     match: Match = "any"
     when: Expression | None = None
 
-    @field_validator("when")
-    @classmethod
-    def _expr(cls, value: str | None) -> str | None:
-        return None if value is None else _expression(value)
-
 
 class GoalRule(Strict):
     """A conversion: the event ends the run and is recorded as the journey's goal."""
@@ -133,11 +128,6 @@ class JourneySettings(Strict):
     promotional_when_busy: Literal["skip", "defer"] = "skip"
     promotional_defer_limit: Duration = "2d"
 
-    @field_validator("service_cutoff", "promotional_defer_limit", mode="before")
-    @classmethod
-    def _dur(cls, value: Any) -> str:
-        return _duration(value)
-
 
 class StepBase(Strict):
     id: StepId
@@ -154,30 +144,15 @@ class SendStep(StepBase):
     # ledger; the run goes on with the next step, or ends when this says exit.
     on_error: Literal["continue", "exit"] = "continue"
 
-    @field_validator("when")
-    @classmethod
-    def _expr(cls, value: str | None) -> str | None:
-        return None if value is None else _expression(value)
-
 
 class WaitStep(StepBase):
     wait: Duration
-
-    @field_validator("wait", mode="before")
-    @classmethod
-    def _dur(cls, value: Any) -> str:
-        return _duration(value)
 
 
 class WaitUntilSpec(Strict):
     date: Expression | None = None
     time: str | None = None
-    offset: Duration | None = None
-
-    @field_validator("date")
-    @classmethod
-    def _expr(cls, value: str | None) -> str | None:
-        return None if value is None else _expression(value)
+    offset: Annotated[str, _DURATION_SCHEMA] | None = None  # signed: "-1d" is a day before
 
     @field_validator("time")
     @classmethod
@@ -224,25 +199,10 @@ class WaitForStep(StepBase):
     timeout: Duration
     on_timeout: StepId | None = None
 
-    @field_validator("when")
-    @classmethod
-    def _expr(cls, value: str | None) -> str | None:
-        return None if value is None else _expression(value)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _dur(cls, value: Any) -> str:
-        return _duration(value)
-
 
 class BranchCase(Strict):
     if_: Expression = Field(alias="if")
     goto: StepId
-
-    @field_validator("if_")
-    @classmethod
-    def _expr(cls, value: str) -> str:
-        return _expression(value)
 
 
 class BranchStep(StepBase):
@@ -271,13 +231,6 @@ class UpdateSpec(Strict):
     attributes: dict[str, Expression] = Field(default_factory=dict)
     tags_add: list[str] = Field(default_factory=list)
     tags_remove: list[str] = Field(default_factory=list)
-
-    @field_validator("attributes")
-    @classmethod
-    def _exprs(cls, value: dict[str, str]) -> dict[str, str]:
-        for source in value.values():
-            _expression(source)
-        return value
 
 
 class UpdateStep(StepBase):
