@@ -42,12 +42,16 @@ from trouw.db.models import (  # noqa: E402
     JourneyRun,
     Message,
     Order,
+    ReportEngagementDelta,
+    ReportMessageDelta,
+    ReportRunDelta,
     TrackedLink,
     Voucher,
 )
 from trouw.measure.attribution import AttributionRules  # noqa: E402
 from trouw.measure.links import link_code  # noqa: E402
 from trouw.measure.report import journey_report  # noqa: E402
+from trouw.measure.rollup import fold  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)
@@ -114,20 +118,24 @@ def populate(engine: sa.Engine, messages: int, orders: int, customers: int) -> d
                 ("clicked", 0.08, 7200),
             ):
                 if rng.random() < share:
-                    touches.append(
-                        {
-                            "key": f"{key}:{kind}",
-                            "message_key": key,
-                            "customer_id": customer,
-                            "journey": journey,
-                            "journey_version": "v1",
-                            "step": f"step{n % 4}",
-                            "channel": "email",
-                            "kind": kind,
-                            "at": created + timedelta(seconds=delay),
-                            "source": "sendgrid",
-                        }
-                    )
+                    # A fifth of the opens come back 1-3 days later: engaged on several days.
+                    again = kind == "opened" and rng.random() < 0.2
+                    for repeat in range(2 if again else 1):
+                        later = timedelta(days=rng.randint(1, 3)) if repeat else timedelta(0)
+                        touches.append(
+                            {
+                                "key": f"{key}:{kind}:{repeat}",
+                                "message_key": key,
+                                "customer_id": customer,
+                                "journey": journey,
+                                "journey_version": "v1",
+                                "step": f"step{n % 4}",
+                                "channel": "email",
+                                "kind": kind,
+                                "at": created + timedelta(seconds=delay) + later,
+                                "source": "sendgrid",
+                            }
+                        )
             if n % 10 == 0 and len(vouchers) < orders // 2:
                 vouchers.append(
                     {
@@ -171,23 +179,42 @@ def populate(engine: sa.Engine, messages: int, orders: int, customers: int) -> d
     return counts
 
 
-def time_report(engine: sa.Engine) -> dict[str, float]:
+def time_report(engine: sa.Engine, period: tuple[datetime, datetime]) -> dict[str, Any]:
+    """The report from the roll-ups and from the ledgers (as before them), and the reference."""
     m = Message.__table__  # type: ignore[attr-defined]
+    start, end = period
     with engine.connect() as connection:
         started = time.perf_counter()
         connection.execute(
             sa.select(m.c.journey, m.c.step, sa.func.count()).group_by(m.c.journey, m.c.step)
         ).all()
         reference = time.perf_counter() - started
-        started = time.perf_counter()
-        report = journey_report(connection, AttributionRules(), start=START, end=START + YEAR)
-        seconds = time.perf_counter() - started
+        timed = {}
+        bodies = {}
+        for label, rollups in (("rollup", True), ("ledger", False)):
+            started = time.perf_counter()
+            report = journey_report(
+                connection, AttributionRules(), start=start, end=end, rollups=rollups
+            )
+            timed[label] = time.perf_counter() - started
+            bodies[label] = report.to_json()
     return {
-        "report_s": seconds,
+        "rollup_s": timed["rollup"],
+        "ledger_s": timed["ledger"],
         "reference_s": reference,
         "attributed": report.attributed_orders,
-        "ratio": seconds / reference if reference else float("nan"),
+        "same": bodies["rollup"] == bodies["ledger"],
     }
+
+
+def report_bench_pending(connection: sa.Connection) -> str:
+    """How many delta rows wait for a fold, per table."""
+    found = []
+    for model in (ReportRunDelta, ReportMessageDelta, ReportEngagementDelta):
+        table = model.__table__  # type: ignore[attr-defined]
+        n = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        found.append(f"{table.name} {n:,}")
+    return ", ".join(found)
 
 
 def bench_report(url: str, label: str, args: argparse.Namespace) -> None:
@@ -196,20 +223,107 @@ def bench_report(url: str, label: str, args: argparse.Namespace) -> None:
     started = time.perf_counter()
     counts = populate(engine, args.messages, args.orders, args.customers)
     fill = time.perf_counter() - started
-    runs = [time_report(engine) for _ in range(args.repeat)]
-    best = min(runs, key=lambda r: r["report_s"])
     print(
         f"{label}: {counts['messages']:,} messages, {counts['engagement']:,} engagement rows, "
         f"{counts['orders']:,} orders, {counts['vouchers']:,} vouchers, {counts['runs']:,} runs "
-        f"(filled in {fill:.0f} s)"
+        f"(filled in {fill:.0f} s, triggers writing the roll-up deltas)"
     )
-    for r in runs:
-        print(
-            f"  report {r['report_s']:.2f} s (attributed {r['attributed']:,} orders); reference "
-            f"GROUP BY {r['reference_s']:.2f} s; ratio {r['ratio']:.1f}x"
-        )
-    print(f"  best: {best['report_s']:.2f} s")
+    with engine.connect() as connection:
+        pending = report_bench_pending(connection)
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        folded = fold(connection)
+    print(
+        f"  fold of the whole year's {sum(folded.values()):,} deltas ({pending}): "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    periods = {
+        "the year (whole days)": (START, START + YEAR),
+        "a quarter from 09:30 to 17:45": (
+            START + timedelta(days=90, hours=9, minutes=30),
+            START + timedelta(days=181, hours=17, minutes=45),
+        ),
+    }
+    for name, period in periods.items():
+        for _ in range(args.repeat):
+            r = time_report(engine, period)
+            print(
+                f"  {name}: report from roll-ups {r['rollup_s']:.2f} s, from the ledgers "
+                f"{r['ledger_s']:.2f} s ({r['ledger_s'] / r['rollup_s']:.1f}x), reference "
+                f"GROUP BY {r['reference_s']:.2f} s (roll-ups / reference "
+                f"{r['rollup_s'] / r['reference_s']:.1f}x); attributed {r['attributed']:,} "
+                f"orders; same numbers: {r['same']}"
+            )
+    bench_writes(engine, args.writes)  # last: it drops the triggers
     engine.dispose()
+
+
+def _one_by_one(engine: sa.Engine, tag: str, n: int) -> float:
+    """Seconds per write of a message, its state change and a delivery, one transaction each
+    (as sends and callbacks write them)."""
+    m = Message.__table__  # type: ignore[attr-defined]
+    e = Engagement.__table__  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    for i in range(n):
+        key = f"{tag}{i}"
+        at = START + timedelta(minutes=i)
+        with engine.begin() as connection:
+            connection.execute(
+                m.insert(),
+                {
+                    "message_key": key,
+                    "customer_id": f"c{i}",
+                    "journey": "welcome",
+                    "step": "tips",
+                    "channel": "email",
+                    "category": "service",
+                    "template": "care_tips",
+                    "created_at": at,
+                    "status_history": [],
+                    "consent_snapshot": {},
+                },
+            )
+        with engine.begin() as connection:
+            connection.execute(
+                m.update().where(m.c.message_key == key).values(state="sent", decision="send")
+            )
+        with engine.begin() as connection:
+            connection.execute(
+                e.insert(),
+                {
+                    "key": f"{key}:d",
+                    "message_key": key,
+                    "customer_id": f"c{i}",
+                    "journey": "welcome",
+                    "step": "tips",
+                    "channel": "email",
+                    "kind": "delivered",
+                    "at": at,
+                    "source": "sendgrid",
+                },
+            )
+    return (time.perf_counter() - started) / (3 * n)
+
+
+def bench_writes(engine: sa.Engine, n: int) -> None:
+    """What the triggers cost each write: with them, then with them dropped, same database."""
+    with_triggers = _one_by_one(engine, "t", n)
+    with engine.begin() as connection:
+        for table, source in (
+            ("run", "journey_run"),
+            ("message", "message"),
+            ("engagement", "engagement"),
+        ):
+            for what in ("insert", "update", "delete"):
+                if engine.dialect.name == "sqlite":
+                    connection.execute(sa.text(f"DROP TRIGGER report_{table}_{what}"))
+                else:
+                    connection.execute(sa.text(f"DROP TRIGGER report_{table}_{what} ON {source}"))
+    without = _one_by_one(engine, "p", n)
+    print(
+        f"  writes, one transaction each ({3 * n:,} each way): {with_triggers * 1000:.2f} ms with "
+        f"the roll-up triggers, {without * 1000:.2f} ms without ({with_triggers / without:.2f}x)"
+    )
 
 
 # --- click redirect ---------------------------------------------------------------------------
@@ -234,7 +348,9 @@ def serve(url: str, port: int) -> None:
     )
 
 
-async def _open_loop(base: str, paths: list[str], rate: float, seconds: float) -> list[float]:
+async def _open_loop(
+    base: str, paths: list[str], rate: float, seconds: float, failed: list[str]
+) -> list[float]:
     import httpx
 
     latencies: list[float] = []
@@ -243,7 +359,11 @@ async def _open_loop(base: str, paths: list[str], rate: float, seconds: float) -
 
         async def one(path: str) -> None:
             started = time.perf_counter()
-            answer = await client.get(path, follow_redirects=False)
+            try:
+                answer = await client.get(path, follow_redirects=False)
+            except httpx.TimeoutException:
+                failed.append(path)  # waited 10 s for a connection or an answer
+                return
             latencies.append(time.perf_counter() - started)
             if answer.status_code not in (200, 302):
                 raise RuntimeError(f"{path}: {answer.status_code}")
@@ -272,7 +392,8 @@ def bench_redirect(rate: float, seconds: float) -> None:
     now = datetime.now(UTC)
     codes = []
     with engine.begin() as connection:
-        for n in range(1000):
+        # One code per request: every click is a lookup of its own (no cache to hit).
+        for n in range(int(rate * seconds) + 200):
             key = f"run{n}:tips:email"
             connection.execute(
                 Message.__table__.insert(),  # type: ignore[attr-defined]
@@ -320,16 +441,37 @@ def bench_redirect(rate: float, seconds: float) -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        asyncio.run(_open_loop(base, ["/healthz"], rate, 2))  # warm-up
-        health = asyncio.run(_open_loop(base, ["/healthz"], rate, seconds))
-        clicks = asyncio.run(_open_loop(base, [f"/c/{c}" for c in codes], rate, seconds))
+        warm: list[str] = []
+        asyncio.run(_open_loop(base, ["/healthz"], rate, 2, warm))
+        asyncio.run(_open_loop(base, [f"/c/{c}" for c in codes[-200:]], rate, 1, warm))
+        load = os.getloadavg()[0]
+        health_failed: list[str] = []
+        health = asyncio.run(_open_loop(base, ["/healthz"], rate, seconds, health_failed))
+        clicks_failed: list[str] = []
+        paths = [f"/c/{c}" for c in codes[:-200]]
+        clicks = asyncio.run(_open_loop(base, paths, rate, seconds, clicks_failed))
     finally:
         server.terminate()
         server.wait(timeout=10)
+    engine = make_engine(url)
+    e = Engagement.__table__  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        recorded = connection.execute(
+            sa.select(sa.func.count()).select_from(e).where(e.c.source == "redirect")
+        ).scalar_one()
+    engine.dispose()
+    print(f"  load average (1 min) when the measured phases began: {load:.1f}")
+    sent = len(clicks) + int(rate * 1) - len([w for w in warm if w.startswith("/c/")])
+    print(f"  clicks recorded in the ledger: {recorded:,} of {sent:,} redirected")
+    print(
+        f"  timed out after 10 s (left out of the percentiles): /healthz {len(health_failed)}, "
+        f"/c/{{code}} {len(clicks_failed)}"
+    )
     for label, values in (("/healthz (reference)", health), ("/c/{code} (click)", clicks)):
         print(
             f"  {label}: {len(values)} requests at {rate:.0f}/s, p50 {_pct(values, 0.5):.1f} ms, "
-            f"p99 {_pct(values, 0.99):.1f} ms, max {max(values) * 1000:.1f} ms, "
+            f"p95 {_pct(values, 0.95):.1f} ms, p99 {_pct(values, 0.99):.1f} ms, "
+            f"max {max(values) * 1000:.1f} ms, "
             f"mean {statistics.mean(values) * 1000:.1f} ms"
         )
     print(f"  p99 ratio click/reference: {_pct(clicks, 0.99) / _pct(health, 0.99):.1f}x")
@@ -341,6 +483,7 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=150_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--skip", choices=("sqlite", "postgres", "redirect"), action="append")

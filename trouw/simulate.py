@@ -425,6 +425,8 @@ def merge_databases(parts: list[Path], target: Path) -> Any:
     import sqlalchemy as sa
     from sqlmodel import SQLModel
 
+    from trouw.db.models import ROLLUP_TABLES
+
     merged = make_engine(f"sqlite:///{target}")
     migrate(merged)
     for part in parts:
@@ -432,7 +434,8 @@ def merge_databases(parts: list[Path], target: Path) -> Any:
         present = set(sa.inspect(source).get_table_names())  # before a transaction holds it
         with source.connect() as reading, merged.begin() as writing:
             for table in SQLModel.metadata.sorted_tables:
-                if table.name not in present:
+                # The roll-ups follow from the ledger rows copied (their triggers fire here).
+                if table.name not in present or table.name in ROLLUP_TABLES:
                     continue
                 # An integer id is the part's own counter: the merged database numbers anew.
                 generated = [

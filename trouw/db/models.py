@@ -591,3 +591,121 @@ class WorkerPresence(SQLModel, table=True):
     digest: str | None = Field(default=None, max_length=64)
     started_at: datetime = _when(default_factory=utcnow)
     seen_at: datetime = _when(default_factory=utcnow, index=True)
+
+
+# --- Report roll-ups (trouw/measure/rollup.py) -------------------------------------------------
+# Counts per UTC day, kept by database triggers (migration 0016_report_rollup) as journey runs,
+# messages and engagement are written: each write appends a +1/-1 row to a *_delta table (an
+# append never waits on another writer), and trouw.measure.rollup.fold adds them into the *_day
+# table. A report sums both. Nullable ledger columns are stored as "" (a key column cannot be
+# NULL in a primary key).
+
+
+class _RunKeys(SQLModel):
+    day: date
+    journey: str = Field(max_length=64)
+    version: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+
+
+class _StepKeys(SQLModel):
+    day: date
+    journey: str = Field(max_length=64)
+    journey_version: str = Field(max_length=64)
+    step: str = Field(max_length=64)
+    channel: str = Field(max_length=8)
+
+
+class _MessageKeys(_StepKeys):
+    state: str = Field(max_length=16)
+    decision: str = Field(max_length=16)
+    reason: str = Field(max_length=64)
+    deferred: bool
+
+
+class _EngagedKeys(_StepKeys):
+    kind: str = Field(max_length=16)
+
+
+def _keyed_by(keys: type[SQLModel]) -> tuple[sa.PrimaryKeyConstraint]:
+    return (sa.PrimaryKeyConstraint(*keys.model_fields),)
+
+
+class ReportRunDay(_RunKeys, table=True):
+    """Journey runs started per UTC day, journey, version and status."""
+
+    __tablename__ = "report_run_day"
+    __table_args__ = _keyed_by(_RunKeys)
+
+    runs: int
+
+
+class ReportRunDelta(_RunKeys, table=True):
+    """A change to report_run_day not yet folded in (written by the journey_run triggers)."""
+
+    __tablename__ = "report_run_delta"
+
+    id: int | None = Field(default=None, primary_key=True)
+    n: int
+
+
+class ReportMessageDay(_MessageKeys, table=True):
+    """Messages created per UTC day and journey, version, step, channel, outcome, deferral."""
+
+    __tablename__ = "report_message_day"
+    __table_args__ = _keyed_by(_MessageKeys)
+
+    messages: int
+
+
+class ReportMessageDelta(_MessageKeys, table=True):
+    """A change to report_message_day not yet folded in (written by the message triggers)."""
+
+    __tablename__ = "report_message_delta"
+
+    id: int | None = Field(default=None, primary_key=True)
+    n: int
+
+
+class ReportEngagementDay(_EngagedKeys, table=True):
+    """Messages with engagement of a kind on a UTC day (each message once per kind and day)."""
+
+    __tablename__ = "report_engagement_day"
+    __table_args__ = _keyed_by(_EngagedKeys)
+
+    messages: int
+
+
+class ReportEngagementDelta(_EngagedKeys, table=True):
+    """A change to report_engagement_day not yet folded in (written by the engagement triggers)."""
+
+    __tablename__ = "report_engagement_delta"
+
+    id: int | None = Field(default=None, primary_key=True)
+    n: int
+
+
+class ReportEngagementMultiday(SQLModel, table=True):
+    """A message with engagement of one kind on more than one UTC day: a report over several
+    days counts it once, so it reads these messages' engagement itself (never removed: a
+    message listed here that no longer spans days is still counted right, only read)."""
+
+    __tablename__ = "report_engagement_multiday"
+
+    message_key: str = Field(primary_key=True, max_length=300)
+    kind: str = Field(primary_key=True, max_length=16)
+
+
+# Kept by the triggers from the ledgers: a copy of the ledgers' rows brings its own roll-ups.
+ROLLUP_TABLES = frozenset(
+    model.__tablename__
+    for model in (
+        ReportRunDay,
+        ReportRunDelta,
+        ReportMessageDay,
+        ReportMessageDelta,
+        ReportEngagementDay,
+        ReportEngagementDelta,
+        ReportEngagementMultiday,
+    )
+)

@@ -41,6 +41,7 @@ def report(
     if ctx.invoked_subcommand is not None:
         return
     from trouw.measure.report import attribution_rules, journey_report
+    from trouw.measure.rollup import fold_pending
 
     if output not in ("table", "json"):
         fail(f"--format {output!r}: table or json")
@@ -49,6 +50,7 @@ def report(
     if begin >= until:
         fail("--from must be before --to")
     engine = engine_or_fail(settings)
+    fold_pending(engine)
     with engine.connect() as connection:
         found = journey_report(
             connection,

@@ -7,8 +7,8 @@ a year of a shop (a million messages, 200,000 orders) reports in seconds on SQLi
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -96,9 +96,49 @@ def attribute_orders(
     end: datetime,
     journey: str | None = None,
 ) -> list[Attribution]:
-    """Orders placed in [start, end), each attributed to at most one message (or none)."""
+    """Orders placed in [start, end), each attributed to at most one message (or none).
+
+    Reads only what can earn an order: the touches in the windows, the vouchers messages issued
+    that were redeemed on an order, and the orders of customers with such a touch or voucher
+    (any other order has nothing to be attributed to: `attribute` gives None for it).
+    """
+    e = Engagement.__table__  # type: ignore[attr-defined]
+    v = Voucher.__table__  # type: ignore[attr-defined]
     o = Order.__table__  # type: ignore[attr-defined]
-    orders: list[OrderToAttribute] = []
+    in_window = [
+        e.c.kind.in_(_kinds(rules)),
+        e.c.at >= start - max(_longest(rules), timedelta(days=90)),
+        e.c.at < end,
+    ]
+    touched: Any = connection.execute(
+        sa.select(
+            e.c.message_key,
+            e.c.customer_id,
+            e.c.journey,
+            e.c.kind,
+            _raw(connection, e.c.at),
+            e.c.session_id,
+        ).where(*in_window)
+    ).all()
+    touches = [
+        Touch(key, customer, j, _TOUCH[kind], _aware(at), session)
+        for key, customer, j, kind, at, session in touched
+    ]
+    redeemed_from_messages = [v.c.message_key.is_not(None), v.c.redeemed_order_id.is_not(None)]
+    issued_rows: Any = connection.execute(
+        sa.select(
+            v.c.code,
+            v.c.message_key,
+            v.c.journey,
+            _raw(connection, v.c.issued_at),
+            v.c.redeemed_order_id,
+        ).where(*redeemed_from_messages)
+    ).all()
+    vouchers: dict[str, IssuedVoucher] = {}
+    redeemed: dict[str, list[str]] = defaultdict(list)  # order id -> codes redeemed on it
+    for code, key, j, issued, order_id in issued_rows:
+        vouchers[code] = IssuedVoucher(code, key, j or "", _aware(issued))
+        redeemed[order_id].append(code)
     rows: Any = connection.execute(
         sa.select(
             o.c.id,
@@ -109,8 +149,16 @@ def attribute_orders(
             o.c.store,
             o.c.channel,
             o.c.session_id,
-        ).where(o.c.placed_at >= start, o.c.placed_at < end)
+        ).where(
+            o.c.placed_at >= start,
+            o.c.placed_at < end,
+            sa.or_(
+                o.c.customer_id.in_(sa.select(e.c.customer_id).where(*in_window)),
+                o.c.id.in_(sa.select(v.c.redeemed_order_id).where(*redeemed_from_messages)),
+            ),
+        )
     ).all()
+    orders: list[OrderToAttribute] = []
     for oid, customer, placed, total, returned, store, channel, session in rows:
         total = Decimal(total)
         orders.append(
@@ -123,51 +171,13 @@ def attribute_orders(
                 returned=total if returned else Decimal("0"),
                 shop=store or channel,
                 session_id=session,
+                # Loyalty records the order each code was redeemed on (till or webshop): an
+                # exact link.
+                vouchers=tuple(redeemed.get(oid, ())),
             )
         )
-    if not orders:
-        return []
-    e = Engagement.__table__  # type: ignore[attr-defined]
-    touched: Any = connection.execute(
-        sa.select(
-            e.c.message_key,
-            e.c.customer_id,
-            e.c.journey,
-            e.c.kind,
-            _raw(connection, e.c.at),
-            e.c.session_id,
-        ).where(
-            e.c.kind.in_(_kinds(rules)),
-            e.c.at >= start - max(_longest(rules), timedelta(days=90)),
-            e.c.at < end,
-        )
-    ).all()
-    touches = [
-        Touch(key, customer, j, _TOUCH[kind], _aware(at), session)
-        for key, customer, j, kind, at, session in touched
-    ]
-    v = Voucher.__table__  # type: ignore[attr-defined]
-    issued_rows: Any = connection.execute(
-        sa.select(
-            v.c.code,
-            v.c.message_key,
-            v.c.journey,
-            _raw(connection, v.c.issued_at),
-            v.c.redeemed_order_id,
-        ).where(v.c.message_key.is_not(None))
-    ).all()
-    vouchers: dict[str, IssuedVoucher] = {}
-    redeemed: dict[str, list[str]] = defaultdict(list)  # order id -> codes redeemed on it
-    for code, key, j, issued, order_id in issued_rows:
-        vouchers[code] = IssuedVoucher(code, key, j or "", _aware(issued))
-        if order_id is not None:
-            redeemed[order_id].append(code)
-    if redeemed:
-        # Loyalty records the order each code was redeemed on (till or webshop): an exact link.
-        orders = [
-            replace(o, vouchers=tuple(redeemed[o.order_id])) if o.order_id in redeemed else o
-            for o in orders
-        ]
+    # One order of the sums, whatever order the database returned the rows in.
+    orders.sort(key=lambda order: (order.placed_at, order.order_id))
     found = attribute_all(orders, touches, vouchers, rules)
     if journey is not None:
         found = [a for a in found if a.journey == journey]
@@ -232,6 +242,105 @@ class Report:
         }
 
 
+RunKey = tuple[str, str | None, str]  # journey, version, status
+# journey, version, step, channel, state, decision, reason, deferred
+MessageKey = tuple[str, str | None, str, str, str, str, str | None, bool]
+EngagedKey = tuple[str, str | None, str, str, str]  # journey, version, step, channel, kind
+
+
+@dataclass
+class Counts:
+    """The funnel's counts over a period: runs started, messages created, messages engaged."""
+
+    runs: Counter[RunKey] = field(default_factory=Counter)
+    messages: Counter[MessageKey] = field(default_factory=Counter)
+    engaged: Counter[EngagedKey] = field(default_factory=Counter)  # distinct messages
+
+    def add(self, other: Counts) -> None:
+        """Adds runs and messages; engagement adds only over periods no message spans."""
+        self.runs.update(other.runs)
+        self.messages.update(other.messages)
+        self.engaged.update(other.engaged)
+
+
+def _sortable(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple("" if v is None else v for v in key)
+
+
+def run_counts(
+    connection: Connection, *, start: datetime, end: datetime, journey: str | None
+) -> Counter[RunKey]:
+    """Runs started in [start, end) per journey, version and status, from the run records."""
+    r = JourneyRun.__table__  # type: ignore[attr-defined]
+    keys = [r.c.journey, r.c.version, r.c.status]
+    query = sa.select(*keys, sa.func.count()).where(r.c.started_at >= start, r.c.started_at < end)
+    if journey is not None:
+        query = query.where(r.c.journey == journey)
+    found: Counter[RunKey] = Counter()
+    rows: Any = connection.execute(query.group_by(*keys))
+    for j, version, status, count in rows:
+        found[(j, version, status)] += count
+    return found
+
+
+def message_counts(
+    connection: Connection, *, start: datetime, end: datetime, journey: str | None
+) -> Counter[MessageKey]:
+    """Messages created in [start, end) per step, outcome and deferral, from the send ledger."""
+    m = Message.__table__  # type: ignore[attr-defined]
+    where = [m.c.created_at >= start, m.c.created_at < end]
+    if journey is not None:
+        where.append(m.c.journey == journey)
+    # The same test as the roll-up's trigger (migration 0014): a deferral in the history.
+    deferred = sa.cast(m.c.status_history, sa.Text).like('%"status": "defer"%')
+    keys = [
+        m.c.journey,
+        m.c.journey_version,
+        m.c.step,
+        m.c.channel,
+        m.c.state,
+        m.c.decision,
+        m.c.reason,
+        deferred,
+    ]
+    found: Counter[MessageKey] = Counter()
+    rows: Any = connection.execute(sa.select(*keys, sa.func.count()).where(*where).group_by(*keys))
+    for j, version, s, channel, state, decision, reason, was_deferred, count in rows:
+        found[(j, version, s, channel, state, decision, reason, bool(was_deferred))] += count
+    return found
+
+
+def engagement_counts(
+    connection: Connection, *, start: datetime, end: datetime, journey: str | None
+) -> Counter[EngagedKey]:
+    """Messages with engagement of each kind in [start, end), each message once per kind."""
+    e = Engagement.__table__  # type: ignore[attr-defined]
+    # The ledger carries each message's journey, version, step and channel: no join with the
+    # million-row message table. Engagement counts in the period in which it happened.
+    keys = [e.c.journey, e.c.journey_version, e.c.step, e.c.channel, e.c.kind]
+    where = [e.c.at >= start, e.c.at < end]
+    if journey is not None:
+        where.append(e.c.journey == journey)
+    found: Counter[EngagedKey] = Counter()
+    rows: Any = connection.execute(
+        sa.select(*keys, sa.func.count(sa.distinct(e.c.message_key))).where(*where).group_by(*keys)
+    )
+    for j, version, s, channel, kind, count in rows:
+        found[(j, version, s, channel, kind)] += count
+    return found
+
+
+def ledger_counts(
+    connection: Connection, *, start: datetime, end: datetime, journey: str | None
+) -> Counts:
+    """The funnel's counts read from the ledgers themselves (every row of the period)."""
+    return Counts(
+        run_counts(connection, start=start, end=end, journey=journey),
+        message_counts(connection, start=start, end=end, journey=journey),
+        engagement_counts(connection, start=start, end=end, journey=journey),
+    )
+
+
 def journey_report(
     connection: Connection,
     rules: AttributionRules,
@@ -240,33 +349,32 @@ def journey_report(
     end: datetime,
     journey: str | None = None,
     segments: bool = False,
+    rollups: bool = True,
 ) -> Report:
     """The funnel of every journey (or one) over [start, end), with attributed orders; with
-    `segments`, also split by the customers' insight segment."""
+    `segments`, also split by the customers' insight segment.
+
+    `rollups` reads the counts from the per-day roll-ups (trouw.measure.rollup), False from the
+    ledgers themselves: the same numbers (tests/measure/test_rollup.py), the first much faster.
+    """
     funnels: dict[tuple[str, str | None], JourneyFunnel] = {}
 
     def of(j: str, version: str | None) -> JourneyFunnel:
         return funnels.setdefault((j, version), JourneyFunnel(j, version))
 
-    r = JourneyRun.__table__  # type: ignore[attr-defined]
-    runs = sa.select(r.c.journey, r.c.version, r.c.status, sa.func.count()).where(
-        r.c.started_at >= start, r.c.started_at < end
-    )
-    if journey is not None:
-        runs = runs.where(r.c.journey == journey)
-    for j, version, status, count in connection.execute(
-        runs.group_by(r.c.journey, r.c.version, r.c.status)
-    ):
+    if rollups:
+        from trouw.measure import rollup
+
+        counts = rollup.counts(connection, start=start, end=end, journey=journey)
+    else:
+        counts = ledger_counts(connection, start=start, end=end, journey=journey)
+    for (j, version, status), count in sorted(counts.runs.items()):
         f = of(j, version)
         f.entered += count
         if status == "converted":
             f.converted += count
         elif status == "held_out":
             f.held_out += count
-    m = Message.__table__  # type: ignore[attr-defined]
-    in_period = [m.c.created_at >= start, m.c.created_at < end]
-    if journey is not None:
-        in_period.append(m.c.journey == journey)
     steps: dict[tuple[str, str | None, str, str], StepFunnel] = {}
 
     def step(j: str, version: str | None, s: str, channel: str) -> StepFunnel:
@@ -276,13 +384,8 @@ def journey_report(
             of(j, version).steps.append(steps[key])
         return steps[key]
 
-    deferred = sa.cast(m.c.status_history, sa.Text).like('%"status": "defer"%')
-    where_and_what = [m.c.journey, m.c.journey_version, m.c.step, m.c.channel]
-    keys = [*where_and_what, m.c.state, m.c.decision, m.c.reason, deferred]
-    decided: Any = connection.execute(
-        sa.select(*keys, sa.func.count()).where(*in_period).group_by(*keys)
-    )
-    for j, version, s, channel, state, decision, reason, was_deferred, count in decided:
+    for key, count in sorted(counts.messages.items(), key=lambda kv: _sortable(kv[0])):
+        j, version, s, channel, state, decision, reason, was_deferred = key
         sf = step(j, version, s, channel)
         sf.eligible += count
         if state == "sent":
@@ -292,21 +395,12 @@ def journey_report(
             sf.suppressed[label] = sf.suppressed.get(label, 0) + count
         if was_deferred:
             sf.deferred += count
-    e = Engagement.__table__  # type: ignore[attr-defined]
-    # The ledger carries each message's journey, version, step and channel: no join with the
-    # million-row message table. Engagement counts in the period in which it happened.
-    e_keys = [e.c.journey, e.c.journey_version, e.c.step, e.c.channel, e.c.kind]
-    engaged_where = [e.c.at >= start, e.c.at < end]
-    if journey is not None:
-        engaged_where.append(e.c.journey == journey)
-    engaged: Any = connection.execute(
-        sa.select(*e_keys, sa.func.count(sa.distinct(e.c.message_key)))
-        .where(*engaged_where)
-        .group_by(*e_keys)
-    )
-    for j, version, s, channel, kind, count in engaged:
+    for (j, version, s, channel, kind), count in sorted(
+        counts.engaged.items(), key=lambda kv: _sortable(kv[0])
+    ):
         sf = step(j, version, s, channel)
         setattr(sf, kind, getattr(sf, kind) + count)
+    m = Message.__table__  # type: ignore[attr-defined]
     attributed = attribute_orders(connection, rules, start=start, end=end, journey=journey)
     if attributed:
         where = {a.message_key for a in attributed}
