@@ -185,12 +185,13 @@ def _spanning(
     """What to add so that a message engaged on several days (or in several parts of the
     period) counts once: 1 less the times the day sums and the partial days counted it."""
     # From the (few) listed messages to their rows by message key: on SQLite, CROSS JOIN fixes
-    # that order and "+" keeps the planner off the time and journey indexes.
+    # that order and "+" keeps the planner off the kind, time and journey indexes (it took the
+    # kind index for the inner lookup: 557 s at 200,000 messages instead of well under 1 s).
     plus = "+" if connection.dialect.name == "sqlite" else ""
     query = (
         "SELECT e.message_key, e.journey, e.journey_version, e.step, e.channel, e.kind, e.at "
         "FROM report_engagement_multiday md CROSS JOIN engagement e "
-        "WHERE e.message_key = md.message_key AND e.kind = md.kind "
+        f"WHERE e.message_key = md.message_key AND {plus}e.kind = md.kind "
         f"AND {plus}e.at >= :start AND {plus}e.at < :end"
     )
     if journey is not None:
