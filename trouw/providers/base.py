@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 # RFC 8058 one-click unsubscribe: the POST body a mailbox provider sends to the URL.
@@ -176,6 +176,19 @@ class LookupAnswer:
     provider_id: str | None = None
     detail: str = ""
     settles_at: datetime | None = None  # not found yet: when "not found" will be final
+
+    @classmethod
+    def not_found(
+        cls, since: datetime, age_seconds: float, settle_seconds: float, source: str
+    ) -> LookupAnswer:
+        """The provider does not list the message `age_seconds` after the attempt began:
+        final once the provider's listing lag (`settle_seconds`) has passed."""
+        return cls(
+            found=False,
+            settled=age_seconds >= settle_seconds,
+            detail=f"{source}: no message {age_seconds:.0f} s after the attempt",
+            settles_at=since + timedelta(seconds=settle_seconds),
+        )
 
 
 class LookupUnavailableError(Exception):

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -186,11 +186,8 @@ class SendGridProvider:
                 detail=f"Email Activity: {first.get('status')}",
             )
         age = self._clock() - query.since.timestamp()
-        return LookupAnswer(
-            found=False,
-            settled=age >= self.lookup_settle_seconds,
-            detail=f"Email Activity: no message {age:.0f} s after the attempt",
-            settles_at=query.since + timedelta(seconds=self.lookup_settle_seconds),
+        return LookupAnswer.not_found(
+            query.since, age, self.lookup_settle_seconds, "Email Activity"
         )
 
     async def aclose(self) -> None:

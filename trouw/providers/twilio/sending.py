@@ -286,12 +286,7 @@ class TwilioProvider:
                     detail=f"Messages list: {message.sid} {message.status}",
                 )
         age = (datetime.now(UTC) - query.since).total_seconds()
-        return LookupAnswer(
-            found=False,
-            settled=age >= self.lookup_settle_seconds,
-            detail=f"Messages list: no such message {age:.0f} s after the attempt",
-            settles_at=query.since + timedelta(seconds=self.lookup_settle_seconds),
-        )
+        return LookupAnswer.not_found(query.since, age, self.lookup_settle_seconds, "Messages list")
 
     async def aclose(self) -> None:
         """Close the aiohttp session of the current loop's client."""
