@@ -159,3 +159,30 @@ def test_without_the_session_the_last_click_wins(api: Api, two_clicks: tuple[str
     report = _report(api)
     assert report.methods == {"click": 1}
     assert [j.journey for j in report.journeys if j.orders] == ["reactivation"]
+
+
+def test_a_guest_checkout_with_the_clicked_session_is_that_clicks_order(
+    api: Api, two_clicks: tuple[str, str]
+) -> None:
+    """The order arrives under another customer (a guest checkout with another address): the
+    session still links it to c1's click, so the report must read that order too."""
+    first, _later = two_clicks
+    order = official("shopify/order.json")["order"]
+    guest = "guest.buyer@example.org"
+    placed = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    landing = f"https://shop.example/post_purchase?trouw_click={first}"
+    body = {
+        **order,
+        "email": guest,
+        "contact_email": guest,
+        "customer": {**order["customer"], "id": 1, "email": guest},
+        "landing_site": landing,
+        "created_at": placed,
+    }
+    assert shopify(api, body, "orders/create", "w1").status_code == 200
+    [stored] = rows(api.engine, Order)
+    assert stored.customer_id != "c1"  # not matched to the clicker
+    report = _report(api)
+    assert report.methods == {"click_session": 1}
+    [journey] = [j for j in report.journeys if j.orders]
+    assert journey.journey == "post_purchase"

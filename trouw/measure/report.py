@@ -99,8 +99,9 @@ def attribute_orders(
     """Orders placed in [start, end), each attributed to at most one message (or none).
 
     Reads only what can earn an order: the touches in the windows, the vouchers messages issued
-    that were redeemed on an order, and the orders of customers with such a touch or voucher
-    (any other order has nothing to be attributed to: `attribute` gives None for it).
+    that were redeemed on an order, and the orders of customers with such a touch or voucher or
+    carrying a touched click's session (any other order has nothing to be attributed to:
+    `attribute` gives None for it).
     """
     e = Engagement.__table__  # type: ignore[attr-defined]
     v = Voucher.__table__  # type: ignore[attr-defined]
@@ -155,6 +156,10 @@ def attribute_orders(
             sa.or_(
                 o.c.customer_id.in_(sa.select(e.c.customer_id).where(*in_window)),
                 o.c.id.in_(sa.select(v.c.redeemed_order_id).where(*redeemed_from_messages)),
+                # A clicked session links whoever ordered: a guest checkout after the click.
+                o.c.session_id.in_(
+                    sa.select(e.c.session_id).where(*in_window, e.c.session_id.is_not(None))
+                ),
             ),
         )
     ).all()
@@ -256,12 +261,6 @@ class Counts:
     messages: Counter[MessageKey] = field(default_factory=Counter)
     engaged: Counter[EngagedKey] = field(default_factory=Counter)  # distinct messages
 
-    def add(self, other: Counts) -> None:
-        """Adds runs and messages; engagement adds only over periods no message spans."""
-        self.runs.update(other.runs)
-        self.messages.update(other.messages)
-        self.engaged.update(other.engaged)
-
 
 def _sortable(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple("" if v is None else v for v in key)
@@ -291,7 +290,7 @@ def message_counts(
     where = [m.c.created_at >= start, m.c.created_at < end]
     if journey is not None:
         where.append(m.c.journey == journey)
-    # The same test as the roll-up's trigger (migration 0014): a deferral in the history.
+    # The same test as the roll-up's trigger (migration 0016): a deferral in the history.
     deferred = sa.cast(m.c.status_history, sa.Text).like('%"status": "defer"%')
     keys = [
         m.c.journey,

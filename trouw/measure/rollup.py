@@ -1,6 +1,6 @@
 """The report's counts from per-day roll-ups: fold the triggers' deltas, read a period from them.
 
-Migration 0014 keeps, per UTC day, the journey runs started, the messages created (by step,
+Migration 0016 keeps, per UTC day, the journey runs started, the messages created (by step,
 outcome and deferral) and the messages engaged (by kind, each message once a day) in
 report_*_day, through triggers that append +1/-1 rows to report_*_delta on every insert, update
 and delete of journey_run, message and engagement. `counts` gives the numbers that
