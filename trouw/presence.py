@@ -83,15 +83,20 @@ async def report_presence(engine: Engine, *, identity: str, task_queue: str) -> 
     written: str | None = None
     last = float("-inf")
     try:
-        await asyncio.to_thread(forget_old, engine, now=started)
+        try:
+            await asyncio.to_thread(forget_old, engine, now=started)
+        except sa.exc.SQLAlchemyError as exc:  # a diagnostic must never stop the worker
+            log.warning("cannot forget old presence rows: %s", exc)
         while True:
             digest = running_digest()
             if digest != written or time.monotonic() - last >= HEARTBEAT.total_seconds():
-                written, last = digest, time.monotonic()
+                last = time.monotonic()
                 try:
                     await asyncio.to_thread(beat, engine, row_of(digest))
                 except sa.exc.SQLAlchemyError as exc:
                     log.warning("cannot record this worker's presence: %s", exc)
+                else:
+                    written = digest  # a new digest not written is tried again at once
             await asyncio.sleep(LOOK_SECONDS)
     finally:
         try:

@@ -7,11 +7,12 @@ import asyncio
 import socket
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from trouw.content import set_digest
-from trouw.db.engine import session_scope
+from trouw.db.engine import make_engine, session_scope
 from trouw.db.models import ContentBundle, WorkerPresence, utcnow
 from trouw.health import worker_versions_check
 from trouw.presence import FORGOTTEN_AFTER, beat, forget_old, report_presence, workers_seen
@@ -78,3 +79,17 @@ def test_a_starting_worker_forgets_rows_a_day_old(engine: Engine) -> None:
     beat(engine, row("new@b", "x"))
     forget_old(engine, now=utcnow())
     assert [r.identity for r in workers_seen(engine)] == ["new@b"]
+
+
+async def test_an_unreachable_database_at_start_does_not_stop_the_worker(tmp_path: Path) -> None:
+    """forget_old at start and the first heartbeat fail (the database file cannot be opened):
+    the presence task logs and keeps going instead of raising into the worker's run stack."""
+    unreachable = make_engine(f"sqlite:///{tmp_path / 'missing' / 'trouw.db'}")
+    task = asyncio.create_task(report_presence(unreachable, identity="1@host", task_queue="q"))
+    try:
+        await asyncio.sleep(1.5)  # start-up forget, first beat, one more look
+        assert not task.done(), task.exception() if task.done() else None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        unreachable.dispose()
