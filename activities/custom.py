@@ -53,7 +53,7 @@ class CustomActivities:
                     now=input.now,
                     prefix=prefix,
                     journey=input.journey,
-                    # The call key is "<workflow id>#<cycle>:<step>" (workflows/journey.py).
+                    # The call key is "<workflow id>#<cycle>:<step>" (workflows/run.py).
                     workflow_id=input.key.split("#", 1)[0],
                     reason=str(input.args["reason"]) if "reason" in input.args else None,
                     handed_over=True,
