@@ -40,7 +40,7 @@ from trouw.providers.base import (
     TransientDeliveryError,
 )
 from trouw.render import TemplateError
-from trouw.send_ledger import InProgress, Reconcile, Resend, SendLedger, Wait
+from trouw.send_ledger import InProgress, Lease, Reconcile, Resend, SendLedger, Wait
 from trouw.vocabulary import stricter
 from workflows.options import PROVIDER_CALL_MAX, SEND_LEASE_MARGIN, SEND_RECORD_MARGIN
 
@@ -113,7 +113,7 @@ class MessagingActivities:
     # --- phase 1: claim, decide, render (one transaction) -------------------------------------
     def _prepare(
         self, input: SendMessageInput
-    ) -> SendMessageResult | Reconcile | tuple[OutgoingEmail | OutgoingSms, datetime]:
+    ) -> SendMessageResult | Reconcile | tuple[OutgoingEmail | OutgoingSms, Lease]:
         with session_scope(self.services.engine) as session:
             message = self.ledger.claim(session, input)
             earlier = self.ledger.earlier_attempt(session, message, input)
@@ -291,14 +291,14 @@ class MessagingActivities:
 
     # --- phase 2: the provider call, outside any transaction ------------------------------
     async def _deliver(
-        self, input: SendMessageInput, outgoing: OutgoingEmail | OutgoingSms, lease_until: datetime
+        self, input: SendMessageInput, outgoing: OutgoingEmail | OutgoingSms, lease: Lease
     ) -> SendMessageResult:
         provider = self.services.provider(input.channel)
         settings = self.services.settings
         name = settings.email_provider if input.channel == "email" else settings.sms_provider
         # The call ends (connection closed) before the lease does, whatever happened since the
         # claim: a later attempt can never meet this one still talking to the provider.
-        left = (lease_until - SEND_RECORD_MARGIN - datetime.now(UTC)).total_seconds()
+        left = (lease.until - SEND_RECORD_MARGIN - datetime.now(UTC)).total_seconds()
         deadline = time.monotonic() + left
         called = time.monotonic()
         try:
@@ -317,27 +317,43 @@ class MessagingActivities:
                     time.monotonic() - called
                 )
         except RateLimitedError as exc:
-            await asyncio.to_thread(self.ledger.release, input, str(exc))
+            if not await asyncio.to_thread(self.ledger.release, input, lease, str(exc)):
+                raise _lease_lost(exc) from None
             raise ApplicationError(
                 str(exc),
                 type="RateLimitedError",
                 next_retry_delay=timedelta(seconds=max(exc.retry_after, 1)),
             ) from None
         except TransientDeliveryError as exc:
-            await asyncio.to_thread(self.ledger.release, input, str(exc))
+            if not await asyncio.to_thread(self.ledger.release, input, lease, str(exc)):
+                raise _lease_lost(exc) from None
             raise ApplicationError(str(exc), type="TransientDeliveryError") from None
         except AmbiguousDeliveryError as exc:
             # Reconciling: the next attempt asks the provider before anything is sent again.
-            await asyncio.to_thread(self.ledger.unknown, input, str(exc))
+            if not await asyncio.to_thread(self.ledger.unknown, input, lease, str(exc)):
+                raise _lease_lost(exc) from None
             raise ApplicationError(
                 str(exc), type="AmbiguousDeliveryError", next_retry_delay=timedelta(seconds=1)
             ) from None
         except PermanentDeliveryError as exc:
-            await asyncio.to_thread(self.ledger.fail, input, exc)
+            if not await asyncio.to_thread(self.ledger.fail, input, lease, exc):
+                raise _lease_lost(exc) from None
             raise ApplicationError(
                 str(exc), type="PermanentDeliveryError", non_retryable=True
             ) from None
         return await asyncio.to_thread(self.ledger.sent, input, result.provider, result.provider_id)
+
+
+def _lease_lost(exc: DeliveryError) -> ApplicationError:
+    """This attempt's answer came after its lease: a later attempt owns the row (its write was
+    refused, trouw/send_ledger.py `_leased`). Retryable, whatever the answer was: should
+    Temporal still be waiting on this attempt, the next one reads the ledger (a final state is
+    returned as it is, a running lease is waited out) instead of this attempt's stale view."""
+    return ApplicationError(
+        f"the attempt's lease ended before its answer was recorded ({exc})",
+        type="SendLeaseLostError",
+        next_retry_delay=timedelta(seconds=1),
+    )
 
 
 def _error_kind(error: Exception) -> str:

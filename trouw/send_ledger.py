@@ -43,6 +43,15 @@ class Reconcile:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """One attempt's hold on an in_flight row: the row's attempt count when it leased, and
+    until when (wall clock) it may be sending. A write after the call is fenced by it."""
+
+    attempt: int
+    until: datetime
+
+
+@dataclass(frozen=True)
 class InProgress:
     """Another attempt holds the lease and may be talking to the provider right now."""
 
@@ -210,8 +219,8 @@ class SendLedger:
         session.add(message)
         _count(session, input, "failed", None)
 
-    def lease(self, message: Message, input: SendMessageInput, *, length: timedelta) -> datetime:
-        """Mark the row in flight for this attempt; the wall-clock time its lease ends.
+    def lease(self, message: Message, input: SendMessageInput, *, length: timedelta) -> Lease:
+        """Mark the row in flight for this attempt; the lease that its later writes carry.
 
         The lease says until when this attempt may still be sending: no other attempt sends
         before then (workflows/options.py derives `length` from the provider call's budget).
@@ -230,7 +239,7 @@ class SendLedger:
                 "lease_until": lease_until.isoformat(),
             },
         ]
-        return lease_until
+        return Lease(attempt=message.attempts, until=lease_until)
 
     # --- unknown outcomes: the provider's answer, then the category rule ----------------------
     def settle(
@@ -328,45 +337,88 @@ class SendLedger:
             _count(session, input, "sent", None)
             return result(message)
 
-    def release(self, input: SendMessageInput, detail: str) -> None:
-        """The provider surely did not take it (rate limited, a transient error): claim again."""
+    def release(self, input: SendMessageInput, lease: Lease, detail: str) -> bool:
+        """The provider surely did not take it (rate limited, a transient error): claim again.
+
+        False: the lease was over and a later attempt had moved the row on (see `_leased`).
+        """
         with session_scope(self.engine) as session:
-            message = _one(session, input.message_key)
+            message = _leased(session, input, lease, "released")
+            if message is None:
+                return False
             message.state = "claimed"
             message.error = detail
             session.add(message)
+            return True
 
-    def unknown(self, input: SendMessageInput, detail: str) -> None:
-        """This attempt is over (no lease left) but the provider may have sent the message."""
+    def unknown(self, input: SendMessageInput, lease: Lease, detail: str) -> bool:
+        """This attempt is over (no lease left) but the provider may have sent the message.
+
+        False: the lease was over and a later attempt had moved the row on (see `_leased`).
+        """
         with session_scope(self.engine) as session:
-            message = _one(session, input.message_key)
+            message = _leased(session, input, lease, "outcome unknown")
+            if message is None:
+                return False
             message.error = detail
             self._mark_unknown(message, input, detail)
             session.add(message)
+            return True
 
-    def fail(self, input: SendMessageInput, exc: PermanentDeliveryError) -> None:
-        """The provider refused for good; what it said about the recipient is kept too."""
+    def fail(self, input: SendMessageInput, lease: Lease, exc: PermanentDeliveryError) -> bool:
+        """The provider refused for good; what it said about the recipient is kept too.
+
+        False: the lease was over and a later attempt had moved the row on (see `_leased`);
+        what the provider said about the recipient is kept all the same: it is about the
+        address or the number, not about this attempt.
+        """
         with session_scope(self.engine) as session:
-            message = _one(session, input.message_key)
-            self.failed(session, message, input, str(exc))
+            message = _leased(session, input, lease, "failed")
+            if message is not None:
+                self.failed(session, message, input, str(exc))
             customer = session.get(Customer, input.customer_id)
-            if customer is None:
-                return
-            if exc.invalid_recipient:
-                if input.channel == "email":
-                    customer.email_invalid = True
-                else:
-                    customer.phone_invalid = True
-                session.add(customer)
-            if exc.opted_out:
-                suppress(
-                    session,
-                    customer=customer,
-                    channel="sms",
-                    reason="sms_stop",
-                    at=input.now,
-                    source="provider",
-                )
+            if customer is not None:
+                if exc.invalid_recipient:
+                    if input.channel == "email":
+                        customer.email_invalid = True
+                    else:
+                        customer.phone_invalid = True
+                    session.add(customer)
+                if exc.opted_out:
+                    suppress(
+                        session,
+                        customer=customer,
+                        channel="sms",
+                        reason="sms_stop",
+                        at=input.now,
+                        source="provider",
+                    )
+            return message is not None
+
+
+def _leased(session: Session, input: SendMessageInput, lease: Lease, what: str) -> Message | None:
+    """The row, locked, while `lease` still holds it; None (logged) when it no longer does.
+
+    An attempt records what its provider call came to after the call. Its lease may have ended
+    by then (a slow database, a paused process): a later attempt then found the row in_flight
+    without a lease and marked its outcome unknown, or has claimed and leased it itself (one
+    more attempt on the row), or has settled it. That attempt's state stands: this write would
+    set the row back (a resend without reconciliation, a sent message marked failed). The row
+    lock (FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE transaction) makes the check and the
+    write one step.
+    """
+    message = _one(session, input.message_key, lock=True)
+    if message.state == "in_flight" and message.attempts == lease.attempt:
+        return message
+    log.warning(
+        "attempt %d's lease ended before its answer was recorded (%s): the row is now %s after "
+        "%d attempts and is left so; the next attempt reads it",
+        lease.attempt,
+        what,
+        message.state,
+        message.attempts,
+    )
+    return None
 
 
 def result(message: Message, *, until: datetime | None = None) -> SendMessageResult:
@@ -386,9 +438,9 @@ def _row(session: Session, message_key: str, *, lock: bool = False) -> Message |
     return session.exec(query.with_for_update() if lock else query).first()
 
 
-def _one(session: Session, message_key: str) -> Message:
+def _one(session: Session, message_key: str, *, lock: bool = False) -> Message:
     """A row this attempt claimed: it is there."""
-    message = _row(session, message_key)
+    message = _row(session, message_key, lock=lock)
     if message is None:
         raise LookupError(f"no ledger row for {message_key!r}")
     return message

@@ -630,3 +630,30 @@ async def test_attempt_after_a_dead_one_waits_out_its_lease_then_reconciles(
     assert result.outcome == "sent" and row.state == "sent"
     assert len(sendgrid.activity) == 1
     assert row.status_history[-1]["status"] == "reconciled"
+
+
+async def test_an_answer_heard_after_the_lease_does_not_set_the_row_back(
+    services: Services, sendgrid: FakeSendGrid, engine: Engine
+) -> None:
+    input = request()
+    # SendGrid holds the request, then refuses it (503): the provider surely did not take it.
+    sendgrid.script(ScriptedResponse(status=503, body={"errors": []}, hang_seconds=1.5))
+    first = asyncio.create_task(send(services, input))
+    for _ in range(100):
+        if sendgrid.requests:
+            break
+        await asyncio.sleep(0.05)
+    # Meanwhile its lease runs out and the next attempt finds the outcome unknown: it asks
+    # SendGrid, which lists nothing yet (settle time not over), and waits.
+    expire_lease(engine, input.message_key)
+    with pytest.raises(ApplicationError) as waiting:
+        await send(services, input, attempt=2)
+    assert waiting.value.type == "OutcomeUnknownError"
+    assert ledger(engine, input.message_key).state == "reconciling"
+    # The first attempt hears its 503 now: its release would let a retry resend without
+    # asking; it is refused, and the attempt hands over to the ledger.
+    with pytest.raises(ApplicationError) as late:
+        await first
+    assert late.value.type == "SendLeaseLostError" and not late.value.non_retryable
+    assert ledger(engine, input.message_key).state == "reconciling"
+    assert len(sendgrid.mails) == 1

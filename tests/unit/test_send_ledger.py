@@ -15,7 +15,7 @@ from trouw.db.engine import make_engine, migrate, session_scope
 from trouw.db.models import Customer, JourneyControl, Message
 from trouw.policy import Decision
 from trouw.providers.base import LookupAnswer, PermanentDeliveryError
-from trouw.send_ledger import InProgress, Reconcile, Resend, SendLedger, Wait
+from trouw.send_ledger import InProgress, Lease, Reconcile, Resend, SendLedger, Wait
 from trouw.settings import Settings
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -64,11 +64,11 @@ def row(db: Engine) -> Message:
         return message
 
 
-def claim_and_lease(book: SendLedger, db: Engine, *, length: timedelta) -> None:
+def claim_and_lease(book: SendLedger, db: Engine, *, length: timedelta) -> Lease:
     with session_scope(db) as session:
         message = book.claim(session, send_input())
         assert book.earlier_attempt(session, message, send_input()) is None
-        book.lease(message, send_input(), length=length)
+        return book.lease(message, send_input(), length=length)
 
 
 def test_a_claim_makes_one_row_and_a_second_claim_finds_it(db: Engine) -> None:
@@ -117,8 +117,8 @@ def test_the_providers_answer_settles_an_unknown_outcome(
     db: Engine, answer: LookupAnswer, state: str, settled_as: type
 ) -> None:
     book = ledger(db, answer_within=600)
-    claim_and_lease(book, db, length=timedelta(seconds=30))
-    book.unknown(send_input(), "connection reset after the request")
+    lease = claim_and_lease(book, db, length=timedelta(seconds=30))
+    book.unknown(send_input(), lease, "connection reset after the request")
     settled = book.settle(send_input(), answer, None)
     assert isinstance(settled, settled_as)
     assert row(db).state == state
@@ -129,8 +129,8 @@ def test_the_providers_answer_settles_an_unknown_outcome(
 
 def test_without_an_answer_by_the_deadline_the_category_rule_decides(db: Engine) -> None:
     book = ledger(db, answer_within=0, resend_unknown_service=False)
-    claim_and_lease(book, db, length=timedelta(seconds=30))
-    book.unknown(send_input(), "timed out")
+    lease = claim_and_lease(book, db, length=timedelta(seconds=30))
+    book.unknown(send_input(), lease, "timed out")
     settled = book.settle(send_input(), None, "lookup unavailable")
     assert isinstance(settled, SendMessageResult)
     # An unknown outcome not resent ends the message: the workflow sees no send.
@@ -143,8 +143,8 @@ def test_without_an_answer_by_the_deadline_the_category_rule_decides(db: Engine)
 
 def test_sent_release_and_fail_record_what_the_call_came_to(db: Engine) -> None:
     book = ledger(db)
-    claim_and_lease(book, db, length=timedelta(seconds=30))
-    book.release(send_input(), "429 from the provider")
+    lease = claim_and_lease(book, db, length=timedelta(seconds=30))
+    assert book.release(send_input(), lease, "429 from the provider")
     assert (row(db).state, row(db).error) == ("claimed", "429 from the provider")
     claim_and_lease(book, db, length=timedelta(seconds=30))
     result = book.sent(send_input(), "sendgrid", "sg-1")
@@ -155,9 +155,10 @@ def test_sent_release_and_fail_record_what_the_call_came_to(db: Engine) -> None:
 
 def test_a_permanent_refusal_fails_the_message_and_marks_the_address(db: Engine) -> None:
     book = ledger(db)
-    claim_and_lease(book, db, length=timedelta(seconds=30))
+    lease = claim_and_lease(book, db, length=timedelta(seconds=30))
     book.fail(
         send_input(),
+        lease,
         PermanentDeliveryError("no such mailbox", provider="sendgrid", invalid_recipient=True),
     )
     assert row(db).state == "failed"
