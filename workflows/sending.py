@@ -20,6 +20,10 @@ with workflow.unsafe.imports_passed_through():
 # that asked for it) instead of an activity task (3 history events, a billed action and a
 # second workflow task). Runs that sent before this change keep sending as activities.
 LOCAL_FIRST_SEND = "local-first-send"
+# Patch id: after a local attempt whose error says when to try again (a provider's Retry-After,
+# another attempt's lease still running), the regular activity starts after that delay (one
+# timer), not at once. Runs that handed over at once before this change replay so.
+WAIT_ANNOUNCED_DELAY = "send-waits-announced-delay"
 
 
 async def send_message(
@@ -38,6 +42,8 @@ async def send_message(
     the Temporal UI as before. A worker lost mid-attempt loses the workflow task: the next
     worker replays it and makes the local attempt again, which the ledger turns into a wait for
     the lease and a reconciliation, as it does for an activity retried after a lost worker.
+    When the failure announces a retry delay, the regular activity waits for it, as Temporal's
+    retry of an activity does (`next_retry_delay`), and is judged at its own time (`now`).
     Errors that no retry can mend are raised at once, as the activity raised them.
     """
     options = retries if retries is not None else SEND_OPTIONS
@@ -65,11 +71,19 @@ async def send_message(
                     activity_id="",
                     retry_state=RetryState.NON_RETRYABLE_FAILURE,
                 ) from cause
+            delay = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
             workflow.logger.info(
-                "send %s: local attempt failed (%s); retrying as an activity",
+                "send %s: local attempt failed (%s); retrying as an activity in %s",
                 request.message_key,
                 cause,
+                delay or "no time",
             )
+            if delay and workflow.patched(WAIT_ANNOUNCED_DELAY):
+                asked = workflow.now()
+                await workflow.sleep(delay)
+                # Quiet hours, caps and the sent time see the attempt's own time (the
+                # activity's `at_this_attempt` only counts its own retries).
+                request = request.model_copy(update={"now": request.now + (workflow.now() - asked)})
     retried: SendMessageResult = await workflow.execute_activity(
         SEND_MESSAGE, request, result_type=SendMessageResult, **options
     )

@@ -1,0 +1,81 @@
+"""workflows/sending.py on the time-skipping server: the local first attempt and what follows it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+from temporalio.exceptions import ApplicationError
+
+from tests.workflows.test_journey_control_flow import Fakes, sent, start_run, worker
+from tests.workflows.test_journey_control_flow import client as client  # noqa: F401 (a fixture)
+from trouw.contracts import SEND_MESSAGE, JourneyResult, SendMessageInput, SendMessageResult
+
+# What a provider's 429 with Retry-After comes to: activities/messaging.py raises this.
+ANNOUNCED = timedelta(minutes=7)
+
+TWO_SENDS = {
+    "journey": "receipt_and_tips",
+    "trigger": {"event": "purchase"},
+    "steps": [
+        {"id": "confirm", "send": "email", "template": "order_confirmation"},
+        {"id": "tips", "send": "email", "template": "care_tips"},
+    ],
+}
+
+
+def rate_limited(input: SendMessageInput) -> SendMessageResult:
+    raise ApplicationError(
+        "429 too many requests (retry in 420 s)",
+        type="RateLimitedError",
+        next_retry_delay=ANNOUNCED,
+    )
+
+
+async def run_to_history(
+    client: Client, fakes: Fakes, definition: dict[str, Any]
+) -> tuple[JourneyResult, WorkflowHistory]:
+    """One run to its end on a worker of its own, and its history."""
+    queue = str(uuid.uuid4())
+    async with worker(client, fakes, queue):
+        handle = await start_run(client, definition, queue)
+        result = await handle.result()
+        history = await handle.fetch_history()
+    return result, history
+
+
+def send_times(history: WorkflowHistory) -> list[tuple[str, datetime]]:
+    """Each send attempt the workflow asked for, "local" or "activity", at its server time.
+
+    A local attempt's time is that of its marker: the workflow task in which it ended.
+    """
+    asked = []
+    for event in history.events:
+        at = event.event_time.ToDatetime()
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == SEND_MESSAGE:
+                asked.append(("activity", at))
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if b'"send_message"' in b"".join(p.data for p in details["data"].payloads):
+                asked.append(("local", at))
+    return asked
+
+
+async def test_the_regular_attempt_waits_the_delay_the_local_attempt_announced(
+    client: Client,
+) -> None:
+    fakes = Fakes([rate_limited, sent, sent])
+    result, history = await run_to_history(client, fakes, TWO_SENDS)
+    assert result == JourneyResult(outcome="completed", sent=2)
+    (first, failed_at), (second, retried_at), (third, _) = send_times(history)
+    assert (first, second, third) == ("local", "activity", "local")
+    # The provider said when it would take the message again: not a moment before.
+    assert retried_at - failed_at >= ANNOUNCED
+    confirm_local, confirm_retry, tips = fakes.sends
+    assert confirm_local.message_key == confirm_retry.message_key != tips.message_key
+    # The activity judges quiet hours and caps at its own time, not the local attempt's.
+    assert confirm_retry.now - confirm_local.now >= ANNOUNCED
