@@ -109,30 +109,33 @@ def journeys_check(state: CatalogState, source: str) -> Check:
     return Check("journeys", not refused, summary, details)
 
 
-def content_check(settings: Settings, engine: Engine) -> Check:
-    """Which journeys and templates the workers run: the newest published bundle or folders."""
+def _content(settings: Settings, engine: Engine) -> tuple[Check, str | None]:
+    """Which journeys and templates the workers run (the newest published bundle or folders),
+    and the digest every worker should run: one look at the content for both (a folders'
+    digest reads every file)."""
     from trouw.content import content_digest
     from trouw.publish import newest_bundle
 
     if settings.content_source == "folder":
         digest = content_digest(settings.journeys_dir, settings.templates_dir)
         where = f"{settings.journeys_dir} and {settings.templates_dir}"
-        return Check("content", True, f"folders {where} ({digest})")
+        return Check("content", True, f"folders {where} ({digest})"), digest
     bundle = newest_bundle(engine)
     if bundle is None:
-        return Check("content", False, "database: nothing published yet (run `trouw publish`)")
+        nothing = "database: nothing published yet (run `trouw publish`)"
+        return Check("content", False, nothing), None
     when = bundle.published_at.isoformat(timespec="seconds")
-    return Check("content", True, f"published {bundle.digest} at {when} by {bundle.published_by}")
+    published = f"published {bundle.digest} at {when} by {bundle.published_by}"
+    return Check("content", True, published), bundle.digest
 
 
-def expected_digest(settings: Settings, engine: Engine) -> str | None:
-    """The digest every worker should run: the newest published one, or these folders'."""
-    from trouw.content import content_digest
-    from trouw.publish import newest_digest
+def content_checks(settings: Settings, engine: Engine, now: datetime) -> list[Check]:
+    """The content check, then every worker's reported digest and heartbeat against the digest
+    it should run."""
+    from trouw.presence import workers_seen
 
-    if settings.content_source == "folder":
-        return content_digest(settings.journeys_dir, settings.templates_dir)
-    return newest_digest(engine)
+    check, expected = _content(settings, engine)
+    return [check, presence_check(workers_seen(engine), expected=expected, now=now)]
 
 
 def presence_check(rows: list[WorkerPresence], *, expected: str | None, now: datetime) -> Check:
@@ -352,13 +355,6 @@ async def temporal_checks(
     return checks
 
 
-def worker_versions_check(settings: Settings, engine: Engine, now: datetime) -> Check:
-    """Every worker's reported digest and heartbeat against the digest it should run."""
-    from trouw.presence import workers_seen
-
-    return presence_check(workers_seen(engine), expected=expected_digest(settings, engine), now=now)
-
-
 def _system_info_request() -> Any:
     from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
@@ -377,8 +373,7 @@ async def gather(
     moment = now or datetime.now(UTC)
     alert = timedelta(seconds=settings.relay_backlog_alert_seconds)
     checks = [journeys_check(*catalog)]
-    checks.append(await asyncio.to_thread(content_check, settings, engine))
-    checks.append(await asyncio.to_thread(worker_versions_check, settings, engine, moment))
+    checks += await asyncio.to_thread(content_checks, settings, engine, moment)
     checks += await temporal_checks(settings, client, now=moment)
     checks += await asyncio.to_thread(relay_checks, engine, now=moment, alert_after=alert)
     checks.append(await asyncio.to_thread(failed_runs_check, engine, now=moment))

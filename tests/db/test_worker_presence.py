@@ -9,13 +9,15 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import Engine
 
-from trouw.content import set_digest
+from trouw.content import files_digest, set_digest
 from trouw.db.engine import make_engine, session_scope
 from trouw.db.models import ContentBundle, WorkerPresence, utcnow
-from trouw.health import worker_versions_check
+from trouw.health import Check, catalog_state, content_checks, gather
 from trouw.presence import FORGOTTEN_AFTER, beat, forget_old, report_presence, workers_seen
+from trouw.publish import pack
 from trouw.settings import Settings
 
 
@@ -56,21 +58,26 @@ async def test_a_worker_records_its_digest_follows_a_reload_and_removes_itself(
     assert await asyncio.to_thread(workers_seen, engine) == []
 
 
+def versions(settings: Settings, engine: Engine) -> Check:
+    return content_checks(settings, engine, utcnow())[1]
+
+
 def test_status_flags_a_worker_behind_the_published_digest(
     engine: Engine, settings: Settings
 ) -> None:
     settings.content_source = "database"
+    new = files_digest({})
     with session_scope(engine) as session:
-        session.add(ContentBundle(digest="new000000000", published_by="t", files=0, payload=b""))
-    beat(engine, row("1@a", "new000000000"))
-    assert worker_versions_check(settings, engine, utcnow()).ok
+        session.add(ContentBundle(digest=new, published_by="t", files=0, payload=pack({})))
+    beat(engine, row("1@a", new))
+    assert versions(settings, engine).ok
     beat(engine, row("2@b", "old000000000"))
-    check = worker_versions_check(settings, engine, utcnow())
+    check = versions(settings, engine)
     assert not check.ok
-    assert [item["digest"] for item in check.items] == ["new000000000", "old000000000"]
-    assert "NOT the expected new000000000" in check.details[1]
-    beat(engine, row("2@b", "new000000000"))  # the same worker again: one row, updated
-    assert worker_versions_check(settings, engine, utcnow()).ok
+    assert [item["digest"] for item in check.items] == [new, "old000000000"]
+    assert f"NOT the expected {new}" in check.details[1]
+    beat(engine, row("2@b", new))  # the same worker again: one row, updated
+    assert versions(settings, engine).ok
     assert len(workers_seen(engine)) == 2
 
 
@@ -93,3 +100,36 @@ async def test_an_unreachable_database_at_start_does_not_stop_the_worker(tmp_pat
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         unreachable.dispose()
+
+
+class _TemporalDown:
+    """A client whose server does not answer: `trouw status` goes on with the other checks."""
+
+    class workflow_service:  # noqa: N801 - the attribute name of temporalio's Client
+        @staticmethod
+        async def get_system_info(request: object) -> None:
+            raise RuntimeError("down")
+
+
+def test_status_reads_the_folders_digest_once(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The content check and the workers' check compare against one digest, computed once
+    (a folders' digest reads every journey and template file)."""
+    import trouw.content
+
+    real = trouw.content.content_digest
+    calls: list[tuple[Path, ...]] = []
+
+    def counted(*folders: Path) -> str:
+        calls.append(folders)
+        return real(*folders)
+
+    monkeypatch.setattr(trouw.content, "content_digest", counted)
+    beat(engine, row("1@a", real(settings.journeys_dir, settings.templates_dir)))
+    health = asyncio.run(
+        gather(settings, engine, catalog=catalog_state(settings), client=_TemporalDown())  # type: ignore[arg-type]
+    )
+    checks = {check.name: check for check in health.checks}
+    assert checks["content"].ok and checks["worker versions"].ok
+    assert len(calls) == 1
