@@ -1,16 +1,18 @@
-"""read_scope: a read-only session takes no write lock on SQLite and commits nothing."""
+"""read_scope: a read-only session takes no write lock on SQLite, and a write in it fails
+loudly instead of vanishing at the scope's rollback."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from trouw.api.auth import create_api_key
-from trouw.db.engine import read_scope, session_scope
+from trouw.db.engine import ReadOnlyWriteError, read_scope, session_scope
 from trouw.db.models import ApiKey
 
 
@@ -32,7 +34,6 @@ def test_a_read_does_not_wait_for_a_writer_and_commits_nothing(engine: Engine) -
     try:
         with read_scope(engine) as session:
             names = session.exec(select(ApiKey.name)).all()
-            session.add(ApiKey(name="never", key_hash="x" * 64, scopes=[]))
     finally:
         waited = time.monotonic() - began
         done.set()
@@ -41,3 +42,42 @@ def test_a_read_does_not_wait_for_a_writer_and_commits_nothing(engine: Engine) -
     assert names == ["till"] and waited < 5
     with read_scope(engine) as session:
         assert session.exec(select(ApiKey.name)).all() == ["renamed"]
+
+
+def names(engine: Engine) -> list[str]:
+    with read_scope(engine) as session:
+        return list(session.exec(select(ApiKey.name).order_by(ApiKey.name)).all())
+
+
+def test_an_object_added_in_a_read_scope_is_refused_not_dropped(engine: Engine) -> None:
+    with pytest.raises(ReadOnlyWriteError, match="read_scope"):
+        with read_scope(engine) as session:
+            session.add(ApiKey(name="never", key_hash="x" * 64, scopes=[]))
+    assert names(engine) == []
+
+
+def test_a_change_flushed_by_a_query_in_a_read_scope_is_refused(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        create_api_key(session, name="till", scopes=["read"])
+    with pytest.raises(ReadOnlyWriteError):
+        with read_scope(engine) as session:
+            key = session.exec(select(ApiKey)).one()
+            key.name = "renamed"
+            session.exec(select(ApiKey.id)).all()  # autoflush: the change would be written here
+    assert names(engine) == ["till"]
+
+
+def test_a_write_statement_in_a_read_scope_is_refused(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        create_api_key(session, name="till", scopes=["read"])
+    with pytest.raises(ReadOnlyWriteError):
+        with read_scope(engine) as session:
+            session.execute(sa.update(ApiKey).values(name="renamed"))
+    assert names(engine) == ["till"]
+
+
+def test_an_error_inside_a_read_scope_is_not_masked(engine: Engine) -> None:
+    with pytest.raises(KeyError):
+        with read_scope(engine) as session:
+            session.add(ApiKey(name="never", key_hash="x" * 64, scopes=[]))
+            raise KeyError("the caller's own error")

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -20,6 +21,10 @@ _LOCK = 0x7472_6F75_7700  # "trouw" in hex: the advisory lock migrations take on
 
 class DatabaseError(Exception):
     """The database cannot be reached or migrated; the message says what to do."""
+
+
+class ReadOnlyWriteError(RuntimeError):
+    """A write in a read_scope: its rollback would drop it without a word, so it is refused."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -99,13 +104,42 @@ def migrate(engine: Engine) -> None:
         ) from None
 
 
+class _ReadSession(Session):
+    """The session of read_scope: a flush or an ORM write statement raises ReadOnlyWriteError."""
+
+
+_REFUSED = "a write inside read_scope would be dropped at its rollback: use session_scope"
+
+
+@sa.event.listens_for(_ReadSession, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    raise ReadOnlyWriteError(f"{_REFUSED} (pending: {_pending(session)})")
+
+
+@sa.event.listens_for(_ReadSession, "do_orm_execute")
+def _refuse_write_statement(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlyWriteError(f"{_REFUSED} ({type(state.statement).__name__.lower()})")
+
+
+def _pending(session: Session) -> str:
+    counts = {"new": session.new, "changed": session.dirty, "deleted": session.deleted}
+    return ", ".join(f"{len(objects)} {what}" for what, objects in counts.items() if objects)
+
+
 @contextmanager
 def read_scope(engine: Engine) -> Iterator[Session]:
-    """A session that only reads (nothing it adds is committed): on SQLite it takes no write
-    lock, so it never queues behind writers in other processes nor holds them up."""
-    with Session(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False) as session:
+    """A session that only reads: on SQLite it takes no write lock, so it never queues behind
+    writers in other processes nor holds them up. A write in it raises ReadOnlyWriteError (at
+    the flush, the statement, or the end of the scope) instead of vanishing at the rollback.
+    Plain SQL text and statements on session.connection() are not inspected."""
+    bound = engine.execution_options(**{READ_ONLY: True})
+    with _ReadSession(bound, expire_on_commit=False) as session:
         try:
             yield session
+            pending = _pending(session)
+            if pending:
+                raise ReadOnlyWriteError(f"{_REFUSED} (pending: {pending})")
         finally:
             session.rollback()
 
