@@ -21,7 +21,7 @@ from trouw.attributes import (
     context_attributes,
     declared_attributes,
 )
-from trouw.context import build_context, for_history
+from trouw.context import HISTORY_REWRITES, build_context, for_history
 from trouw.contracts import (
     EVALUATE_CONDITION,
     LOAD_CONTEXT,
@@ -69,9 +69,6 @@ class SharedContext:
     for_each item, its product): those are all that is converted per run. Equal to
     jsonable(for_history(run_context)) and its hydrate, key by key."""
 
-    # for_history rewrites these: a run that sets one of them is converted whole.
-    REDACTED = frozenset({"customer", "loyalty"})
-
     def __init__(self, context: dict[str, Any], declared: Declared | None) -> None:
         self.context = context
         self.declared = declared
@@ -85,7 +82,7 @@ class SharedContext:
             for key, value in run_context.items()
             if key not in self.context or self.context[key] is not value
         }
-        if own.keys() & self.REDACTED:
+        if own.keys() & HISTORY_REWRITES.keys():  # for_history rewrites it: convert whole
             plain = jsonable(for_history(run_context, self.declared))
             return plain, hydrate(plain)
         plain_own = jsonable(own)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -272,16 +272,8 @@ _HISTORY_SAFE_CUSTOMER = (
 )
 
 
-def for_history(context: dict[str, Any], attributes: Declared | None = None) -> dict[str, Any]:
-    """The context as it may travel through Temporal: no names, addresses, personal attributes.
-
-    Conditions still work: `customer.email` and `customer.phone` are true or false; declared
-    attributes that are not personal keep their value, personal ones are left out (a condition
-    on one is evaluated in an activity), and without declarations there are none. Templates
-    never see this copy; the send activity rebuilds the full context from the database.
-    """
-    safe = dict(context)
-    customer = dict(context.get("customer") or {})
+def _customer_for_history(value: Any, attributes: Declared | None) -> dict[str, Any]:
+    customer = dict(value or {})
     redacted = {key: customer.get(key) for key in _HISTORY_SAFE_CUSTOMER}
     redacted["email"] = bool(customer.get("email"))
     redacted["phone"] = bool(customer.get("phone"))
@@ -291,8 +283,36 @@ def for_history(context: dict[str, Any], attributes: Declared | None = None) -> 
     redacted["attributes"] = (
         {} if attributes is None else context_attributes(stored, attributes, personal=False)
     )
-    safe["customer"] = redacted
-    if isinstance(context.get("loyalty"), dict):
-        # A referral code is a personal link: it stays out of the history like an address.
-        safe["loyalty"] = {**context["loyalty"], "referral_code": None, "referral_link": None}
+    return redacted
+
+
+def _loyalty_for_history(value: Any, _attributes: Declared | None) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    # A referral code is a personal link: it stays out of the history like an address.
+    return {**value, "referral_code": None, "referral_link": None}
+
+
+# The one home of the context keys for_history rewrites (any other key travels as it is), each
+# with its rewrite (None: leave the key as it is). The per-event conversion of
+# activities.journeys.SharedContext converts a run that sets one of these keys whole.
+HISTORY_REWRITES: dict[str, Callable[[Any, Declared | None], dict[str, Any] | None]] = {
+    "customer": _customer_for_history,
+    "loyalty": _loyalty_for_history,
+}
+
+
+def for_history(context: dict[str, Any], attributes: Declared | None = None) -> dict[str, Any]:
+    """The context as it may travel through Temporal: no names, addresses, personal attributes.
+
+    Conditions still work: `customer.email` and `customer.phone` are true or false; declared
+    attributes that are not personal keep their value, personal ones are left out (a condition
+    on one is evaluated in an activity), and without declarations there are none. Templates
+    never see this copy; the send activity rebuilds the full context from the database.
+    """
+    safe = dict(context)
+    for key, rewrite in HISTORY_REWRITES.items():
+        rewritten = rewrite(context.get(key), attributes)
+        if rewritten is not None:
+            safe[key] = rewritten
     return safe

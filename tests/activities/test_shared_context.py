@@ -6,7 +6,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
+import trouw.context
 from activities.journeys import SharedContext
+from trouw.attributes import Declared
 from trouw.context import for_history
 from trouw.journey.plain import hydrate, jsonable
 
@@ -60,3 +64,19 @@ def test_runs_of_one_event_do_not_share_their_own_keys() -> None:
     assert "line" in shared.for_run(first)[0]
     assert "line" not in shared.for_run(second)[0]
     assert shared.for_run(second) == whole(second)
+
+
+def test_a_key_for_history_rewrites_is_converted_whole_without_being_listed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One home for the rewritten keys: a rewrite added to for_history's table is honoured by
+    the per-event conversion too (a run's own value of that key never travels unrewritten)."""
+
+    def order_id_only(value: Any, _declared: Declared | None) -> dict[str, Any] | None:
+        return None if value is None else {"id": value["id"]}
+
+    monkeypatch.setitem(trouw.context.HISTORY_REWRITES, "order", order_id_only)
+    shared = SharedContext(CONTEXT, None)
+    run = {**CONTEXT, "order": {"id": "o-2", "total": Decimal("1.00"), "lines": []}}
+    assert shared.for_run(run) == whole(run)
+    assert shared.for_run(run)[0]["order"] == {"id": "o-2"}
