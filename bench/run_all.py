@@ -19,6 +19,7 @@ SCRIPTS = [
     ("measurement: journey report over 1M messages, click redirect", ["report_bench.py"]),
     ("loyalty: voucher lookup/redeem latency, balances", ["loyalty_bench.py"]),
     ("insight: models on CDNOW, small shops, scoring and rule speed", ["insight_bench.py"]),
+    ("insight: the model chosen inside CDNOW's calibration period", ["insight_validation.py"]),
     ("workers: throughput with one and two worker processes", ["workers_bench.py"]),
 ]
 NODE_SCRIPTS = [
