@@ -55,53 +55,12 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-PRODUCTS: list[dict[str, Any]] = [
-    {
-        "sku": "LAWN-10",
-        "name": "Gazonmest 10 kg",
-        "category": "garden",
-        "price": "24.95",
-        "consumption_days": 60,
-        "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]},
-    },
-    {
-        "sku": "SOIL-40",
-        "name": "Potgrond 40 l",
-        "category": "garden",
-        "price": "7.99",
-        "consumption_days": 90,
-    },
-    {
-        "sku": "ROSE-01",
-        "name": "Klimroos 'New Dawn'",
-        "category": "plants",
-        "price": "14.50",
-        "care": {"summary": "Plant in de volle zon.", "tips": ["Geef veel water."]},
-    },
-    {"sku": "POT-40", "name": "Terracotta pot 40 cm", "category": "garden", "price": "29.00"},
-    {
-        "sku": "SHEARS-1",
-        "name": "Snoeischaar Felco 2",
-        "category": "tools",
-        "price": "54.95",
-        "warranty_months": 24,
-    },
-    {
-        "sku": "CAT-2",
-        "name": "Kattenvoer 2 kg",
-        "category": "pets",
-        "price": "12.99",
-        "consumption_days": 30,
-    },
-    {
-        "sku": "BIRD-5",
-        "name": "Strooivoer wilde vogels 5 kg",
-        "category": "pets",
-        "price": "11.95",
-        "consumption_days": 40,
-    },
-]
-LOCALES = ["nl-BE", "nl-NL", "fr-BE", "en"]
+from trouw.sample_shop import PRODUCTS as CATALOGUE  # noqa: E402
+from trouw.sample_shop import numbered_customer  # noqa: E402
+
+# The products a purchase picks from (the sample shop's; the same seven as the earlier figures).
+BENCH_SKUS = ("LAWN-10", "SOIL-40", "ROSE-01", "POT-40", "SHEARS-1", "CAT-2", "BIRD-5")
+PRODUCTS = [p for p in CATALOGUE if p["sku"] in BENCH_SKUS]
 MAX_REQUESTS = 200_000  # hard bound on one load run, whatever the duration
 
 
@@ -117,12 +76,7 @@ def purchase(prefix: str, n: int) -> dict[str, Any]:
         "order": f"{prefix}-o{n}",
         "channel": "web" if n % 3 else "pos",
         "lines": [{"sku": sku, "qty": 1 + rng.randrange(3)} for sku in skus],
-        "profile": {
-            "id": cid,
-            "first_name": f"Klant{n}",
-            "email": f"{cid}@example.com",
-            "locale": LOCALES[n % 4],
-        },
+        "profile": numbered_customer(cid, n),
     }
 
 

@@ -21,46 +21,21 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from trouw.sample_shop import PRODUCTS as CATALOGUE  # noqa: E402
+from trouw.sample_shop import numbered_customer  # noqa: E402
 from trouw.simulate import load_scenario, simulate, simulate_parallel  # noqa: E402
 from trouw.temporal import quiet_runtime  # noqa: E402
 
-PRODUCTS = [
-    {
-        "sku": "LAWN-10",
-        "name": "Gazonmest 10 kg",
-        "category": "garden",
-        "price": 24.95,
-        "consumption_days": 60,
-        "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]},
-    },
-    {
-        "sku": "ROSE-01",
-        "name": "Klimroos",
-        "category": "plants",
-        "price": 14.50,
-        "care": {"summary": "Plant in de volle zon.", "tips": ["Geef veel water."]},
-    },
-    {"sku": "POT-40", "name": "Terracotta pot", "category": "garden", "price": 29.00},
-    {
-        "sku": "CAT-2",
-        "name": "Kattenvoer 2 kg",
-        "category": "pets",
-        "price": 12.99,
-        "consumption_days": 30,
-    },
-]
-LOCALES = ["nl-BE", "nl-NL", "fr-BE", "en"]
+# The products the stories buy, from the sample shop (fewer products: a smaller scenario file).
+PRODUCTS = [p for p in CATALOGUE if p["sku"] in ("LAWN-10", "ROSE-01", "POT-40", "CAT-2")]
 
 
 def customer_story(n: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One customer who touches every shipped journey over 400 days."""
     cid = f"c{n:03d}"
     customer = {
-        "id": cid,
-        "first_name": f"Klant{n}",
-        "email": f"{cid}@example.com",
+        **numbered_customer(cid, n),
         "phone": f"+3247{n:07d}",
-        "locale": LOCALES[n % 4],
         "birthday": f"1980-{(n % 12) + 1:02d}-{(n % 27) + 1:02d}" if n % 5 else None,
         "opt_in": {"email": n % 2 == 0, "sms": False},
     }

@@ -7,35 +7,10 @@ from typing import Any
 
 import yaml
 
+from trouw.sample_shop import PRODUCTS
 from trouw.simulate import Scenario, SimulationResult, TimelineEntry, load_scenario, simulate
 
 START = "2026-03-02T09:00:00+01:00"
-
-PRODUCTS: list[dict[str, Any]] = [
-    {
-        "sku": "LAWN-10",
-        "name": "Gazonmest 10 kg",
-        "category": "garden",
-        "price": 24.95,
-        "consumption_days": 60,
-        "care": {"summary": "Strooi op een droog gazon.", "tips": ["Water na het strooien."]},
-    },
-    {
-        "sku": "ROSE-01",
-        "name": "Klimroos",
-        "category": "plants",
-        "price": 14.50,
-        "care": {"summary": "Plant in de volle zon.", "tips": ["Geef veel water."]},
-    },
-    {"sku": "POT-40", "name": "Terracotta pot", "category": "garden", "price": 29.00},
-    {
-        "sku": "SALT-25",
-        "name": "Zout voor waterontharder 25 kg",
-        "category": "home",
-        "price": 9.95,
-        "consumption_days": 400,
-    },
-]
 
 
 def write_scenario(
