@@ -373,17 +373,14 @@ class LineIn(Strict):
     name: Name | None = None
 
 
-class EventIn(Strict):
-    """One event from any source, flat; `id` is the source's own id and makes re-sending harmless.
+class EventFacts(Strict):
+    """What an event says about a customer, whoever reports it and whenever it happened.
 
-    Trouw's own sources (webshops, callbacks, pages, imports) build this directly; the API
-    takes the typed events below (`WireEvent`), which say per type what is required.
+    The fields `EventIn` and a simulation scenario's events (`trouw.simulate.ScenarioEvent`)
+    share, declared once; each adds its own id, type and time.
     """
 
-    id: EventId
-    type: EventType
     customer: CustomerId
-    at: EventTime | None = None
     order: OrderId | None = None
     # What the customer calls the order ("#1001"); without it, customers see `order`.
     order_name: OrderName | None = None
@@ -393,13 +390,9 @@ class EventIn(Strict):
     store: StoreName | None = None
     lines: list[LineIn] = Field(default_factory=list)
     total: Total | None = None
-    profile: CustomerIn | None = None
     code: Code | None = None
     name: Label | None = None  # custom event name
     rating: Rating | None = None
-    source: Label = "api"
-    wording_version: Label | None = None
-    wording_text: WordingText | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     # Voucher codes redeemed on this purchase (each is marked redeemed on the order).
     vouchers: list[Code] = Field(default_factory=list, max_length=50)
@@ -407,6 +400,22 @@ class EventIn(Strict):
     referral: Code | None = None
     # The tracked click the order's webshop session came from (purchase): an exact link.
     session_id: ClickSession | None = None
+
+
+class EventIn(EventFacts):
+    """One event from any source, flat; `id` is the source's own id and makes re-sending harmless.
+
+    Trouw's own sources (webshops, callbacks, pages, imports) build this directly; the API
+    takes the typed events below (`WireEvent`), which say per type what is required.
+    """
+
+    id: EventId
+    type: EventType
+    at: EventTime | None = None
+    profile: CustomerIn | None = None
+    source: Label = "api"
+    wording_version: Label | None = None
+    wording_text: WordingText | None = None
 
 
 # --- the API's typed events: one model per type, so the schema says what each type needs ------

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,9 +32,11 @@ from trouw.db.engine import make_engine, migrate, session_scope
 from trouw.db.models import InboundEvent, JourneyRun, JourneyRunEvent, Message
 from trouw.ingest import (
     CustomerIn,
+    EventFacts,
+    EventId,
     EventIn,
-    LineIn,
     ProductIn,
+    TimeZone,
     ingest_event,
     upsert_customer,
     upsert_product,
@@ -52,7 +53,6 @@ from trouw.locales import LocaleTag
 from trouw.loyalty.ledger import derived_from, take_derived
 from trouw.loyalty.sweep import next_due, sweep
 from trouw.measure.scripted import ALSO_ENGAGEMENT, ENGAGEMENT_ONLY, deliver_sent, record_scripted
-from trouw.phones import phone_of_customer
 from trouw.settings import Settings
 from trouw.vocabulary import Channel, send_outcome
 
@@ -61,48 +61,26 @@ class ScenarioModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ScenarioCustomer(ScenarioModel):
-    id: str = Field(min_length=1, max_length=64)
-    first_name: str | None = None
-    last_name: str | None = None
-    email: str | None = None
+class ScenarioCustomer(CustomerIn):
+    """A scenario's customer: the API's profile, with the defaults a simulation runs on."""
+
     locale: LocaleTag = "nl-BE"  # before phone: a national number is read in its region
-    phone: str | None = None
-    timezone: str = "Europe/Brussels"
-    birthday: date | None = None
+    timezone: TimeZone = "Europe/Brussels"
     opt_in: dict[Channel, bool] = Field(default_factory=dict)
-    attributes: dict[str, Any] | None = None
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # The same reading as the API's: a bad number is a scenario error with its line.
-        return phone_of_customer(value, info.data.get("locale"))
 
 
-class ScenarioEvent(ScenarioModel):
+class ScenarioEvent(EventFacts):
+    """A scenario's event: what the API's events say, at an offset from the start or a time."""
+
     at: str | datetime
+    # Ingest's event types, checked when the event is taken in (trouw.journey.scenario_check),
+    # and the engagement the simulation scripts itself (open, click, complaint).
     type: str
-    customer: str
-    id: str | None = None
-    order: str | None = None
-    channel: str | None = None
-    scope: str | None = None  # unsubscribe: promotional, service or all
-    store: str | None = None
-    lines: list[LineIn] = Field(default_factory=list)
-    total: Decimal | None = None
-    code: str | None = None
-    name: str | None = None
-    rating: int | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
-    vouchers: list[str] = Field(default_factory=list)  # codes a purchase redeems (WELKOM-C1-1)
-    referral: str | None = None  # the referral code a customer came with (REF-C1)
+    id: EventId | None = None
     # Engagement (open, click, complaint; bounce and unsubscribe too): the message it is about,
     # the customer's latest sent one narrowed by journey and step (trouw.measure.scripted).
     journey: str | None = None
     step: str | None = None
-    # A click's webshop session, and the purchase that carries it back (an exact link).
-    session_id: str | None = None
 
     @model_validator(mode="after")
     def _engagement_fields(self) -> ScenarioEvent:

@@ -1,7 +1,7 @@
 """Every problem of a scenario file in one pass, each at the file, line and column of its field.
 
-Fields are checked by the scenario's models and by the models the API uses (an email address, a
-phone number, a time zone); the events are then taken in order through the real ingest, on a
+Fields are checked by the scenario's models, which are the API's input models (an email address,
+a phone number, a time zone); the events are then taken in order through the real ingest, on a
 scratch database, so what ingest would refuse (an order line with an unknown product, a
 delivery of an order never bought) is reported here, at the field it is about.
 """
@@ -43,7 +43,7 @@ def _each(
 
 def scenario_problems(doc: Document) -> list[Problem]:
     from trouw.attributes import AttributeValueError, check_values, declared_attributes
-    from trouw.ingest import CustomerIn, ProductIn
+    from trouw.ingest import ProductIn
     from trouw.settings import Settings
     from trouw.simulate import Scenario, ScenarioCustomer, ScenarioEvent
 
@@ -70,13 +70,8 @@ def scenario_problems(doc: Document) -> list[Problem]:
     problems.extend(found)
     declared = declared_attributes(Settings())  # the simulation's own config
     for index, customer in list(customers.items()):
-        fields = customer.model_dump(exclude={"opt_in"}, exclude_none=True)
         try:
-            CustomerIn.model_validate(fields)
             check_values(customer.attributes or {}, declared)
-        except ValidationError as exc:
-            problems.extend(validation_problems(doc, exc, prefix=["customers", index]))
-            customers.pop(index)
         except AttributeValueError as exc:
             where = ["customers", index, "attributes", exc.name]
             problems.append(doc.problem(where, f"customers #{index + 1}: {exc}"))
