@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from trouw.providers.base import TransientDeliveryError
+from trouw.providers.base import AmbiguousDeliveryError, DeliveryError, TransientDeliveryError
 
 # Below this much time left, a call is not started: it could not finish before its deadline,
 # and starting it would only turn a clean "not sent" into an unknown outcome.
@@ -62,6 +62,17 @@ class HttpProgress:
     """How far one HTTP request got. Once any of it was written, the provider may act on it."""
 
     request_sent: bool = False
+
+    def failure(self, exc: BaseException, provider: str) -> DeliveryError:
+        """What a transport error means for the send: safe to retry, or perhaps sent."""
+        if not self.request_sent:
+            # Refused, DNS, TLS, connect timeout: nothing of the request left.
+            return TransientDeliveryError(
+                f"request not sent: {exc!r}", provider=provider, code="connection"
+            )
+        return AmbiguousDeliveryError(
+            f"no answer after the request was sent: {exc!r}", provider=provider, code="timeout"
+        )
 
 
 # The request in flight in this task: aiohttp's trace hooks run in the task that made the

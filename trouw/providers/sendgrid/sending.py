@@ -27,7 +27,6 @@ from sendgrid.helpers.mail import (
 
 from trouw.providers.base import (
     ONE_CLICK_POST,
-    AmbiguousDeliveryError,
     DeliveryError,
     LookupAnswer,
     LookupQuery,
@@ -236,14 +235,7 @@ class SendGridProvider:
                     text = await response.text()
                     return response.status, text, response.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if not progress.request_sent:
-                # Refused, DNS, TLS, connect timeout: nothing of the request left.
-                raise TransientDeliveryError(
-                    f"request not sent: {exc!r}", provider=self.name, code="connection"
-                ) from exc
-            raise AmbiguousDeliveryError(
-                f"no answer after the request was sent: {exc!r}", provider=self.name, code="timeout"
-            ) from exc
+            raise progress.failure(exc, self.name) from exc
 
     def classify_http_error(
         self, status: int, body: bytes | str | None, headers: Mapping[str, str] | None

@@ -19,7 +19,6 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from trouw.providers.base import (
-    AmbiguousDeliveryError,
     DeliveryError,
     LookupAnswer,
     LookupQuery,
@@ -251,14 +250,7 @@ class TwilioProvider:
         except (TwilioRestException, TwilioServiceException) as exc:
             raise classify_twilio_error(exc, retry_after=_retry_after.get()) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if not progress.request_sent:
-                # Refused, DNS, TLS, connect timeout: nothing reached Twilio.
-                raise TransientDeliveryError(
-                    f"request not sent: {exc!r}", provider=self.name, code="connection"
-                ) from exc
-            raise AmbiguousDeliveryError(
-                f"no answer after the request was sent: {exc!r}", provider=self.name, code="timeout"
-            ) from exc
+            raise progress.failure(exc, self.name) from exc
         return ProviderResult(
             provider=self.name, provider_id=message.sid, accepted_at=datetime.now(UTC)
         )
