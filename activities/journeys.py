@@ -57,7 +57,7 @@ from trouw.journey.triggers import (
 from trouw.journey.waits import first_wait_end
 from trouw.logs import log_context
 from trouw.measure.goals import record_goal
-from trouw.runs import operator_cancel_reason
+from trouw.runs import operator_cancel_reason, run_record
 
 log = logging.getLogger("trouw.journeys")
 
@@ -96,7 +96,7 @@ def _record_trigger_failure(
     journey = failure.journey
     workflow_id = run_workflow_id(input.customer_id, journey.name, f"failed:{input.event.id}")
     log.error("journey %s failed for event %s: %s", journey.name, input.event.id, failure.reason)
-    if session.exec(select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)).first():
+    if run_record(session, workflow_id) is not None:
         return
     run = _run_row(input, journey, f"failed:{input.event.id}")
     run.status, run.ended_at, run.end_reason = "failed", input.now, failure.reason[:2000]
@@ -328,9 +328,7 @@ class JourneyActivities:
     async def record_run(self, input: RecordRunInput) -> None:
         def record() -> None:
             with session_scope(self.services.engine) as session:
-                run = session.exec(
-                    select(JourneyRun).where(JourneyRun.workflow_id == input.workflow_id)
-                ).first()
+                run = run_record(session, input.workflow_id)
                 if run is None:
                     return
                 if input.status != "running" and run.status != input.status:
@@ -356,9 +354,7 @@ class JourneyActivities:
     async def record_run_events(self, input: RecordRunEventsInput) -> None:
         def record() -> None:
             with session_scope(self.services.engine) as session:
-                run = session.exec(
-                    select(JourneyRun).where(JourneyRun.workflow_id == input.workflow_id)
-                ).first()
+                run = run_record(session, input.workflow_id)
                 if run is not None:
                     _add_run_events(session, run, input.events)
 

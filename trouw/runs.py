@@ -213,7 +213,7 @@ async def cancel_runs(
     def record() -> None:
         with session_scope(engine) as session:
             for run in runs:
-                row = _run_row(session, run.workflow_id)
+                row = run_record(session, run.workflow_id)
                 if row is None:
                     continue
                 _add_once(
@@ -389,7 +389,8 @@ def _close_record(engine: Engine, run: ClosedRun, reason: str | None, now: datet
     return True
 
 
-def _run_row(session: Session, workflow_id: str) -> JourneyRun | None:
+def run_record(session: Session, workflow_id: str) -> JourneyRun | None:
+    """The ledger's record of a journey run, by its workflow id."""
     return session.exec(select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)).first()
 
 
