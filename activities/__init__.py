@@ -24,6 +24,7 @@ def all_activities(services: Services) -> list[Callable[..., Any]]:
         journeys.record_run,
         journeys.record_run_events,
         messaging.send_message,
+        messaging.give_up_send,
         *CustomActivities(services).all(),
         *InsightActivities(services).all(),
     ]

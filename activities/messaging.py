@@ -15,7 +15,13 @@ from temporalio.exceptions import ApplicationError
 from activities.services import Services
 from trouw import metrics
 from trouw.consent import ConsentState, current_consent
-from trouw.contracts import SEND_MESSAGE, SendMessageInput, SendMessageResult
+from trouw.contracts import (
+    GIVE_UP_SEND,
+    SEND_MESSAGE,
+    GiveUpSendInput,
+    SendMessageInput,
+    SendMessageResult,
+)
 from trouw.control import journey_pause
 from trouw.db.engine import session_scope
 from trouw.db.models import Customer, Message
@@ -87,6 +93,18 @@ class MessagingActivities:
             workflow_id=input.workflow_id,
         ):
             return await self._send_message(input)
+
+    @activity.defn(name=GIVE_UP_SEND)
+    async def give_up_send(self, input: GiveUpSendInput) -> SendMessageResult | None:
+        """The workflow stopped retrying a send: its ledger row ends (trouw/send_ledger.py)."""
+        request = input.request
+        with log_context(
+            customer=request.customer_id,
+            journey=request.journey,
+            message_key=request.message_key,
+            workflow_id=request.workflow_id,
+        ):
+            return await asyncio.to_thread(self.ledger.give_up, request, input.reason)
 
     async def _send_message(self, input: SendMessageInput) -> SendMessageResult:
         input = at_this_attempt(input)

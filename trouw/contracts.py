@@ -26,6 +26,7 @@ UPDATE_CUSTOMER = "update_customer"
 RECORD_RUN = "record_run"
 RECORD_RUN_EVENTS = "record_run_events"
 SEND_MESSAGE = "send_message"
+GIVE_UP_SEND = "give_up_send"
 
 
 # The events by which a customer withdraws consent. Each carries in its data the `channel` it
@@ -186,6 +187,14 @@ class SendMessageResult(Wire):
     reason: str | None = None
     reason_text: str | None = None
     until: datetime | None = None
+
+
+class GiveUpSendInput(Wire):
+    """The send activity's retries are over (its timeout or its attempts): the ledger row that
+    an attempt left on its way (claimed, in flight, reconciling) ends with why."""
+
+    request: SendMessageInput
+    reason: str
 
 
 class EvaluateConditionInput(Wire):

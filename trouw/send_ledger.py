@@ -2,7 +2,8 @@
 
 States: claimed → in_flight (leased to one attempt) → sent | failed | claimed (released for a
 retry) | reconciling (the outcome is unknown) → sent | claimed (resent) | unknown; a policy
-decision may end a claim as suppressed, or leave it claimed (deferred). sent, suppressed,
+decision may end a claim as suppressed, or leave it claimed (deferred); when no retry follows,
+claimed ends failed and in_flight or reconciling unknown (`give_up`). sent, suppressed,
 failed and unknown are final: a retry or a replay that meets them sends nothing.
 """
 
@@ -320,6 +321,32 @@ class SendLedger:
                 "answer_by": answer_by.isoformat(),
             },
         ]
+
+    # --- the workflow stopped retrying -------------------------------------------------------
+    def give_up(self, input: SendMessageInput, reason: str) -> SendMessageResult | None:
+        """No attempt will follow (the activity's retries are over): end a row left on its way.
+
+        Claimed (the last attempt was refused for now: a rate limit, a transient error): failed.
+        In flight or reconciling (the provider may have it; nobody will ask again): unknown,
+        not resent. A final row is left as it is; None: no attempt ever made the row.
+        """
+        with session_scope(self.engine) as session:
+            message = _row(session, input.message_key, lock=True)
+            if message is None:
+                return None
+            if message.state in FINAL_STATES:
+                return result(message)
+            why = f"retries over: {reason}"
+            if message.state == "claimed":
+                self.failed(session, message, input, why)
+                return result(message)
+            message.state = "unknown"
+            message.reason = "unknown_outcome_retries_over"
+            message.reason_text = f"the provider may have sent it; not resent ({why})"
+            _push_status(message, "unknown", input.now, message.reason_text)
+            session.add(message)
+            _count(session, input, "unknown", message.reason)
+            return result(message)
 
     # --- phase 2: what the provider call came to, each in a transaction of its own -----------
     def sent(

@@ -12,9 +12,15 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.contracts import SEND_MESSAGE, SendMessageInput, SendMessageResult
+    from trouw.contracts import (
+        GIVE_UP_SEND,
+        SEND_MESSAGE,
+        GiveUpSendInput,
+        SendMessageInput,
+        SendMessageResult,
+    )
 
-    from workflows.options import SEND_LOCAL_OPTIONS, SEND_OPTIONS
+    from workflows.options import LOCAL_OPTIONS, SEND_LOCAL_OPTIONS, SEND_OPTIONS
 
 # Patch id: a send's first attempt runs as a local activity (one marker in the workflow task
 # that asked for it) instead of an activity task (3 history events, a billed action and a
@@ -24,6 +30,12 @@ LOCAL_FIRST_SEND = "local-first-send"
 # another attempt's lease still running), the regular activity starts after that delay (one
 # timer), not at once. Runs that handed over at once before this change replay so.
 WAIT_ANNOUNCED_DELAY = "send-waits-announced-delay"
+# Patch id: when the activity's retries are over (its day, or its attempts), the ledger row the
+# last attempt left on its way (claimed, reconciling) is ended, one local activity: it read as
+# "deferred", still on its way, although nothing would send it any more.
+GIVE_UP_ENDS_THE_ROW = "send-give-up-ends-the-row"
+# Retries over: no attempt follows. A refusal no retry mends was recorded by its attempt.
+_RETRIES_OVER = (RetryState.TIMEOUT, RetryState.MAXIMUM_ATTEMPTS_REACHED)
 
 
 async def send_message(
@@ -44,7 +56,9 @@ async def send_message(
     the lease and a reconciliation, as it does for an activity retried after a lost worker.
     When the failure announces a retry delay, the regular activity waits for it, as Temporal's
     retry of an activity does (`next_retry_delay`), and is judged at its own time (`now`).
-    Errors that no retry can mend are raised at once, as the activity raised them.
+    Errors that no retry can mend are raised at once, as the activity raised them. When the
+    activity's retries are over, the ledger row its last attempt left on its way is ended
+    (`give_up_send`: failed, or unknown if the provider may have it) before the error is raised.
     """
     options = retries if retries is not None else SEND_OPTIONS
     if local_first:
@@ -79,14 +93,27 @@ async def send_message(
                 delay or "no time",
             )
             if delay and workflow.patched(WAIT_ANNOUNCED_DELAY):
-                asked = workflow.now()
+                since = workflow.now()
                 await workflow.sleep(delay)
                 # Quiet hours, caps and the sent time see the attempt's own time (the
                 # activity's `at_this_attempt` only counts its own retries).
-                request = request.model_copy(update={"now": request.now + (workflow.now() - asked)})
-    retried: SendMessageResult = await workflow.execute_activity(
-        SEND_MESSAGE, request, result_type=SendMessageResult, **options
-    )
+                request = request.model_copy(update={"now": request.now + (workflow.now() - since)})
+    asked = workflow.now()
+    try:
+        retried: SendMessageResult = await workflow.execute_activity(
+            SEND_MESSAGE, request, result_type=SendMessageResult, **options
+        )
+    except ActivityError as exc:
+        if exc.retry_state in _RETRIES_OVER and workflow.patched(GIVE_UP_ENDS_THE_ROW):
+            last = exc.cause or exc
+            reason = last.message if isinstance(last, FailureError) else str(last)
+            # Recorded at the time the retries ended, as the attempts record theirs.
+            now = request.now + (workflow.now() - asked)
+            given_up = request.model_copy(update={"now": now})
+            await workflow.execute_local_activity(
+                GIVE_UP_SEND, GiveUpSendInput(request=given_up, reason=reason), **LOCAL_OPTIONS
+            )
+        raise
     return retried
 
 

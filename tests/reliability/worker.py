@@ -62,11 +62,12 @@ def services_from_env() -> Services:
 async def main() -> None:
     services = services_from_env()
     client = await connect(services.settings)
+    messaging = MessagingActivities(services)
     worker = Worker(
         client,
         task_queue=services.settings.task_queue,
         workflows=[ReliabilitySendWorkflow],
-        activities=[MessagingActivities(services).send_message],
+        activities=[messaging.send_message, messaging.give_up_send],
         workflow_runner=UnsandboxedWorkflowRunner(),
         # Fewer sends at once spread a run over time, so the kills meet sends in every phase.
         max_concurrent_activities=int(os.environ.get("RELIABILITY_CONCURRENCY", "100")),

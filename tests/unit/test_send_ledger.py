@@ -213,3 +213,40 @@ def test_a_policy_decision_ends_or_defers_the_claim(db: Engine) -> None:
         )
         assert suppressed is not None and suppressed.outcome == "suppressed"
     assert row(db).state == "suppressed"
+
+
+@pytest.mark.parametrize(
+    ("left_by_the_last_attempt", "ends_as", "outcome"),
+    [
+        ("released", "failed", "failed"),  # refused for now (429, a 5xx): surely not sent
+        ("in_flight", "unknown", "suppressed"),  # cut mid-call: the provider may have it
+        ("reconciling", "unknown", "suppressed"),  # nobody will ask the provider again
+        ("sent", "sent", "sent"),  # a final row stays as it is
+    ],
+)
+def test_a_send_given_up_ends_the_row_its_last_attempt_left(
+    db: Engine, left_by_the_last_attempt: str, ends_as: str, outcome: str
+) -> None:
+    book = ledger(db)
+    lease = claim_and_lease(book, db, length=timedelta(seconds=30))
+    match left_by_the_last_attempt:
+        case "released":
+            book.release(send_input(), lease, "429 from the provider")
+        case "reconciling":
+            book.unknown(send_input(), lease, "connection lost after the request")
+        case "sent":
+            book.sent(send_input(), "sendgrid", "sg-1")
+    given_up = book.give_up(send_input(now=NOW + timedelta(days=1)), "429 from the provider")
+    assert given_up is not None and given_up.outcome == outcome
+    message = row(db)
+    assert message.state == ends_as
+    if ends_as != "sent":
+        assert message.status_history[-1]["status"] == ends_as
+        assert "retries over: 429 from the provider" in message.status_history[-1]["detail"]
+        assert message.status_history[-1]["at"] == (NOW + timedelta(days=1)).isoformat()
+    # Whatever comes later (a late answer of the cut attempt) cannot reopen it.
+    assert book.release(send_input(), lease, "late") is False
+
+
+def test_a_send_given_up_before_any_attempt_made_its_row_records_nothing(db: Engine) -> None:
+    assert ledger(db).give_up(send_input(), "the database was down all day") is None

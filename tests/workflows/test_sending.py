@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 
 from tests.workflows.test_journey_control_flow import Fakes, sent, start_run, worker
 from tests.workflows.test_journey_control_flow import client as client  # noqa: F401 (a fixture)
-from trouw.contracts import SEND_MESSAGE, JourneyResult, SendMessageInput, SendMessageResult
+from trouw.contracts import (
+    GIVE_UP_SEND,
+    SEND_MESSAGE,
+    GiveUpSendInput,
+    JourneyResult,
+    SendMessageInput,
+    SendMessageResult,
+)
 
 # What a provider's 429 with Retry-After comes to: activities/messaging.py raises this.
 ANNOUNCED = timedelta(minutes=7)
@@ -33,6 +42,35 @@ def rate_limited(input: SendMessageInput) -> SendMessageResult:
         type="RateLimitedError",
         next_retry_delay=ANNOUNCED,
     )
+
+
+def rate_limited_for_hours(input: SendMessageInput) -> SendMessageResult:
+    raise ApplicationError(
+        "429 too many requests (retry in 5 h)",
+        type="RateLimitedError",
+        next_retry_delay=timedelta(hours=5),
+    )
+
+
+# A day of retries 5 h apart (SEND_OPTIONS' schedule-to-close): the local attempt, then the
+# activity at 0, 5, 10, 15 and 20 h; the second send goes out.
+RETRIES_RUN_OUT = [rate_limited_for_hours] * 6 + [sent]
+
+
+class GivingUpFakes(Fakes):
+    """The run's activities, with the ledger's end of a send whose retries are over."""
+
+    def __init__(self, replies: list[Callable[[SendMessageInput], SendMessageResult]]) -> None:
+        super().__init__(replies)
+        self.given_up: list[GiveUpSendInput] = []
+
+    @activity.defn(name=GIVE_UP_SEND)
+    async def give_up_send(self, input: GiveUpSendInput) -> SendMessageResult:
+        self.given_up.append(input)
+        return SendMessageResult(message_key=input.request.message_key, outcome="failed")
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [*super().activities(), self.give_up_send]
 
 
 async def run_to_history(
@@ -79,3 +117,20 @@ async def test_the_regular_attempt_waits_the_delay_the_local_attempt_announced(
     assert confirm_local.message_key == confirm_retry.message_key != tips.message_key
     # The activity judges quiet hours and caps at its own time, not the local attempt's.
     assert confirm_retry.now - confirm_local.now >= ANNOUNCED
+
+
+async def test_when_the_retries_run_out_the_ledger_row_is_ended_and_the_run_goes_on(
+    client: Client,
+) -> None:
+    fakes = GivingUpFakes(list(RETRIES_RUN_OUT))
+    result, history = await run_to_history(client, fakes, TWO_SENDS)
+    # on_error: continue (the default): the step is over, the next one runs.
+    assert result == JourneyResult(outcome="completed", sent=1)
+    assert [how for how, _at in send_times(history)] == ["local", "activity", "local"]
+    assert [s.step for s in fakes.sends] == ["confirm"] * 6 + ["tips"]
+    (given_up,) = fakes.given_up
+    confirm = fakes.sends[0]
+    assert given_up.request.message_key == confirm.message_key
+    assert "429 too many requests" in given_up.reason
+    # Recorded at the time the retries ended: a day after the send was asked for.
+    assert given_up.request.now - confirm.now >= timedelta(days=1)

@@ -1,0 +1,177 @@
+"""A send that fails for good, at its local first attempt or after the activity's retries.
+
+The whole stack on the time-skipping server (worker, the real send activity, the SendGrid fake,
+a SQLite database): what the ledger and the run record say, and what the run does next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.services import Services
+from tests.conftest import ROOT
+from tests.fakes import FakeSendGrid
+from trouw.contracts import JourneyResult
+from trouw.db.engine import make_engine, migrate, session_scope
+from trouw.db.models import Customer, JourneyRun, Message
+from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.providers import aclose_provider
+from trouw.settings import Settings
+from trouw.temporal import binary, deliver
+from trouw.worker import build_worker
+
+JOURNEY = """\
+journey: receipt
+trigger: {event: purchase, reentry: order}
+settings: {category: service}
+steps:
+  - {id: confirm, send: email, template: order_confirmation, category: transactional, on_error: ON_ERROR}
+  - {id: review, send: email, template: review_request}
+"""
+RUN_ID = "journey:f-1:receipt:o-1"
+CONFIRM = f"{RUN_ID}#0:confirm:email"
+
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    sendgrid: FakeSendGrid
+    settings: Settings
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    with FakeSendGrid() as sendgrid:
+        journeys = tmp_path / "journeys"
+        journeys.mkdir()
+        settings = Settings(
+            home=tmp_path / "home",
+            database_url=f"sqlite:///{tmp_path / 'sends.db'}",
+            journeys_dir=journeys,
+            templates_dir=ROOT / "templates",
+            signing_keys=["test-key"],
+            email_provider="sendgrid",
+            sendgrid_api_key=sendgrid.api_key,
+            sendgrid_host=sendgrid.url,
+            send_rate_per_second=10_000,
+            task_queue="send-final-failure",
+            sending_hours_email_service="always",
+        )
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(binary("temporal-test-server")),
+            data_converter=pydantic_data_converter,
+        )
+        try:
+            yield Stack(env, sendgrid, settings)
+        finally:
+            await env.shutdown()
+
+
+async def run_receipt(stack: Stack, on_error: str) -> tuple[JourneyResult, Message, JourneyRun]:
+    """One purchase through the journey to the run's end: its result, ledger row and record."""
+    settings = stack.settings
+    assert settings.journeys_dir is not None
+    (settings.journeys_dir / "receipt.yaml").write_text(JOURNEY.replace("ON_ERROR", on_error))
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    services = Services.from_settings(settings, engine=engine)
+    client = stack.env.client
+    try:
+        async with build_worker(client, services, task_queue=settings.task_queue):
+            with session_scope(engine) as session:
+                row, _new = ingest_event(
+                    session,
+                    EventIn(
+                        id="evt-f1",
+                        type="purchase",
+                        customer="f-1",
+                        order="o-1",
+                        channel="pos",
+                        lines=[{"sku": "ROSE-01", "unit_price": "14.50"}],
+                        profile={"id": "f-1", "first_name": "Fien", "email": "f1@example.com"},
+                    ),
+                )
+                event = wire_event(row)
+            await deliver(client, event, task_queue=settings.task_queue, search_attributes=False)
+            handle = client.get_workflow_handle(RUN_ID)
+            for _ in range(100):  # the customer workflow starts the run as a child
+                try:
+                    await handle.describe()
+                    break
+                except Exception:  # noqa: BLE001 - not started yet
+                    await asyncio.sleep(0.1)
+            # Past the send's day of retries (a result long-poll alone can end before the run).
+            await stack.env.sleep(timedelta(days=2))
+            result = JourneyResult.model_validate(await handle.result())
+    finally:
+        for provider in services._providers.values():
+            await aclose_provider(provider)
+    with session_scope(engine) as session:
+        message = session.exec(select(Message).where(Message.message_key == CONFIRM)).one()
+        run = session.exec(select(JourneyRun).where(JourneyRun.workflow_id == RUN_ID)).one()
+        session.expunge_all()
+    engine.dispose()
+    return result, message, run
+
+
+def review_sent(stack: Stack) -> bool:
+    return any(
+        mail["custom_args"]["message_key"].endswith(":review:email")
+        for mail in stack.sendgrid.mails
+    )
+
+
+@pytest.mark.parametrize("on_error", ["continue", "exit"])
+async def test_a_refusal_at_the_local_attempt_fails_the_message_and_the_journey_decides(
+    stack: Stack, on_error: str
+) -> None:
+    stack.sendgrid.fail_next(400, message="Does not contain a valid address.", field="to")
+    result, confirm, run = await run_receipt(stack, on_error)
+    # Asked once: a refusal is not retried, as the activity would not retry it either.
+    assert len([m for m in stack.sendgrid.mails if "confirm" in str(m)]) == 1
+    assert confirm.state == "failed" and "valid address" in (confirm.error or "")
+    assert confirm.attempts == 1
+    if on_error == "continue":
+        assert (result.outcome, result.sent) == ("completed", 1)
+        assert (run.status, run.end_reason) == ("completed", None)
+        assert review_sent(stack)
+    else:
+        assert (result.outcome, result.sent) == ("exited", 0)
+        assert run.status == "exited"
+        assert run.end_reason is not None and run.end_reason.startswith("step confirm failed:")
+        assert "valid address" in run.end_reason
+        assert not review_sent(stack)
+
+
+@pytest.mark.parametrize("on_error", ["continue", "exit"])
+async def test_a_send_whose_retries_run_out_is_failed_in_the_ledger(
+    stack: Stack, on_error: str
+) -> None:
+    # SendGrid rate-limits the confirmation for five hours at every request: the local attempt,
+    # then the activity waiting out each reset (at 0, 5, 10, 15 and 20 h) until its day
+    # (SEND_OPTIONS' schedule-to-close) is over; the review, asked after, goes out.
+    stack.sendgrid.rate_limit_next(reset_in=5 * 3600, count=6)
+    result, confirm, run = await run_receipt(stack, on_error)
+    assert len(stack.sendgrid.requests) == 6 + (on_error == "continue")
+    # The ledger says what became of it: not "claimed", which reads as still on its way.
+    assert confirm.state == "failed", confirm.status_history
+    assert "too many requests" in (confirm.error or "")
+    assert confirm.status_history[-1]["status"] == "failed"
+    with session_scope(make_engine(stack.settings.effective_database_url)) as session:
+        customer = session.get(Customer, "f-1")
+        assert customer is not None and not customer.email_invalid
+    if on_error == "continue":
+        assert (result.outcome, result.sent, run.status) == ("completed", 1, "completed")
+        assert review_sent(stack)
+    else:
+        assert (result.outcome, run.status) == ("exited", "exited")
+        assert run.end_reason is not None and run.end_reason.startswith("step confirm failed:")
