@@ -65,6 +65,12 @@ class Services:
     def templates(self) -> TemplateStore:
         return self.content.current().templates
 
+    def use_provider(self, channel: str, provider: Any) -> None:
+        """Use this provider for the channel instead of the configured one (the simulator's
+        outbox without .eml files)."""
+        with self._lock:
+            self._providers[channel] = provider
+
     def provider(self, channel: str) -> Any:
         """The configured provider for a channel, made on first use."""
         with self._lock:

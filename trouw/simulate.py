@@ -520,6 +520,16 @@ async def simulate(
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
     services = Services.from_settings(settings, engine=engine)
+    from trouw.providers.outbox import OutboxProvider
+
+    outbox = OutboxProvider(
+        settings.outbox_dir,
+        email_from=settings.email_from,
+        reply_to=settings.email_reply_to,
+        eml=False,  # the simulation's page opens each email's .html; nobody reads an .eml
+    )
+    for channel in ("email", "sms"):
+        services.use_provider(channel, outbox)
     with session_scope(engine) as session:
         for product in scenario.products:
             upsert_product(session, product)

@@ -6,6 +6,7 @@ import dataclasses
 import email
 import email.policy
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +52,25 @@ async def test_email_becomes_html_and_a_real_eml(settings: Settings, email: Outg
     assert line["channel"] == "email"
     assert line["subject"] == email.subject
     assert line["files"] == [f"{stem}.html", f"{stem}.eml"]
+
+
+async def test_without_eml_the_email_is_its_html_and_index_line(
+    tmp_path: Path, email: OutgoingEmail
+) -> None:
+    """The simulator's outbox: no RFC 5322 message is built, the rest is as always."""
+    provider = OutboxProvider(tmp_path, email_from="Shop <shop@x.example>", eml=False)
+
+    result = await provider.send_email(email)
+    again = await provider.send_email(email)
+
+    stem = safe_key(email.message_key)
+    assert result.provider_id == again.provider_id == "outbox:run-1:confirm:email"
+    assert sorted(os.listdir(tmp_path)) == sorted([".index.lock", f"{stem}.html", "index.jsonl"])
+    assert (tmp_path / f"{stem}.html").read_text() == email.html
+    [line] = index_lines(tmp_path)
+    assert line["files"] == [f"{stem}.html"]
+    assert line["message_id"] == message_id_for(email.message_key, sender="shop@x.example")
+    assert [entry.message_key for entry in list_outbox(tmp_path)] == [email.message_key]
 
 
 def email_module_parse(data: bytes) -> email.message.EmailMessage:
