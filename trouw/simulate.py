@@ -326,15 +326,17 @@ async def simulate_parallel(
     loop = asyncio.get_running_loop()
     started = loop.time()
     context = multiprocessing.get_context("spawn")
+    # This process simulates the first part itself: a process of its own would repeat the
+    # imports and the journey check this one has done (seconds of CPU on a 2-core machine).
     pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=count,
+        max_workers=count - 1,
         mp_context=context,
         initializer=_warm_part,
         initargs=(str(journeys_dir), str(templates_dir)),
     )
-    # The parts start now (one process each; their imports and checks take seconds) while this
-    # process checks the journeys: a refusal still stops everything before a customer runs.
-    for _ in range(count):
+    # The other parts start now (one process each; their imports and checks take seconds) while
+    # this process checks the journeys: a refusal still stops everything before a customer runs.
+    for _ in range(count - 1):
         pool.submit(os.getpid)
     try:
         check_journeys(journeys_dir, templates_dir)
@@ -361,21 +363,32 @@ async def simulate_parallel(
                 str(home / f"part-{number}"),
             )
             for number, part in enumerate(parts)
+            if number > 0
         ]
+        here = asyncio.ensure_future(
+            _simulate_part_here(
+                payload, parts[0], str(journeys_dir), str(templates_dir), str(home / "part-0")
+            )
+        )
         done = 0
         timeline: list[TimelineEntry] = []
         runs: list[RunEntry] = []
         outboxes: list[Path] = []
         notes: list[str] = []
-        for future in asyncio.as_completed(futures):
-            entries, run_entries, outbox, part_notes = await future
-            notes.extend(part_notes)
-            timeline.extend(TimelineEntry(**entry) for entry in entries)
-            runs.extend(RunEntry(**entry) for entry in run_entries)
-            outboxes.append(Path(outbox))
-            done += 1
-            if progress:
-                progress(sum(len(p) for p in parts[:done]), len(ids), "")
+        try:
+            for future in asyncio.as_completed([here, *futures]):
+                entries, run_entries, outbox, part_notes = await future
+                notes.extend(part_notes)
+                timeline.extend(TimelineEntry(**entry) for entry in entries)
+                runs.extend(RunEntry(**entry) for entry in run_entries)
+                outboxes.append(Path(outbox))
+                done += 1
+                if progress:
+                    progress(sum(len(p) for p in parts[:done]), len(ids), "")
+        except BaseException:
+            here.cancel()
+            raise
+    outboxes.sort(key=lambda path: path.parent.name)  # part-0 first, whichever ended first
     timeline.sort(key=lambda e: (datetime.fromisoformat(e.at), e.customer, e.message_key))
     runs.sort(key=_run_order)
     merged = merge_databases(
@@ -444,10 +457,21 @@ def _warm_part(journeys: str, templates: str) -> None:
         check_journeys(Path(journeys), Path(templates))
 
 
+PartResult = tuple[list[dict[str, Any]], list[dict[str, Any]], str, list[str]]
+
+
 def _simulate_part(
     payload: dict[str, Any], customer_ids: list[str], journeys: str, templates: str, workdir: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, list[str]]:
+) -> PartResult:
     """One process's share of a parallel simulation (a top-level function, so it can be spawned)."""
+    return asyncio.run(_simulate_part_here(payload, customer_ids, journeys, templates, workdir))
+
+
+async def _simulate_part_here(
+    payload: dict[str, Any], customer_ids: list[str], journeys: str, templates: str, workdir: str
+) -> PartResult:
+    """One share of a parallel simulation, in this process: the part's customers and events from
+    the whole scenario's payload (every purchase too, for insight), as plain data back."""
     wanted = set(customer_ids)
     part = dict(payload)
     part["customers"] = [c for c in payload["customers"] if c["id"] in wanted]
@@ -456,15 +480,13 @@ def _simulate_part(
     purchases = [
         ScenarioEvent.model_validate(e) for e in payload["events"] if e["type"] == "purchase"
     ]
-    result = asyncio.run(
-        simulate(
-            scenario,
-            journeys_dir=Path(journeys),
-            templates_dir=Path(templates),
-            workdir=Path(workdir),
-            shop_purchases=purchases,
-            with_report=False,  # the parts' databases are merged and measured together
-        )
+    result = await simulate(
+        scenario,
+        journeys_dir=Path(journeys),
+        templates_dir=Path(templates),
+        workdir=Path(workdir),
+        shop_purchases=purchases,
+        with_report=False,  # the parts' databases are merged and measured together
     )
     return (
         [asdict(entry) for entry in result.timeline],
