@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from temporalio.client import Client
 from tests.conftest import POSTGRES_URL, ROOT
 from tests.e2e.test_slice import free_port
 from tests.fakes import FakeSendGrid
+from tests.worker_process import process_environment, stop
 from trouw.api.auth import ensure_key
 from trouw.db.engine import get_engine, session_scope
 from trouw.settings import Settings
@@ -202,16 +202,6 @@ def _drop(schema: str) -> None:
     admin.dispose()
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 async def wait_until(predicate: Any, *, within: float, what: str) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -244,21 +234,13 @@ async def cluster(home: Path, *, workers: int, verbose: bool = True) -> AsyncIte
         key = ensure_key(session, "cluster", ["ingest"])
     server = start_dev_server(settings)
     with FakeSendGrid() as sendgrid:
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith("TROUW_") and name != "TEMPORAL_ADDRESS"
-        }
-        env.update(
+        env = process_environment(
+            settings,
+            home,
             {
-                "TROUW_CONFIG": str(home / "no-config.toml"),
-                "TEMPORAL_ADDRESS": settings.temporal_target,
-                "TROUW_HOME": str(settings.home),
                 "TROUW_DATABASE_URL": url,
-                "TROUW_TASK_QUEUE": settings.task_queue,
                 "TROUW_JOURNEYS_DIR": str(ROOT / "journeys"),
                 "TROUW_TEMPLATES_DIR": str(ROOT / "templates"),
-                "TROUW_SIGNING_KEYS": json.dumps(settings.signing_keys),
                 "TROUW_PUBLIC_URL": settings.public_url,
                 "TROUW_API_PORT": str(api_port),
                 "TROUW_EMAIL_PROVIDER": "sendgrid",
@@ -268,7 +250,7 @@ async def cluster(home: Path, *, workers: int, verbose: bool = True) -> AsyncIte
                 # The fake lists a message in Email Activity the moment it accepts it (no lag):
                 # "not found" is final at once, as it is only after 10 min at SendGrid.
                 "TROUW_SENDGRID_LOOKUP_SETTLE_SECONDS": str(FAKE_LISTING_LAG_SECONDS),
-            }
+            },
         )
         state = Cluster(
             settings, env, sendgrid, home, f"http://127.0.0.1:{api_port}", key, verbose=verbose
@@ -287,7 +269,7 @@ async def cluster(home: Path, *, workers: int, verbose: bool = True) -> AsyncIte
             yield state
         finally:
             for process in state.processes:
-                stop(process)
+                stop(process, within=20)
             server.stop()
             engine.dispose()
             _drop(schema)

@@ -4,11 +4,9 @@ nothing again, whatever the resend setting."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from sqlmodel import select
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
 from tests.fakes import FakeSendGrid
+from tests.worker_process import start_worker, stop
 from trouw.db.engine import get_engine, session_scope
 from trouw.db.models import Message
 from trouw.ingest import EventIn, ingest_event
@@ -32,7 +31,6 @@ from trouw.temporal import (
 
 pytestmark = pytest.mark.slow
 
-TROUW = Path(sys.executable).parent / "trouw"
 HOLD_SECONDS = 8.0  # the fake keeps the first answer this long: the worker dies meanwhile
 
 
@@ -56,50 +54,21 @@ def kill_settings(tmp_path: Path) -> Settings:
     )
 
 
-def start_worker(
+def start_worker_sending(
     settings: Settings, sendgrid: FakeSendGrid, tmp_path: Path, name: str, *, resend: bool
 ) -> subprocess.Popen[bytes]:
-    """`trouw worker` in its own process, configured by environment only."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("TROUW_") and key != "TEMPORAL_ADDRESS"
-    }
-    env.update(
+    """A worker process that sends through the fake SendGrid."""
+    return start_worker(
+        settings,
+        tmp_path,
+        name,
         {
-            "TROUW_CONFIG": str(tmp_path / "no-config.toml"),
-            "TEMPORAL_ADDRESS": settings.temporal_target,
-            "TROUW_HOME": str(settings.home),
-            "TROUW_DATABASE_URL": settings.effective_database_url,
-            "TROUW_TASK_QUEUE": settings.task_queue,
-            "TROUW_JOURNEYS_DIR": str(settings.journeys_dir),
-            "TROUW_TEMPLATES_DIR": str(settings.templates_dir),
-            "TROUW_SIGNING_KEYS": json.dumps(settings.signing_keys),
             "TROUW_EMAIL_PROVIDER": "sendgrid",
             "TROUW_SENDGRID_API_KEY": sendgrid.api_key,
             "TROUW_SENDGRID_HOST": sendgrid.url,
             "TROUW_RESEND_UNKNOWN_TRANSACTIONAL": "true" if resend else "false",
-        }
+        },
     )
-    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [str(TROUW), "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 async def wait_for(predicate: object, *, within: float, what: str) -> object:
@@ -151,7 +120,9 @@ async def test_worker_killed_mid_send_is_reconciled_with_the_provider(
         await wait_for_port("127.0.0.1", settings.temporal_port, within=60, process=server.process)
         client = await connect(settings)
         await register_search_attributes(client, settings.temporal_namespace)
-        workers.append(start_worker(settings, sendgrid, tmp_path, "worker-1", resend=resend))
+        workers.append(
+            start_worker_sending(settings, sendgrid, tmp_path, "worker-1", resend=resend)
+        )
         await relay_pending(engine, client, task_queue=settings.task_queue)
 
         await wait_for(lambda: sendgrid.requests, within=60, what="the first send request")
@@ -160,7 +131,9 @@ async def test_worker_killed_mid_send_is_reconciled_with_the_provider(
         os.kill(workers[0].pid, signal.SIGKILL)  # the provider has the mail; the worker dies
         assert workers[0].wait(timeout=10) == -signal.SIGKILL
 
-        workers.append(start_worker(settings, sendgrid, tmp_path, "worker-2", resend=resend))
+        workers.append(
+            start_worker_sending(settings, sendgrid, tmp_path, "worker-2", resend=resend)
+        )
         final = await wait_for(
             lambda: (r := confirmation(settings)) is not None and r.state in ("sent", "unknown"),
             within=100,

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from activities.services import Services
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
 from tests.insight.test_store import AT, _regulars, _shop
+from tests.worker_process import start_worker, stop
 from trouw import metrics
 from trouw.contracts import (
     INSIGHT_PROGRESS_QUERY,
@@ -36,6 +36,9 @@ from trouw.insight_refresh import nightly_schedule
 from trouw.settings import Settings
 from trouw.temporal import binary, connect, start_dev_server, wait_for_port
 from trouw.worker import build_worker
+
+# The workers of this test start no nightly schedule of their own.
+SCHEDULE_OFF = {"TROUW_INSIGHT_SCHEDULE": "false"}
 
 
 async def test_refresh_scores_then_applies_in_chunks(settings: Settings) -> None:
@@ -88,46 +91,6 @@ def test_the_nightly_schedule_follows_the_settings(settings: Settings) -> None:
     assert schedule.spec.time_zone_name == settings.default_timezone
 
 
-def _worker(settings: Settings, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("TROUW_") and key != "TEMPORAL_ADDRESS"
-    }
-    env.update(
-        {
-            "TROUW_CONFIG": str(tmp_path / "no-config.toml"),
-            "TEMPORAL_ADDRESS": settings.temporal_target,
-            "TROUW_HOME": str(settings.home),
-            "TROUW_DATABASE_URL": settings.effective_database_url,
-            "TROUW_TASK_QUEUE": settings.task_queue,
-            "TROUW_JOURNEYS_DIR": str(settings.journeys_dir),
-            "TROUW_TEMPLATES_DIR": str(settings.templates_dir),
-            "TROUW_SIGNING_KEYS": '["kill-key"]',
-            "TROUW_INSIGHT_SCHEDULE": "false",
-        }
-    )
-    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "trouw"), "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 @pytest.mark.slow
 async def test_a_worker_killed_while_scoring_leaves_the_refresh_to_another(
     tmp_path: Path,
@@ -157,7 +120,7 @@ async def test_a_worker_killed_while_scoring_leaves_the_refresh_to_another(
     try:
         await wait_for_port("127.0.0.1", settings.temporal_port, within=60, process=server.process)
         client: Client = await connect(settings)
-        workers.append(_worker(settings, tmp_path, "worker-1"))
+        workers.append(start_worker(settings, tmp_path, "worker-1", SCHEDULE_OFF))
         handle = await client.start_workflow(
             INSIGHT_REFRESH_WORKFLOW,
             InsightRefreshInput(as_of=AS_OF, chunk_size=4000),
@@ -178,12 +141,12 @@ async def test_a_worker_killed_while_scoring_leaves_the_refresh_to_another(
         await asyncio.sleep(1.0)  # in the middle of reading and scoring
         os.kill(workers[0].pid, signal.SIGKILL)
         assert workers[0].wait(timeout=10) == -signal.SIGKILL
-        workers.append(_worker(settings, tmp_path, "worker-2"))
+        workers.append(start_worker(settings, tmp_path, "worker-2", SCHEDULE_OFF))
         result = await asyncio.wait_for(handle.result(), timeout=300)
         history = await handle.fetch_history()
     finally:
         for worker in workers:
-            _stop(worker)
+            stop(worker)
         server.stop()
 
     starts = [
