@@ -422,23 +422,19 @@ def install_trace() -> None:
         finally:
             trace("store_event (thread)", time.perf_counter() - t0)
 
-    async def timed_hand_off(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await hand_off(*args, **kwargs)
-        finally:
-            trace("hand_off (on the loop)", time.perf_counter() - t0)
+    def timed_coroutine(call: Any, label: str) -> Any:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                trace(label, time.perf_counter() - t0)
 
-    async def timed_deliver(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await deliver(*args, **kwargs)
-        finally:
-            trace("signal-with-start RPC", time.perf_counter() - t0)
+        return timed
 
     v1.store_event = timed_store_event  # type: ignore[assignment]
-    events.hand_off = timed_hand_off  # type: ignore[assignment]
-    relay.deliver = timed_deliver  # type: ignore[assignment]
+    events.hand_off = timed_coroutine(hand_off, "hand_off (on the loop)")
+    relay.deliver = timed_coroutine(deliver, "signal-with-start RPC")
     relay.session_scope = timed_session_scope  # type: ignore[assignment]
 
 

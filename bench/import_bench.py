@@ -29,9 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-POSTGRES_URL = os.environ.get(
-    "TROUW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+from tests.conftest import POSTGRES_URL, postgres_available  # noqa: E402
 
 
 def generate(path: Path, *, lines: int, customers: int = 5000, products: int = 200) -> None:
@@ -161,19 +159,6 @@ def run_child(
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def postgres_reachable() -> bool:
-    import sqlalchemy as sa
-
-    try:
-        engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[100_000, 20_000])
@@ -194,7 +179,7 @@ def main() -> None:
         )
         print(json.dumps(result))
         return
-    databases = ["sqlite"] + ([] if args.no_postgres or not postgres_reachable() else ["postgres"])
+    databases = ["sqlite"] + ([] if args.no_postgres or not postgres_available() else ["postgres"])
     print(f"# import bench: Python {platform.python_version()}, {os.cpu_count()} CPU(s)")
     print(f"# load average at start: {os.getloadavg()[0]:.1f}")
     print()

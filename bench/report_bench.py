@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from bench_databases import on_each_database  # noqa: E402
 
 from trouw.db.engine import make_engine, migrate  # noqa: E402
 from trouw.db.models import (  # noqa: E402
@@ -496,24 +496,7 @@ def main() -> int:
     skip = set(args.skip or ())
     print(f"load average before: {os.getloadavg()}; cores: {os.cpu_count()}")
     print("(a shared machine: absolute figures move with the other work on it; ratios hold)")
-    if "sqlite" not in skip:
-        with tempfile.TemporaryDirectory() as tmp:
-            bench_report(f"sqlite:///{tmp}/report.db", "SQLite", args)
-    if "postgres" not in skip:
-        pg = os.environ.get(
-            "TROUW_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        )
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(pg)
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            url = pg + ("&" if "?" in pg else "?") + f"options=-csearch_path%3D{schema}"
-            bench_report(url, "PostgreSQL", args)
-        finally:
-            with admin.begin() as connection:
-                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+    on_each_database(lambda url, label: bench_report(url, label, args), skip=skip, file="report.db")
     if "redirect" not in skip:
         print("click redirect:")
         bench_redirect(args.rate, args.seconds)

@@ -14,9 +14,7 @@ import argparse
 import os
 import random
 import sys
-import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
+from bench_databases import on_each_database  # noqa: E402
 from report_bench import START, YEAR, populate  # noqa: E402
 
 from trouw.db.engine import make_engine, migrate  # noqa: E402
@@ -109,24 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     skip = set(args.skip or [])
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    if "sqlite" not in skip:
-        with tempfile.TemporaryDirectory() as folder:
-            bench(f"sqlite:///{folder}/bench.db", "SQLite", args)
-    if "postgres" not in skip:
-        pg = os.environ.get(
-            "TROUW_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        )
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(pg)
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            url = pg + ("&" if "?" in pg else "?") + f"options=-csearch_path%3D{schema}"
-            bench(url, "PostgreSQL", args)
-        finally:
-            with admin.begin() as connection:
-                connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+    on_each_database(lambda url, label: bench(url, label, args), skip=skip, file="bench.db")
     return 0
 
 
