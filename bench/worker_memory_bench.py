@@ -1,7 +1,9 @@
 """Worker memory with many sleeping customers: RSS of one worker process at steps up to 10,000.
 
 Run: .venv/bin/python bench/worker_memory_bench.py                       (10,000 customers)
-     .venv/bin/python bench/worker_memory_bench.py --steps 200,500 --cache 500,100
+     .venv/bin/python bench/worker_memory_bench.py --steps 300,1000 \
+         --variants 'default;arenas2:MALLOC_ARENA_MAX=2' --malloc-trim
+     .venv/bin/python bench/worker_memory_bench.py --steps 1000,3000 --reference main
 Prints a report; docs/performance.md ("Worker memory") has the results. Not a test.
 
 One in-memory `temporal server start-dev` (trouw.temporal.start_dev_server), one SQLite database,
@@ -15,8 +17,11 @@ At each step, once every confirmation is in the outbox and the worker has gone q
 worker's RSS is read. The reference, measured in the same run: the same worker's RSS before the
 first purchase (its imports, journeys, templates, Temporal core).
 
-Configurations (--cache, and --unsandboxed for the runner the simulator uses) run one after
-the other on fresh servers, each with --steps customers.
+Variants (--variants: environment settings of the worker, e.g. MALLOC_ARENA_MAX; --cache; and
+--unsandboxed for the runner the simulator uses) run one after the other on fresh servers, each
+with --steps customers. Feeding: purchases are stored --batch at a time (one transaction each)
+and handed off --inflight at a time, with at most --window awaiting their confirmation, so the
+worker, not the feeder, sets the pace.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ sys.path.insert(0, str(SCRIPT.parent))
 
 import psutil  # noqa: E402
 from api_bench import PRODUCTS, OutboxTail, environment, free_port, purchase  # noqa: E402
+from simulate_bench import export  # noqa: E402
 
 TASK_QUEUE = "trouw-memory-bench"
 
@@ -115,16 +121,35 @@ async def quiet(
             return
 
 
+def parse_variants(text: str) -> list[tuple[str, dict[str, str]]]:
+    """`name:KEY=VALUE,KEY=VALUE;name2` -> [(name, {KEY: VALUE}), (name2, {})]."""
+    variants = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, settings = part.partition(":")
+        env = dict(item.split("=", 1) for item in settings.split(",") if item)
+        variants.append((name, env))
+    return variants
+
+
 async def run_config(
-    cache: int, unsandboxed: bool, steps: list[int], inflight: int, trim: bool = False
+    variant: tuple[str, dict[str, str]], steps: list[int], opts: argparse.Namespace
 ) -> dict[str, Any]:
+    name, variant_env = variant
+    cache, unsandboxed, inflight, trim = (
+        opts.cache,
+        opts.unsandboxed,
+        opts.inflight,
+        opts.malloc_trim,
+    )
+    window, batch = opts.window, opts.batch
     from sqlalchemy.exc import OperationalError
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from trouw.api.events import store_event
+    from trouw.contracts import CustomerEvent
     from trouw.db.engine import make_engine, migrate, session_scope
-    from trouw.ingest import ProductIn, PurchaseEvent, upsert_product
+    from trouw.ingest import ProductIn, PurchaseEvent, ingest_event, upsert_product, wire_event
+    from trouw.loyalty.ledger import take_derived
     from trouw.relay import hand_off
     from trouw.settings import Settings
     from trouw.temporal import start_dev_server, wait_for_port
@@ -158,7 +183,11 @@ async def run_config(
         "BENCH_CENSUS_FILE": str(home / "census.json"),
         "BENCH_TRIM": "1" if trim else "0",
     }
-    args = [sys.executable, str(SCRIPT), "--worker-child"]
+    env |= variant_env
+    # The reference variant runs this script's copy in --reference's export, so that the
+    # worker imports that revision's packages.
+    script = opts.reference_dir / "bench" / SCRIPT.name if name == "reference" else SCRIPT
+    args = [sys.executable, str(script), "--worker-child"]
     if unsandboxed:
         args.append("--unsandboxed")
     log = (home / "worker.log").open("wb")
@@ -174,54 +203,73 @@ async def run_config(
         await quiet(worker.pid)
         before = rss_mib(worker.pid)
         counted = await census(worker.pid, home / "census.json")
-        taken = 0  # purchases handed out to the feeders so far
-        window = inflight * 4
-        sent: set[str] = set()
+        taken = 0  # purchases stored and handed off so far
         began = time.monotonic()
+        pending: asyncio.Queue[CustomerEvent] = asyncio.Queue()
 
-        async def one(n: int) -> None:
-            # At most `window` purchases wait for their confirmation: the worker, not this
-            # feeder, sets the pace, and the feeder never holds SQLite's write lock for long.
-            while len(sent) - len(tail.first) >= window:
-                await asyncio.sleep(0.5)
-                tail.poll()
-            body = purchase("m", n)
-            event = PurchaseEvent.model_validate(body).as_event()
+        def store_batch(first: int, count: int) -> list[CustomerEvent]:
+            # Many purchases per transaction: one write-lock turn of SQLite for `batch`
+            # customers instead of one each, so the feeder costs the worker little.
+            wires = []
+            with session_scope(engine) as session:
+                for n in range(first, first + count):
+                    event = PurchaseEvent.model_validate(purchase("m", n)).as_event()
+                    row, new = ingest_event(session, event)
+                    take_derived(session)  # none for a purchase without loyalty
+                    if new:
+                        wires.append(wire_event(row))
+            return wires
+
+        async def store(first: int, count: int) -> list[CustomerEvent]:
             for attempt in range(10):
                 try:
-                    stored = await asyncio.to_thread(store_event, engine, event)
-                    break
+                    return await asyncio.to_thread(store_batch, first, count)
                 except OperationalError:  # database is locked: the worker writes a lot
                     if attempt == 9:
                         raise
                     await asyncio.sleep(1)
-            try:
-                await hand_off(engine, client, stored.id, task_queue=TASK_QUEUE, event=stored.wire)
-            except OperationalError:
-                pass  # stored: the worker's relay hands it off, as after an API's failed hand-off
-            sent.add(body["profile"]["email"])
+            raise AssertionError("unreachable")
 
+        async def handler() -> None:
+            while True:
+                event = await pending.get()
+                try:
+                    await hand_off(engine, client, event.id, task_queue=TASK_QUEUE, event=event)
+                except OperationalError:
+                    pass  # stored: the worker's relay hands it off, as after a failed hand-off
+                finally:
+                    pending.task_done()
+
+        handlers = [asyncio.create_task(handler()) for _ in range(inflight)]
         for step in steps:
-
-            async def feeder(limit: int = step) -> None:
-                nonlocal taken
-                while taken < limit:
-                    taken += 1
-                    await one(taken - 1)
-
-            await asyncio.gather(*(feeder() for _ in range(inflight)))
+            step_began, step_first, step_cpu_before = time.monotonic(), taken, cpu_s(worker.pid)
+            while taken < step:
+                # At most `window` purchases wait for their confirmation: the worker sets the
+                # pace, and the sticky cache is not flooded with customers mid-purchase.
+                tail.poll()
+                room = window - (taken - len(tail.first))
+                if room < min(batch, step - taken):
+                    await asyncio.sleep(0.5)
+                    continue
+                count = min(batch, step - taken)
+                for event in await store(taken, count):
+                    pending.put_nowait(event)
+                taken += count
+            await pending.join()
             deadline = time.monotonic() + 1800
             while time.monotonic() < deadline:
                 tail.poll()
-                if len(tail.first) >= len(sent):
+                if len(tail.first) >= taken:
                     break
                 if worker.poll() is not None:
                     raise RuntimeError(f"the worker exited; see {home / 'worker.log'}")
                 await asyncio.sleep(1)
             await quiet(worker.pid)
             rss = rss_mib(worker.pid)
+            step_s = time.monotonic() - step_began
+            step_cpu = cpu_s(worker.pid) - step_cpu_before
             row = {
-                "customers": len(sent),
+                "customers": taken,
                 "confirmed": len(tail.first),
                 "rss_mib": round(rss, 1),
                 "growth_mib": round(rss - before, 1),
@@ -231,6 +279,9 @@ async def run_config(
                 "worker_cpu_s": round(cpu_s(worker.pid), 1),
                 "elapsed_s": round(time.monotonic() - began),
                 "load": round(os.getloadavg()[0], 1),
+                "threads": psutil.Process(worker.pid).num_threads(),
+                "rate": round((taken - step_first) / step_s, 1),
+                "cpu_ms_each": round(step_cpu / max(1, taken - step_first) * 1000),
             }
             now_counted = await census(worker.pid, home / "census.json")
             grown = {
@@ -244,10 +295,12 @@ async def run_config(
             counted = now_counted
             rows.append(row)
             print(
-                f"  cache {cache}{' unsandboxed' if unsandboxed else ''}: {json.dumps(row)}",
+                f"  {name}: {json.dumps(row)}",
                 flush=True,
             )
     finally:
+        for task in handlers:
+            task.cancel()
         worker.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             await asyncio.to_thread(worker.wait, 30)
@@ -256,6 +309,8 @@ async def run_config(
         server.stop()
         engine.dispose()
     return {
+        "variant": name,
+        "env": variant_env,
         "cache": cache,
         "unsandboxed": unsandboxed,
         "rss_before_mib": round(before, 1),
@@ -269,15 +324,17 @@ def report(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
         "",
         f"machine: {env}",
         "",
-        "| runner | cache | customers | sleeping workflows | worker RSS MiB | growth over the "
-        "worker before its first purchase (reference) | per 1,000 customers | load |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | cache | customers | sleeping workflows | worker RSS MiB | growth over the "
+        "worker before its first purchase (reference) | per 1,000 customers | threads "
+        "| customers/s, worker CPU ms each | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
-        runner = "unsandboxed" if result["unsandboxed"] else "sandbox"
+        runner = result["variant"] + (" unsandboxed" if result["unsandboxed"] else "")
         previous = (0, result["rss_before_mib"])
         out.append(
-            f"| {runner} | {result['cache']} | 0 | 0 | {result['rss_before_mib']} | reference | | |"
+            f"| {runner} | {result['cache']} | 0 | 0 | {result['rss_before_mib']} | reference "
+            "| | | | |"
         )
         for row in result["steps"]:
             per_k = (row["rss_mib"] - previous[1]) / max(1, row["customers"] - previous[0]) * 1000
@@ -285,7 +342,7 @@ def report(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
                 f"| {runner} | {result['cache']} | {row['customers']} | {row['workflows_running']} "
                 f"| {row['rss_mib']} | +{row['growth_mib']} "
                 f"({row['rss_mib'] / result['rss_before_mib']:.2f}×) | {per_k:+.1f} MiB "
-                f"| {row['load']} |"
+                f"| {row['threads']} | {row['rate']}, {row['cpu_ms_each']} | {row['load']} |"
             )
             previous = (row["customers"], row["rss_mib"])
     return "\n".join(out)
@@ -294,10 +351,15 @@ def report(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
 async def main(opts: argparse.Namespace) -> None:
     steps = [int(s) for s in opts.steps.split(",")]
     results = []
-    for cache in [int(c) for c in opts.cache.split(",")]:
-        results.append(
-            await run_config(cache, opts.unsandboxed, steps, opts.inflight, opts.malloc_trim)
-        )
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    variants = parse_variants(opts.variants)
+    if opts.reference:
+        into = Path(tempfile.mkdtemp(prefix="trouw-memory-reference-")) / "checkout"
+        opts.reference_dir = await asyncio.to_thread(export, ROOT, opts.reference, into)
+        variants.insert(0, ("reference", {}))
+    for variant in variants:
+        results.append(await run_config(variant, steps, opts))
+    print(f"load average at end: {os.getloadavg()}", flush=True)
     print()
     print(report(results, environment()))
 
@@ -305,11 +367,24 @@ async def main(opts: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="1000,2000,5000,10000")
-    parser.add_argument("--cache", default="500", help="max_cached_workflows, comma-separated")
-    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--cache", type=int, default=100, help="the sticky cache of every variant")
+    parser.add_argument(
+        "--variants",
+        default="default",
+        help="worker configurations run one after the other: 'name:ENV=VALUE,...;name2:...' "
+        "(e.g. 'default;arenas2:MALLOC_ARENA_MAX=2')",
+    )
+    parser.add_argument("--inflight", type=int, default=32, help="hand-offs in flight")
+    parser.add_argument("--window", type=int, default=64, help="purchases awaiting confirmation")
+    parser.add_argument("--batch", type=int, default=32, help="purchases stored per transaction")
     parser.add_argument("--unsandboxed", action="store_true")
     parser.add_argument(
         "--malloc-trim", action="store_true", help="also read RSS after glibc's malloc_trim"
+    )
+    parser.add_argument(
+        "--reference",
+        help="first run the worker of a clean export of this git revision (e.g. main) as the "
+        "variant 'reference', with the same feed",
     )
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()

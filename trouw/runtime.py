@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from activities.services import Services
+from trouw.allocator import cap_arenas, trim_forever
 from trouw.content import watch_content
 from trouw.db.engine import get_engine
 from trouw.metrics import serve_worker_metrics, temporal_runtime_with_metrics
@@ -162,6 +163,9 @@ async def run_stack(
     install_stop_handlers(stop)
     # The worker in this process, or (worker_process) in a child that serves its own metrics.
     in_process = not (worker_process and api)
+    if worker and in_process:
+        # Before the worker's threads exist: the heaps they would each get are capped.
+        cap_arenas(settings.worker_malloc_arenas)
     if api and not port_free(settings.api_port, settings.api_host):
         raise TemporalError(
             f"port {settings.api_port} is already taken: stop what uses it or set TROUW_API_PORT"
@@ -234,6 +238,12 @@ async def run_stack(
                     name="loyalty",
                 )
             )
+            if settings.worker_malloc_trim_seconds > 0:
+                tasks.append(
+                    asyncio.create_task(
+                        trim_forever(settings.worker_malloc_trim_seconds), name="malloc-trim"
+                    )
+                )
             # Run records follow Temporal: cancelled, terminated, failed, timed out.
             tasks.append(
                 asyncio.create_task(
@@ -276,7 +286,14 @@ async def run_stack(
         if uvicorn_server is not None:
             uvicorn_server.should_exit = True
         for task in tasks:
-            if task.get_name() in ("relay", "content", "presence", "loyalty", "run-sync"):
+            if task.get_name() in (
+                "relay",
+                "content",
+                "presence",
+                "loyalty",
+                "run-sync",
+                "malloc-trim",
+            ):
                 task.cancel()
         if child is not None:
             await _stop_worker(child)

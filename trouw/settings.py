@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     # 0.2 MiB each; one evicted replays its history at its next task. Figures in
     # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
     worker_max_cached_workflows: int = Field(default=100, ge=0, le=100_000)
+    # glibc's allocator in a worker process (trouw/allocator.py): at most this many heaps (0:
+    # glibc's default, 8 per core), and free memory handed back to the system every so many
+    # seconds (0: never). Figures in docs/performance.md ("Worker memory").
+    worker_malloc_arenas: int = Field(default=2, ge=0, le=1024)
+    worker_malloc_trim_seconds: float = Field(default=60.0, ge=0, le=86400)
     log_format: Literal["text", "json"] = "text"
 
     # Content. "folder": journeys and templates are read from the two folders below (the demo,

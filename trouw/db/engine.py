@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,8 +81,49 @@ def get_engine(url: str) -> Engine:
         return engine
 
 
+def head_revision(versions: Path = MIGRATIONS_DIR / "versions") -> str | None:
+    """The newest revision id, read from the migration files without importing Alembic; None
+    unless the revisions form one line (Alembic itself then decides)."""
+    pattern = re.compile(r"""^(down_revision|revision)\b[^=]*=\s*(?:['"]([^'"]+)['"]|None)""", re.M)
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    files = list(versions.glob("*.py"))
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        found: dict[str, str | None] = {m[1]: m[2] for m in pattern.finditer(text)}
+        if revision := found.get("revision"):
+            revisions.add(revision)
+        if parent := found.get("down_revision"):
+            parents.add(parent)
+    if len(revisions) != len(files):
+        return None  # a file this reading does not understand: let Alembic read them all
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    head = head_revision()
+    if head is None:
+        return False
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return False
+        stamped = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    return [row[0] for row in stamped] == [head]
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision.
+
+    A schema already at the newest revision is left alone without importing Alembic: its
+    import (with Mako and Pygments) is 18 MiB that every worker kept for its whole life
+    (docs/performance.md, "Worker memory").
+    """
+    try:
+        if _at_head(engine):
+            return
+    except sa.exc.OperationalError:
+        pass  # unreachable: the upgrade below says so in the words users know
     from alembic import command
     from alembic.config import Config
 

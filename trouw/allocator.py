@@ -1,0 +1,58 @@
+"""glibc's allocator in a long-running worker: fewer arenas, freed memory handed back."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+from functools import cache
+
+log = logging.getLogger("trouw")
+
+# mallopt's parameter number for the arena limit (malloc.h: M_ARENA_MAX).
+_M_ARENA_MAX = -8
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, or None on another C library (musl, macOS): then these settings do nothing."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return None
+    if not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
+        return None
+    return libc
+
+
+def cap_arenas(arenas: int) -> bool:
+    """Let glibc make at most `arenas` heaps (0: its default, 8 per core).
+
+    Every thread that allocates may get a heap of its own, and a heap keeps what was freed in
+    it; a worker has some 30 threads (workflow activations, database calls, the Temporal core).
+    Takes effect for heaps made after the call: call it before the worker starts its threads.
+    """
+    libc = _libc()
+    if libc is None or arenas <= 0:
+        return False
+    return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def trim() -> bool:
+    """Hand the free memory at the top of glibc's heaps back to the system (malloc_trim)."""
+    libc = _libc()
+    return libc is not None and bool(libc.malloc_trim(0))
+
+
+async def trim_forever(every: float) -> None:
+    """Trim every `every` seconds: what a burst of work freed does not stay in the RSS."""
+    if _libc() is None:
+        return
+    while True:
+        await asyncio.sleep(every)
+        # Off the event loop: a trim walks the heaps, a few milliseconds for a worker's.
+        await asyncio.to_thread(trim)
