@@ -56,6 +56,7 @@ sys.path.insert(0, str(SCRIPT.parent))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 from api_bench import PRODUCTS, OutboxTail, environment, free_port, pct, purchase  # noqa: E402
+from simulate_bench import export  # noqa: E402
 from temporalio import activity, workflow  # noqa: E402
 
 TASK_QUEUE = "engine-bench"
@@ -311,6 +312,7 @@ class Bare(System):
 
 class Trouw(System):
     name = "trouw"
+    checkout = ROOT  # the code `trouw up` runs: this checkout, or --reference's export
 
     async def start(self) -> None:
         api_port, temporal_port = free_port(), free_port()
@@ -324,17 +326,20 @@ class Trouw(System):
             "TROUW_TEMPORAL_PERSIST": "true" if self.persist else "false",
             "TROUW_TASK_QUEUE": TASK_QUEUE,
             "TROUW_SIGNING_KEYS": '["bench-key"]',
-            "TROUW_JOURNEYS_DIR": str(ROOT / "journeys"),
-            "TROUW_TEMPLATES_DIR": str(ROOT / "templates"),
+            "TROUW_JOURNEYS_DIR": str(self.checkout / "journeys"),
+            "TROUW_TEMPLATES_DIR": str(self.checkout / "templates"),
         }
         env.pop("TEMPORAL_ADDRESS", None)
+        if self.checkout != ROOT:
+            # Ahead of the virtualenv's editable install: the export's packages are imported.
+            env["PYTHONPATH"] = str(self.checkout)
         self.address = f"127.0.0.1:{temporal_port}"
         self.url = f"http://127.0.0.1:{api_port}"
         log = (self.home.parent / f"{self.home.name}-up.log").open("wb")
         self.up = await asyncio.to_thread(
             subprocess.Popen,
-            [str(Path(sys.executable).parent / "trouw"), "up"],
-            cwd=ROOT,
+            [sys.executable, "-m", "trouw.cli", "up"],
+            cwd=self.checkout,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -606,8 +611,13 @@ async def phase(
 ) -> dict[str, Any]:
     prefix = f"e{index}"
     home = work / f"{kind}-{config}-{what}-{index}"
-    cls = Bare if kind == "bare" else Trouw
-    system = cls(home, config == "sqlite", prefix)
+    system: System
+    if kind == "bare":
+        system = Bare(home, config == "sqlite", prefix)
+    else:
+        system = Trouw(home, config == "sqlite", prefix)
+        if kind == "reference":
+            system.name, system.checkout = "reference", opts.reference_dir
     began = time.monotonic()
     try:
         await system.start()
@@ -701,7 +711,7 @@ def report(results: dict[str, Any], env: dict[str, Any]) -> str:
     ]
     for config, by in results["drain"].items():
         bare = by.get("bare", {}).get("drain_per_s")
-        for kind in ("bare", "trouw"):
+        for kind in by:
             r = by.get(kind, {})
             if "error" in r:
                 out.append(f"| {config} | {kind} | error: {r['error']} |||||")
@@ -726,7 +736,7 @@ def report(results: dict[str, Any], env: dict[str, Any]) -> str:
     for config, by in results["steady"].items():
         for share, pair in sorted(by.items()):
             bare_p95 = pair.get("bare", {}).get("p95")
-            for kind in ("bare", "trouw"):
+            for kind in pair:
                 r = pair.get(kind)
                 if r is None:
                     continue
@@ -772,6 +782,11 @@ async def run(opts: argparse.Namespace) -> None:
     index = 0
     with tempfile.TemporaryDirectory(prefix="trouw-engine-bench-") as tmp:
         work = Path(tmp)
+        opts.kinds = ("bare", "trouw")
+        if opts.reference:
+            opts.reference_dir = export(ROOT, opts.reference, work / "reference")
+            opts.kinds = ("bare", "trouw", "reference")
+            env["reference"] = f"{opts.reference} ({opts.reference_dir})"
 
         async def one(kind: str, config: str, what: str, **kw: Any) -> dict[str, Any]:
             nonlocal index
@@ -784,11 +799,11 @@ async def run(opts: argparse.Namespace) -> None:
         for config in opts.configs:
             # Side by side: each system's phase right after the other's, so load changes on the
             # shared machine touch both.
-            results["drain"][config] = {k: await one(k, config, "drain") for k in ("bare", "trouw")}
+            results["drain"][config] = {k: await one(k, config, "drain") for k in opts.kinds}
             results["steady"][config] = {}
             for share in opts.shares:
                 pair: dict[str, Any] = {}
-                for kind in ("bare", "trouw"):
+                for kind in opts.kinds:
                     rate = results["drain"][config][kind].get("drain_per_s")
                     if rate:
                         pair[kind] = await one(kind, config, "steady", rate=rate * share)
@@ -829,6 +844,11 @@ def main() -> None:
     )
     parser.add_argument("--profile", help="py-spy each Python process during the drains into DIR")
     parser.add_argument("--quick", action="store_true", help="a run of a few minutes")
+    parser.add_argument(
+        "--reference",
+        help="also run Trouw from a clean export of this git revision (e.g. main), each of its "
+        "phases right after this checkout's: before/after in one run",
+    )
     opts = parser.parse_args()
     if opts.quick:
         opts.purchases, opts.shares, opts.steady, opts.drain_bound = 80, "0.8", 15.0, 90.0

@@ -194,7 +194,9 @@ async def run_stack(
         elif worker:
             from trouw.insight_refresh import ensure_schedule
 
-            temporal_worker = build_worker(client, services)
+            temporal_worker = build_worker(
+                client, services, strict_sandbox=settings.worker_strict_sandbox
+            )
             log.info(
                 "worker %s (pid %d) polling task queue %r in namespace %r at %s; content from %s",
                 client.identity,

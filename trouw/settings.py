@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # seconds (0: never). Figures in docs/performance.md ("Worker memory").
     worker_malloc_arenas: int = Field(default=2, ge=0, le=1024)
     worker_malloc_trim_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # true: the workflow modules are imported afresh per workflow in the sandbox, which then
+    # fails a forbidden call in them (trouw/worker.py, workflow_runner); tests always do.
+    worker_strict_sandbox: bool = False
     log_format: Literal["text", "json"] = "text"
 
     # Content. "folder": journeys and templates are read from the two folders below (the demo,

@@ -20,12 +20,25 @@ from workflows.journey import JourneyWorkflow
 WORKFLOWS: Sequence[type] = (CustomerWorkflow, JourneyWorkflow, InsightRefreshWorkflow)
 # Pure modules the workflows import: passed through the sandbox instead of re-imported per run.
 PASSTHROUGH = ("trouw", "pydantic", "jinja2", "markupsafe", "yaml", "sqlmodel", "sqlalchemy")
+# The workflow modules themselves (see workflow_runner).
+WORKFLOW_PACKAGE = "workflows"
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def workflow_runner(*, strict: bool = True) -> SandboxedWorkflowRunner:
+    """The sandbox the workflows run in.
+
+    strict (tests, replays, TROUW_WORKER_STRICT_SANDBOX): the workflow modules are imported
+    afresh for every workflow, so a call the sandbox forbids in them (datetime.now, random,
+    I/O) fails the workflow task. Not strict (a running worker by default): they are passed
+    through like the pure modules above, imported once per process. That import per workflow
+    was a sixth of the worker's Python time per purchase (docs/performance.md); what it guards
+    against is kept out by ruff's banned APIs in workflows/ and by the test suite, which runs
+    every workflow strict. The workflow modules hold no state of their own between runs.
+    """
     install_workflow_code_cache()
+    passthrough = PASSTHROUGH if strict else (*PASSTHROUGH, WORKFLOW_PACKAGE)
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
     )
 
 
@@ -35,9 +48,11 @@ def build_worker(
     *,
     task_queue: str | None = None,
     sandboxed: bool = True,
+    strict_sandbox: bool = True,
     fail_runs_on_errors: bool = False,
 ) -> Worker:
-    """The worker; `sandboxed=False` is for the simulator only (see docs/decisions.md).
+    """The worker; `sandboxed=False` is for the simulator only (see docs/decisions.md);
+    `strict_sandbox`: see workflow_runner (a running worker passes its setting).
 
     `fail_runs_on_errors` (the simulator): an unexpected exception in workflow code fails the
     run at once. A production worker retries the workflow task instead, so that deploying a fix
@@ -51,7 +66,9 @@ def build_worker(
         task_queue=task_queue or services.settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=all_activities(services),
-        workflow_runner=workflow_runner() if sandboxed else UnsandboxedWorkflowRunner(),
+        workflow_runner=(
+            workflow_runner(strict=strict_sandbox) if sandboxed else UnsandboxedWorkflowRunner()
+        ),
         interceptors=[WorkLog()],
         max_cached_workflows=services.settings.worker_max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
