@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,10 +88,25 @@ GC_TIME: dict[str, float] = {}
 def write_census(path: Path) -> None:
     """Live Python objects by type (after a full collection), for what grows between steps."""
     import collections
+    import ctypes
     import gc
+    import sys
 
     gc.collect()
-    counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    objects = gc.get_objects()
+    counts = collections.Counter(type(o).__qualname__ for o in objects)
+    # The biggest Python objects (a large container or buffer shows here, not in the counts).
+    biggest = sorted(((sys.getsizeof(o), type(o).__qualname__) for o in objects), reverse=True)[:5]
+    del objects
+    # glibc's own account: heap bytes in use and free per arena, and live mmap'ed chunks.
+    libc = ctypes.CDLL("libc.so.6")
+    libc.fopen.restype = ctypes.c_void_p
+    handle = libc.fopen(str(path.with_suffix(".malloc.xml")).encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(handle))
+    libc.fclose(ctypes.c_void_p(handle))
+    info = path.with_suffix(".malloc.xml").read_text()
+    totals = dict(re.findall(r'<total type="(\w+)" count="\d+" size="(\d+)"/>', info[-600:]))
+    system = re.findall(r'<system type="current" size="(\d+)"/>', info)
     trimmed = None
     if os.environ.get("BENCH_TRIM") == "1":
         import ctypes
@@ -105,6 +121,14 @@ def write_census(path: Path) -> None:
                 "types": dict(counts),
                 "trimmed": trimmed,
                 "gc_s": {k: round(v, 3) for k, v in GC_TIME.items() if k != "started"},
+                "biggest": [f"{kind} {size // 1024} KiB" for size, kind in biggest],
+                "glibc_mib": {
+                    "free_in_heaps": round(
+                        sum(int(v) for k, v in totals.items() if k in ("fast", "rest")) / 2**20, 1
+                    ),
+                    "mmap_live": round(int(totals.get("mmap", 0)) / 2**20, 1),
+                    "heaps_current": round(sum(int(x) for x in system[-1:]) / 2**20, 1),
+                },
             }
         )
     )
@@ -312,6 +336,8 @@ async def run_config(
             }
             row["python_objects"] = now_counted.get("objects")
             row["gc_s"] = now_counted.get("gc_s")
+            row["biggest"] = now_counted.get("biggest")
+            row["glibc_mib"] = now_counted.get("glibc_mib")
             if now_counted.get("trimmed") is not None:
                 row["rss_after_malloc_trim_mib"] = round(now_counted["trimmed"], 1)
             row["grown_types"] = dict(sorted(grown.items(), key=lambda kv: -kv[1])[:8])
