@@ -54,6 +54,10 @@ TASK_QUEUE = "trouw-memory-bench"
 
 def worker_child(unsandboxed: bool) -> None:
     """The worker process: `trouw worker` (run_stack), optionally with the unsandboxed runner."""
+    census = os.environ.get("BENCH_CENSUS_FILE")
+    if census:
+        # First: a census asked for while the imports still run must not kill the process.
+        signal.signal(signal.SIGUSR1, lambda _n, _f: write_census(Path(census)))
     from trouw.runtime import run_stack
     from trouw.settings import Settings
     from trouw.temporal import quiet_runtime
@@ -76,9 +80,6 @@ def worker_child(unsandboxed: bool) -> None:
             GC_TIME[key] = GC_TIME.get(key, 0.0) + time.perf_counter() - GC_TIME["started"]
 
     gc.callbacks.append(timed)
-    census = os.environ.get("BENCH_CENSUS_FILE")
-    if census:
-        signal.signal(signal.SIGUSR1, lambda _n, _f: write_census(Path(census)))
     asyncio.run(run_stack(Settings(), api=False, worker=True))
 
 
@@ -246,7 +247,11 @@ async def run_config(
     try:
         # The worker is ready when its RSS stops growing (imports, journeys, templates).
         await asyncio.sleep(5)
-        await quiet(worker.pid)
+        for _ in range(60):  # on a loaded machine the imports alone can look quiet for 2 s
+            was = rss_mib(worker.pid)
+            await quiet(worker.pid)
+            if abs(rss_mib(worker.pid) - was) < 0.5:
+                break
         before = rss_mib(worker.pid)
         counted = await census(worker.pid, home / "census.json")
         taken = 0  # purchases stored and handed off so far
