@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         customer_workflow_id,
     )
 
-    from workflows.run import JourneyRun, event_scope, goal_reached, run_event
+    from workflows.run import JourneyRunner, event_scope, goal_reached, run_event
 
 __all__ = ["JourneyWorkflow", "event_scope", "goal_reached", "run_event"]
 
@@ -33,10 +33,10 @@ HISTORY_LIMIT = 4000
 
 @workflow.defn(name=JOURNEY_WORKFLOW)
 class JourneyWorkflow:
-    """Hosts one JourneyRun (workflows/run.py, the step logic) in a workflow of its own."""
+    """Hosts one JourneyRunner (workflows/run.py, the step logic) in a workflow of its own."""
 
     def __init__(self) -> None:
-        self._run = JourneyRun(self)
+        self._run = JourneyRunner(self)
         self._search_attributes = False
         self._customer_id = ""
 

@@ -129,7 +129,7 @@ class _Ended(Exception):
         self.goal = goal
 
 
-class JourneyRun:
+class JourneyRunner:
     """A thin loop: each step type is one small method; graph logic lives in trouw.journey.
 
     Where the run lives (its own workflow or inside the customer workflow) is the host's
