@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
-from tests.api.conftest import Api, add_customer, add_message, now, rows
+from tests.api.conftest import Api, ApiSettings, add_customer, add_message, now, rows
+from trouw.api.app import create_app
+from trouw.api.clicks import ClickWriter
 from trouw.db.engine import session_scope
 from trouw.db.models import Engagement, TrackedLink
 from trouw.measure.links import link_code
@@ -78,3 +85,50 @@ def test_an_expired_link_is_gone(api: Api, link: str) -> None:
     answer = api.client.get(f"/c/{link}", follow_redirects=False)
     assert answer.status_code == 410 and "location" not in answer.headers
     assert rows(api.engine, Engagement) == []
+
+
+def _click(key: str, **fields: Any) -> Engagement:
+    values: dict[str, Any] = {
+        "key": key,
+        "message_key": KEY,
+        "customer_id": "c1",
+        "journey": "post_purchase",
+        "step": "tips",
+        "channel": "email",
+        "kind": "clicked",
+        "at": now(),
+        "source": "redirect",
+        "link": TARGET,
+        "session_id": key,
+        **fields,
+    }
+    return Engagement(**values)
+
+
+def test_a_refused_click_is_parked_and_the_rest_of_its_batch_written(
+    api: Api, tmp_path: Path
+) -> None:
+    parked = tmp_path / "parked.jsonl"
+    writer = ClickWriter(api.engine, parked=parked)
+    # Queued before the thread starts: the three are one batch, the middle one refused.
+    done = [
+        writer.record(_click("redirect:a")),
+        writer.record(_click("redirect:bad", customer_id=None)),
+        writer.record(_click("redirect:b")),
+    ]
+    writer.start()
+    writer.close()
+    assert all(d.exception() is None for d in done)
+    assert sorted(c.key for c in rows(api.engine, Engagement)) == ["redirect:a", "redirect:b"]
+    [kept] = [json.loads(line) for line in parked.read_text().splitlines()]
+    assert kept["row"]["key"] == "redirect:bad"
+
+
+def test_the_click_writer_starts_and_ends_with_the_app(
+    engine: Engine, api_settings: ApiSettings
+) -> None:
+    app = create_app(api_settings, engine)
+    with TestClient(app):
+        writer = app.state.trouw.clicks
+        assert writer is not None and writer.engine is engine and writer.running
+    assert app.state.trouw.clicks is None and not writer.running

@@ -63,6 +63,8 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.clicks = clicks.ClickWriter(engine, parked=settings.home / clicks.PARKED_FILE)
+        state.clicks.start()
         purge = asyncio.create_task(hosted.purge_forever(state), name="purge hosted copies")
         try:
             yield
@@ -70,6 +72,8 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
             purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
+            await asyncio.to_thread(state.clicks.close)
+            state.clicks = None
 
     app = FastAPI(title="Trouw", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.trouw = state

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import queue
 import re
 import threading
 import uuid
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -22,77 +25,95 @@ from trouw.db.models import Engagement, Message, TrackedLink
 from trouw.measure.engagement import engagement_row
 from trouw.measure.links import CLICK_PARAM
 
+log = logging.getLogger("trouw.api.clicks")
+
 router = APIRouter(include_in_schema=False)
 _CODE = re.compile(r"[A-Za-z0-9_-]{22}")
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 _BATCH = 500  # clicks per transaction at most
-_IDLE_SECONDS = 5.0  # the writer thread ends after this long without a click
 _COMMIT_WAIT_SECONDS = 30.0  # as long as SQLite's busy timeout
+PARKED_FILE = "clicks-parked.jsonl"  # in the home folder: clicks the database refused
 
 
 class ClickWriter:
     """Writes clicks to the engagement ledger from one thread, all waiting clicks per commit.
 
-    A click's redirect waits for the commit that holds it (a redirected click is recorded) but
-    not for a write lock of its own: on SQLite, one transaction per click made concurrent
-    clicks queue for the database's single write lock, sleeping in its busy handler.
+    One per app, started and stopped with it (its lifespan). A click's redirect waits for the
+    commit that holds it (a redirected click is recorded) but not for a write lock of its own:
+    on SQLite, one transaction per click made concurrent clicks queue for the database's single
+    write lock, sleeping in its busy handler. A row the database refuses (a constraint) fails
+    alone: the others of its batch are written, it is logged and kept in `parked`.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, parked: Path) -> None:
         self.engine = engine
-        self._queue: queue.SimpleQueue[tuple[Engagement, Future[None]]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self.parked = parked
+        self._queue: queue.SimpleQueue[tuple[Engagement, Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="click writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Writes what is queued, then ends the thread."""
+        self._queue.put(None)
+        self._thread.join()
 
     def record(self, row: Engagement) -> Future[None]:
         """Queues one engagement row; the future is done when it is committed (or failed)."""
         done: Future[None] = Future()
-        with self._lock:
-            self._queue.put((row, done))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="click writer", daemon=True)
-                self._thread.start()
+        self._queue.put((row, done))
         return done
 
     def _run(self) -> None:
-        table = Engagement.__table__  # type: ignore[attr-defined]
         while True:
-            try:
-                batch = [self._queue.get(timeout=_IDLE_SECONDS)]
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():  # record() starts a new thread for the next one
-                        self._thread = None
-                        return
-                continue
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
             while len(batch) < _BATCH:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            try:
-                with self.engine.begin() as connection:
-                    rows = [row.model_dump(exclude={"id"}) for row, _ in batch]
-                    connection.execute(table.insert(), rows)
-            except Exception as exc:  # every click of the batch answers as the database did
-                for _, done in batch:
-                    done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    done.set_result(None)
+                if item is None:
+                    self._write(batch)
+                    return
+                batch.append(item)
+            self._write(batch)
 
+    def _write(self, batch: list[tuple[Engagement, Future[None]]]) -> None:
+        table = Engagement.__table__  # type: ignore[attr-defined]
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    table.insert(), [row.model_dump(exclude={"id"}) for row, _ in batch]
+                )
+        except sa.exc.OperationalError as exc:  # the database, not a row: all answer alike
+            for _, done in batch:
+                done.set_exception(exc)
+        except sa.exc.DBAPIError as exc:
+            if len(batch) > 1:  # some row was refused: the others still go in
+                for one in batch:
+                    self._write([one])
+                return
+            row, done = batch[0]
+            self._park(row, exc)
+            done.set_result(None)
+        else:
+            for _, done in batch:
+                done.set_result(None)
 
-_writers: dict[int, ClickWriter] = {}
-_writers_lock = threading.Lock()
-
-
-def click_writer(engine: Engine) -> ClickWriter:
-    """The one writer per engine (per API process)."""
-    with _writers_lock:
-        writer = _writers.get(id(engine))
-        if writer is None or writer.engine is not engine:
-            writer = _writers[id(engine)] = ClickWriter(engine)
-        return writer
+    def _park(self, row: Engagement, exc: Exception) -> None:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        log.error("click %s refused by the database (%s): kept in %s", row.key, reason, self.parked)
+        self.parked.parent.mkdir(parents=True, exist_ok=True)
+        with self.parked.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"reason": reason, "row": row.model_dump(mode="json")}) + "\n")
 
 
 def _page(status: int, text: str) -> HTMLResponse:
@@ -150,6 +171,6 @@ def follow_link(code: str, state: ApiState = Depends(api_state)) -> Response:
         link=found.url,
         session_id=click_id,
     )
-    recorded = click_writer(state.engine).record(row)
-    recorded.result(timeout=_COMMIT_WAIT_SECONDS)
+    assert state.clicks is not None, "the app's lifespan starts the click writer"
+    state.clicks.record(row).result(timeout=_COMMIT_WAIT_SECONDS)
     return RedirectResponse(with_click(found.url, click_id), status_code=302, headers=_HEADERS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from sqlalchemy.engine import Engine
@@ -11,14 +11,19 @@ from temporalio.client import Client
 
 from trouw.settings import Settings
 
+if TYPE_CHECKING:
+    from trouw.api.clicks import ClickWriter
+
 
 @dataclass
 class ApiState:
-    """Settings, engine and the Temporal client; a None client leaves hand-offs to the relay."""
+    """Settings, engine, the Temporal client (None leaves hand-offs to the relay) and the click
+    writer."""
 
     settings: Settings
     engine: Engine
     client: Client | None = None
+    clicks: ClickWriter | None = None  # the app's lifespan starts and stops it
 
     def setting(self, name: str, default: Any = None) -> Any:
         # Settings added for the API after the settings model was written are read leniently,
