@@ -155,6 +155,7 @@ async def run_stack(
     API in this one (`trouw up`); one Python process cannot use more than one core.
     """
     from trouw.loyalty.sweep import sweep_forever
+    from trouw.measure.rollup import fold_forever
     from trouw.relay import relay_forever
     from trouw.runs import sync_forever
     from trouw.worker import build_worker
@@ -246,6 +247,11 @@ async def run_stack(
                         trim_forever(settings.worker_malloc_trim_seconds), name="malloc-trim"
                     )
                 )
+            tasks.append(
+                asyncio.create_task(
+                    fold_forever(engine, every=settings.report_fold_seconds), name="report-fold"
+                )
+            )
             # Run records follow Temporal: cancelled, terminated, failed, timed out.
             tasks.append(
                 asyncio.create_task(
@@ -293,6 +299,7 @@ async def run_stack(
                 "content",
                 "presence",
                 "loyalty",
+                "report-fold",
                 "run-sync",
                 "malloc-trim",
             ):

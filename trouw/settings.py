@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     journey_hold_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     journey_hold_recheck_seconds: float = Field(default=600.0, ge=1, le=86400)
     run_sync_seconds: float = Field(default=5.0, ge=0.5, le=3600)
+    # The worker folds the report roll-ups' deltas into their day tables this often (reports
+    # read the deltas too, so they are exact in between; folding keeps what they read short).
+    report_fold_seconds: float = Field(default=60.0, ge=1, le=86400)
     relay_backlog_alert_seconds: float = Field(default=300.0, ge=1)
     # While the database cannot be reached the API answers 503 with this Retry-After (seconds).
     api_retry_after_seconds: int = Field(default=5, ge=1, le=3600)

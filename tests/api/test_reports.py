@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
+
+import sqlalchemy as sa
 
 from tests.api.conftest import Api
 from tests.measure.test_report import DAY, T0, ledger  # noqa: F401 - fixture used by `api`
 from tests.measure.test_split_report import _assign
 from trouw.db.engine import session_scope
+from trouw.db.models import ReportEngagementDelta, ReportMessageDelta, ReportRunDelta
+from trouw.measure.rollup import fold_forever
 
 PERIOD = f"from={(T0 - DAY).isoformat()}&to={(T0 + 10 * DAY).isoformat()}".replace("+", "%2B")
 
@@ -45,3 +51,43 @@ def test_reports_need_a_read_key_and_an_offset(api: Api) -> None:
     assert naive.status_code == 422
     late = (T0 + timedelta(days=1)).isoformat().replace("+", "%2B")
     assert api.get(f"/v1/reports/journeys?from={late}&to={late}").status_code == 422
+
+
+def _pending(api: Api) -> int:
+    with api.engine.connect() as connection:
+        return sum(
+            connection.execute(sa.select(sa.func.count()).select_from(model.__table__)).scalar_one()  # type: ignore[attr-defined]
+            for model in (ReportRunDelta, ReportMessageDelta, ReportEngagementDelta)
+        )
+
+
+def test_a_report_reads_the_pending_roll_up_deltas_without_folding_them(
+    api: Api,
+    ledger,  # noqa: F811
+) -> None:
+    pending = _pending(api)
+    assert pending > 0  # the ledger fixture's rows, not folded yet
+    found = api.get(f"/v1/reports/journeys?{PERIOD}")
+    assert found.status_code == 200, found.text
+    [journey] = found.json()["journeys"]
+    assert journey["entered"] == 4  # counted from the deltas
+    assert _pending(api) == pending  # and nothing written: the worker folds
+
+
+async def test_the_worker_folds_the_roll_ups_in_the_background(
+    api: Api,
+    ledger,  # noqa: F811
+) -> None:
+    before = api.get(f"/v1/reports/journeys?{PERIOD}").json()
+    folding = asyncio.create_task(fold_forever(api.engine, every=0.05))
+    try:
+        for _ in range(400):  # until the first round has folded (a liveness wait, not a timing)
+            if _pending(api) == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        folding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await folding
+    assert _pending(api) == 0
+    assert api.get(f"/v1/reports/journeys?{PERIOD}").json() == before

@@ -40,8 +40,8 @@ def report(
     """Funnel per journey, version and step, and the orders and revenue attributed to messages."""
     if ctx.invoked_subcommand is not None:
         return
+    from trouw.db.engine import READ_ONLY
     from trouw.measure.report import attribution_rules, journey_report
-    from trouw.measure.rollup import fold_pending
 
     if output not in ("table", "json"):
         fail(f"--format {output!r}: table or json")
@@ -50,8 +50,8 @@ def report(
     if begin >= until:
         fail("--from must be before --to")
     engine = engine_or_fail(settings)
-    fold_pending(engine)
-    with engine.connect() as connection:
+    # Only reads (the worker folds the roll-ups' deltas): on SQLite it takes no write lock.
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         found = journey_report(
             connection,
             attribution_rules(settings),
@@ -62,11 +62,11 @@ def report(
         )
     body = found.to_json()
     if html is not None:
-        from trouw.db.engine import session_scope
+        from trouw.db.engine import read_scope
         from trouw.measure.html import write_report
         from trouw.measure.splits import split_steps, uplift_report
 
-        with session_scope(engine) as session:
+        with read_scope(engine) as session:
             uplifts = [
                 uplift_report(session, journey=j, step=st, start=begin, end=until).to_json()
                 for j, st in split_steps(session, journey=journey, start=begin, end=until)

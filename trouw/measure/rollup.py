@@ -15,6 +15,8 @@ test_rollup.py), from:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -39,6 +41,8 @@ from trouw.measure.report import (
     message_counts,
     run_counts,
 )
+
+log = logging.getLogger("trouw.measure.rollup")
 
 # Two folds at once on PostgreSQL would add the same roll-up rows in different orders.
 _FOLD_LOCK = 0x7472_6F75_7701
@@ -103,9 +107,27 @@ def fold(connection: Connection) -> dict[str, int]:
 
 
 def fold_pending(engine: Engine) -> dict[str, int]:
-    """`fold` in a transaction of its own (the report's connection only reads)."""
+    """`fold` in a transaction of its own."""
     with engine.begin() as connection:
         return fold(connection)
+
+
+async def fold_forever(engine: Engine, *, every: float) -> None:
+    """The worker's fold: every `every` seconds (setting `report_fold_seconds`).
+
+    Not at report time: a fold is a write transaction, and on SQLite it would queue every
+    report behind the database's one write lock (the click writer, sends, callbacks) and hold
+    them up in turn. A report is exact without it (it reads the deltas too); folding keeps the
+    deltas it reads few.
+    """
+    while True:
+        try:
+            folded = await asyncio.to_thread(fold_pending, engine)
+            if any(folded.values()):
+                log.debug("report roll-ups folded %s", folded)
+        except Exception:  # the database away for a moment: the next round catches up
+            log.exception("folding the report roll-ups failed")
+        await asyncio.sleep(every)
 
 
 def _summed(
