@@ -28,6 +28,7 @@ from trouw.measure.attribution import (
     attribute_all,
 )
 from trouw.measure.goals import goal_totals
+from trouw.measure.messages import by_key
 from trouw.measure.segments import segment_funnel, segments_json
 from trouw.settings import AttributionWindows, Settings
 
@@ -402,16 +403,16 @@ def journey_report(
     m = Message.__table__  # type: ignore[attr-defined]
     attributed = attribute_orders(connection, rules, start=start, end=end, journey=journey)
     if attributed:
-        where = {a.message_key for a in attributed}
         placed: dict[str, tuple[str, str | None, str, str]] = {}
-        keys = list(where)
-        for chunk in range(0, len(keys), 5000):
-            for key, j, version, s, channel in connection.execute(
-                sa.select(
-                    m.c.message_key, m.c.journey, m.c.journey_version, m.c.step, m.c.channel
-                ).where(m.c.message_key.in_(keys[chunk : chunk + 5000]))
-            ):
-                placed[key] = (j, version, s, channel)
+        for key, j, version, s, channel in by_key(
+            connection,
+            {a.message_key for a in attributed},
+            m.c.journey,
+            m.c.journey_version,
+            m.c.step,
+            m.c.channel,
+        ):
+            placed[key] = (j, version, s, channel)
         for a in attributed:
             if a.message_key not in placed:
                 continue  # a voucher from a message no longer in the ledger

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from trouw.db.models import Engagement, InsightSegmentChange, Message
 from trouw.measure.attribution import Attribution
+from trouw.measure.messages import by_key
 
 UNSCORED = "unscored"
 _STAGES = ("delivered", "opened", "clicked")
@@ -120,21 +121,16 @@ def segment_funnel(
     for j, version, step, channel, seg, kind, count in engaged:
         row = of((j, version, step, channel, seg))
         setattr(row, kind, getattr(row, kind) + count)
-    by_key: dict[str, list[Attribution]] = {}
+    of_message: dict[str, list[Attribution]] = {}
     for a in attributed:
-        by_key.setdefault(a.message_key, []).append(a)
-    keys = list(by_key)
-    for chunk in range(0, len(keys), 5000):
-        rows: Any = connection.execute(
-            sa.select(m.c.message_key, *place, segment)
-            .select_from(with_segment)
-            .where(m.c.message_key.in_(keys[chunk : chunk + 5000]))
-        )
-        for key, j, version, step, channel, seg in rows:
-            row = of((j, version, step, channel, seg))
-            for a in by_key[key]:
-                row.orders += 1
-                row.revenue += float(a.revenue)
+        of_message.setdefault(a.message_key, []).append(a)
+    for key, j, version, step, channel, seg in by_key(
+        connection, of_message, *place, segment, source=with_segment
+    ):
+        row = of((j, version, step, channel, seg))
+        for a in of_message[key]:
+            row.orders += 1
+            row.revenue += float(a.revenue)
     for row in found.values():
         row.revenue = round(row.revenue, 2)
     return sorted(
