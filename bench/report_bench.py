@@ -1,4 +1,4 @@
-"""Benchmark: the journey report over a year of a shop, and the click redirect under load.
+"""Benchmark: the journey report over a year of a shop.
 
 Run: .venv/bin/python bench/report_bench.py                       (SQLite and PostgreSQL)
      .venv/bin/python bench/report_bench.py --messages 100000 --orders 20000   (a quick run)
@@ -9,22 +9,15 @@ Prints a report; docs/performance.md has the figures. Not a test: nothing here a
    8 % clicked), 200,000 orders (3 % returned) and 100,000 vouchers issued by messages; then
    `journey_report` over the whole year (funnel + attribution of every order), timed, next to
    a reference query in the same run: one `GROUP BY` count over the message table.
-2. Click redirect: the API (uvicorn, one process, SQLite) serving `/c/{code}` at 200 requests/s
-   (open loop, fired on schedule) for 15 s; latency p50/p99, next to `/healthz` (no database)
-   at the same rate.
+The click redirect has its own script: bench/click_bench.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,11 +38,9 @@ from trouw.db.models import (  # noqa: E402
     ReportEngagementDelta,
     ReportMessageDelta,
     ReportRunDelta,
-    TrackedLink,
     Voucher,
 )
 from trouw.measure.attribution import AttributionRules  # noqa: E402
-from trouw.measure.links import link_code  # noqa: E402
 from trouw.measure.report import journey_report  # noqa: E402
 from trouw.measure.rollup import fold  # noqa: E402
 
@@ -326,157 +317,6 @@ def bench_writes(engine: sa.Engine, n: int) -> None:
     )
 
 
-# --- click redirect ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def serve(url: str, port: int) -> None:
-    import uvicorn
-
-    from trouw.api.app import create_app
-    from trouw.settings import Settings
-
-    settings = Settings(home=Path(tempfile.mkdtemp()), database_url=url, signing_keys=["bench-key"])
-    uvicorn.run(
-        create_app(settings, make_engine(url)), host="127.0.0.1", port=port, log_level="warning"
-    )
-
-
-async def _open_loop(
-    base: str, paths: list[str], rate: float, seconds: float, failed: list[str]
-) -> list[float]:
-    import httpx
-
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
-
-        async def one(path: str) -> None:
-            started = time.perf_counter()
-            try:
-                answer = await client.get(path, follow_redirects=False)
-            except httpx.TimeoutException:
-                failed.append(path)  # waited 10 s for a connection or an answer
-                return
-            latencies.append(time.perf_counter() - started)
-            if answer.status_code not in (200, 302):
-                raise RuntimeError(f"{path}: {answer.status_code}")
-
-        tasks = []
-        begin = time.perf_counter()
-        for n in range(int(rate * seconds)):
-            delay = begin + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(paths[n % len(paths)])))
-        await asyncio.gather(*tasks)
-    return latencies
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-def bench_redirect(rate: float, seconds: float) -> None:
-    home = Path(tempfile.mkdtemp(prefix="trouw-click-"))
-    url = f"sqlite:///{home / 'trouw.db'}"
-    engine = make_engine(url)
-    migrate(engine)
-    now = datetime.now(UTC)
-    codes = []
-    with engine.begin() as connection:
-        # One code per request: every click is a lookup of its own (no cache to hit).
-        for n in range(int(rate * seconds) + 200):
-            key = f"run{n}:tips:email"
-            connection.execute(
-                Message.__table__.insert(),  # type: ignore[attr-defined]
-                {
-                    "message_key": key,
-                    "customer_id": f"c{n}",
-                    "journey": "post_purchase",
-                    "step": "tips",
-                    "channel": "email",
-                    "category": "service",
-                    "template": "care_tips",
-                    "created_at": now,
-                    "status_history": [],
-                    "consent_snapshot": {},
-                    "attempts": 1,
-                    "decision": "send",
-                    "state": "sent",
-                },
-            )
-            target = f"https://shop.example/p/{n}"
-            code = link_code(b"bench-key", key, target)
-            codes.append(code)
-            connection.execute(
-                TrackedLink.__table__.insert(),  # type: ignore[attr-defined]
-                {
-                    "code": code,
-                    "message_key": key,
-                    "url": target,
-                    "created_at": now,
-                    "expires_at": now + YEAR,
-                },
-            )
-    engine.dispose()
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", url, "--port", str(port)], cwd=ROOT
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                import httpx
-
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        warm: list[str] = []
-        asyncio.run(_open_loop(base, ["/healthz"], rate, 2, warm))
-        asyncio.run(_open_loop(base, [f"/c/{c}" for c in codes[-200:]], rate, 1, warm))
-        load = os.getloadavg()[0]
-        health_failed: list[str] = []
-        health = asyncio.run(_open_loop(base, ["/healthz"], rate, seconds, health_failed))
-        clicks_failed: list[str] = []
-        paths = [f"/c/{c}" for c in codes[:-200]]
-        clicks = asyncio.run(_open_loop(base, paths, rate, seconds, clicks_failed))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    engine = make_engine(url)
-    e = Engagement.__table__  # type: ignore[attr-defined]
-    with engine.connect() as connection:
-        recorded = connection.execute(
-            sa.select(sa.func.count()).select_from(e).where(e.c.source == "redirect")
-        ).scalar_one()
-    engine.dispose()
-    print(f"  load average (1 min) when the measured phases began: {load:.1f}")
-    sent = len(clicks) + int(rate * 1) - len([w for w in warm if w.startswith("/c/")])
-    print(f"  clicks recorded in the ledger: {recorded:,} of {sent:,} redirected")
-    print(
-        f"  timed out after 10 s (left out of the percentiles): /healthz {len(health_failed)}, "
-        f"/c/{{code}} {len(clicks_failed)}"
-    )
-    for label, values in (("/healthz (reference)", health), ("/c/{code} (click)", clicks)):
-        print(
-            f"  {label}: {len(values)} requests at {rate:.0f}/s, p50 {_pct(values, 0.5):.1f} ms, "
-            f"p95 {_pct(values, 0.95):.1f} ms, p99 {_pct(values, 0.99):.1f} ms, "
-            f"max {max(values) * 1000:.1f} ms, "
-            f"mean {statistics.mean(values) * 1000:.1f} ms"
-        )
-    print(f"  p99 ratio click/reference: {_pct(clicks, 0.99) / _pct(health, 0.99):.1f}x")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -484,22 +324,12 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=150_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--writes", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=200)
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--skip", choices=("sqlite", "postgres", "redirect"), action="append")
-    parser.add_argument("--serve")
-    parser.add_argument("--port", type=int)
+    parser.add_argument("--skip", choices=("sqlite", "postgres"), action="append")
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.port)
-        return 0
     skip = set(args.skip or ())
     print(f"load average before: {os.getloadavg()}; cores: {os.cpu_count()}")
     print("(a shared machine: absolute figures move with the other work on it; ratios hold)")
     on_each_database(lambda url, label: bench_report(url, label, args), skip=skip, file="report.db")
-    if "redirect" not in skip:
-        print("click redirect:")
-        bench_redirect(args.rate, args.seconds)
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,14 @@ from tests.conftest import ROOT
 from trouw.api.app import create_app
 from trouw.api.auth import create_api_key
 from trouw.db.engine import session_scope
-from trouw.db.models import ConsentRecord, Customer, InboundEvent, Message, Suppression
+from trouw.db.models import (
+    ConsentRecord,
+    Customer,
+    Engagement,
+    InboundEvent,
+    Message,
+    Suppression,
+)
 from trouw.ingest import CustomerIn, upsert_customer
 from trouw.settings import Settings
 
@@ -152,6 +160,21 @@ def add_message(engine: Engine, key: str, customer_id: str = "c1", **fields: Any
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def until(found: Callable[[], bool]) -> bool:
+    """Whether `found` comes true within a minute: for what the API does behind its answer
+    (the click writer). A liveness wait, nothing is timed."""
+    for _ in range(600):
+        if found():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def clicks_recorded(engine: Engine, n: int) -> bool:
+    """Whether the click writer has written `n` redirect clicks (within a minute)."""
+    return until(lambda: len(rows(engine, Engagement, Engagement.source == "redirect")) == n)
 
 
 def rows(engine: Engine, model: Any, *where: Any) -> list[Any]:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.api.conftest import Api, add_customer, add_message, now, rows
+from tests.api.conftest import Api, add_customer, add_message, clicks_recorded, now, rows
 from tests.api.test_webshops import official, shopify, woo
 from trouw.db.engine import session_scope
 from trouw.db.models import Order, TrackedLink
@@ -127,6 +127,7 @@ def two_clicks(api: Api) -> tuple[str, str]:
             )
         answer = api.client.get(f"/c/{code}", follow_redirects=False)
         sessions.append(parse_qs(urlsplit(answer.headers["location"]).query)["trouw_click"][0])
+    assert clicks_recorded(api.engine, 2)
     return sessions[0], sessions[1]
 
 

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from tests.api.conftest import Api, ApiSettings, add_customer, add_message, now, rows
+from tests.api.conftest import (
+    Api,
+    ApiSettings,
+    add_customer,
+    add_message,
+    clicks_recorded,
+    now,
+    rows,
+    until,
+)
 from trouw.api.app import create_app
-from trouw.api.clicks import ClickWriter
-from trouw.db.engine import session_scope
+from trouw.api.clicks import PARKED_FILE, UNWRITTEN_FILE, ClickWriter
+from trouw.db.engine import make_engine, migrate, session_scope
 from trouw.db.models import Engagement, TrackedLink
 from trouw.measure.links import link_code
 
@@ -23,12 +42,12 @@ KEY = "run-1:tips:email"
 TARGET = "https://shop.example/tips?utm_source=trouw"
 
 
-@pytest.fixture
-def link(api: Api) -> str:
-    add_customer(api.engine, "c1")
-    add_message(api.engine, KEY, journey="post_purchase", step="tips")
+def _store_link(engine: Engine) -> str:
+    """c1's message KEY with its link to TARGET; the link's code."""
+    add_customer(engine, "c1")
+    add_message(engine, KEY, journey="post_purchase", step="tips")
     code = link_code(b"test-key", KEY, TARGET)
-    with session_scope(api.engine) as s:
+    with session_scope(engine) as s:
         s.add(
             TrackedLink(
                 code=code,
@@ -41,6 +60,11 @@ def link(api: Api) -> str:
     return code
 
 
+@pytest.fixture
+def link(api: Api) -> str:
+    return _store_link(api.engine)
+
+
 def test_a_click_is_recorded_and_redirected_to_the_messages_link(api: Api, link: str) -> None:
     answer = api.client.get(f"/c/{link}", follow_redirects=False)
     assert answer.status_code == 302
@@ -48,6 +72,7 @@ def test_a_click_is_recorded_and_redirected_to_the_messages_link(api: Api, link:
     assert (location.scheme, location.netloc, location.path) == ("https", "shop.example", "/tips")
     query = parse_qs(location.query)
     assert query["utm_source"] == ["trouw"]
+    assert clicks_recorded(api.engine, 1)  # written behind the answer
     [click] = rows(api.engine, Engagement)
     assert (click.kind, click.source, click.message_key, click.link) == (
         "clicked",
@@ -108,20 +133,16 @@ def _click(key: str, **fields: Any) -> Engagement:
 def test_a_refused_click_is_parked_and_the_rest_of_its_batch_written(
     api: Api, tmp_path: Path
 ) -> None:
-    parked = tmp_path / "parked.jsonl"
-    writer = ClickWriter(api.engine, parked=parked)
+    writer = ClickWriter(api.engine, folder=tmp_path)
     # Queued before the thread starts: the three are one batch, the middle one refused.
-    done = [
-        writer.record(_click("redirect:a")),
-        writer.record(_click("redirect:bad", customer_id=None)),
-        writer.record(_click("redirect:b")),
-    ]
+    writer.record(_click("redirect:a"))
+    writer.record(_click("redirect:bad", customer_id=None))
+    writer.record(_click("redirect:b"))
     writer.start()
     writer.close()
-    assert all(d.exception() is None for d in done)
     assert sorted(c.key for c in rows(api.engine, Engagement)) == ["redirect:a", "redirect:b"]
-    [kept] = [json.loads(line) for line in parked.read_text().splitlines()]
-    assert kept["row"]["key"] == "redirect:bad"
+    [kept] = [json.loads(line) for line in (tmp_path / PARKED_FILE).read_text().splitlines()]
+    assert kept["key"] == "redirect:bad"
 
 
 def test_the_click_writer_starts_and_ends_with_the_app(
@@ -132,3 +153,125 @@ def test_the_click_writer_starts_and_ends_with_the_app(
         writer = app.state.trouw.clicks
         assert writer is not None and writer.engine is engine and writer.running
     assert app.state.trouw.clicks is None and not writer.running
+
+
+@contextmanager
+def _ledger_locked(engine: Engine) -> Iterator[None]:
+    """Holds what a click's write needs: SQLite's one write lock, PostgreSQL's engagement table."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("SELECT 1")  # its transaction is BEGIN IMMEDIATE
+        else:
+            connection.execute(sa.text("LOCK TABLE engagement IN EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            connection.rollback()
+
+
+def test_a_click_is_answered_while_the_ledger_is_locked(api: Api, link: str) -> None:
+    answers: list[Any] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(api.client.get(f"/c/{link}", follow_redirects=False))
+    )
+    with _ledger_locked(api.engine):
+        asking.start()
+        asking.join(timeout=20)  # before: the redirect waited for the click's commit
+        assert [a.status_code for a in answers] == [302]
+    asking.join()
+    # Recorded behind the answer, once the lock is gone.
+    assert clicks_recorded(api.engine, 1)
+    [click] = rows(api.engine, Engagement)
+    assert parse_qs(urlsplit(answers[0].headers["location"]).query)["trouw_click"] == [
+        click.session_id
+    ]
+
+
+def test_a_click_written_twice_is_recorded_once(api: Api, tmp_path: Path) -> None:
+    writer = ClickWriter(api.engine, folder=tmp_path)
+    for _ in range(2):  # a batch again after its commit's answer was lost, say
+        writer.record(_click("redirect:again"))
+    writer.start()
+    writer.close()
+    assert [c.key for c in rows(api.engine, Engagement)] == ["redirect:again"]
+
+
+def test_clicks_not_written_at_a_stop_are_written_at_the_next_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'trouw.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    impatient = make_engine(url)  # a busy database refuses its writes at once
+
+    @sa.event.listens_for(impatient, "connect")
+    def _no_wait(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+    writer = ClickWriter(impatient, folder=tmp_path)
+    writer.start()
+    with _ledger_locked(engine):
+        for n in range(3):
+            writer.record(_click(f"redirect:{n}"))
+        writer.close(timeout=0.5)
+    assert rows(engine, Engagement) == []  # the writer had ended before the lock went
+    assert len((tmp_path / UNWRITTEN_FILE).read_text().splitlines()) == 3
+    again = ClickWriter(impatient, folder=tmp_path)
+    again.start()
+    again.close()
+    assert sorted(c.key for c in rows(engine, Engagement)) == [f"redirect:{n}" for n in range(3)]
+    assert list(tmp_path.glob("clicks-*")) == []
+
+
+_SERVE = """
+import sys, uvicorn
+from trouw.api.app import create_app
+from trouw.db.engine import make_engine
+from trouw.settings import Settings
+home, url, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+settings = Settings(home=home, database_url=url, signing_keys=["test-key"])
+uvicorn.run(create_app(settings, make_engine(url)), port=port, log_level="warning")
+"""
+
+
+@pytest.mark.slow
+def test_a_crash_loses_only_the_clicks_not_committed_yet(tmp_path: Path) -> None:
+    """docs/measurement.md: a crash loses what the writer had queued and not committed."""
+    url = f"sqlite:///{tmp_path / 'trouw.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    code = _store_link(engine)
+
+    def clicks_then_crash(n: int, locked: bool) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen(
+            [sys.executable, "-c", _SERVE, str(tmp_path / "home"), url, str(port)]
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+
+            def up() -> bool:
+                try:
+                    return httpx.get(f"{base}/healthz").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            assert until(up)
+            with _ledger_locked(engine) if locked else contextlib.nullcontext():
+                for _ in range(n):
+                    answer = httpx.get(f"{base}/c/{code}", follow_redirects=False, timeout=30)
+                    assert answer.status_code == 302
+                if not locked:  # the writer commits on its own, soon after
+                    assert clicks_recorded(engine, n)
+                server.send_signal(signal.SIGKILL)
+                server.wait()
+        finally:
+            server.kill()
+            server.wait()
+
+    # Killed while the database refused every write: the 3 answered clicks were in memory.
+    clicks_then_crash(3, locked=True)
+    assert rows(engine, Engagement) == []
+    # Killed after the writer committed: nothing of the 3 is lost.
+    clicks_then_crash(3, locked=False)
+    assert len(rows(engine, Engagement)) == 3

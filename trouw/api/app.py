@@ -63,7 +63,7 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        state.clicks = clicks.ClickWriter(engine, parked=settings.home / clicks.PARKED_FILE)
+        state.clicks = clicks.ClickWriter(engine, folder=settings.home)
         state.clicks.start()
         purge = asyncio.create_task(hosted.purge_forever(state), name="purge hosted copies")
         try:
@@ -77,10 +77,13 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
 
     app = FastAPI(title="Trouw", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.trouw = state
+    # First: a request is matched against the routes in order, and the click redirect is the
+    # one that must answer fast (its p99 target is 20 ms; matching all of /v1 first cost a
+    # tenth of its CPU in a py-spy profile).
+    app.include_router(clicks.router)
     app.include_router(v1.router)
     app.include_router(insight.router)
     app.include_router(reports.router)
-    app.include_router(clicks.router)
     app.include_router(loyalty.router)
     app.include_router(admin.router)
     if client is not None:

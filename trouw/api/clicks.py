@@ -1,4 +1,5 @@
-"""GET /c/{code}: a tracked link. Records the click, then redirects to the message's own link."""
+"""GET /c/{code}: a tracked link. Redirects to the message's own link at once; a writer thread
+records the click behind it."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ import queue
 import re
 import threading
 import uuid
-from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
-from trouw.api.state import ApiState, api_state
+from trouw.api.state import api_state
 from trouw.db.engine import READ_ONLY
 from trouw.db.models import Engagement, Message, TrackedLink
 from trouw.measure.engagement import engagement_row
@@ -31,24 +32,36 @@ router = APIRouter(include_in_schema=False)
 _CODE = re.compile(r"[A-Za-z0-9_-]{22}")
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 _BATCH = 500  # clicks per transaction at most
-_COMMIT_WAIT_SECONDS = 30.0  # as long as SQLite's busy timeout
-PARKED_FILE = "clicks-parked.jsonl"  # in the home folder: clicks the database refused
+_RETRY_SECONDS = 1.0  # after the database refused a write as a whole (locked, unreachable)
+_DRAIN_SECONDS = 10.0  # at shutdown, how long the writer may try before keeping the rest
+# In the home folder: clicks the database refused row by row (kept for a person to look at),
+# and clicks not written when the API stopped (written at its next start).
+PARKED_FILE = "clicks-parked.jsonl"
+UNWRITTEN_FILE = "clicks-unwritten.jsonl"
 
 
 class ClickWriter:
-    """Writes clicks to the engagement ledger from one thread, all waiting clicks per commit.
+    """Writes clicks to the engagement ledger from one thread, all queued clicks per commit.
 
-    One per app, started and stopped with it (its lifespan). A click's redirect waits for the
-    commit that holds it (a redirected click is recorded) but not for a write lock of its own:
-    on SQLite, one transaction per click made concurrent clicks queue for the database's single
-    write lock, sleeping in its busy handler. A row the database refuses (a constraint) fails
+    One per app, started and stopped with it (its lifespan). The redirect only queues its
+    click and answers: it waits for no commit. On SQLite a commit waits for the one write lock
+    (sends, callbacks, imports, the roll-up fold) and now and then runs a checkpoint whose fsync
+    other work on the disk stalls for seconds; the redirect's p99 was that wait.
+
+    What a crash of the process loses is what it had queued and not committed yet
+    (docs/measurement.md, "Click tracking"). A shutdown writes the queue first; what the
+    database still refuses after `close`'s timeout is kept in `unwritten` and written at the
+    next start. Every click is written once: its key (`redirect:<click id>`) is unique and a
+    repeat of a batch inserts nothing again. A row the database refuses (a constraint) fails
     alone: the others of its batch are written, it is logged and kept in `parked`.
     """
 
-    def __init__(self, engine: Engine, *, parked: Path) -> None:
+    def __init__(self, engine: Engine, *, folder: Path) -> None:
         self.engine = engine
-        self.parked = parked
-        self._queue: queue.SimpleQueue[tuple[Engagement, Future[None]] | None] = queue.SimpleQueue()
+        self.parked = folder / PARKED_FILE
+        self.unwritten = folder / UNWRITTEN_FILE
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="click writer", daemon=True)
 
     def start(self) -> None:
@@ -58,62 +71,87 @@ class ClickWriter:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def close(self) -> None:
-        """Writes what is queued, then ends the thread."""
-        self._queue.put(None)
-        self._thread.join()
+    def record(self, row: Engagement) -> None:
+        """Queues one engagement row (returns at once)."""
+        self._queue.put(row.model_dump(exclude={"id"}))
 
-    def record(self, row: Engagement) -> Future[None]:
-        """Queues one engagement row; the future is done when it is committed (or failed)."""
-        done: Future[None] = Future()
-        self._queue.put((row, done))
-        return done
+    def close(self, timeout: float | None = None) -> None:
+        """Writes what is queued and ends the thread; a database that still refuses after
+        `timeout` seconds (default _DRAIN_SECONDS) gets no more tries: the rest is kept in
+        `unwritten`."""
+        self._queue.put(None)
+        self._thread.join(_DRAIN_SECONDS if timeout is None else timeout)
+        if self._thread.is_alive():
+            self._stopping.set()
+            self._thread.join()
 
     def _run(self) -> None:
+        self._restore()
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < _BATCH:
+            batch = [self._queue.get()]
+            while len(batch) < _BATCH and batch[-1] is not None:
                 try:
-                    item = self._queue.get_nowait()
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                if item is None:
-                    self._write(batch)
-                    return
-                batch.append(item)
-            self._write(batch)
-
-    def _write(self, batch: list[tuple[Engagement, Future[None]]]) -> None:
-        table = Engagement.__table__  # type: ignore[attr-defined]
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    table.insert(), [row.model_dump(exclude={"id"}) for row, _ in batch]
-                )
-        except sa.exc.OperationalError as exc:  # the database, not a row: all answer alike
-            for _, done in batch:
-                done.set_exception(exc)
-        except sa.exc.DBAPIError as exc:
-            if len(batch) > 1:  # some row was refused: the others still go in
-                for one in batch:
-                    self._write([one])
+            rows = [row for row in batch if row is not None]
+            if rows:
+                self._write(rows)
+            if batch[-1] is None:
                 return
-            row, done = batch[0]
-            self._park(row, exc)
-            done.set_result(None)
-        else:
-            for _, done in batch:
-                done.set_result(None)
 
-    def _park(self, row: Engagement, exc: Exception) -> None:
-        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-        log.error("click %s refused by the database (%s): kept in %s", row.key, reason, self.parked)
-        self.parked.parent.mkdir(parents=True, exist_ok=True)
-        with self.parked.open("a", encoding="utf-8") as out:
-            out.write(json.dumps({"reason": reason, "row": row.model_dump(mode="json")}) + "\n")
+    def _restore(self) -> None:
+        """The clicks a previous stop could not write: written first (a repeat is harmless)."""
+        kept = self.unwritten.with_suffix(".restoring")
+        if self.unwritten.exists():  # one file to work from, whatever stopped a restore
+            with kept.open("a", encoding="utf-8") as out:
+                out.write(self.unwritten.read_text("utf-8"))
+            self.unwritten.unlink()
+        if not kept.exists():
+            return
+        rows = [json.loads(line) for line in kept.read_text("utf-8").splitlines()]
+        for row in rows:
+            row["at"] = datetime.fromisoformat(row["at"])
+        if rows:
+            self._write(rows)  # what it cannot write goes to a new `unwritten`
+        kept.unlink()
+        log.info("%d click(s) kept at the last stop: written", len(rows))
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        """Commits rows, trying again while the database refuses as a whole; alone, a row it
+        refuses is parked."""
+        while not self._stopping.is_set():
+            try:
+                with self.engine.begin() as connection:
+                    _insert_new(connection, rows)
+                return
+            except sa.exc.OperationalError as exc:  # the database, not a row: the same again
+                reason = str(exc.orig or exc).splitlines()[0]
+                log.warning("%d click(s) wait to be written: %s", len(rows), reason)
+                self._stopping.wait(_RETRY_SECONDS)
+            except sa.exc.DBAPIError as exc:
+                if len(rows) > 1:  # some row was refused: the others still go in
+                    for row in rows:
+                        self._write([row])
+                    return
+                self._keep(self.parked, rows, str(exc.orig or exc).splitlines()[0])
+                return
+        self._keep(self.unwritten, rows, "not written before the API stopped")
+
+    def _keep(self, path: Path, rows: list[dict[str, Any]], reason: str) -> None:
+        log.error("%d click(s) not written (%s): kept in %s", len(rows), reason, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps({**row, "at": row["at"].isoformat()}) + "\n")
+
+
+def _insert_new(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Inserts the rows whose key is not in the ledger yet."""
+    table = Engagement.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["key"])
+    connection.execute(statement, rows)
 
 
 def _page(status: int, text: str) -> HTMLResponse:
@@ -131,9 +169,12 @@ def with_click(url: str, click_id: str) -> str:
 
 
 @router.get("/c/{code}")
-def follow_link(code: str, state: ApiState = Depends(api_state)) -> Response:
+def follow_link(code: str, request: Request) -> Response:
     """Only a code that a message holds leads anywhere, and only to that message's link:
     query strings, other hosts or a tampered code lead nowhere (404)."""
+    # Not Depends(api_state): FastAPI runs a plain-function dependency in a worker thread of its
+    # own, one more hand-over (and wait for a core) per click.
+    state = api_state(request)
     if not _CODE.fullmatch(code):
         return _page(404, "This link is not known.")
     now = datetime.now(UTC)
@@ -172,5 +213,5 @@ def follow_link(code: str, state: ApiState = Depends(api_state)) -> Response:
         session_id=click_id,
     )
     assert state.clicks is not None, "the app's lifespan starts the click writer"
-    state.clicks.record(row).result(timeout=_COMMIT_WAIT_SECONDS)
+    state.clicks.record(row)  # written behind the answer: see ClickWriter
     return RedirectResponse(with_click(found.url, click_id), status_code=302, headers=_HEADERS)
