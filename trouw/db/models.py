@@ -687,13 +687,16 @@ class ReportEngagementDelta(_EngagedKeys, table=True):
 
 class ReportEngagementMultiday(SQLModel, table=True):
     """A message with engagement of one kind on more than one UTC day: a report over several
-    days counts it once, so it reads these messages' engagement itself (never removed: a
-    message listed here that no longer spans days is still counted right, only read)."""
+    days counts it once, so it reads the engagement of those whose days meet its period
+    (never removed nor narrowed: a message listed here that no longer spans those days is
+    still counted right, only read)."""
 
     __tablename__ = "report_engagement_multiday"
 
     message_key: str = Field(primary_key=True, max_length=300)
     kind: str = Field(primary_key=True, max_length=16)
+    first_day: date  # UTC days of its first and last engagement of this kind (or wider)
+    last_day: date = Field(index=True)
 
 
 # Kept by the triggers from the ledgers: a copy of the ledgers' rows brings its own roll-ups.
