@@ -41,6 +41,44 @@ class Report:
     grid: dict[tuple[int, int], int]  # (r, f) -> customers
     next_orders: list[tuple[str, int]]
     rules: list[Any] = field(default_factory=list)
+    # The refresh's ModelChoice.as_dict(): which model answered each figure, and why.
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+# The forecast figures a model is chosen for, as a marketer reads them.
+MODEL_FIGURES: tuple[tuple[str, str], ...] = (
+    ("expected_orders", "expected orders"),
+    ("p_order", "P(order) and next-order date"),
+)
+
+
+def model_rows(models: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, model, why, backtest scores) per forecast figure; empty for refreshes that did
+    not record their choice."""
+    rows = []
+    for key, label in MODEL_FIGURES:
+        chosen = models.get(key)
+        if not chosen:
+            continue
+        metric = chosen.get("metric") or "score"
+        scores = ", ".join(f"{name} {value:.3f}" for name, value in chosen["scores"].items())
+        rows.append(
+            (label, chosen["model"], chosen["reason"], f"{metric}: {scores}" if scores else "-")
+        )
+    return rows
+
+
+def backtest_note(models: dict[str, Any]) -> str:
+    """What the backtest held back and scored, in one line."""
+    if not models:
+        return "This refresh did not record its model choice (it ran before the choice was kept)."
+    if not models.get("window_days"):
+        return "No backtest: the shop's history is too short to hold back a window."
+    return (
+        f"Chosen by a backtest in the shop's own history: the last {models['window_days']} days "
+        f"held back, {models['customers']} customers before them, {models['buyers']} of whom "
+        "ordered in those days."
+    )
 
 
 def next_order_bucket(expected: datetime | None, as_of: datetime) -> str:
@@ -87,6 +125,7 @@ def build_report(engine: Engine, *, rules: int = 10, min_support: float = 0.01) 
         grid=dict(grid),
         next_orders=[(label, buckets.get(label, 0)) for label in order],
         rules=found[:rules],
+        models=dict(latest.models) if latest is not None else {},
     )
 
 
@@ -127,6 +166,13 @@ def print_report(report: Report, console: Any) -> None:
     for label, count in report.next_orders:
         nexts.add_row(label, str(count))
     console.print(nexts)
+    models = Table(title="Models in use")
+    for name in ("figure", "model", "why", "backtest"):
+        models.add_column(name)
+    for row in model_rows(report.models):
+        models.add_row(*row)
+    console.print(models)
+    console.print(backtest_note(report.models))
     rules = Table(title="Top rules (bought together), by lift")
     for name in ("antecedent", "consequent", "support", "confidence", "lift"):
         rules.add_column(name, justify="left" if name in ("antecedent", "consequent") else "right")
@@ -227,6 +273,10 @@ def write_html(report: Report, directory: Path) -> Path:
             )
             or '<tr><td colspan="5">No rule reaches the minimum support.</td></tr>'
         )
+        model_html = "".join(
+            "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
+            for row in model_rows(report.models)
+        )
         as_of = f"{report.as_of:%Y-%m-%d %H:%M} UTC" if report.as_of else ""
         body = f"""
 <p class="meta">As of {esc(as_of)} · {report.customers} customers · refresh {esc(report.refresh_id)}</p>
@@ -237,6 +287,9 @@ def write_html(report: Report, directory: Path) -> Path:
 <section><h2>RFM grid</h2><p>Customers by recency score (rows, 5 = most recent) and frequency
 score (columns, 5 = most frequent).</p>{_grid_html(report)}</section>
 <section><h2>Expected next order</h2><figure>{svg["next_orders"]}</figure></section>
+<section><h2>Models in use</h2><p>{esc(backtest_note(report.models))}</p>
+<table class="models"><tr><th>figure</th><th>model</th><th>why</th><th>backtest</th></tr>
+{model_html}</table></section>
 <section><h2>Top rules</h2><p>Products bought together, by lift.</p>
 <table class="rules"><tr><th>bought</th><th>also bought</th><th>support</th><th>confidence</th><th>lift</th></tr>
 {rule_rows}</table></section>"""
@@ -256,6 +309,7 @@ th, td {{ padding: 6px 12px; border-bottom: 1px solid #e3ded3; text-align: right
 th:first-child, td:first-child {{ text-align: left; }}
 .grid td {{ width: 64px; text-align: center; font-weight: bold; }}
 .rules td:nth-child(2), .rules th:nth-child(2) {{ text-align: left; }}
+.models td, .models th {{ text-align: left; }}
 </style></head>
 <body><h1>Customer insight</h1>{body}</body></html>
 """

@@ -170,6 +170,7 @@ def stage_scores(
     recommendations: dict[str, list[str]],
     popular: list[str],
     now: datetime,
+    models: dict[str, Any] | None = None,
     batch: int = 5000,
     progress: Any = None,
 ) -> None:
@@ -195,6 +196,7 @@ def stage_scores(
         assert row is not None
         row.customers = len(insights)
         row.popular = popular
+        row.models = models or {}
         row.scored_at = now
         session.add(row)
 
@@ -240,7 +242,7 @@ def score_and_stage(
 ) -> int:
     """Read the facts, score every customer and their recommendations, stage them; returns
     how many customers were scored."""
-    from trouw.insight import recommend, score_customers
+    from trouw.insight import recommend, score_shop
 
     tuned = insight_settings(settings, horizon_days=horizon_days)
     start_refresh(
@@ -249,13 +251,14 @@ def score_and_stage(
     facts = load_facts(engine, as_of=as_of)
     if progress:
         progress(f"scoring {len(facts.orders)} orders")
-    insights = score_customers(
+    scored = score_shop(
         facts.orders,
         facts.lines,
         as_of=as_of,
         horizon_days=tuned.horizon_days,
         settings=tuned,
     )
+    insights = scored.customers
     if progress:
         progress(f"recommending for {len(insights)} customers")
     top = settings.insight_recommendations
@@ -276,6 +279,7 @@ def score_and_stage(
         recommendations=recommendations,
         popular=popular,
         now=now,
+        models=scored.choice.as_dict(),
         progress=staged,
     )
     return len(insights)

@@ -20,6 +20,8 @@ from tests.api.test_browser import Browser, _screenshot, chromium  # noqa: F401 
 from tests.conftest import ROOT
 from tests.insight.test_store import AT, _refresh, _regulars, _shop
 from trouw.db.engine import make_engine, migrate, session_scope
+from trouw.insight.choice import choose
+from trouw.insight_report import backtest_note, model_rows
 from trouw.insight_store import customer_view
 from trouw.settings import Settings
 
@@ -176,9 +178,12 @@ def test_report_tables_and_a_page_that_loads_nothing(shop: Path) -> None:
     done = trouw(shop, "report", "--html", str(shop / "report"))
 
     assert done.returncode == 0, done.stderr
-    for title in ("Segments", "RFM grid", "Expected next order", "Top rules"):
+    for title in ("Segments", "RFM grid", "Expected next order", "Models in use", "Top rules"):
         assert title in done.stdout
+    # Twenty customers: too few for the backtest, and the report says which fallback answers.
+    assert "fallback: " in done.stdout and "recency" in done.stdout
     page = (shop / "report" / "index.html").read_text()
+    assert "Models in use" in page and "P(order) and next-order date</td><td>recency" in page
     assert page.count("<svg") == 3
     assert "<script" not in page and "src=" not in page and "@import" not in page
 
@@ -218,3 +223,31 @@ def test_as_of_dates_are_the_end_of_that_day_in_the_shop(shop: Path) -> None:
     assert parse_as_of("2026-07-01T12:00:00+00:00", settings) == datetime(
         2026, 7, 1, 12, 0, tzinfo=UTC
     )
+
+
+def test_the_report_names_each_figure_s_model_its_reason_and_backtest_scores() -> None:
+    choice = choose(
+        {"bgnbd": 1.0722, "recency": 1.263, "learned": 1.1193},
+        {"bgnbd": 0.7013, "recency": 0.6855, "learned": 0.7134},
+        available=frozenset({"bgnbd", "recency", "learned"}),
+        window_days=136,
+        customers=23570,
+        buyers=5732,
+    ).as_dict()
+
+    assert model_rows(choice) == [
+        (
+            "expected orders",
+            "bgnbd",
+            "lowest backtest RMSE (1.072)",
+            "rmse: bgnbd 1.072, recency 1.263, learned 1.119",
+        ),
+        (
+            "P(order) and next-order date",
+            "learned",
+            "highest backtest AUC (0.713)",
+            "auc: bgnbd 0.701, recency 0.685, learned 0.713",
+        ),
+    ]
+    assert "last 136 days held back, 23570 customers" in backtest_note(choice)
+    assert model_rows({}) == [] and "did not record" in backtest_note({})

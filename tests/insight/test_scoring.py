@@ -9,7 +9,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trouw.insight import CustomerInsight, InsightSettings, LineFact, OrderFact, score_customers
+from trouw.insight import (
+    CustomerInsight,
+    InsightSettings,
+    LineFact,
+    OrderFact,
+    score_customers,
+    score_shop,
+)
 
 AS_OF = datetime(2026, 6, 30, 18, 0, tzinfo=UTC)
 
@@ -65,7 +72,7 @@ def test_one_order_per_customer_falls_back_and_ranks_by_recency() -> None:
     ]
     result = score_customers(orders, [], as_of=AS_OF)
     assert_sane(result)
-    assert {c.model.split("+")[0] for c in result} == {"bgnbd-map"}
+    assert {c.model for c in result} == {"bgnbd-map orders:bgnbd p:recency spend:gg"}
     by_recency = sorted(result, key=lambda c: c.recency_days)
     p = [c.p_order for c in by_recency]
     assert p == sorted(p, reverse=True) and p[0] > p[-1]
@@ -89,9 +96,18 @@ def shop(n: int, seed: int) -> list[OrderFact]:
 
 
 def test_a_shop_with_history_is_fitted_by_maximum_likelihood() -> None:
-    result = score_customers(shop(2000, 1), [], as_of=AS_OF, horizon_days=90)
+    scored = score_shop(shop(2000, 1), [], as_of=AS_OF, horizon_days=90)
+    result = scored.customers
     assert_sane(result)
-    assert result[0].model == "bgnbd+learned+gg"
+    # Every candidate was backtested on the shop's last 90 days, and the best of each answers.
+    choice = scored.choice
+    assert choice.window_days == 90
+    rmse, auc = choice.expected_orders.scores, choice.p_order.scores
+    assert set(rmse) == set(auc) == {"bgnbd", "recency", "learned"}
+    assert choice.expected_orders.model == min(rmse, key=lambda name: rmse[name])
+    assert choice.p_order.model == max(auc, key=lambda name: auc[name])
+    counts, p = choice.expected_orders.model, choice.p_order.model
+    assert result[0].model == f"bgnbd orders:{counts} p:{p} spend:gg"
     segments = {c.segment for c in result}
     assert {"champions", "lost", "new"} <= segments
 
@@ -133,14 +149,14 @@ def test_habits_favourite_category_and_breadth() -> None:
 
 
 def test_a_small_shop_is_ranked_by_recency_then_frequency() -> None:
-    """Below 300 customers the model's answers are handed out in order of recency, then
-    frequency: on small CDNOW samples the model alone ranked worse than recency alone."""
+    """Below 300 customers the model's P(order) and dates are handed out in order of recency,
+    then frequency: on small CDNOW samples the model alone ranked worse than recency alone."""
     result = score_customers(shop(120, 4), [], as_of=AS_OF, horizon_days=90)
     assert_sane(result)
-    assert {c.model for c in result} == {"bgnbd-map+recency+gg"}
+    assert {c.model for c in result} == {"bgnbd-map orders:bgnbd p:recency spend:gg"}
     ranked = sorted(result, key=lambda c: (c.recency_days, -c.frequency, -c.p_order))
-    for values in ([c.p_order for c in ranked], [c.expected_orders for c in ranked]):
-        assert values == sorted(values, reverse=True) and values[0] > values[-1]
+    p = [c.p_order for c in ranked]
+    assert p == sorted(p, reverse=True) and p[0] > p[-1]
     days = [
         (c.expected_next_order_at - AS_OF).total_seconds() if c.expected_next_order_at else math.inf
         for c in ranked

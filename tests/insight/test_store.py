@@ -32,6 +32,7 @@ from trouw.insight_store import (
     chunk_bounds,
     finish_refresh,
     load_facts,
+    next_order_moved,
     score_and_stage,
     segment_sizes,
 )
@@ -281,3 +282,66 @@ def test_context_holds_insight_and_recommendations_without_the_order(
     assert stored.recommendations[0] not in [pick["sku"] for pick in picks]
     assert all(pick["sku"] != "A" for pick in picks)  # r00 bought A already
     assert cold  # the best sellers, for a customer the refresh did not know
+
+
+def test_a_next_order_is_news_when_first_known_or_moved_by_the_shift() -> None:
+    day = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    assert next_order_moved(None, day, shift=SHIFT)  # none announced yet
+    assert not next_order_moved(day, None, shift=SHIFT)  # nothing expected: nothing to say
+    assert not next_order_moved(None, None, shift=SHIFT)
+    assert not next_order_moved(day, day + timedelta(days=6, hours=23), shift=SHIFT)
+    assert next_order_moved(day, day + SHIFT, shift=SHIFT)
+    assert not next_order_moved(day, day - timedelta(days=6), shift=SHIFT)
+    assert next_order_moved(day, day - SHIFT, shift=SHIFT)
+
+
+def test_next_order_expected_is_emitted_for_a_date_moved_by_seven_days_or_more(
+    engine: Engine, settings: Settings
+) -> None:
+    _shop(engine, _regulars(240))
+    _refresh(engine, settings, "first", AT + timedelta(days=30))  # the baseline: no event
+    with session_scope(engine) as session:
+        announced = {
+            row.customer_id: row.announced_next_order_at
+            for row in session.exec(select(CustomerInsightRecord)).all()
+        }
+    dated = sorted(c for c, at in announced.items() if at is not None)
+    assert len(dated) >= 4, "the regular buyers have an expected next order"
+    later = AT + timedelta(days=60)
+    score_and_stage(
+        engine, settings, refresh_id="second", as_of=later, horizon_days=None, now=later
+    )
+    # Each staged date set by hand, relative to the one announced before.
+    moves: dict[str, timedelta | None] = {c: timedelta(0) for c in announced}
+    moves.update({dated[0]: timedelta(days=6), dated[1]: SHIFT, dated[2]: -SHIFT - SHIFT})
+    moves[dated[3]] = None  # no next order expected any more
+    with session_scope(engine) as session:
+        for row in session.exec(select(InsightStage)).all():
+            move, before = moves[row.customer_id], announced[row.customer_id]
+            expected = None if move is None or before is None else before + move
+            row.data = {**row.data, "expected_next_order_at": expected and expected.isoformat()}
+            session.add(row)
+    for first, last in chunk_bounds(engine, refresh_id="second", size=7):
+        apply_chunk(
+            engine, refresh_id="second", first=first, last=last, now=later, next_order_shift=SHIFT
+        )
+
+    with session_scope(engine) as session:
+        events = session.exec(
+            select(InboundEvent).where(InboundEvent.type == "next_order_expected")
+        ).all()
+        rows = {r.customer_id: r for r in session.exec(select(CustomerInsightRecord)).all()}
+    by_customer = {e.customer_id: e for e in events}
+    assert set(by_customer) == {dated[1], dated[2]}
+    for customer in (dated[1], dated[2]):
+        new = announced[customer] + moves[customer]  # type: ignore[operator]
+        event = by_customer[customer]
+        assert event.payload["data"] == {"expected_next_order_at": new.isoformat()}
+        assert event.source_id == f"insight:second:{customer}:next_order_expected"
+        assert event.occurred_at == later
+        assert rows[customer].announced_next_order_at == new
+    # Moved by less than the shift, or no longer expected: the announced date stays.
+    assert rows[dated[0]].announced_next_order_at == announced[dated[0]]
+    assert rows[dated[0]].expected_next_order_at == announced[dated[0]] + timedelta(days=6)  # type: ignore[operator]
+    assert rows[dated[3]].announced_next_order_at == announced[dated[3]]
+    assert rows[dated[3]].expected_next_order_at is None

@@ -513,6 +513,11 @@ class InsightRefresh(SQLModel, table=True):
     changes: int = 0
     # Best sellers at the refresh: the recommendations of a customer the refresh did not know.
     popular: list[str] = _json(default_factory=list)
+    # Which model answered expected orders and P(order), why, and the backtest's scores
+    # (trouw.insight.choice.ModelChoice.as_dict(); {} for refreshes before it was recorded).
+    models: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False, server_default="{}")
+    )
 
 
 class InsightStage(SQLModel, table=True):

@@ -1,19 +1,23 @@
 """Customer insight: RFM, buy-till-you-die forecasts and 'also bought', as pure functions."""
 
+from trouw.insight.choice import ModelChoice
 from trouw.insight.facts import LineFact, OrderFact
 from trouw.insight.rules import Rule, association_rules, recommend
-from trouw.insight.scoring import CustomerInsight, score_customers
+from trouw.insight.scoring import CustomerInsight, ShopScores, score_customers, score_shop
 from trouw.insight.settings import DEFAULT_SEGMENTS, InsightSettings, SegmentRule
 
 __all__ = [
     "DEFAULT_SEGMENTS",
     "CustomerInsight",
     "InsightSettings",
+    "ModelChoice",
     "LineFact",
     "OrderFact",
     "Rule",
     "SegmentRule",
+    "ShopScores",
     "association_rules",
     "recommend",
     "score_customers",
+    "score_shop",
 ]

@@ -1,9 +1,10 @@
 """Forecasts per customer: active, next order, expected orders and value, with fallbacks.
 
-The answer is BG/NBD (fitted on the shop's own customers) corrected by two regressions that
+Three candidates answer expected orders and P(order): BG/NBD fitted on the shop's own
+customers, its answers handed out by recency, and BG/NBD corrected by two regressions that
 learned, on an earlier cut of the same shop's data, how its customers actually ordered compared
-with what BG/NBD forecast then (docs/insight.md, "Models"; the measurements behind the choice
-are in docs/decisions.md).
+with what BG/NBD forecast then. A backtest in the shop's own history picks one per figure
+(trouw/insight/choice.py; docs/insight.md, "Models"; measurements in docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from scipy.stats import rankdata
 
 from trouw.insight.btyd import BetaGeo, FitError, GammaGamma
+from trouw.insight.choice import ModelChoice, choose, fallback, too_little_history
 from trouw.insight.glm import OffsetGlm
 from trouw.insight.history import Histories
 
@@ -29,9 +31,6 @@ PRIOR_PENALTY = 0.05
 # ordering in the window after it; with fewer, BG/NBD answers alone.
 MIN_CUSTOMERS_TO_LEARN = 300
 MIN_BUYERS_TO_LEARN = 30
-# The ranking check at the earlier cut needs this many customers who ordered in the window and
-# this many who did not; with fewer, the model's own ranking stands.
-MIN_CASES_TO_COMPARE = 5
 # Ridge weight of the corrections (in units of customers' likelihood).
 CORRECTION_L2 = 10.0
 # How many "orders" of the shop's mean spend are mixed into a customer's own mean spend when
@@ -52,6 +51,7 @@ class Forecast:
     expected_orders: Array
     next_order_days: Array
     expected_value: Array
+    choice: ModelChoice
 
 
 def _finite(
@@ -222,41 +222,6 @@ def recency_order(h: Histories, model_p: Array) -> NDArray[np.int64]:
     return np.asarray(np.lexsort((model_p, h.x, -h.recency_days)), dtype=np.int64)
 
 
-def _recency_ranks_better(
-    model: BetaGeo, earlier: Histories, later_counts: Array, window_days: int
-) -> bool:
-    """Whether, at the earlier cut, recency (then frequency) told who ordered in the window
-    better than the model fitted then did (AUC, in the shop's own data only)."""
-    buyers = int(np.count_nonzero(later_counts))
-    if min(buyers, len(later_counts) - buyers) < MIN_CASES_TO_COMPARE:
-        return False
-    p = _finite(model.p_order_within(float(window_days), earlier.x, earlier.t_x, earlier.T), 0.0)
-    place = np.empty(len(p))
-    place[recency_order(earlier, p)] = np.arange(len(p))
-    return auc(later_counts, place) > auc(later_counts, p)
-
-
-def _recency_first(
-    name: str,
-    model: BetaGeo,
-    earlier: Histories | None,
-    later_counts: Array | None,
-    window_days: int,
-) -> bool:
-    """Whether recency should rank the customers instead of the model alone.
-
-    Always for a model fitted with the prior (a small shop): on 100-customer samples of CDNOW it
-    ranked worse than recency alone (docs/decisions.md). Otherwise when, at the shop's own
-    earlier cut, recency told better who ordered in the window than the model did then.
-    """
-    if name == "bgnbd-map":
-        return True
-    if earlier is None or later_counts is None or window_days <= 0 or len(earlier.x) == 0:
-        return False
-    earlier_model, _ = fit_beta_geo(earlier)
-    return _recency_ranks_better(earlier_model, earlier, later_counts, window_days)
-
-
 def _handed_out(values: Array, order: NDArray[np.int64], *, larger_is_likelier: bool) -> Array:
     """The same values, handed out along `order` (least likely first)."""
     ranked = np.sort(values)  # NaN last
@@ -267,6 +232,116 @@ def _handed_out(values: Array, order: NDArray[np.int64], *, larger_is_likelier: 
     return out
 
 
+def _can_learn(earlier: Histories | None, later_counts: Array | None, window_days: int) -> bool:
+    return (
+        earlier is not None
+        and later_counts is not None
+        and window_days > 0
+        and len(earlier.x) >= MIN_CUSTOMERS_TO_LEARN
+        and int(np.count_nonzero(later_counts)) >= MIN_BUYERS_TO_LEARN
+    )
+
+
+Fitted = tuple[BetaGeo, str]
+
+
+def _learned_at(
+    model: BetaGeo,
+    earlier: Histories | None,
+    later_counts: Array | None,
+    window_days: int,
+    earlier_fit: Fitted | None = None,
+) -> _Corrected | None:
+    """`model` (fitted by maximum likelihood today) with the corrections learned at `earlier`
+    (whose BG/NBD fit may be given), or None when they cannot be learned there."""
+    if (
+        earlier is None
+        or later_counts is None
+        or not _can_learn(earlier, later_counts, window_days)
+    ):
+        return None
+    earlier_model, earlier_name = earlier_fit or fit_beta_geo(earlier)
+    if earlier_name != "bgnbd":
+        return None
+    learned = _learn(earlier_model, earlier, later_counts, window_days)
+    if learned is None:
+        return None
+    # Learned at the cut, applied to the later BG/NBD fit and features.
+    return _Corrected(model, learned.counts, learned.orders, learned.threshold)
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """Each candidate's expected orders, P(order) and next-order days for one set of customers."""
+
+    counts: dict[str, Array]
+    p: dict[str, Array]
+    next_days: dict[str, Array]
+
+
+def _answers(
+    h: Histories, bare: _Corrected, learned: _Corrected | None, t: float, *, dates: bool
+) -> _Answers:
+    z = features(h, bare.model)
+    counts = bare.expected_orders(t, h, z)
+    p = bare.p_order(t, h, z)
+    nan = np.full(len(h.x), np.nan)
+    days = bare.next_order_days(h, z) if dates else nan
+    order = recency_order(h, p)
+    out = _Answers(
+        counts={"bgnbd": counts, "recency": _handed_out(counts, order, larger_is_likelier=True)},
+        p={"bgnbd": p, "recency": _handed_out(p, order, larger_is_likelier=True)},
+        next_days={"bgnbd": days, "recency": _handed_out(days, order, larger_is_likelier=False)},
+    )
+    if learned is not None:
+        out.counts["learned"] = learned.expected_orders(t, h, z)
+        out.p["learned"] = learned.p_order(t, h, z)
+        out.next_days["learned"] = learned.next_order_days(h, z) if dates else nan
+    return out
+
+
+def backtest(
+    earlier: Histories | None,
+    later_counts: Array | None,
+    window_days: int,
+    *,
+    before: Histories | None = None,
+    before_counts: Array | None = None,
+    before_window: int = 0,
+    available: frozenset[str],
+    earlier_fit: Fitted | None = None,
+) -> ModelChoice:
+    """Fit every candidate on the shop as of `earlier` (the last window held back) and score
+    it on the order days its customers had in that window (`later_counts`). The learned
+    candidate learns at `before`, one window earlier still, as the product does today."""
+    if earlier is None or later_counts is None or window_days <= 0:
+        return fallback("fallback: history too short to hold back a window of a week")
+    customers = len(earlier.x)
+    buyers = int(np.count_nonzero(later_counts))
+    if too_little_history(customers, buyers) is not None:
+        return choose(
+            {}, {}, available=available, window_days=window_days, customers=customers, buyers=buyers
+        )
+    model, name = earlier_fit or fit_beta_geo(earlier)
+    learned = None
+    if name == "bgnbd":
+        learned = _learned_at(model, before, before_counts, before_window)
+    scored = _answers(earlier, _Corrected(model), learned, float(window_days), dates=False)
+    rmse = {
+        candidate: float(np.sqrt(np.mean((values - later_counts) ** 2)))
+        for candidate, values in scored.counts.items()
+    }
+    ranking = {candidate: auc(later_counts, values) for candidate, values in scored.p.items()}
+    return choose(
+        rmse,
+        ranking,
+        available=available,
+        window_days=window_days,
+        customers=customers,
+        buyers=buyers,
+    )
+
+
 def forecast(
     h: Histories,
     *,
@@ -275,57 +350,53 @@ def forecast(
     earlier: Histories | None = None,
     later_counts: Array | None = None,
     window_days: int = 0,
+    before: Histories | None = None,
+    before_counts: Array | None = None,
+    before_window: int = 0,
 ) -> Forecast:
     """Fit on the shop's own customers and forecast every one of them.
 
     `earlier` is the shop as of `window_days` before, and `later_counts` the order days each
-    of its customers had in the window since: the corrections learn from them when there are
-    enough (MIN_CUSTOMERS_TO_LEARN, MIN_BUYERS_TO_LEARN) and BG/NBD was fitted by maximum
-    likelihood at that cut as well.
+    of its customers had in the window since; `before` and `before_counts` the same one window
+    earlier again. The corrections learn at `earlier` (when there are enough customers and
+    buyers: MIN_CUSTOMERS_TO_LEARN, MIN_BUYERS_TO_LEARN, and BG/NBD was fitted by maximum
+    likelihood there); which candidate answers each figure is chosen by the backtest that
+    holds back the window after `earlier` (trouw/insight/choice.py).
     """
     n = len(h.customer_ids)
     if n == 0:
         empty = np.zeros(0)
-        return Forecast("none", empty, empty, empty, empty, empty)
+        none = fallback("fallback: no customers")
+        return Forecast("none", empty, empty, empty, empty, empty, none)
     model, name = fit_beta_geo(h)
-    corrected = _Corrected(model)
-    if (
-        name == "bgnbd"
-        and earlier is not None
-        and later_counts is not None
-        and window_days > 0
-        and len(earlier.x) >= MIN_CUSTOMERS_TO_LEARN
-        and int(np.count_nonzero(later_counts)) >= MIN_BUYERS_TO_LEARN
-    ):
-        earlier_model, earlier_name = fit_beta_geo(earlier)
-        if earlier_name == "bgnbd":
-            learned = _learn(earlier_model, earlier, later_counts, window_days)
-            if learned is not None:
-                # Learned at the cut, applied to today's BG/NBD fit and features.
-                corrected = _Corrected(model, learned.counts, learned.orders, learned.threshold)
-                name = "bgnbd+learned"
-    z = features(h, model)
-    p_active = _finite(model.p_alive(h.x, h.t_x, h.T), 0.0, high=1.0)
-    expected = corrected.expected_orders(float(horizon_days), h, z)
-    p_order = corrected.p_order(float(horizon_days), h, z)
-    next_days = corrected.next_order_days(h, z)
-    if corrected.counts is None and _recency_first(name, model, earlier, later_counts, window_days):
-        # Keep the model's answers (how many orders, how likely, how soon, over the whole shop)
-        # but hand them out in order of recency, then frequency (docs/insight.md, "Fallbacks").
-        order = recency_order(h, p_order)
-        p_order = _handed_out(p_order, order, larger_is_likelier=True)
-        expected = _handed_out(expected, order, larger_is_likelier=True)
-        next_days = _handed_out(next_days, order, larger_is_likelier=False)
-        name = f"{name}+recency"
+    earlier_fit = fit_beta_geo(earlier) if earlier is not None and len(earlier.x) else None
+    learned = None
+    if name == "bgnbd":
+        learned = _learned_at(model, earlier, later_counts, window_days, earlier_fit)
+    available = frozenset({"bgnbd", "recency"} | ({"learned"} if learned is not None else set()))
+    choice = backtest(
+        earlier,
+        later_counts,
+        window_days,
+        before=before,
+        before_counts=before_counts,
+        before_window=before_window,
+        available=available,
+        earlier_fit=earlier_fit,
+    )
+    today = _answers(h, _Corrected(model), learned, float(horizon_days), dates=True)
+    counts_model, p_model = choice.expected_orders.model, choice.p_order.model
     # The value's counts are BG/NBD's own: the corrections are learned for the learning window,
     # and BG/NBD's year ranked CDNOW's holdout revenue better (docs/decisions.md).
-    year = _Corrected(model).expected_orders(float(value_days), h, z)
+    year = _Corrected(model).expected_orders(float(value_days), h, features(h, model))
     spend, spend_name = _spend(h)
     return Forecast(
-        model=f"{name}+{spend_name}",
-        p_active=p_active,
-        p_order=p_order,
-        expected_orders=expected,
-        next_order_days=next_days,
+        model=f"{name} orders:{counts_model} p:{p_model} spend:{spend_name}",
+        p_active=_finite(model.p_alive(h.x, h.t_x, h.T), 0.0, high=1.0),
+        p_order=today.p[p_model],
+        expected_orders=today.counts[counts_model],
+        # The date is where the chosen P(order) reaches its threshold: the two go together.
+        next_order_days=today.next_days[p_model],
         expected_value=_finite(year * spend, 0.0),
+        choice=choice,
     )

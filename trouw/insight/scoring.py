@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
+from trouw.insight.choice import ModelChoice
 from trouw.insight.facts import LineFact, OrderFact
 from trouw.insight.forecast import forecast
 from trouw.insight.history import Histories, build_histories
@@ -73,6 +74,14 @@ def _earlier_cut(
     return earlier, np.maximum(later, 0.0), window
 
 
+@dataclass(frozen=True)
+class ShopScores:
+    """Every customer's insight, and which model answered each forecast figure and why."""
+
+    customers: list[CustomerInsight]
+    choice: ModelChoice
+
+
 def score_customers(
     orders: Sequence[OrderFact],
     lines: Sequence[LineFact],
@@ -81,6 +90,20 @@ def score_customers(
     horizon_days: int = 90,
     settings: InsightSettings | None = None,
 ) -> list[CustomerInsight]:
+    """Every customer with an order at or before `as_of`, sorted by id (score_shop's)."""
+    return score_shop(
+        orders, lines, as_of=as_of, horizon_days=horizon_days, settings=settings
+    ).customers
+
+
+def score_shop(
+    orders: Sequence[OrderFact],
+    lines: Sequence[LineFact],
+    *,
+    as_of: datetime,
+    horizon_days: int = 90,
+    settings: InsightSettings | None = None,
+) -> ShopScores:
     """Every customer with an order at or before `as_of`, sorted by id; later orders are ignored.
 
     Never raises for small or degenerate data and never returns NaN: see the fallbacks in
@@ -94,6 +117,13 @@ def score_customers(
     earlier, later_counts, window = _earlier_cut(
         orders, h, as_of=as_of, horizon_days=horizon_days, settings=config
     )
+    # One window earlier again: where the learned candidate learns for the backtest.
+    before, before_counts, before_window = (None, None, 0)
+    if earlier is not None:
+        cut = as_of - timedelta(days=window)
+        before, before_counts, before_window = _earlier_cut(
+            orders, earlier, as_of=cut, horizon_days=window, settings=config
+        )
     fc = forecast(
         h,
         horizon_days=horizon_days,
@@ -101,6 +131,9 @@ def score_customers(
         earlier=earlier,
         later_counts=later_counts,
         window_days=window,
+        before=before,
+        before_counts=before_counts,
+        before_window=before_window,
     )
     names = segments(r=r, f=f, m=m, orders=h.orders, rules=config.segments)
     result: list[CustomerInsight] = []
@@ -137,4 +170,4 @@ def score_customers(
                 model=fc.model,
             )
         )
-    return result
+    return ShopScores(result, fc.choice)

@@ -325,7 +325,7 @@ def sample_context(
         "sale_buyer": False,
         "favourite_category": "garden",
         "breadth": "narrow",
-        "model": "bgnbd+gg",
+        "model": "bgnbd orders:bgnbd p:bgnbd spend:gg",
         "as_of": placed,
     }
     return {
