@@ -1,7 +1,7 @@
 """insight_models: which model answered each forecast figure of a refresh, and its backtest
 
-Revision ID: 0017_insight_models
-Revises: 0016_report_rollup
+Revision ID: 0018_insight_models
+Revises: 0017_multiday_span
 Create Date: 2026-11-30 12:05:00
 
 insight_refresh.models holds trouw.insight.choice.ModelChoice.as_dict() of the refresh; rows of
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017_insight_models"
-down_revision: str | None = "0016_report_rollup"
+revision: str = "0018_insight_models"
+down_revision: str | None = "0017_multiday_span"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
