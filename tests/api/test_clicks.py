@@ -145,6 +145,26 @@ def test_a_refused_click_is_parked_and_the_rest_of_its_batch_written(
     assert kept["key"] == "redirect:bad"
 
 
+def test_a_row_the_driver_refuses_is_parked_and_the_writer_goes_on(
+    api: Api, tmp_path: Path
+) -> None:
+    writer = ClickWriter(api.engine, folder=tmp_path)
+    writer.record(_click("redirect:a"))
+    writer.record(_click("redirect:bad", at="yesterday"))  # not a time: refused before the database
+    writer.record(_click("redirect:b"))
+    writer.start()
+    assert clicks_recorded(api.engine, 2)
+    writer.record(_click("redirect:c"))  # the writer still runs
+    writer.close()
+    assert sorted(c.key for c in rows(api.engine, Engagement)) == [
+        "redirect:a",
+        "redirect:b",
+        "redirect:c",
+    ]
+    [kept] = [json.loads(line) for line in (tmp_path / PARKED_FILE).read_text().splitlines()]
+    assert (kept["key"], kept["at"]) == ("redirect:bad", "yesterday")
+
+
 def test_the_click_writer_starts_and_ends_with_the_app(
     engine: Engine, api_settings: ApiSettings
 ) -> None:

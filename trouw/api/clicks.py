@@ -96,7 +96,11 @@ class ClickWriter:
                     break
             rows = [row for row in batch if row is not None]
             if rows:
-                self._write(rows)
+                try:
+                    self._write(rows)
+                except Exception as exc:  # the writer must outlive any one batch
+                    log.exception("click writer failed on %d click(s)", len(rows))
+                    self._keep(self.parked, rows, str(exc))
             if batch[-1] is None:
                 return
 
@@ -129,7 +133,7 @@ class ClickWriter:
                 reason = str(exc.orig or exc).splitlines()[0]
                 log.warning("%d click(s) wait to be written: %s", len(rows), reason)
                 self._stopping.wait(_RETRY_SECONDS)
-            except sa.exc.DBAPIError as exc:
+            except sa.exc.StatementError as exc:  # a row refused, by the database or the driver
                 if len(rows) > 1:  # some row was refused: the others still go in
                     for row in rows:
                         self._write([row])
@@ -143,7 +147,12 @@ class ClickWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as out:
             for row in rows:
-                out.write(json.dumps({**row, "at": row["at"].isoformat()}) + "\n")
+                out.write(json.dumps(row, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> str:
+    """A row's value that JSON has no type for, as text (times in ISO 8601, read back so)."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _insert_new(connection: Connection, rows: list[dict[str, Any]]) -> None:
