@@ -114,13 +114,19 @@ def _content(settings: Settings, engine: Engine) -> tuple[Check, str | None]:
     and the digest every worker should run: one look at the content for both (a folders'
     digest reads every file)."""
     from trouw.content import content_digest
-    from trouw.publish import newest_bundle
+    from trouw.publish import BundleError, newest_bundle
 
     if settings.content_source == "folder":
         digest = content_digest(settings.journeys_dir, settings.templates_dir)
         where = f"{settings.journeys_dir} and {settings.templates_dir}"
         return Check("content", True, f"folders {where} ({digest})"), digest
-    bundle = newest_bundle(engine)
+    try:
+        bundle = newest_bundle(engine)
+    except BundleError as exc:
+        # No worker can load it (each keeps what it runs, or runs nothing): nothing to compare
+        # the workers' digests with.
+        corrupt = f"database: the newest published bundle is unreadable ({exc}); publish again"
+        return Check("content", False, corrupt), None
     if bundle is None:
         nothing = "database: nothing published yet (run `trouw publish`)"
         return Check("content", False, nothing), None

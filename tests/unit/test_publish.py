@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
@@ -22,7 +23,7 @@ from tests.e2e.test_slice import free_port
 from trouw.cli import run_command
 from trouw.content import content_digest, files_digest, folder_files
 from trouw.db.engine import make_engine
-from trouw.db.models import utcnow
+from trouw.db.models import ContentBundle, utcnow
 from trouw.publish import (
     Bundle,
     BundleError,
@@ -158,6 +159,29 @@ def test_publish_command_refuses_with_file_line_col_and_exit_1(
     assert run_command(args) == 1
     captured = capsys.readouterr()
     assert "birthday.yaml:" in captured.err and "nothing published" in captured.err
+
+
+def test_status_reports_a_corrupt_newest_bundle_as_a_failing_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journeys, templates = _content(tmp_path)
+    url = f"sqlite:///{tmp_path / 'trouw.db'}"
+    monkeypatch.setenv("TROUW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TROUW_DATABASE_URL", url)
+    monkeypatch.setenv("TROUW_SIGNING_KEYS", '["test-key"]')
+    args = ["publish", "--journeys", str(journeys), "--templates", str(templates), "--by", "ci"]
+    assert run_command(args) == 0
+    engine = make_engine(url)
+    table = ContentBundle.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        connection.execute(sa.update(table).values(payload=b"not a bundle"))
+    engine.dispose()
+    capsys.readouterr()
+    monkeypatch.setenv("TROUW_CONTENT_SOURCE", "database")
+    monkeypatch.setenv("TROUW_TEMPORAL_PORT", str(free_port()))  # no Temporal: not this test's
+    assert run_command(["status"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  content: database: the newest published bundle is unreadable (bundle " in out
 
 
 def test_a_worker_keeps_its_bundle_while_the_database_is_unreachable(
