@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, assert_never
 
 from sqlmodel import Session
@@ -104,7 +105,9 @@ class MessagingActivities:
             message_key=request.message_key,
             workflow_id=request.workflow_id,
         ):
-            return await asyncio.to_thread(self.ledger.give_up, request, input.reason)
+            return await asyncio.to_thread(
+                partial(self.ledger.give_up, ended_by=input.ended_by), request, input.reason
+            )
 
     async def _send_message(self, input: SendMessageInput) -> SendMessageResult:
         input = at_this_attempt(input)

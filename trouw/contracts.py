@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trouw.vocabulary import Category, Channel, SendOutcome
+from trouw.vocabulary import Category, Channel, GiveUpKind, SendOutcome
 
 # Pinned wire names: renaming a Python class or method must never change these.
 CUSTOMER_WORKFLOW = "Customer"
@@ -190,11 +190,13 @@ class SendMessageResult(Wire):
 
 
 class GiveUpSendInput(Wire):
-    """The send activity's retries are over (its timeout or its attempts): the ledger row that
-    an attempt left on its way (claimed, in flight, reconciling) ends with why."""
+    """No attempt of a send will follow: the ledger row that an attempt left on its way
+    (claimed, in flight, reconciling) ends with why. `ended_by`: the send activity's retries
+    are over (its timeout or its attempts), or the run was cancelled while the send went on."""
 
     request: SendMessageInput
     reason: str
+    ended_by: GiveUpKind = "retries_over"
 
 
 class EvaluateConditionInput(Wire):

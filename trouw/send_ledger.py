@@ -2,9 +2,10 @@
 
 States: claimed → in_flight (leased to one attempt) → sent | failed | claimed (released for a
 retry) | reconciling (the outcome is unknown) → sent | claimed (resent) | unknown; a policy
-decision may end a claim as suppressed, or leave it claimed (deferred); when no retry follows,
-claimed ends failed and in_flight or reconciling unknown (`give_up`). sent, suppressed,
-failed and unknown are final: a retry or a replay that meets them sends nothing.
+decision may end a claim as suppressed, or leave it claimed (deferred); when no retry follows
+(retries over, or the run cancelled), claimed ends failed and in_flight or reconciling unknown
+(`give_up`). sent, suppressed, failed and unknown are final: a retry or a replay that meets them
+sends nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from trouw.db.models import Customer, JourneyControl, Message
 from trouw.policy import Decision
 from trouw.providers.base import LookupAnswer, LookupQuery, PermanentDeliveryError
 from trouw.settings import Settings
-from trouw.vocabulary import FINAL_STATES, send_outcome
+from trouw.vocabulary import FINAL_STATES, GiveUpKind, send_outcome
 
 log = logging.getLogger("trouw.send")
 # How often a message whose outcome is unknown asks its provider again (at most).
@@ -323,25 +324,34 @@ class SendLedger:
         ]
 
     # --- the workflow stopped retrying -------------------------------------------------------
-    def give_up(self, input: SendMessageInput, reason: str) -> SendMessageResult | None:
-        """No attempt will follow (the activity's retries are over): end a row left on its way.
+    def give_up(
+        self, input: SendMessageInput, reason: str, *, ended_by: GiveUpKind = "retries_over"
+    ) -> SendMessageResult | None:
+        """No attempt will follow (the activity's retries are over, or the run was cancelled
+        while the send went on): end a row left on its way.
 
         Claimed (the last attempt was refused for now: a rate limit, a transient error): failed.
         In flight or reconciling (the provider may have it; nobody will ask again): unknown,
         not resent. A final row is left as it is; None: no attempt ever made the row.
         """
+        match ended_by:
+            case "retries_over":
+                why, unknown_reason = f"retries over: {reason}", "unknown_outcome_retries_over"
+            case "cancelled":
+                why, unknown_reason = f"run cancelled: {reason}", "unknown_outcome_run_cancelled"
+            case _:
+                assert_never(ended_by)
         with session_scope(self.engine) as session:
             message = _row(session, input.message_key, lock=True)
             if message is None:
                 return None
             if message.state in FINAL_STATES:
                 return result(message)
-            why = f"retries over: {reason}"
             if message.state == "claimed":
                 self.failed(session, message, input, why)
                 return result(message)
             message.state = "unknown"
-            message.reason = "unknown_outcome_retries_over"
+            message.reason = unknown_reason
             message.reason_text = f"the provider may have sent it; not resent ({why})"
             _push_status(message, "unknown", input.now, message.reason_text)
             session.add(message)

@@ -19,6 +19,10 @@ MessageState = Literal[
 # A retry or a replay that meets one of these sends nothing.
 FINAL_STATES: frozenset[MessageState] = frozenset({"sent", "suppressed", "failed", "unknown"})
 
+# Why no attempt of a send follows, so that its ledger row is ended (SendLedger.give_up): the
+# send activity's retries are over, or the run was cancelled while the send went on.
+GiveUpKind = Literal["retries_over", "cancelled"]
+
 # What a send came to, as the run that asked for it learns it (SendMessageResult.outcome), as
 # the simulator's timeline and `trouw why` show it.
 SendOutcome = Literal["sent", "suppressed", "deferred", "failed"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
@@ -34,6 +36,11 @@ WAIT_ANNOUNCED_DELAY = "send-waits-announced-delay"
 # last attempt left on its way (claimed, reconciling) is ended, one local activity: it read as
 # "deferred", still on its way, although nothing would send it any more.
 GIVE_UP_ENDS_THE_ROW = "send-give-up-ends-the-row"
+# Patch id: when the run is cancelled while a send is on its way (its local attempt, the wait
+# for an announced delay, the activity or its retries), the ledger row is ended the same way
+# before the cancellation goes on: it read as "deferred" forever. Runs cancelled before this
+# change ended at once, their row as the last attempt left it.
+CANCEL_ENDS_THE_ROW = "send-cancel-ends-the-row"
 # Retries over: no attempt follows. A refusal no retry mends was recorded by its attempt.
 _RETRIES_OVER = (RetryState.TIMEOUT, RetryState.MAXIMUM_ATTEMPTS_REACHED)
 
@@ -43,6 +50,45 @@ async def send_message(
     *,
     local_first: bool,
     retries: workflow.ActivityConfig | None = None,
+) -> SendMessageResult:
+    """Send through the ledgered send activity (`_send`); a run cancelled meanwhile ends the row.
+
+    The cancellation reaches the send as an asyncio.CancelledError (a timer) or as the
+    activity's failure with a CancelledError cause; either way no attempt will follow, so the
+    row is ended (`give_up_send`: claimed -> failed, in flight or reconciling -> unknown) in a
+    local activity shielded from a second cancellation, and the run then ends cancelled (it
+    does not go on with its next step as after a failed send).
+    """
+    asked = workflow.now()
+    try:
+        return await _send(request, local_first=local_first, retries=retries)
+    except (asyncio.CancelledError, FailureError) as exc:
+        if not _cancelled(exc) or not workflow.patched(CANCEL_ENDS_THE_ROW):
+            raise
+        now = request.now + (workflow.now() - asked)
+        given_up = GiveUpSendInput(
+            request=request.model_copy(update={"now": now}),
+            reason="in Temporal, while the send was on its way",
+            ended_by="cancelled",
+        )
+        await asyncio.shield(
+            workflow.execute_local_activity(GIVE_UP_SEND, given_up, **LOCAL_OPTIONS)
+        )
+        raise asyncio.CancelledError(str(exc)) from exc
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether the send ended because the run was cancelled."""
+    if isinstance(exc, asyncio.CancelledError | CancelledError):
+        return True
+    return isinstance(exc, ActivityError) and isinstance(exc.cause, CancelledError)
+
+
+async def _send(
+    request: SendMessageInput,
+    *,
+    local_first: bool,
+    retries: workflow.ActivityConfig | None,
 ) -> SendMessageResult:
     """Send through the ledgered send activity; `retries` is the regular activity's profile.
 

@@ -248,5 +248,22 @@ def test_a_send_given_up_ends_the_row_its_last_attempt_left(
     assert book.release(send_input(), lease, "late") is False
 
 
+@pytest.mark.parametrize(
+    ("released", "ends_as", "reason"),
+    [(True, "failed", None), (False, "unknown", "unknown_outcome_run_cancelled")],
+)
+def test_a_send_whose_run_is_cancelled_ends_the_row_saying_so(
+    db: Engine, released: bool, ends_as: str, reason: str | None
+) -> None:
+    book = ledger(db)
+    lease = claim_and_lease(book, db, length=timedelta(seconds=30))
+    if released:
+        book.release(send_input(), lease, "429 from the provider")
+    book.give_up(send_input(), "in Temporal", ended_by="cancelled")
+    message = row(db)
+    assert (message.state, message.reason) == (ends_as, reason)
+    assert "run cancelled: in Temporal" in message.status_history[-1]["detail"]
+
+
 def test_a_send_given_up_before_any_attempt_made_its_row_records_nothing(db: Engine) -> None:
     assert ledger(db).give_up(send_input(), "the database was down all day") is None

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHistory
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from tests.workflows.test_journey_control_flow import Fakes, sent, start_run, worker
 from tests.workflows.test_journey_control_flow import client as client  # noqa: F401 (a fixture)
@@ -57,6 +58,17 @@ def rate_limited_for_hours(input: SendMessageInput) -> SendMessageResult:
 RETRIES_RUN_OUT = [rate_limited_for_hours] * 6 + [sent]
 
 
+def transient(input: SendMessageInput) -> SendMessageResult:
+    raise ApplicationError("connection reset before the request went out", type="TransientError")
+
+
+# The local attempt fails at once (no delay announced), the activity's first attempt is
+# rate-limited for 5 h: the run is cancelled while the activity waits for its next attempt.
+CANCELLED_BETWEEN_RETRIES = [transient, rate_limited_for_hours, sent]
+# The local attempt announces 7 min: the run is cancelled during that wait (a timer).
+CANCELLED_IN_ANNOUNCED_WAIT = [rate_limited, sent, sent]
+
+
 class GivingUpFakes(Fakes):
     """The run's activities, with the ledger's end of a send whose retries are over."""
 
@@ -83,6 +95,47 @@ async def run_to_history(
         result = await handle.result()
         history = await handle.fetch_history()
     return result, history
+
+
+async def retry_pending(handle: WorkflowHandle[Any, JourneyResult]) -> bool:
+    """The send activity failed once and waits for its next attempt (its retry backoff)."""
+    pending = (await handle.describe()).raw_description.pending_activities
+    return any(activity.attempt >= 2 for activity in pending)
+
+
+async def waiting_on_a_timer(handle: WorkflowHandle[Any, JourneyResult]) -> bool:
+    history = await handle.fetch_history()
+    return any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in history.events)
+
+
+async def cancel_to_history(
+    client: Client,
+    fakes: Fakes,
+    definition: dict[str, Any],
+    ready: Callable[[WorkflowHandle[Any, JourneyResult]], Awaitable[bool]],
+) -> tuple[BaseException, WorkflowHistory]:
+    """One run cancelled once `ready` says so, on a worker of its own: how it ended, its history.
+
+    The test server skips time only while a result is awaited: the run stays where it waits.
+    """
+    queue = str(uuid.uuid4())
+    async with worker(client, fakes, queue):
+        handle = await start_run(client, definition, queue)
+        for _ in range(600):  # a bound, not a measure: the run gets there in a few tasks
+            if await ready(handle):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the run never reached the state to cancel it in")
+        await handle.cancel()
+        try:
+            await handle.result()
+        except WorkflowFailureError as exc:
+            ended: BaseException = exc.cause
+        else:
+            ended = AssertionError("the cancelled run completed")
+        history = await handle.fetch_history()
+    return ended, history
 
 
 def send_times(history: WorkflowHistory) -> list[tuple[str, datetime]]:
@@ -134,3 +187,28 @@ async def test_when_the_retries_run_out_the_ledger_row_is_ended_and_the_run_goes
     assert "429 too many requests" in given_up.reason
     # Recorded at the time the retries ended: a day after the send was asked for.
     assert given_up.request.now - confirm.now >= timedelta(days=1)
+
+
+async def test_a_run_cancelled_while_its_send_waits_to_retry_ends_the_row_and_stops(
+    client: Client,
+) -> None:
+    fakes = GivingUpFakes(list(CANCELLED_BETWEEN_RETRIES))
+    ended, _history = await cancel_to_history(client, fakes, TWO_SENDS, retry_pending)
+    assert isinstance(ended, CancelledError)
+    (given_up,) = fakes.given_up
+    confirm = fakes.sends[0]
+    assert given_up.ended_by == "cancelled"
+    assert given_up.request.message_key == confirm.message_key
+    # Cancelled means no further step: the second send is never asked for.
+    assert [s.step for s in fakes.sends] == ["confirm", "confirm"]
+
+
+async def test_a_run_cancelled_while_its_send_waits_an_announced_delay_ends_the_row(
+    client: Client,
+) -> None:
+    fakes = GivingUpFakes(list(CANCELLED_IN_ANNOUNCED_WAIT))
+    ended, _history = await cancel_to_history(client, fakes, TWO_SENDS, waiting_on_a_timer)
+    assert isinstance(ended, CancelledError)
+    (given_up,) = fakes.given_up
+    assert (given_up.ended_by, given_up.request.step) == ("cancelled", "confirm")
+    assert [s.step for s in fakes.sends] == ["confirm"]
