@@ -1,0 +1,90 @@
+"""Every loyalty journey's messages are written for nl-BE, nl-NL, fr-BE and en (issue 16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from trouw.journey.loader import load_journeys
+from trouw.journey.model import Journey, SendStep
+from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context
+
+# The events Trouw derives from the loyalty ledgers and the vouchers.
+LOYALTY_EVENTS = {
+    "points_changed",
+    "level_reached",
+    "voucher_issued",
+    "voucher_expiring",
+    "voucher_redeemed",
+    "referral_converted",
+}
+# A template's own word files: strings.nl.yaml is Belgian Dutch (nl-BE), strings.nl-NL.yaml what
+# the Netherlands say differently, strings.fr.yaml French as in Belgium, strings.en.yaml.
+WORD_FILES = {"nl", "nl-NL", "fr", "en"}
+EMAILS = ROOT / "templates" / "email"
+
+
+def loyalty_journeys() -> dict[str, Journey]:
+    """Journeys that start on a loyalty event or only for members."""
+    return {
+        name: loaded.journey
+        for name, loaded in load_journeys(ROOT / "journeys").items()
+        if loaded.journey.trigger.event in LOYALTY_EVENTS
+        or "loyalty." in str(loaded.journey.trigger.when or "")
+    }
+
+
+def loyalty_templates() -> list[str]:
+    return sorted(
+        {
+            step.template
+            for journey in loyalty_journeys().values()
+            for step in journey.steps
+            if isinstance(step, SendStep)
+        }
+    )
+
+
+def words(template: str, locale: str) -> dict[str, str]:
+    loaded = yaml.safe_load(Path(EMAILS / template / f"strings.{locale}.yaml").read_text())
+    return dict(loaded or {})
+
+
+def test_the_loyalty_journeys_and_their_templates_are_the_shipped_set() -> None:
+    assert sorted(loyalty_journeys()) == [
+        "loyalty_level",
+        "loyalty_welcome",
+        "points_expiring",
+        "referral",
+        "referral_reward",
+        "voucher_expiry",
+    ]
+    assert loyalty_templates() == [
+        "loyalty_level",
+        "loyalty_welcome",
+        "points_expiring",
+        "referral_invite",
+        "referral_reward",
+        "voucher_expiry",
+    ]
+
+
+@pytest.mark.parametrize("template", loyalty_templates())
+def test_every_loyalty_template_speaks_each_shipped_locale(template: str) -> None:
+    store = TemplateStore(ROOT / "templates")
+    assert store.channels(template) == {"email"}
+    assert WORD_FILES <= set(store.locales("email", template))
+    # nl-NL is not Belgian Dutch under another flag: its own file says something differently.
+    belgian = words(template, "nl")
+    dutch = words(template, "nl-NL")
+    assert dutch and all(dutch[key] != belgian.get(key) for key in dutch)
+    for locale in SHIPPED_LOCALES:
+        email = store.render_email(template, locale, sample_context(template, locale))
+        assert email.locale == locale
+    subjects = {
+        locale: store.strings(template, locale)["subject"] for locale in ("nl-BE", "fr-BE", "en")
+    }
+    assert len(set(subjects.values())) == 3  # three languages, three subjects
