@@ -3,6 +3,7 @@ the derived events and the context, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,13 +13,14 @@ from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from tests.loyalty.test_rules import WINDOW, random_ledger
 from trouw.context import build_context
 from trouw.db.engine import session_scope
 from trouw.db.models import InboundEvent, LoyaltyAccount, PointsEntry, Voucher
 from trouw.gdpr import erase, export
 from trouw.ingest import EventIn, ProductIn, ingest_event, upsert_product
 from trouw.loyalty import ledger, vouchers
-from trouw.loyalty.rules import LoyaltyRules, Tier
+from trouw.loyalty.rules import Entry, LoyaltyRules, Tier, balance
 from trouw.why import explain, render
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -253,3 +255,69 @@ def test_a_return_after_a_redemption_takes_back_the_points_and_leaves_the_vouche
         with pytest.raises(vouchers.RedeemRefusedError) as refused:
             vouchers.redeem(session, voucher.code, receipt="o2", now=day + timedelta(days=3))
         assert refused.value.reason == "used"
+
+
+def _stored(customer_id: str, entry: Entry) -> PointsEntry:
+    return PointsEntry(
+        key=f"{customer_id}:{entry.key}",
+        customer_id=customer_id,
+        at=entry.at,
+        kind=entry.kind,
+        points=entry.points,
+        expires_at=entry.expires_at,
+        lot=f"{customer_id}:{entry.lot}" if entry.lot else None,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_balances_of_everyone_equal_the_lots_computed_per_customer(
+    engine: Engine, seed: int
+) -> None:
+    """Random ledgers, swept for some customers, at some earlier moment or not at all: every
+    balance `ledger.balances` gives is what rules.balance computes from the customer's entries."""
+    rng = random.Random(seed)
+    ledgers = {f"c{n}": random_ledger(rng) for n in range(40)}
+    with session_scope(engine) as session:
+        for customer_id, entries in ledgers.items():
+            session.add_all(_stored(customer_id, entry) for entry in entries)
+    for moment in sorted(T0 + timedelta(days=rng.randint(0, 1400)) for _ in range(3)):
+        some = [customer_id for customer_id in ledgers if rng.random() < 0.5]
+        with session_scope(engine) as session:
+            ledger.sweep_expiries(session, now=moment, customer_ids=some)
+    for now in (T0 + timedelta(days=rng.randint(0, 1400)) for _ in range(4)):
+        with session_scope(engine) as session:
+            expected = {
+                customer_id: balance(
+                    ledger.entries_of(session, customer_id), now=now, window=WINDOW
+                ).points
+                for customer_id in ledgers
+            }
+            assert ledger.balances(session, now=now) == expected
+    # Swept to the end: every due lot has its entry (0 for a used-up one), nobody is behind, and
+    # each balance is the bare sum of the entries.
+    end = T0 + timedelta(days=1500)
+    with session_scope(engine) as session:
+        ledger.sweep_expiries(session, now=end)
+    with session_scope(engine) as session:
+        assert ledger.behind(session, now=end) == []
+        assert ledger.balances(session, now=end) == {
+            customer_id: ledger.sum_of_entries(session, customer_id) for customer_id in ledgers
+        }
+
+
+def test_a_used_up_lot_is_settled_by_the_sweep_without_an_event(engine: Engine) -> None:
+    ingest(engine, purchase("o1", lines=[{"sku": "X", "unit_price": "30"}]))
+    with session_scope(engine) as session:
+        ledger.adjust(session, "c1", points=-30, reason="spent", at=T0, key="adj-1")
+    end = T0 + timedelta(days=400)
+    with session_scope(engine) as session:
+        assert ledger.behind(session, now=end) == ["c1"]
+        assert ledger.sweep_expiries(session, now=end) == []  # nothing expired: no change
+    with session_scope(engine) as session:
+        marker = session.exec(select(PointsEntry).where(PointsEntry.kind == "expire")).one()
+        assert (marker.key, marker.points) == ("expire:earn:o1:1", 0)
+        assert ledger.behind(session, now=end) == []
+        assert [row.kind for row in ledger.history(session, "c1")] == ["adjust", "earn"]
+    with session_scope(engine) as session:
+        assert ledger.sweep_expiries(session, now=end) == []  # a second sweep reads nobody
+    assert [e["delta"] for e in derived(engine, "points_changed")] == [0, 30]  # the purchase only

@@ -222,3 +222,14 @@ def test_balance_agrees_with_the_rules_written_plainly(seed: int) -> None:
     points, left, debt = moments_balance(entries, now)
     assert (held.points, held.debt) == (points, debt)
     assert {key: lot.remaining for key, lot in held.lots.items()} == left
+
+
+def test_a_lot_used_up_before_its_end_is_due_as_settled() -> None:
+    entries = [
+        Entry("a", T0, 50, "earn", expires_at=T0 + YEAR),
+        Entry("b", T0 + timedelta(days=1), 30, "earn", expires_at=T0 + timedelta(days=1) + YEAR),
+        Entry("x", T0 + timedelta(days=2), -60, "adjust"),
+    ]
+    due = due_expiries(entries, now=T0 + 2 * YEAR)
+    assert [(e.lot, e.points) for e in due] == [("a", 0), ("b", 20)]  # a was used up: 0
+    assert [e.at for e in due] == [T0 + YEAR, T0 + timedelta(days=1) + YEAR]

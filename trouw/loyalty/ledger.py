@@ -143,7 +143,8 @@ def history(session: Session, customer_id: str, *, limit: int = 100) -> list[Poi
     return list(
         session.exec(
             select(PointsEntry)
-            .where(PointsEntry.customer_id == customer_id)
+            # A settled lot's 0-point `expire` entry is bookkeeping, not history to show.
+            .where(PointsEntry.customer_id == customer_id, PointsEntry.points != 0)
             .order_by(col(PointsEntry.at).desc(), col(PointsEntry.id).desc())
             .limit(limit)
         ).all()
@@ -381,23 +382,22 @@ def adjust(
 def sweep_expiries(
     session: Session, *, now: datetime, customer_ids: Iterable[str] | None = None
 ) -> list[Change]:
-    """Writes every expiry due by `now` as an `expire` entry (once per lot)."""
+    """Writes every expiry due by `now` as an `expire` entry (once per lot); a lot used up
+    before its end gets a 0-point one (settled), which derives no event. Without
+    `customer_ids`, only customers with a due lot not yet written are read."""
     if customer_ids is None:
-        customer_ids = session.exec(
-            select(PointsEntry.customer_id)
-            .where(col(PointsEntry.expires_at) <= now, col(PointsEntry.points) > 0)
-            .distinct()
-        ).all()
+        customer_ids = behind(session, now=now, future=False)
     changes = []
     for customer_id in customer_ids:
         due = due_expiries(entries_of(session, customer_id), now=now)
         if not due:
             continue
         change = Change(customer_id=customer_id, cause=f"expiry:{due[0].lot}", at=due[-1].at)
+        settled = Change(customer_id=customer_id, cause=change.cause, at=change.at)
         for expiry in due:
             _add(
                 session,
-                change,
+                change if expiry.points else settled,
                 PointsEntry(
                     key=f"expire:{expiry.lot}",
                     customer_id=customer_id,
@@ -405,11 +405,12 @@ def sweep_expiries(
                     kind="expire",
                     points=-expiry.points,
                     lot=expiry.lot,
-                    reason="expired",
+                    reason="expired" if expiry.points else "used up before it expired",
                     source="sweep",
                 ),
             )
-        changes.append(change)
+        if change.entries:
+            changes.append(change)
     return changes
 
 
@@ -530,35 +531,61 @@ def take_derived(session: Session) -> list[InboundEvent]:
 # --- many customers at once --------------------------------------------------------------------
 
 
+def _ledger_counts(now: datetime) -> sa.Select[Any]:
+    """Per customer, in one pass: the sum of the entries, the lots due by `now` without their
+    `expire` entry, and the entries after `now`.
+
+    Each `expire` entry (key `expire:<lot>`, once) belongs to one lot of its customer and is
+    dated at that lot's end, so the lots due by `now` minus the `expire` entries up to `now` is
+    the number of due lots not written yet, never below 0.
+    """
+    table = PointsEntry.__table__  # type: ignore[attr-defined]
+    return sa.select(
+        table.c.customer_id,
+        sa.func.sum(table.c.points),
+        sa.func.sum(
+            sa.case(
+                (sa.and_(table.c.points > 0, table.c.expires_at <= now), 1),
+                (sa.and_(table.c.kind == "expire", table.c.at <= now), -1),
+                else_=0,
+            )
+        ),
+        sa.func.sum(sa.case((table.c.at > now, 1), else_=0)),
+    ).group_by(table.c.customer_id)
+
+
+def behind(session: Session, *, now: datetime, future: bool = True) -> list[str]:
+    """Customers the sweep has not caught up with at `now`: a lot due without its `expire`
+    entry, or (`future`) entries after `now`."""
+    return sorted(
+        customer_id
+        for customer_id, _total, unwritten, later in session.connection().execute(
+            _ledger_counts(now)
+        )
+        if unwritten or (future and later)
+    )
+
+
 def balances(
     session: Session, *, now: datetime, rules: LoyaltyRules | None = None, batch: int = 50_000
 ) -> dict[str, int]:
     """Every customer's balance at `now`.
 
-    Once swept, a balance is the sum of the entries (rules.balance's property), so the database
-    sums; only the customers the sweep has not caught up with (a lot due by `now` without its
-    `expire` entry, or entries after `now`) go through the lots in Python.
+    Once swept, a balance is the sum of the entries (rules.balance's property): one pass of the
+    database sums and counts (`_ledger_counts`); only the customers the sweep has not caught up
+    with (a due lot without its `expire` entry, or entries after `now`) go through the lots in
+    Python.
     """
-    table = PointsEntry.__table__  # type: ignore[attr-defined]
-    result: dict[str, int] = {
-        customer_id: int(total)
-        for customer_id, total in session.connection().execute(
-            sa.select(table.c.customer_id, sa.func.sum(table.c.points)).group_by(
-                table.c.customer_id
-            )
-        )
-    }
-    expired = table.alias("expired")
-    unswept = sa.select(table.c.customer_id).where(
-        table.c.points > 0,
-        table.c.expires_at <= now,
-        ~sa.exists(
-            sa.select(sa.literal(1)).where(expired.c.kind == "expire", expired.c.lot == table.c.key)
-        ),
-    )
-    future = sa.select(table.c.customer_id).where(table.c.at > now)
-    behind = sorted({row[0] for row in session.connection().execute(sa.union(unswept, future))})
-    for customer_id, points in _recomputed(session, behind, now=now, rules=rules, batch=batch):
+    result: dict[str, int] = {}
+    lagging: list[str] = []
+    for customer_id, total, unwritten, later in session.connection().execute(_ledger_counts(now)):
+        if unwritten or later:
+            lagging.append(customer_id)
+        else:
+            result[customer_id] = int(total)
+    for customer_id, points in _recomputed(
+        session, sorted(lagging), now=now, rules=rules, batch=batch
+    ):
         result[customer_id] = points
     return result
 

@@ -268,10 +268,20 @@ def balance(entries: Iterable[Entry], *, now: datetime, window: timedelta) -> Ba
 
 
 def due_expiries(entries: Sequence[Entry], *, now: datetime) -> list[Expiry]:
-    """The expiries up to `now` not yet written to the ledger (what a sweep appends)."""
+    """The expiries up to `now` not yet written to the ledger (what a sweep appends), in time
+    order: what each lot due by `now` had left at its end, and 0 for a lot used up before it
+    (a settled lot: written too, so that every due lot has its `expire` entry and a caught-up
+    customer is found by counting, docs/loyalty.md "Balances of everyone")."""
     written = {entry.lot for entry in entries if entry.kind == "expire"}
-    computed = balance(entries, now=now, window=timedelta(0)).expired
-    return [expiry for expiry in computed if expiry.lot not in written]
+    held = balance(entries, now=now, window=timedelta(0))
+    expired = {expiry.lot for expiry in held.expired}
+    settled = [
+        Expiry(lot=lot.key, at=lot.expires_at, points=0)
+        for lot in held.lots.values()
+        if lot.expires_at is not None and lot.expires_at <= now and lot.key not in expired
+    ]
+    due = sorted([*held.expired, *settled], key=lambda expiry: expiry.at)
+    return [expiry for expiry in due if expiry.lot not in written]
 
 
 def next_expiry(entries: Sequence[Entry], *, now: datetime) -> datetime | None:
