@@ -286,6 +286,7 @@ async def open_loop(
         "achieved_rate": total / (time.perf_counter() - start),
         "from": wall,
         "to": time.time(),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -395,13 +396,13 @@ def print_vouchers(
     reference = results["GET /healthz (reference)"]["p99"]
     print(f"\n{title}")
     print(
-        f"{'phase':<36} {'n':>6} {'err':>4} {'rate':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/ref':>8}"
+        f"{'phase':<36} {'n':>6} {'err':>4} {'rate':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'p99/ref':>8} {'load':>6}"
     )
     for name, row in results.items():
         print(
             f"{name:<36} {row['requests']:>6.0f} {row['errors']:>4.0f} {row['achieved_rate']:>6.1f} "
             f"{row['p50']:>8.1f} {row['p90']:>8.1f} {row['p99']:>8.1f} {row['max']:>8.1f} "
-            f"{row['p99'] / reference:>8.2f}"
+            f"{row['p99'] / reference:>8.2f} {row['load']:>6.1f}"
         )
     for name, row in results.items():
         if row["errors"]:

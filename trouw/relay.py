@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -20,6 +22,10 @@ from trouw.ingest import pending_events, wire_event
 from trouw.temporal import deliver
 
 log = logging.getLogger("trouw.relay")
+# The relay marks handed-off events relayed in one transaction per this many, or per this many
+# seconds, whichever comes first (a mark per event was a write per event).
+MARK_BATCH = 200
+MARK_EVERY = 0.5
 
 
 async def hand_off(
@@ -46,25 +52,41 @@ async def hand_off(
             ).one()
             return wire_event(row)
 
-    def mark() -> None:
-        with session_scope(engine) as session:
-            now = datetime.now(UTC)
-            received = session.execute(
-                update(InboundEvent)
-                .where(col(InboundEvent.source_id) == source_id)
-                .where(col(InboundEvent.relayed_at).is_(None))
-                .values(relayed_at=now)
-                .returning(col(InboundEvent.received_at))
-            ).scalar_one_or_none()
-            if received is not None:
-                lag = (now - _aware(received)).total_seconds()
-                metrics.on_commit(session, lambda: metrics.RELAY_LAG_SECONDS.observe(max(lag, 0)))
-
     # Database work off the event loop: the API serves other requests meanwhile.
     if event is None:
         event = await asyncio.to_thread(load)
     await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
-    await asyncio.to_thread(mark)
+    await asyncio.to_thread(mark_relayed, engine, [source_id])
+    _log_handed_off(source_id, event)
+
+
+def mark_relayed(engine: Engine, source_ids: Sequence[str]) -> None:
+    """Marks handed-off events relayed, all in one write transaction (one UPDATE)."""
+    if not source_ids:
+        return
+    with session_scope(engine) as session:
+        now = datetime.now(UTC)
+        received = (
+            session.execute(
+                update(InboundEvent)
+                .where(col(InboundEvent.source_id).in_(source_ids))
+                .where(col(InboundEvent.relayed_at).is_(None))
+                .values(relayed_at=now)
+                .returning(col(InboundEvent.received_at))
+            )
+            .scalars()
+            .all()
+        )
+        lags = [max((now - _aware(moment)).total_seconds(), 0.0) for moment in received]
+
+        def observe() -> None:
+            for lag in lags:
+                metrics.RELAY_LAG_SECONDS.observe(lag)
+
+        metrics.on_commit(session, observe)
+
+
+def _log_handed_off(source_id: str, event: CustomerEvent) -> None:
     log.info(
         "event %s (%s) handed off to customer %s",
         source_id,
@@ -165,16 +187,27 @@ async def relay_pending(
 
     events = await asyncio.to_thread(pending)
     relayed = 0
+    # Marked in batches, not one write transaction per event: on SQLite every transaction takes
+    # the one write lock the API's redemptions wait for (100 marks a second held them up).
+    # A crash before the mark sends the batch again; the customer workflow drops repeats.
+    handed: list[str] = []
+    flushed = time.monotonic()
     for source_id, event in events:
         try:
-            await hand_off(
-                engine,
-                client,
-                source_id,
-                task_queue=task_queue,
-                search_attributes=search_attributes,
-                event=event,
-            )
+            if event is None:
+                await hand_off(
+                    engine,
+                    client,
+                    source_id,
+                    task_queue=task_queue,
+                    search_attributes=search_attributes,
+                )
+            else:
+                await deliver(
+                    client, event, task_queue=task_queue, search_attributes=search_attributes
+                )
+                handed.append(source_id)
+                _log_handed_off(source_id, event)
         except Exception as exc:  # this event only: Temporal refused it or was unreachable
             error = f"{type(exc).__name__}: {exc}"
             metrics.RELAY_FAILURES.inc()
@@ -187,6 +220,10 @@ async def relay_pending(
                 log.warning("event %s not relayed, will retry: %s", source_id, error)
         else:
             relayed += 1
+        if len(handed) >= MARK_BATCH or time.monotonic() - flushed >= MARK_EVERY:
+            await asyncio.to_thread(mark_relayed, engine, handed)
+            handed, flushed = [], time.monotonic()
+    await asyncio.to_thread(mark_relayed, engine, handed)
     return relayed
 
 

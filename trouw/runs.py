@@ -25,7 +25,7 @@ from trouw.contracts import (
     customer_workflow_id,
 )
 from trouw.control import ControlError
-from trouw.db.engine import session_scope
+from trouw.db.engine import read_scope, session_scope
 from trouw.db.models import JourneyRun, JourneyRunEvent, SyncMark
 
 if TYPE_CHECKING:
@@ -323,7 +323,8 @@ async def sync_run_records(client: Client, engine: Engine, *, now: datetime) -> 
 
 
 def _read_mark(engine: Engine) -> datetime | None:
-    with session_scope(engine) as session:
+    # Reads: on SQLite they must not take the write lock (seen queueing the API's redemptions).
+    with read_scope(engine) as session:
         mark = session.get(SyncMark, SYNC_MARK)
         return mark.at if mark is not None else None
 
@@ -345,7 +346,7 @@ def _write_mark(engine: Engine, at: datetime) -> None:
 
 def _still_running(engine: Engine, workflow_ids: list[str]) -> set[str]:
     found: set[str] = set()
-    with session_scope(engine) as session:
+    with read_scope(engine) as session:
         for start in range(0, len(workflow_ids), 500):  # bounded IN lists
             found.update(
                 session.exec(

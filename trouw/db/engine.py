@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,60 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 READ_ONLY = "trouw_read_only"
 
 
+# How long a writer waits in its process's queue before it goes to SQLite's own wait anyway
+# (a thread that opens a second write transaction while holding one must not hang forever).
+QUEUE_TIMEOUT = 30.0
+_queues: dict[str, threading.Lock] = {}
+_queues_lock = threading.Lock()
+
+
+class QueuedConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue in the process first.
+
+    SQLite's busy handler polls for the write lock in growing sleeps (1, 2, 5, 10 ... 100 ms),
+    so threads of one process waiting for each other were woken up to 100 ms late (the API's
+    redemptions: write-lock wait p99 93 ms with the lock held for 2-8 ms). Here the process's
+    writers wait on one lock per database file, woken the moment the writer before them has
+    committed; only waits for other processes still go through the busy handler.
+    """
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        name = str(database)
+        if not name or ":memory:" in name or "mode=memory" in name:
+            self.writer_queue = threading.Lock()  # a database of this connection alone
+        else:
+            with _queues_lock:
+                self.writer_queue = _queues.setdefault(name, threading.Lock())
+        self.queued = False
+
+    def queue_for_write(self) -> None:
+        self.queued = self.writer_queue.acquire(timeout=QUEUE_TIMEOUT)
+
+    def leave_queue(self) -> None:
+        if self.queued:
+            self.queued = False
+            self.writer_queue.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_queue()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_queue()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave_queue()
+
+
 def _sqlite_begin(connection: Any) -> None:
     if connection.get_execution_options().get(READ_ONLY):
         # In WAL mode a read needs no lock: a deferred BEGIN neither waits for a writer nor
@@ -52,7 +107,16 @@ def _sqlite_begin(connection: Any) -> None:
         return
     # IMMEDIATE takes the write lock up front: two writers queue (busy_timeout) instead of
     # one failing at once with "database is locked" when it upgrades a read to a write.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    raw = connection.connection.driver_connection
+    queued = isinstance(raw, QueuedConnection)
+    if queued:
+        raw.queue_for_write()
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if queued:
+            raw.leave_queue()
+        raise
 
 
 def make_engine(url: str) -> Engine:
@@ -62,7 +126,9 @@ def make_engine(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30, "factory": QueuedConnection},
+            pool_size=10,
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
