@@ -7,6 +7,7 @@ import contextlib
 import html
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,6 +57,10 @@ message gives the limit) and JSON in nesting depth (422).
 """
 
 
+# Threads for the API's database work: the engine's pool holds 10 connections plus 10 overflow.
+API_THREADS = 20
+
+
 def create_app(settings: Settings, engine: Engine, client: Client | None = None) -> FastAPI:
     """The API app; without a Temporal client, stored events wait for the relay."""
     state = ApiState(settings, engine, client)
@@ -63,6 +68,11 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Database work runs in threads (asyncio.to_thread); the default pool has cores + 4
+        # (6 here), and on PostgreSQL redemptions waited for a thread (p50 1.1 s at 100/s)
+        # while each thread mostly waited on the server's commit. As many as connections.
+        threads = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="trouw-api")
+        asyncio.get_running_loop().set_default_executor(threads)
         state.clicks = clicks.ClickWriter(engine, folder=settings.home)
         state.clicks.start()
         purge = asyncio.create_task(hosted.purge_forever(state), name="purge hosted copies")
@@ -74,6 +84,7 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
                 await purge
             await asyncio.to_thread(state.clicks.close)
             state.clicks = None
+            threads.shutdown(wait=False)
 
     app = FastAPI(title="Trouw", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.trouw = state
