@@ -241,6 +241,21 @@ def test_clicks_not_written_at_a_stop_are_written_at_the_next_start(tmp_path: Pa
     assert list(tmp_path.glob("clicks-*")) == []
 
 
+def test_a_line_cut_in_the_unwritten_file_is_parked_and_the_writer_goes_on(
+    api: Api, tmp_path: Path
+) -> None:
+    # A crash while the last stop kept its clicks: the file's last line is cut short.
+    whole = json.dumps(_click("redirect:kept").model_dump(exclude={"id"}), default=str)
+    (tmp_path / UNWRITTEN_FILE).write_text(whole + "\n" + whole[:40] + "\n", encoding="utf-8")
+    writer = ClickWriter(api.engine, folder=tmp_path)
+    writer.start()
+    writer.record(_click("redirect:new"))
+    writer.close()
+    assert sorted(c.key for c in rows(api.engine, Engagement)) == ["redirect:kept", "redirect:new"]
+    [kept] = [json.loads(line) for line in (tmp_path / PARKED_FILE).read_text().splitlines()]
+    assert kept == {"unreadable": whole[:40]}
+
+
 _SERVE = """
 import sys, uvicorn
 from trouw.api.app import create_app

@@ -86,7 +86,10 @@ class ClickWriter:
             self._thread.join()
 
     def _run(self) -> None:
-        self._restore()
+        try:
+            self._restore()
+        except Exception:  # the writer must outlive it too: the file stays for the next start
+            log.exception("the clicks kept at the last stop could not be written")
         while True:
             batch = [self._queue.get()]
             while len(batch) < _BATCH and batch[-1] is not None:
@@ -113,9 +116,15 @@ class ClickWriter:
             self.unwritten.unlink()
         if not kept.exists():
             return
-        rows = [json.loads(line) for line in kept.read_text("utf-8").splitlines()]
-        for row in rows:
-            row["at"] = datetime.fromisoformat(row["at"])
+        rows = []
+        for line in kept.read_text("utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                row["at"] = datetime.fromisoformat(row["at"])
+            except (ValueError, TypeError, KeyError):  # a line cut by a crash while it was kept
+                self._keep(self.parked, [{"unreadable": line}], f"not a click in {kept.name}")
+                continue
+            rows.append(row)
         if rows:
             self._write(rows)  # what it cannot write goes to a new `unwritten`
         kept.unlink()
