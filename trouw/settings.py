@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache), about
     # 0.2 MiB each; one evicted replays its history at its next task. Figures in
     # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
-    worker_max_cached_workflows: int = Field(default=100, ge=0, le=100_000)
+    worker_max_cached_workflows: int = Field(default=50, ge=0, le=100_000)
     # glibc's allocator in a worker process (trouw/allocator.py): at most this many heaps (0:
     # glibc's default, 8 per core), and free memory handed back to the system every so many
     # seconds (0: never). Figures in docs/performance.md ("Worker memory").
