@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -209,12 +208,6 @@ async def run_stack(
                 settings.content_source,
             )
             log.info("insight schedule: %s", await ensure_schedule(client, settings))
-            if settings.worker_gc_freeze:
-                # What start-up made (modules, journeys, compiled templates: some 200,000
-                # objects) lives as long as the process: out of the collector's full passes,
-                # which otherwise walk it all again and again (docs/performance.md).
-                gc.collect()
-                gc.freeze()
             tasks.append(asyncio.create_task(temporal_worker.run(), name="worker"))
             tasks.append(
                 asyncio.create_task(

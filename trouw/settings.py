@@ -122,9 +122,6 @@ class Settings(BaseSettings):
     # true: the workflow modules are imported afresh per workflow in the sandbox, which then
     # fails a forbidden call in them (trouw/worker.py, workflow_runner); tests always do.
     worker_strict_sandbox: bool = False
-    # true: a worker moves what its start-up made out of the garbage collector's passes
-    # (gc.freeze): full collections then walk only what came after.
-    worker_gc_freeze: bool = True
     log_format: Literal["text", "json"] = "text"
 
     # Content. "folder": journeys and templates are read from the two folders below (the demo,
