@@ -1,4 +1,5 @@
-"""Journeys on insight in the simulator: one starts on entering at_risk, one branches on the segment.
+"""Journeys on insight in the simulator: one starts on entering at_risk, one branches on the
+segment, one reminds three days before the expected next order.
 
 The shipped scenario (journeys/scenarios/insight_segments.yaml) refreshes insight weekly with the
 real refresh code; the oracle is the segment history that refresh stored, read back from the
@@ -8,15 +9,16 @@ simulation's own database.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import col, select
 
 from tests.conftest import ROOT
 from trouw.db.engine import make_engine, session_scope
-from trouw.db.models import InsightRefresh, InsightSegmentChange
+from trouw.db.models import InboundEvent, InsightRefresh, InsightSegmentChange
 from trouw.simulate import RunEntry, SimulationResult, load_scenario, simulate
 
 pytestmark = pytest.mark.slow
@@ -108,3 +110,46 @@ def test_a_journey_branches_on_the_segment_of_the_last_refresh(
         assert run.reason == expected, (run, segment)
         taken.add(expected)
     assert len(taken) == 3, "the scenario exercises every branch"
+
+
+def test_a_reminder_is_sent_three_days_before_each_announced_next_order(
+    simulated: tuple[SimulationResult, list[tuple]],
+) -> None:
+    """example_next_order_reminder starts on next_order_expected (announced by the refresh when
+    a date is new or moved by 7 days or more) and sends at 10:00 three days before that date,
+    unless a purchase or a newer expectation ends it first."""
+    result, _ = simulated
+    engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
+    with session_scope(engine) as session:
+        announced = [
+            (
+                row.customer_id,
+                datetime.fromisoformat(row.payload["data"]["expected_next_order_at"]).replace(
+                    second=0, microsecond=0
+                ),
+            )
+            for row in session.exec(
+                select(InboundEvent).where(InboundEvent.type == "next_order_expected")
+            ).all()
+        ]
+    engine.dispose()
+    started = _runs(result, "example_next_order_reminder", "started")
+    sent = [
+        e
+        for e in result.timeline
+        if e.journey == "example_next_order_reminder" and e.outcome == "sent"
+    ]
+
+    assert announced, "the refreshes must announce expected next orders"
+    assert len(started) == len(announced)
+    assert all("next_order_expected" in (r.reason or "") for r in started)
+    assert sent, "some reminder must be sent before its customer orders again"
+    assert {e.template for e in sent} == {"next_order"}
+    brussels = ZoneInfo("Europe/Brussels")
+    due = {
+        (customer, (at.astimezone(brussels) - timedelta(days=3)).replace(hour=10, minute=0))
+        for customer, at in announced
+    }
+    for e in sent:
+        moment = datetime.fromisoformat(e.moment).astimezone(brussels)
+        assert (e.customer, moment.replace(second=0, microsecond=0)) in due, e
