@@ -7,7 +7,7 @@ from typing import Any
 
 from activities.custom import CustomActivities
 from activities.insight import InsightActivities
-from activities.journeys import JourneyActivities
+from activities.journey_runs import JourneyActivities
 from activities.messaging import MessagingActivities
 from activities.services import Services
 

@@ -12,9 +12,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
-from trouw.contracts import CallActivityInput, CallActivityResult, CallEvent
-from trouw.db.engine import session_scope
-from trouw.loyalty import vouchers
+from trouw.domain.db.engine import session_scope
+from trouw.domain.loyalty import vouchers
+from trouw.language.contracts import CallActivityInput, CallActivityResult, CallEvent
 
 # The names journeys may `call`; `trouw validate` refuses any other.
 CUSTOM_ACTIVITY_NAMES: set[str] = {"issue_voucher"}

@@ -11,8 +11,13 @@ from typing import TypeVar
 from temporalio import activity
 
 from activities.services import Services
-from trouw import metrics
-from trouw.contracts import (
+from trouw.domain.insight.store import (
+    apply_chunk,
+    chunk_bounds,
+    finish_refresh,
+    score_and_stage,
+)
+from trouw.language.contracts import (
     ApplyInsightChunkInput,
     ApplyInsightChunkResult,
     FinishInsightRefreshInput,
@@ -20,12 +25,7 @@ from trouw.contracts import (
     ScoreInsightInput,
     ScoreInsightResult,
 )
-from trouw.insight_store import (
-    apply_chunk,
-    chunk_bounds,
-    finish_refresh,
-    score_and_stage,
-)
+from trouw.stack import metrics
 
 log = logging.getLogger("trouw.insight")
 T = TypeVar("T")

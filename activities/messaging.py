@@ -14,25 +14,26 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.services import Services
-from trouw import metrics
-from trouw.consent import ConsentState, current_consent
-from trouw.contracts import (
+from trouw.domain.consent import ConsentState, current_consent
+from trouw.domain.control import journey_pause
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, Message
+from trouw.domain.hosted import keep_copy
+from trouw.domain.loyalty.vouchers import note_message
+from trouw.domain.measure.tracking import LinkTracker, tracking_on
+from trouw.domain.message_context import template_context
+from trouw.domain.policy_inputs import recent_messages, recipient_state
+from trouw.domain.render import TemplateError
+from trouw.domain.send_ledger import InProgress, Lease, Reconcile, Resend, SendLedger, Wait
+from trouw.language.contracts import (
     GIVE_UP_SEND,
     SEND_MESSAGE,
     GiveUpSendInput,
     SendMessageInput,
     SendMessageResult,
 )
-from trouw.control import journey_pause
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, Message
-from trouw.hosted import keep_copy
-from trouw.logs import log_context
-from trouw.loyalty.vouchers import note_message
-from trouw.measure.tracking import LinkTracker, tracking_on
-from trouw.message_context import template_context
-from trouw.policy import Decision, MessageFacts, PolicyConfig, decide
-from trouw.policy_inputs import recent_messages, recipient_state
+from trouw.language.policy import Decision, MessageFacts, PolicyConfig, decide
+from trouw.language.vocabulary import stricter
 from trouw.providers.base import (
     AmbiguousDeliveryError,
     DeliveryError,
@@ -46,9 +47,8 @@ from trouw.providers.base import (
     ReconcilingProvider,
     TransientDeliveryError,
 )
-from trouw.render import TemplateError
-from trouw.send_ledger import InProgress, Lease, Reconcile, Resend, SendLedger, Wait
-from trouw.vocabulary import stricter
+from trouw.stack import metrics
+from trouw.stack.logs import log_context
 from workflows.options import PROVIDER_CALL_MAX, SEND_LEASE_MARGIN, SEND_RECORD_MARGIN
 
 
@@ -97,7 +97,7 @@ class MessagingActivities:
 
     @activity.defn(name=GIVE_UP_SEND)
     async def give_up_send(self, input: GiveUpSendInput) -> SendMessageResult | None:
-        """The workflow stopped retrying a send: its ledger row ends (trouw/send_ledger.py)."""
+        """The workflow stopped retrying a send: its ledger row ends (trouw/domain/send_ledger.py)."""
         request = input.request
         with log_context(
             customer=request.customer_id,
@@ -367,7 +367,7 @@ class MessagingActivities:
 
 def _lease_lost(exc: DeliveryError) -> ApplicationError:
     """This attempt's answer came after its lease: a later attempt owns the row (its write was
-    refused, trouw/send_ledger.py `_leased`). Retryable, whatever the answer was: should
+    refused, trouw/domain/send_ledger.py `_leased`). Retryable, whatever the answer was: should
     Temporal still be waiting on this attempt, the next one reads the ledger (a final state is
     returned as it is, a running lease is waited out) instead of this attempt's stale view."""
     return ApplicationError(

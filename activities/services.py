@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from trouw.db.engine import get_engine
-from trouw.journey.catalog import JourneyCatalog
-from trouw.journey.loader import LoadedJourney, Problem
-from trouw.publish import ContentSource, content_source
-from trouw.render import TemplateStore
+from trouw.domain.db.engine import get_engine
+from trouw.domain.publish import ContentSource, content_source
+from trouw.domain.render import TemplateStore
+from trouw.language.journey.catalog import JourneyCatalog
+from trouw.language.journey.loader import LoadedJourney, Problem
 from trouw.settings import Settings
 
 
@@ -27,8 +27,8 @@ def journey_check(
 
     def check(files: list[Path]) -> tuple[list[LoadedJourney], list[Problem]]:
         from activities.custom import CUSTOM_ACTIVITY_NAMES
-        from trouw.attributes import declared_attributes
-        from trouw.journey.validate import validate_paths
+        from trouw.domain.checks.validate import validate_paths
+        from trouw.language.attributes import declared_attributes
 
         return validate_paths(
             files,
@@ -44,14 +44,14 @@ def journey_check(
 class Services:
     settings: Settings
     engine: Engine
-    # Journeys and templates: the process's folders or the published bundle (trouw.publish).
+    # Journeys and templates: the process's folders or the published bundle (trouw.domain.publish).
     content: ContentSource
     _providers: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
-        from trouw.loyalty.ledger import configure_from
+        from trouw.domain.loyalty.ledger import configure_from
 
         configure_from(settings)
         engine = engine or get_engine(settings.effective_database_url)

@@ -6,7 +6,7 @@ Run: .venv/bin/python bench/api_bench.py                 (about 6-8 minutes, bot
 Prints a report (and --json FILE writes the raw figures); docs/perf-api.md has the results.
 Not a test: nothing here asserts.
 
-Every phase gets a FRESH stack in this process (trouw.runtime.run_stack: embedded `temporal server
+Every phase gets a FRESH stack in this process (trouw.stack.runtime.run_stack: embedded `temporal server
 start-dev` subprocess, worker, FastAPI/uvicorn, relay; our SQLite DB in a temp home), so one
 phase's workflow backlog never slows the next one down. The load generator is a SECOND process
 (this script with --load) that talks to the API over loopback with httpx:
@@ -55,8 +55,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from trouw.sample_shop import PRODUCTS as CATALOGUE  # noqa: E402
-from trouw.sample_shop import numbered_customer  # noqa: E402
+from trouw.commands.sample_shop import PRODUCTS as CATALOGUE  # noqa: E402
+from trouw.commands.sample_shop import numbered_customer  # noqa: E402
 
 # The products a purchase picks from (the sample shop's; the same seven as the earlier figures).
 BENCH_SKUS = ("LAWN-10", "SOIL-40", "ROSE-01", "POT-40", "SHEARS-1", "CAT-2", "BIRD-5")
@@ -397,9 +397,9 @@ def install_trace() -> None:
     if _TRACE_INSTALLED:
         return
     _TRACE_INSTALLED = True
-    import trouw.api.events as events
-    import trouw.api.v1 as v1
-    import trouw.relay as relay
+    import trouw.stack.relay as relay
+    import trouw.ways_in.api.events as events
+    import trouw.ways_in.api.v1 as v1
 
     store_event, hand_off, deliver = v1.store_event, events.hand_off, relay.deliver
     session_scope = relay.session_scope
@@ -533,8 +533,8 @@ async def run_load(
 
 async def prepare(stack: Any, prefix: str, tail: OutboxTail, *, warm: int) -> str:
     """An API key, the products, and a few purchases whose confirmations we wait for (warm-up)."""
-    from trouw.api.auth import ensure_key
-    from trouw.db.engine import session_scope
+    from trouw.domain.db.engine import session_scope
+    from trouw.ways_in.api.auth import ensure_key
 
     def make_key() -> str:
         with session_scope(stack.services.engine) as session:
@@ -680,8 +680,8 @@ async def phase_open(
 
 
 async def run_phase(phase: Phase, opts: argparse.Namespace, work: Path, index: int) -> None:
-    from trouw.runtime import Stack, run_stack
     from trouw.settings import Settings
+    from trouw.stack.runtime import Stack, run_stack
 
     home = work / f"home-{index}"
     api_port = free_port()
@@ -830,7 +830,7 @@ def environment() -> dict[str, Any]:
                 break
     temporal = "?"
     with contextlib.suppress(Exception):
-        from trouw.temporal import binary
+        from trouw.stack.temporal import binary
 
         temporal = subprocess.run(
             [str(binary("temporal")), "--version"], capture_output=True, text=True, timeout=10
@@ -901,7 +901,7 @@ def main() -> None:
         args.configs, args.inflight, args.rates_sqlite, args.rates_memory = "memory", "16", "", "5"
         args.duration, args.steady, args.drain, args.warmup = 5.0, 5.0, 20.0, 1.0
 
-    from trouw.temporal import quiet_runtime
+    from trouw.stack.temporal import quiet_runtime
 
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

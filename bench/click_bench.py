@@ -6,7 +6,7 @@ Run alone: .venv/bin/python bench/click_bench.py
      with a py-spy profile of the API process: --py-spy /path/to/py-spy --profile /tmp/api.svg
 Prints the figures; docs/performance.md has them. Not a test: nothing here asserts.
 
-The API (uvicorn, one process, SQLite, `trouw.api.app.create_app` with its lifespan) serves
+The API (uvicorn, one process, SQLite, `trouw.ways_in.api.app.create_app` with its lifespan) serves
 `/c/{code}` at --rate requests/s (open loop: fired on schedule, one code per request, so no
 cache helps) and, in the same seconds, `/healthz` (no database) at --reference-rate: both see
 the same machine, so their ratio is the honest figure when other work shares it. The load
@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from trouw.db.engine import make_engine, migrate  # noqa: E402
-from trouw.db.models import Engagement, Message, TrackedLink  # noqa: E402
-from trouw.measure.links import link_code  # noqa: E402
+from trouw.domain.db.engine import make_engine, migrate  # noqa: E402
+from trouw.domain.db.models import Engagement, Message, TrackedLink  # noqa: E402
+from trouw.domain.measure.links import link_code  # noqa: E402
 
 KEY = "bench-key"
 
@@ -103,8 +103,8 @@ def seed(url: str, count: int) -> list[str]:
 def serve(url: str, port: int, home: str) -> None:
     import uvicorn
 
-    from trouw.api.app import create_app
     from trouw.settings import Settings
+    from trouw.ways_in.api.app import create_app
 
     settings = Settings(home=Path(home), database_url=url, signing_keys=[KEY])
     uvicorn.run(

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import mjml  # noqa: E402
 from node_lines import NodeLines  # noqa: E402
 
-from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context  # noqa: E402
+from trouw.domain.render import SHIPPED_LOCALES, TemplateStore, sample_context  # noqa: E402
 
 CHECKER_JS = r"""
 const readline = require('readline');

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import WorkflowHistory  # noqa: E402
 
-from trouw.contracts import JOURNEY_WORKFLOW  # noqa: E402
+from trouw.language.contracts import JOURNEY_WORKFLOW  # noqa: E402
 
 ACTION_KINDS = (
     "start",
@@ -241,7 +241,7 @@ EVENTS = [
 async def purchase_histories(workdir: Path) -> tuple[list[WorkflowHistory], list[Any]]:
     """Every run's history of one purchase's whole life (400 days), and its message timeline."""
     from tests.workflows.scenario import write_scenario
-    from trouw.simulate import load_scenario, simulate
+    from trouw.commands.simulate import load_scenario, simulate
 
     path = write_scenario(workdir / "purchase.yaml", customers=[CUSTOMER], events=EVENTS)
     runs: dict[str, list[WorkflowHistory]] = {}
@@ -296,7 +296,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     args = parser.parse_args()
-    from trouw.temporal import quiet_runtime
+    from trouw.stack.temporal import quiet_runtime
 
     quiet_runtime()
     began = time.perf_counter()

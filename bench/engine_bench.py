@@ -7,7 +7,7 @@ Prints a report with every Trouw figure as a ratio to the bare reference measure
 docs/performance.md ("Engine") has the results. Not a test: nothing here asserts.
 
 The two systems, each on a FRESH `temporal server start-dev` per phase with the same flags
-(trouw.temporal.start_dev_server: SQLite persistence, or in memory with --configs memory):
+(trouw.stack.temporal.start_dev_server: SQLite persistence, or in memory with --configs memory):
 
 - bare: one workflow per purchase running one activity that renders the confirmation with
   Jinja2 and writes it to an outbox file (outbox/index.jsonl, like Trouw's outbox provider). The
@@ -257,7 +257,7 @@ class Bare(System):
     async def start(self) -> None:
         from temporalio.client import Client
 
-        from trouw.temporal import start_dev_server, wait_for_port
+        from trouw.stack.temporal import start_dev_server, wait_for_port
 
         self.outbox.mkdir(parents=True, exist_ok=True)
         settings = dev_server_settings(self.home, self.persist)
@@ -338,7 +338,7 @@ class Trouw(System):
         log = (self.home.parent / f"{self.home.name}-up.log").open("wb")
         self.up = await asyncio.to_thread(
             subprocess.Popen,
-            [sys.executable, "-m", "trouw.cli", "up"],
+            [sys.executable, "-m", "trouw.commands.cli", "up"],
             cwd=self.checkout,
             env=env,
             stdout=log,
@@ -367,8 +367,8 @@ class Trouw(System):
             (await self.http.post("/v1/products", json=product)).raise_for_status()
 
     def _api_key(self) -> str:
-        from trouw.api.auth import ensure_key
-        from trouw.db.engine import get_engine, session_scope
+        from trouw.domain.db.engine import get_engine, session_scope
+        from trouw.ways_in.api.auth import ensure_key
 
         engine = get_engine(f"sqlite:///{self.home / 'trouw.db'}")
         try:
@@ -856,7 +856,7 @@ def main() -> None:
             opts.sleepers = 300
     opts.configs = [c.strip() for c in opts.configs.split(",") if c.strip()]
     opts.shares = [float(s) for s in opts.shares.split(",") if s.strip()]
-    from trouw.temporal import quiet_runtime
+    from trouw.stack.temporal import quiet_runtime
 
     quiet_runtime()
     asyncio.run(run(opts))

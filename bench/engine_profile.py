@@ -40,13 +40,17 @@ from api_bench import PRODUCTS, OutboxTail, free_port, purchase  # noqa: E402
 
 # (label, file suffix, function name): each row is the cumulative CPU of that entry point.
 STAGES = [
-    ("API: POST /v1/events route", "trouw/api/v1.py", "post_event"),
-    ("API: store the event (ingest, one transaction)", "trouw/api/events.py", "store_event"),
-    ("API: hand-off (signal-with-start + mark)", "trouw/relay.py", "hand_off"),
+    ("API: POST /v1/events route", "trouw/ways_in/api/v1.py", "post_event"),
+    (
+        "API: store the event (ingest, one transaction)",
+        "trouw/ways_in/api/events.py",
+        "store_event",
+    ),
+    ("API: hand-off (signal-with-start + mark)", "trouw/stack/relay.py", "hand_off"),
     ("worker: workflow activations (sandbox)", "workflow_sandbox/_runner.py", "activate"),
     ("worker: sandbox instance creation", "workflow_sandbox/_runner.py", "__init__"),
-    ("worker: match_journeys (plan the runs)", "activities/journeys.py", "_match"),
-    ("worker: record_run / record_run_events", "activities/journeys.py", "record_run_events"),
+    ("worker: match_journeys (plan the runs)", "activities/journey_runs.py", "_match"),
+    ("worker: record_run / record_run_events", "activities/journey_runs.py", "record_run_events"),
     ("worker: send: prepare (claim, policy, context)", "activities/messaging.py", "_prepare"),
     ("worker: send: deliver (render, provider, record)", "activities/messaging.py", "_deliver"),
     ("worker: send_message (whole activity)", "activities/messaging.py", "send_message"),
@@ -111,10 +115,10 @@ async def drive(
         }
     )
     os.environ.pop("TEMPORAL_ADDRESS", None)
-    from trouw.api.auth import ensure_key
-    from trouw.db.engine import session_scope
-    from trouw.runtime import Stack, run_stack
+    from trouw.domain.db.engine import session_scope
     from trouw.settings import Settings
+    from trouw.stack.runtime import Stack, run_stack
+    from trouw.ways_in.api.auth import ensure_key
 
     settings = Settings()
     stop = asyncio.Event()
@@ -173,7 +177,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--save", help="also write the merged pstats here (for pstats/snakeviz)")
     args = parser.parse_args()
-    from trouw.temporal import quiet_runtime
+    from trouw.stack.temporal import quiet_runtime
 
     quiet_runtime()
     home = Path(tempfile.mkdtemp(prefix="trouw-profile-"))

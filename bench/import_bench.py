@@ -73,7 +73,7 @@ def products_file(path: Path, *, products: int = 200) -> None:
 def _engine(database: str, workdir: Path):  # type: ignore[no-untyped-def]
     import sqlalchemy as sa
 
-    from trouw.db.engine import make_engine, migrate
+    from trouw.domain.db.engine import make_engine, migrate
 
     if database == "sqlite":
         engine = make_engine(f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}")
@@ -103,8 +103,8 @@ def child(
 
     import psutil
 
-    from trouw.imports import import_file
     from trouw.settings import Settings
+    from trouw.ways_in.imports import import_file
 
     workdir = csv_path.parent
     settings = Settings(home=workdir / "home", signing_keys=["bench"])

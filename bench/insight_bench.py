@@ -42,10 +42,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trouw.insight import InsightSettings, LineFact, OrderFact, score_customers  # noqa: E402
-from trouw.insight.btyd import BetaGeo, GammaGamma, ParetoNBD  # noqa: E402
-from trouw.insight.forecast import auc  # noqa: E402
-from trouw.insight.history import build_histories  # noqa: E402
+from trouw.domain.insight import InsightSettings, LineFact, OrderFact, score_customers  # noqa: E402
+from trouw.domain.insight.btyd import BetaGeo, GammaGamma, ParetoNBD  # noqa: E402
+from trouw.domain.insight.forecast import auc  # noqa: E402
+from trouw.domain.insight.history import build_histories  # noqa: E402
 
 CALIBRATION_END = datetime(1997, 9, 30, 23, 59, 59, tzinfo=UTC)
 HOLDOUT_END = datetime(1998, 6, 30, 23, 59, 59, tzinfo=UTC)
@@ -401,7 +401,7 @@ def synthetic_baskets(baskets: int, products: int, seed: int = 3) -> list[LineFa
 
 
 def child_rules(baskets: int, products: int, min_support: float) -> dict[str, Any]:
-    from trouw.insight import association_rules
+    from trouw.domain.insight import association_rules
 
     lines = synthetic_baskets(baskets, products)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -419,7 +419,7 @@ def child_rules(baskets: int, products: int, min_support: float) -> dict[str, An
         out[f"{level}_rules"] = len(rules)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["rss_before_mb"] = before / 1024
-    from trouw.insight import recommend
+    from trouw.domain.insight import recommend
 
     start, cpu = time.perf_counter(), cpu_seconds()
     recommended = recommend(lines, customer_ids=None, top=5)

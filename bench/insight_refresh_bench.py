@@ -44,7 +44,7 @@ AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
 
 def fill(engine: Any, *, customers: int, lines: int, products: int = 5000, seed: int = 7) -> int:
     """Write a shop of `customers` with about `lines` order lines; returns the orders written."""
-    from trouw.db.models import Order, OrderLine, Product
+    from trouw.domain.db.models import Order, OrderLine, Product
 
     rng = random.Random(seed)
     order_table = Order.__table__  # type: ignore[attr-defined]
@@ -128,8 +128,8 @@ def child(database: str, out: Path) -> None:
     """One refresh in this process; prints a JSON line of figures."""
     import sqlalchemy as sa
 
-    from trouw.db.engine import make_engine
-    from trouw.insight_store import (
+    from trouw.domain.db.engine import make_engine
+    from trouw.domain.insight.store import (
         apply_chunk,
         chunk_bounds,
         facts_query,
@@ -262,7 +262,7 @@ def prepare(database: str, *, customers: int, lines: int) -> tuple[str, Any]:
     """A migrated, filled database; returns its URL for the child and a cleanup."""
     import sqlalchemy as sa
 
-    from trouw.db.engine import make_engine, migrate
+    from trouw.domain.db.engine import make_engine, migrate
 
     if database == "sqlite":
         directory = Path(tempfile.mkdtemp(prefix="insight-bench-"))

@@ -40,12 +40,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from insight_bench import CALIBRATION_END, HORIZON, load_cdnow  # noqa: E402
 
-from trouw.insight import InsightSettings, OrderFact, score_customers  # noqa: E402
-from trouw.insight.btyd import BetaGeo  # noqa: E402
-from trouw.insight.forecast import _EPS, _finite, auc, features, fit_beta_geo  # noqa: E402
-from trouw.insight.glm import OffsetGlm  # noqa: E402
-from trouw.insight.history import Histories, build_histories  # noqa: E402
-from trouw.insight.scoring import _earlier_cut  # noqa: E402
+from trouw.domain.insight import InsightSettings, OrderFact, score_customers  # noqa: E402
+from trouw.domain.insight.btyd import BetaGeo  # noqa: E402
+from trouw.domain.insight.forecast import _EPS, _finite, auc, features, fit_beta_geo  # noqa: E402
+from trouw.domain.insight.glm import OffsetGlm  # noqa: E402
+from trouw.domain.insight.history import Histories, build_histories  # noqa: E402
+from trouw.domain.insight.scoring import _earlier_cut  # noqa: E402
 
 Array = np.ndarray
 SETTINGS = InsightSettings()

@@ -21,10 +21,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trouw.sample_shop import PRODUCTS as CATALOGUE  # noqa: E402
-from trouw.sample_shop import numbered_customer  # noqa: E402
-from trouw.simulate import load_scenario, simulate, simulate_parallel  # noqa: E402
-from trouw.temporal import quiet_runtime  # noqa: E402
+from trouw.commands.sample_shop import PRODUCTS as CATALOGUE  # noqa: E402
+from trouw.commands.sample_shop import numbered_customer  # noqa: E402
+from trouw.commands.simulate import load_scenario, simulate, simulate_parallel  # noqa: E402
+from trouw.stack.temporal import quiet_runtime  # noqa: E402
 
 # The products the stories buy, from the sample shop (fewer products: a smaller scenario file).
 PRODUCTS = [p for p in CATALOGUE if p["sku"] in ("LAWN-10", "ROSE-01", "POT-40", "CAT-2")]

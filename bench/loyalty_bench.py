@@ -15,7 +15,7 @@ and connection handling, no database), GET /v1/vouchers/{code}, POST /v1/voucher
 Temporal while the load runs.
 
 Balances: a SQLite file with 100,000 customers and 1,000,000 entries (earnings spread over two
-years with their expiry, returns, adjustments), then `trouw.loyalty.ledger.balances` (lots and
+years with their expiry, returns, adjustments), then `trouw.domain.loyalty.ledger.balances` (lots and
 expiry in Python) against the reference in the same run: SQL SUM(points) GROUP BY customer
 (which ignores expiry, so it is the floor of what a correct balance can cost).
 """
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
-from trouw.db.engine import make_engine, migrate, session_scope  # noqa: E402
+from trouw.domain.db.engine import make_engine, migrate, session_scope  # noqa: E402
 
 POSTGRES_ADMIN = os.environ.get(
     "TROUW_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -90,9 +90,9 @@ def drop_database(url: str) -> None:
 
 
 def seed_vouchers(url: str, count: int) -> tuple[list[str], str]:
-    from trouw.api.auth import create_api_key
-    from trouw.ingest import CustomerIn, upsert_customer
-    from trouw.loyalty import ledger, vouchers
+    from trouw.domain.ingest import CustomerIn, upsert_customer
+    from trouw.domain.loyalty import ledger, vouchers
+    from trouw.ways_in.api.auth import create_api_key
 
     ledger.configure(ledger.LoyaltyConfig(key=b"bench-key"))
     engine = make_engine(url)
@@ -138,7 +138,7 @@ def instrument_transactions(folder: Path, role: str) -> None:
     import sqlalchemy as sa
     from sqlalchemy.engine import Engine
 
-    import trouw.db.engine as db
+    import trouw.domain.db.engine as db
 
     records: list[tuple[str, float, float, float, str]] = []
     plain_begin = db._sqlite_begin
@@ -190,10 +190,10 @@ def serve(stats_file: Path, api_only: bool) -> None:
     import json
     import threading
 
-    import trouw.api.loyalty as routes
-    import trouw.db.engine as db
-    from trouw.runtime import run_stack
+    import trouw.domain.db.engine as db
+    import trouw.ways_in.api.loyalty as routes
     from trouw.settings import Settings
+    from trouw.stack.runtime import run_stack
 
     instrument_transactions(stats_file.parent, "api")
     records: list[dict[str, float]] = []
@@ -476,7 +476,7 @@ def seed_ledger(url: str, customers: int, entries: int, now: datetime) -> int:
     sweep would have written by `now` (computed by the rules). Returns the expiry rows added."""
     import sqlalchemy as sa
 
-    from trouw.loyalty.rules import Entry, due_expiries
+    from trouw.domain.loyalty.rules import Entry, due_expiries
 
     engine = make_engine(url)
     migrate(engine)
@@ -512,7 +512,7 @@ def seed_ledger(url: str, customers: int, entries: int, now: datetime) -> int:
                 + (entry.expires_at, entry.lot, source)
             )
     if url.startswith("sqlite"):
-        # As the ORM stores an aware time on SQLite (trouw.db.models.UTCDateTime): UTC, no offset.
+        # As the ORM stores an aware time on SQLite (trouw.domain.db.models.UTCDateTime): UTC, no offset.
         stamp = "%Y-%m-%d %H:%M:%S.%f"
         with sqlite3.connect(url.split("///", 1)[1]) as connection:
             connection.executemany(
@@ -554,7 +554,7 @@ def run_balances(args: argparse.Namespace, kind: str) -> dict[str, float]:
     and one customer's balance and level (`loyalty.*` in the context) for 1,000 customers."""
     import sqlalchemy as sa
 
-    from trouw.loyalty import ledger
+    from trouw.domain.loyalty import ledger
 
     home = Path(tempfile.mkdtemp(prefix="trouw-balance-bench-"))
     url = database_url(kind, home, "trouw_balance_bench")

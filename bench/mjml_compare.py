@@ -18,7 +18,7 @@ Steps (one run, ~1 minute once the venvs exist):
    compiles per second, median of 5 x 1 s.
 3. In the project venv: check the Jinja tags survived (every tag of the input present at least
    as often in the output, and in the same order), render each compiled HTML with Trouw's own
-   Jinja environment (trouw.render.environment.html_environment: sandboxed, StrictUndefined,
+   Jinja environment (trouw.domain.render.environment.html_environment: sandboxed, StrictUndefined,
    money/date filters) and the sample context, and compare it with the reference:
    npm mjml (bench/node_modules) compiling the Jinja-rendered MJML, as in bench/mjml_fidelity.py.
    npm mjml precompiling with the tags kept is reported too, as a control row.
@@ -181,8 +181,8 @@ def ensure_venv(workdir: Path, renderer: str, deadline: float) -> Path:
 
 def dump_sources(workdir: Path) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context
-    from trouw.render.environment import html_environment
+    from trouw.domain.render import SHIPPED_LOCALES, TemplateStore, sample_context
+    from trouw.domain.render.environment import html_environment
 
     store = TemplateStore(ROOT / "templates")
     env = html_environment()
@@ -246,8 +246,8 @@ def evaluate(workdir: Path, manifest: dict[str, Any], renderers: list[str]) -> d
     sys.path.insert(0, str(BENCH))
     from mjml_fidelity import NpmMjml, markup_tokens, parse, ratio  # same metrics and oracle
 
-    from trouw.render import sample_context
-    from trouw.render.environment import html_environment
+    from trouw.domain.render import sample_context
+    from trouw.domain.render.environment import html_environment
 
     env = html_environment()
     src = workdir / "src"

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from node_lines import NodeLines  # noqa: E402
 
-from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context  # noqa: E402
-from trouw.render.environment import html_environment  # noqa: E402
+from trouw.domain.render import SHIPPED_LOCALES, TemplateStore, sample_context  # noqa: E402
+from trouw.domain.render.environment import html_environment  # noqa: E402
 
 # Reads one JSON string (MJML) per line, answers one JSON object per line; started once.
 ORACLE_JS = r"""

@@ -1,6 +1,6 @@
 """Phone normalisation: how many real-world inputs each approach gets right, and how fast ours is.
 
-Compares trouw.phones (phonenumbers) with the separator-stripping rule Trouw used before
+Compares trouw.language.phones (phonenumbers) with the separator-stripping rule Trouw used before
 (drop separators, 00 -> +, a leading 0 -> one calling code). Prints a report; asserts nothing.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 
-from trouw.phones import PhoneError, normalise_phone
+from trouw.language.phones import PhoneError, normalise_phone
 
 # (as a shop or till sends it, the country we know, the E.164 a person would dial; None: refuse)
 CASES: list[tuple[str, str | None, str | None]] = [
@@ -59,7 +59,7 @@ def main() -> None:
     right_new = sum(ours(raw, c) == want for raw, c, want in CASES)
     print(f"cases: {len(CASES)}")
     print(f"separator rule (before): {right_old}/{len(CASES)} right")
-    print(f"phonenumbers (trouw.phones): {right_new}/{len(CASES)} right")
+    print(f"phonenumbers (trouw.language.phones): {right_new}/{len(CASES)} right")
     for raw, c, want in CASES:
         if old_rule(raw, c) != want:
             print(f"  before got {old_rule(raw, c)!r} for {raw!r} ({c}), want {want!r}")

@@ -30,10 +30,10 @@ import mjml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trouw.render import TemplateStore, sample_context  # noqa: E402
-from trouw.render import store as store_module  # noqa: E402
-from trouw.render.environment import html_environment, line_environment  # noqa: E402
-from trouw.render.plaintext import html_to_text  # noqa: E402
+from trouw.domain.render import TemplateStore, sample_context  # noqa: E402
+from trouw.domain.render import store as store_module  # noqa: E402
+from trouw.domain.render.environment import html_environment, line_environment  # noqa: E402
+from trouw.domain.render.plaintext import html_to_text  # noqa: E402
 
 NAME = "order_confirmation"
 LOCALES = ("nl-BE", "nl-NL", "fr-BE", "en")

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from bench_databases import on_each_database  # noqa: E402
 
-from trouw.db.engine import make_engine, migrate  # noqa: E402
-from trouw.db.models import (  # noqa: E402
+from trouw.domain.db.engine import make_engine, migrate  # noqa: E402
+from trouw.domain.db.models import (  # noqa: E402
     Engagement,
     JourneyRun,
     Message,
@@ -40,9 +40,9 @@ from trouw.db.models import (  # noqa: E402
     ReportRunDelta,
     Voucher,
 )
-from trouw.measure.attribution import AttributionRules  # noqa: E402
-from trouw.measure.report import journey_report  # noqa: E402
-from trouw.measure.rollup import fold  # noqa: E402
+from trouw.domain.measure.attribution import AttributionRules  # noqa: E402
+from trouw.domain.measure.report import journey_report  # noqa: E402
+from trouw.domain.measure.rollup import fold  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)

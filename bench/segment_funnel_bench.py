@@ -25,10 +25,10 @@ import sqlalchemy as sa  # noqa: E402
 from bench_databases import on_each_database  # noqa: E402
 from report_bench import START, YEAR, populate  # noqa: E402
 
-from trouw.db.engine import make_engine, migrate  # noqa: E402
-from trouw.db.models import InsightSegmentChange  # noqa: E402
-from trouw.measure.attribution import AttributionRules  # noqa: E402
-from trouw.measure.report import journey_report  # noqa: E402
+from trouw.domain.db.engine import make_engine, migrate  # noqa: E402
+from trouw.domain.db.models import InsightSegmentChange  # noqa: E402
+from trouw.domain.measure.attribution import AttributionRules  # noqa: E402
+from trouw.domain.measure.report import journey_report  # noqa: E402
 
 SEGMENTS = ("champions", "loyal", "promising", "new", "needs_attention", "at_risk", "lost")
 

@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/simulate_bench.py [--customers 100] [--runs 2] [--reference REV]
 Prints a report; docs/performance.md ("Simulation") has the results. Not a test.
 
-Each run is the command line a marketer types (`python -m trouw.cli simulate FILE --json`, a
+Each run is the command line a marketer types (`python -m trouw.commands.cli simulate FILE --json`, a
 fresh process: imports, journey and template checks, the time-skipping servers, the customers),
 timed from outside, with the CPU seconds of the command and everything it started (children's
 rusage: the per-part processes and the test servers). The reference is the same command run
@@ -52,7 +52,7 @@ def children_cpu() -> float:
 
 def run(checkout: Path, scenario: Path, processes: int | None) -> tuple[float, float, str]:
     """Wall seconds, CPU seconds (the command and all it started) and the JSON timeline."""
-    args = [sys.executable, "-m", "trouw.cli", "simulate", str(scenario), "--json"]
+    args = [sys.executable, "-m", "trouw.commands.cli", "simulate", str(scenario), "--json"]
     if processes is not None:
         args += ["--processes", str(processes)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TROUW_")}
@@ -91,7 +91,7 @@ def main() -> None:
     same = ours == theirs
     differ = [(a, b) for a, b in zip(ours, theirs, strict=False) if a != b]
     # Records that differ only in the seconds of their times (this checkout gives them to
-    # the minute: trouw/simulate.py TimelineEntry).
+    # the minute: trouw/commands/simulate.py TimelineEntry).
     seconds_only = sum(1 for a, b in differ if _to_minute(a) == _to_minute(b))
     decisions = sum(1 for r in json.loads(timelines["this checkout"]) if r["kind"] == "message")
     print()

@@ -31,14 +31,17 @@ from journeys_bench import write  # noqa: E402
 
 # Innermost match wins: a frame's file or function naming what the CPU did.
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
-    ("Jinja2 rendering", ("jinja2/", "trouw/render")),
+    ("Jinja2 rendering", ("jinja2/", "trouw/domain/render")),
     ("MJML", ("mjml",)),
     ("outbox MIME message", ("email/", "trouw/providers/outbox")),
     ("SQLAlchemy / SQLModel", ("sqlalchemy/", "sqlmodel/")),
     ("pydantic (de)serialisation", ("pydantic/", "pydantic_core")),
     ("Temporal SDK (activations, activities, converter)", ("temporalio/",)),
     ("imports", ("<frozen importlib", "importlib/")),
-    ("journey check (validate, compile templates)", ("trouw/journey/validate", "scenario_check")),
+    (
+        "journey check (validate, compile templates)",
+        ("trouw/domain/checks/validate", "scenario_check"),
+    ),
     ("asyncio and threads", ("asyncio/", "threading.py", "concurrent/")),
 ]
 
@@ -79,7 +82,7 @@ def watch(root: int, seen: dict[tuple[str, int], float], stop: threading.Event) 
                 command = (entry / "cmdline").read_bytes()
                 if b"temporal-test-server" in command:
                     kind = "test server"
-                elif b"trouw.cli" in command and b"py-spy" not in command:
+                elif b"trouw.commands.cli" in command and b"py-spy" not in command:
                     kind = "simulator"
                 else:
                     continue
@@ -130,7 +133,7 @@ def main() -> None:
         "--",
         sys.executable,
         "-m",
-        "trouw.cli",
+        "trouw.commands.cli",
         "simulate",
         str(scenario),
         "--json",

@@ -6,9 +6,9 @@ Run: .venv/bin/python bench/worker_memory_bench.py                       (10,000
      .venv/bin/python bench/worker_memory_bench.py --steps 1000,3000 --reference main
 Prints a report; docs/performance.md ("Worker memory") has the results. Not a test.
 
-One in-memory `temporal server start-dev` (trouw.temporal.start_dev_server), one SQLite database,
+One in-memory `temporal server start-dev` (trouw.stack.temporal.start_dev_server), one SQLite database,
 and per configuration one worker process exactly as `trouw worker` runs it (worker, relay,
-content watch, loyalty sweep, run sync: trouw.runtime.run_stack), with its sticky cache set by
+content watch, loyalty sweep, run sync: trouw.stack.runtime.run_stack), with its sticky cache set by
 TROUW_WORKER_MAX_CACHED_WORKFLOWS. This process plays the API: each purchase of a new customer
 (three or two lines, bench/api_bench.purchase) is stored as POST /v1/events stores it and handed
 to the customer's workflow; the worker sends the confirmation and the customer's journeys go to
@@ -58,16 +58,16 @@ def worker_child(unsandboxed: bool) -> None:
     if census:
         # First: a census asked for while the imports still run must not kill the process.
         signal.signal(signal.SIGUSR1, lambda _n, _f: write_census(Path(census)))
-    from trouw.runtime import run_stack
     from trouw.settings import Settings
-    from trouw.temporal import quiet_runtime
+    from trouw.stack.runtime import run_stack
+    from trouw.stack.temporal import quiet_runtime
 
     if unsandboxed:
         from temporalio.worker import UnsandboxedWorkflowRunner
 
-        import trouw.worker
+        import trouw.stack.worker
 
-        trouw.worker.workflow_runner = UnsandboxedWorkflowRunner  # type: ignore[assignment]
+        trouw.stack.worker.workflow_runner = UnsandboxedWorkflowRunner  # type: ignore[assignment]
     quiet_runtime()
     import gc
 
@@ -192,13 +192,19 @@ async def run_config(
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from trouw.contracts import CustomerEvent
-    from trouw.db.engine import make_engine, migrate, session_scope
-    from trouw.ingest import ProductIn, PurchaseEvent, ingest_event, upsert_product, wire_event
-    from trouw.loyalty.ledger import take_derived
-    from trouw.relay import hand_off
+    from trouw.domain.db.engine import make_engine, migrate, session_scope
+    from trouw.domain.ingest import (
+        ProductIn,
+        PurchaseEvent,
+        ingest_event,
+        upsert_product,
+        wire_event,
+    )
+    from trouw.domain.loyalty.ledger import take_derived
+    from trouw.language.contracts import CustomerEvent
     from trouw.settings import Settings
-    from trouw.temporal import start_dev_server, wait_for_port
+    from trouw.stack.relay import hand_off
+    from trouw.stack.temporal import start_dev_server, wait_for_port
 
     home = Path(tempfile.mkdtemp(prefix="trouw-memory-"))
     settings = Settings(

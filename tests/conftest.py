@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from trouw.db.engine import make_engine, migrate
+from trouw.domain.db.engine import make_engine, migrate
 from trouw.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,10 +25,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from trouw.attributes import AttributeDeclaration, duplicate_names
-from trouw.locales import LocaleTag, language_of, parse_locale_tag
-from trouw.loyalty.rules import LoyaltyRules
-from trouw.policy import SendingHours
+from trouw.domain.loyalty.rules import LoyaltyRules
+from trouw.language.attributes import AttributeDeclaration, duplicate_names
+from trouw.language.locales import LocaleTag, language_of, parse_locale_tag
+from trouw.language.policy import SendingHours
 
 ENV_PREFIX = "TROUW_"
 DEFAULT_CONFIG_FILE = Path("config/trouw.toml")
@@ -114,13 +114,13 @@ class Settings(BaseSettings):
     # 0.2 MiB each; one evicted replays its history at its next task. Figures in
     # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
     worker_max_cached_workflows: int = Field(default=50, ge=0, le=100_000)
-    # glibc's allocator in a worker process (trouw/allocator.py): at most this many heaps (0:
+    # glibc's allocator in a worker process (trouw/stack/allocator.py): at most this many heaps (0:
     # glibc's default, 8 per core), and free memory handed back to the system every so many
     # seconds (0: never). Figures in docs/performance.md ("Worker memory").
     worker_malloc_arenas: int = Field(default=2, ge=0, le=1024)
     worker_malloc_trim_seconds: float = Field(default=60.0, ge=0, le=86400)
     # true: the workflow modules are imported afresh per workflow in the sandbox, which then
-    # fails a forbidden call in them (trouw/worker.py, workflow_runner); tests always do.
+    # fails a forbidden call in them (trouw/stack/worker.py, workflow_runner); tests always do.
     worker_strict_sandbox: bool = False
     log_format: Literal["text", "json"] = "text"
 

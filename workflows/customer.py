@@ -12,7 +12,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.contracts import (
+    from trouw.language.contracts import (
         CANCEL_HELD_RUNS_SIGNAL,
         CONSENT_WITHDRAWALS,
         CUSTOMER_WORKFLOW,
@@ -37,9 +37,9 @@ with workflow.unsafe.imports_passed_through():
         WaitingRun,
         customer_workflow_id,
     )
-    from trouw.journey.exits import Ending, ending
-    from trouw.journey.model import Journey
-    from trouw.journey.plain import hydrate
+    from trouw.language.journey.exits import Ending, ending
+    from trouw.language.journey.model import Journey
+    from trouw.language.journey.plain import hydrate
 
     from workflows.journey import JourneyWorkflow, goal_reached, run_event
     from workflows.options import LOCAL_OPTIONS

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.contracts import (
+    from trouw.language.contracts import (
         INSIGHT_PROGRESS_QUERY,
         INSIGHT_REFRESH_WORKFLOW,
         ApplyInsightChunkInput,

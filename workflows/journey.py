@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.contracts import (
+    from trouw.language.contracts import (
         JOURNEY_WORKFLOW,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,

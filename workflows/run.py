@@ -11,8 +11,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.attributes import needs_activity
-    from trouw.contracts import (
+    from trouw.language.attributes import needs_activity
+    from trouw.language.contracts import (
         CONSENT_WITHDRAWALS,
         EVALUATE_CONDITION,
         LOAD_CONTEXT,
@@ -38,11 +38,11 @@ with workflow.unsafe.imports_passed_through():
         SendMessageInput,
         UpdateCustomerInput,
     )
-    from trouw.journey import expressions
-    from trouw.journey.durations import format_duration, parse_duration
-    from trouw.journey.exits import Ending, RunEvent, ending, matches
-    from trouw.journey.graph import default_next, edges
-    from trouw.journey.model import (
+    from trouw.language.journey import expressions
+    from trouw.language.journey.durations import format_duration, parse_duration
+    from trouw.language.journey.exits import Ending, RunEvent, ending, matches
+    from trouw.language.journey.graph import default_next, edges
+    from trouw.language.journey.model import (
         AnyStep,
         BranchStep,
         CallStep,
@@ -59,9 +59,9 @@ with workflow.unsafe.imports_passed_through():
         WaitUntilStep,
         parse_clock,
     )
-    from trouw.journey.plain import hydrate, jsonable
-    from trouw.journey.split import choose_arm
-    from trouw.journey.waits import timezone_of, wait_until_moment
+    from trouw.language.journey.plain import hydrate, jsonable
+    from trouw.language.journey.split import choose_arm
+    from trouw.language.journey.waits import timezone_of, wait_until_moment
 
     from workflows.options import CALL_OPTIONS, LOCAL_OPTIONS
     from workflows.sending import LOCAL_FIRST_SEND, send_message
@@ -130,7 +130,7 @@ class _Ended(Exception):
 
 
 class JourneyRunner:
-    """A thin loop: each step type is one small method; graph logic lives in trouw.journey.
+    """A thin loop: each step type is one small method; graph logic lives in trouw.language.journey.
 
     Where the run lives (its own workflow or inside the customer workflow) is the host's
     business: the run asks it for its id, its waits, its search attributes and its restarts.

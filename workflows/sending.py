@@ -14,7 +14,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.contracts import (
+    from trouw.language.contracts import (
         GIVE_UP_SEND,
         SEND_MESSAGE,
         GiveUpSendInput,

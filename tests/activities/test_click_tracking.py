@@ -16,8 +16,8 @@ from tests.activities.test_send_message import (  # noqa: F401 - fixtures
     twilio,
 )
 from tests.fakes import FakeSendGrid
-from trouw.db.engine import session_scope
-from trouw.db.models import TrackedLink
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import TrackedLink
 
 KEY = "journey:k-2001:post_purchase:W-2001#0:tips:email"
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from trouw.contracts import SendMessageInput
-from trouw.message_context import template_links
+from trouw.domain.message_context import template_links
+from trouw.language.contracts import SendMessageInput
 from trouw.settings import Settings, SettingsError, load_settings
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -27,8 +27,8 @@ from tests.activities.test_send_message import (
     send_with_retries,
 )
 from tests.fakes import FakeSendGrid, FakeTwilio
-from trouw.db.engine import session_scope
-from trouw.db.models import Message
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Message
 from trouw.providers import aclose_provider
 from workflows.options import SEND_ATTEMPT_TIMEOUT
 

@@ -10,12 +10,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
-from activities.journeys import JourneyActivities
+from activities.journey_runs import JourneyActivities
 from activities.services import Services
 from tests.conftest import ROOT
-from trouw.contracts import MatchJourneysInput
-from trouw.db.models import JourneyRun, JourneyRunEvent
-from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.domain.db.models import JourneyRun, JourneyRunEvent
+from trouw.domain.ingest import EventIn, ingest_event, wire_event
+from trouw.language.contracts import MatchJourneysInput
 from trouw.settings import Settings
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -8,14 +8,14 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from activities.journeys import JourneyActivities
+from activities.journey_runs import JourneyActivities
 from activities.services import Services
 from tests.conftest import ROOT
-from trouw.contracts import MatchJourneysInput
-from trouw.control import set_journey_paused
-from trouw.db.engine import session_scope
-from trouw.db.models import JourneyRun, JourneyRunEvent
-from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.domain.control import set_journey_paused
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import JourneyRun, JourneyRunEvent
+from trouw.domain.ingest import EventIn, ingest_event, wire_event
+from trouw.language.contracts import MatchJourneysInput
 from trouw.settings import Settings
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from activities.services import Services
 from tests.activities import test_send_message as base
 from tests.fakes import FakeSendGrid
-from trouw.control import JOURNEY_PAUSED, set_contact_paused, set_journey_paused
-from trouw.db.engine import session_scope
+from trouw.domain.control import JOURNEY_PAUSED, set_contact_paused, set_journey_paused
+from trouw.domain.db.engine import session_scope
 
 # The send activity's fixtures, shared with its own tests.
 sendgrid, twilio, services = base.sendgrid, base.twilio, base.services

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from trouw.domain.send_ledger import reconcile_verdict
 from trouw.providers.base import LookupAnswer
-from trouw.send_ledger import reconcile_verdict
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 FOUND = LookupAnswer(found=True, settled=True, provider_id="m1")

@@ -16,14 +16,14 @@ from temporalio.worker import Replayer
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.fakes import FakeSendGrid
-from trouw.contracts import JourneyResult
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import Message
-from trouw.ingest import EventIn, ProductIn, ingest_event, upsert_product, wire_event
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.models import Message
+from trouw.domain.ingest import EventIn, ProductIn, ingest_event, upsert_product, wire_event
+from trouw.language.contracts import JourneyResult
 from trouw.providers import aclose_provider
 from trouw.settings import Settings
-from trouw.temporal import binary, deliver
-from trouw.worker import WORKFLOWS, build_worker, workflow_runner
+from trouw.stack.temporal import binary, deliver
+from trouw.stack.worker import WORKFLOWS, build_worker, workflow_runner
 
 TASK_QUEUE = "replay-sends-nothing"
 JOURNEY_ID = "journey:k-3001:post_purchase:P-3001"

@@ -16,8 +16,8 @@ from activities.messaging import MessagingActivities
 from activities.services import Services
 from tests.activities.test_send_message import add_customer, request, send
 from tests.conftest import ROOT
-from trouw.db.engine import session_scope
-from trouw.db.models import Message
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Message
 from trouw.providers.base import OutgoingEmail, ProviderConfigError, ProviderResult
 from trouw.settings import Settings
 from workflows.options import (

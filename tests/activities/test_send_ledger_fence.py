@@ -15,10 +15,10 @@ from sqlmodel import select
 
 from tests.activities.test_send_message import expire_lease
 from tests.unit.test_send_ledger import KEY, send_input
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, Message
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, Message
+from trouw.domain.send_ledger import Lease, Reconcile, Resend, SendLedger
 from trouw.providers.base import PermanentDeliveryError
-from trouw.send_ledger import Lease, Reconcile, Resend, SendLedger
 from trouw.settings import Settings
 
 LEASE = timedelta(seconds=40)

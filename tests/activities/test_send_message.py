@@ -21,10 +21,10 @@ from activities.messaging import MessagingActivities
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.fakes import FakeSendGrid, FakeTwilio, ScriptedResponse
-from trouw.contracts import SendMessageInput, SendMessageResult
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, Message, Suppression
-from trouw.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, Message, Suppression
+from trouw.domain.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
+from trouw.language.contracts import SendMessageInput, SendMessageResult
 from trouw.providers import aclose_provider
 from trouw.settings import Settings
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-import trouw.context
-from activities.journeys import SharedContext
-from trouw.attributes import Declared
-from trouw.context import for_history
-from trouw.journey.plain import hydrate, jsonable
+import trouw.domain.context
+from activities.journey_runs import SharedContext
+from trouw.domain.context import for_history
+from trouw.language.attributes import Declared
+from trouw.language.journey.plain import hydrate, jsonable
 
 CONTEXT: dict[str, Any] = {
     "customer": {
@@ -75,7 +75,7 @@ def test_a_key_for_history_rewrites_is_converted_whole_without_being_listed_agai
     def order_id_only(value: Any, _declared: Declared | None) -> dict[str, Any] | None:
         return None if value is None else {"id": value["id"]}
 
-    monkeypatch.setitem(trouw.context.HISTORY_REWRITES, "order", order_id_only)
+    monkeypatch.setitem(trouw.domain.context.HISTORY_REWRITES, "order", order_id_only)
     shared = SharedContext(CONTEXT, None)
     run = {**CONTEXT, "order": {"id": "o-2", "total": Decimal("1.00"), "lines": []}}
     assert shared.for_run(run) == whole(run)

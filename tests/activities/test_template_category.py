@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from activities.services import Services
 from tests.activities import test_send_message as base
-from trouw.db.models import Message
+from trouw.domain.db.models import Message
 
 # The send tests' fixtures: fake providers and services with Bart, who bought on the web.
 sendgrid, twilio, services = base.sendgrid, base.twilio, base.services

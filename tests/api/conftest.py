@@ -21,10 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from tests.conftest import ROOT
-from trouw.api.app import create_app
-from trouw.api.auth import create_api_key
-from trouw.db.engine import session_scope
-from trouw.db.models import (
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import (
     ConsentRecord,
     Customer,
     Engagement,
@@ -32,8 +30,10 @@ from trouw.db.models import (
     Message,
     Suppression,
 )
-from trouw.ingest import CustomerIn, upsert_customer
+from trouw.domain.ingest import CustomerIn, upsert_customer
 from trouw.settings import Settings
+from trouw.ways_in.api.app import create_app
+from trouw.ways_in.api.auth import create_api_key
 
 PUBLIC_URL = "https://trouw.example"
 SHOPIFY_SECRET = "shpss_test_secret"

@@ -12,8 +12,8 @@ from temporalio.client import Client
 
 from tests.api.conftest import Api, ApiSettings, add_customer, make_keys, rows
 from tests.e2e.test_slice import free_port
-from trouw.api.app import create_app
-from trouw.db.models import ContactPause, JourneyControl
+from trouw.domain.db.models import ContactPause, JourneyControl
+from trouw.ways_in.api.app import create_app
 
 
 @pytest.fixture
@@ -127,8 +127,8 @@ def test_status_says_what_is_down(admin_api: Api) -> None:
 
 
 def test_status_names_a_worker_on_another_content_version(admin_api: Api) -> None:
-    from trouw.db.models import WorkerPresence, utcnow
-    from trouw.presence import beat
+    from trouw.domain.db.models import WorkerPresence, utcnow
+    from trouw.stack.presence import beat
 
     row = WorkerPresence(identity="9@old", host="old", pid=9, task_queue="q", digest="0ld")
     row.seen_at = utcnow()

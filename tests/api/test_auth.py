@@ -10,15 +10,15 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from tests.api.conftest import Api, rows
-from trouw.api.auth import (
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import ApiKey
+from trouw.ways_in.api.auth import (
     UnknownScopeError,
     create_api_key,
     ensure_key,
     find_principal,
     hash_key,
 )
-from trouw.db.engine import session_scope
-from trouw.db.models import ApiKey
 
 CUSTOMER = {"id": "c1", "email": "bart@example.com"}
 
@@ -125,7 +125,7 @@ def test_healthz_and_docs_need_no_key(api: Api) -> None:
 def test_cli_creates_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import typer
 
-    from trouw.api.cli import apikey_create
+    from trouw.ways_in.api.cli import apikey_create
 
     monkeypatch.setenv("TROUW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TROUW_CONFIG", str(tmp_path / "none.toml"))

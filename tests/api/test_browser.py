@@ -23,10 +23,10 @@ from sqlmodel import Session, select
 from websockets.sync.client import ClientConnection, connect
 
 from tests.api.conftest import ApiSettings, add_customer, consents, events, suppressions
-from trouw.api.app import create_app
-from trouw.db.engine import make_engine, migrate
-from trouw.db.models import Customer, ProfileChange
-from trouw.tokens import TokenPayload, sign_token
+from trouw.domain.db.engine import make_engine, migrate
+from trouw.domain.db.models import Customer, ProfileChange
+from trouw.domain.tokens import TokenPayload, sign_token
+from trouw.ways_in.api.app import create_app
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

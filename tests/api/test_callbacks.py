@@ -23,8 +23,8 @@ from tests.api.conftest import (
     rows,
     suppressions,
 )
-from trouw.consent import address_hash
-from trouw.db.models import CallbackEvent
+from trouw.domain.consent import address_hash
+from trouw.domain.db.models import CallbackEvent
 from trouw.providers.twilio.callbacks import help_text
 
 KEY = "run-1:confirm:email"

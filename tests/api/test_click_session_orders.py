@@ -15,11 +15,11 @@ import pytest
 
 from tests.api.conftest import Api, add_customer, add_message, clicks_recorded, now, rows
 from tests.api.test_webshops import official, shopify, woo
-from trouw.db.engine import session_scope
-from trouw.db.models import Order, TrackedLink
-from trouw.measure.attribution import AttributionRules
-from trouw.measure.links import link_code
-from trouw.measure.report import journey_report
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Order, TrackedLink
+from trouw.domain.measure.attribution import AttributionRules
+from trouw.domain.measure.links import link_code
+from trouw.domain.measure.report import journey_report
 
 CLICK = "5f1c0a2e9b7d4c3a8e6f1b2d3c4a5e6f"
 
@@ -54,13 +54,13 @@ def test_a_malformed_click_is_left_out_and_the_order_kept() -> None:
 
 
 def _shopify_session(order: dict[str, Any]) -> str | None:
-    from trouw.webshops.shopify import _order
+    from trouw.ways_in.webshops.shopify import _order
 
     return _order(order).session_id
 
 
 def _woo_session(order: dict[str, Any]) -> str | None:
-    from trouw.webshops.woocommerce import _order
+    from trouw.ways_in.webshops.woocommerce import _order
 
     return _order(order).session_id
 

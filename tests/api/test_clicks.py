@@ -32,11 +32,11 @@ from tests.api.conftest import (
     rows,
     until,
 )
-from trouw.api.app import create_app
-from trouw.api.clicks import PARKED_FILE, UNWRITTEN_FILE, ClickWriter
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import Engagement, TrackedLink
-from trouw.measure.links import link_code
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.models import Engagement, TrackedLink
+from trouw.domain.measure.links import link_code
+from trouw.ways_in.api.app import create_app
+from trouw.ways_in.api.clicks import PARKED_FILE, UNWRITTEN_FILE, ClickWriter
 
 KEY = "run-1:tips:email"
 TARGET = "https://shop.example/tips?utm_source=trouw"
@@ -258,8 +258,8 @@ def test_a_line_cut_in_the_unwritten_file_is_parked_and_the_writer_goes_on(
 
 _SERVE = """
 import sys, uvicorn
-from trouw.api.app import create_app
-from trouw.db.engine import make_engine
+from trouw.ways_in.api.app import create_app
+from trouw.domain.db.engine import make_engine
 from trouw.settings import Settings
 home, url, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 settings = Settings(home=home, database_url=url, signing_keys=["test-key"])

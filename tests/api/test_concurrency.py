@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, add_customer, events, rows
-from trouw.api import events as api_events
-from trouw.api.events import store_event
-from trouw.db.models import Customer, Order, OrderLine
-from trouw.ingest import EventIn
+from trouw.domain.db.models import Customer, Order, OrderLine
+from trouw.domain.ingest import EventIn
+from trouw.ways_in.api import events as api_events
+from trouw.ways_in.api.events import store_event
 
 THREADS = 8
 

@@ -19,8 +19,8 @@ from sqlalchemy.engine.url import make_url
 from tests.api.conftest import ApiSettings, make_keys
 from tests.conftest import _PG, POSTGRES_URL
 from tests.fakes.tcp_proxy import CuttableProxy
-from trouw.api.app import create_app
-from trouw.db.engine import make_engine, migrate
+from trouw.domain.db.engine import make_engine, migrate
+from trouw.ways_in.api.app import create_app
 
 
 @dataclass

@@ -21,7 +21,7 @@ from tests.api.test_callbacks import (
     status_params,
     twilio_post,
 )
-from trouw.db.models import Engagement
+from trouw.domain.db.models import Engagement
 
 UA = "Mozilla/4.0 (compatible; MSIE 6.1; Windows XP; .NET CLR 1.1.4322; .NET CLR 2.0.50727)"
 

@@ -10,9 +10,9 @@ import pytest
 
 from tests.api.conftest import Api, add_customer, add_message, events, rows
 from tests.conftest import ROOT
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, JourneyRun, Order, Product
-from trouw.gdpr import erase
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, JourneyRun, Order, Product
+from trouw.domain.gdpr import erase
 
 PURCHASE = {
     "id": "pos-gent-2026-0001",
@@ -85,7 +85,7 @@ def test_every_event_type_is_accepted(api: Api, event: dict[str, Any]) -> None:
 
 
 def test_voucher_redeemed_is_accepted(api: Api) -> None:
-    from trouw.db.models import Voucher
+    from trouw.domain.db.models import Voucher
 
     _register(api)
     with session_scope(api.engine) as session:
@@ -307,7 +307,7 @@ def test_identifiers_in_the_documented_set_are_accepted(api: Api) -> None:
 
 
 def test_the_documented_sets_are_the_enforced_ones() -> None:
-    from trouw.ingest import CUSTOMER_ID_CHARACTERS, IDENTIFIER_CHARACTERS
+    from trouw.domain.ingest import CUSTOMER_ID_CHARACTERS, IDENTIFIER_CHARACTERS
 
     assert (IDENTIFIER_CHARACTERS, CUSTOMER_ID_CHARACTERS) == (ALLOWED, CUSTOMER_ALLOWED)
     text = (ROOT / "docs" / "api.md").read_text()

@@ -19,16 +19,12 @@ from activities.messaging import MessagingActivities
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.fakes import FakeSendGrid, FakeSmtpServer
-from trouw import gdpr
-from trouw.api.app import create_app
-from trouw.contracts import SendMessageInput
-from trouw.db.engine import session_scope
-from trouw.db.models import MessageCopy
-from trouw.hosted import keep_copy, purge_expired_copies
-from trouw.ingest import CustomerIn, EventIn, ingest_event
-from trouw.providers import aclose_provider
-from trouw.settings import Settings
-from trouw.tokens import (
+from trouw.domain import gdpr
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import MessageCopy
+from trouw.domain.hosted import keep_copy, purge_expired_copies
+from trouw.domain.ingest import CustomerIn, EventIn, ingest_event
+from trouw.domain.tokens import (
     ExpiredTokenError,
     InvalidTokenError,
     TokenPayload,
@@ -36,6 +32,10 @@ from trouw.tokens import (
     sign_view_token,
     verify_view_token,
 )
+from trouw.language.contracts import SendMessageInput
+from trouw.providers import aclose_provider
+from trouw.settings import Settings
+from trouw.ways_in.api.app import create_app
 
 # The route reads the wall clock, so the send happens "now" too (the link lasts 90 days from it).
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -62,7 +62,7 @@ def test_view_token_survives_key_rotation_and_refuses_foreign_keys() -> None:
 
 
 def test_an_unsubscribe_token_is_no_view_token_and_vice_versa() -> None:
-    from trouw.tokens import verify_token
+    from trouw.domain.tokens import verify_token
 
     unsubscribe = sign_token(TokenPayload(customer_id="k-3001", message_key=KEY), [b"k1"])
     with pytest.raises(InvalidTokenError):

@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 from tests.api.test_browser import Browser, _free_port, chromium  # noqa: F401 (fixture)
 from tests.api.test_hosted import base_settings, send_confirmation, view_path
 from tests.fakes import FakeSmtpServer
-from trouw.api.app import create_app
-from trouw.db.engine import make_engine, migrate
+from trouw.domain.db.engine import make_engine, migrate
 from trouw.settings import Settings
+from trouw.ways_in.api.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Api, add_customer, events, shopify_headers
-from trouw.api.limits import too_deep
+from trouw.ways_in.api.limits import too_deep
 
 LIMIT = 1_048_576
 

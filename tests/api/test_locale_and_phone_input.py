@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, customer, rows
-from trouw.db.models import Order
+from trouw.domain.db.models import Order
 
 
 def register(profile: dict[str, Any], event_id: str = "r1") -> dict[str, Any]:

@@ -16,10 +16,10 @@ import zxingcpp
 from PIL import Image
 
 from tests.api.test_browser import Browser, chromium, server  # noqa: F401 - fixtures
-from trouw.db.engine import session_scope
-from trouw.ingest import EventIn, ingest_event
-from trouw.loyalty import vouchers
-from trouw.tokens import TokenPayload, sign_token
+from trouw.domain.db.engine import session_scope
+from trouw.domain.ingest import EventIn, ingest_event
+from trouw.domain.loyalty import vouchers
+from trouw.domain.tokens import TokenPayload, sign_token
 
 pytestmark = pytest.mark.slow
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}

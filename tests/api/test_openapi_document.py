@@ -6,8 +6,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from tests.api.conftest import Api, ApiSettings
-from trouw.api.app import create_app
-from trouw.attributes import AttributeDeclaration
+from trouw.language.attributes import AttributeDeclaration
+from trouw.ways_in.api.app import create_app
 
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 

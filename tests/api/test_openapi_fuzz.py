@@ -24,12 +24,12 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
 from tests.api.conftest import ApiSettings, make_keys
-from trouw.api.app import create_app
-from trouw.attributes import AttributeDeclaration
-from trouw.db.engine import make_engine, migrate
-from trouw.ingest import CURRENCY_FORMAT, TIME_ZONE_FORMAT, TIME_ZONES, birthday_problem
-from trouw.locales import LocaleError, parse_locale_tag, region_of
-from trouw.phones import PhoneError, normalise_phone
+from trouw.domain.db.engine import make_engine, migrate
+from trouw.domain.ingest import CURRENCY_FORMAT, TIME_ZONE_FORMAT, TIME_ZONES, birthday_problem
+from trouw.language.attributes import AttributeDeclaration
+from trouw.language.locales import LocaleError, parse_locale_tag, region_of
+from trouw.language.phones import PhoneError, normalise_phone
+from trouw.ways_in.api.app import create_app
 
 # Bounded so the run stays well within CI's budget; derandomized, so every run draws the same.
 MAX_EXAMPLES = 25

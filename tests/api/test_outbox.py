@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from tests.api.conftest import ApiSettings, make_keys
-from trouw.api.app import create_app
+from trouw.ways_in.api.app import create_app
 
 PAGES = ("/outbox", "/outbox/view/nothing")
 

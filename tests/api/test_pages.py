@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from tests.api.conftest import Api, add_customer, consents, events, rows, suppressions
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, ProfileChange
-from trouw.gdpr import erase
-from trouw.tokens import TokenPayload, sign_token
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, ProfileChange
+from trouw.domain.gdpr import erase
+from trouw.domain.tokens import TokenPayload, sign_token
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from tests.api.conftest import Api
 from tests.measure.test_report import DAY, T0, ledger  # noqa: F401 - fixture used by `api`
 from tests.measure.test_split_report import _assign
-from trouw.db.engine import session_scope
-from trouw.db.models import ReportEngagementDelta, ReportMessageDelta, ReportRunDelta
-from trouw.measure.rollup import fold_forever
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import ReportEngagementDelta, ReportMessageDelta, ReportRunDelta
+from trouw.domain.measure.rollup import fold_forever
 
 PERIOD = f"from={(T0 - DAY).isoformat()}&to={(T0 + 10 * DAY).isoformat()}".replace("+", "%2B")
 

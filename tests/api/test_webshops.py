@@ -24,13 +24,13 @@ from tests.api.conftest import (
     woo_headers,
 )
 from tests.api.test_callbacks import inbound, twilio_post
-from trouw.api.webshops import hmac_sha256_base64, verify_hmac_base64
-from trouw.context import build_context
-from trouw.customers import match_customer
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, Order, OrderLine
-from trouw.gdpr import erase
-from trouw.render import TemplateStore, sample_context
+from trouw.domain.context import build_context
+from trouw.domain.customers import match_customer
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, Order, OrderLine
+from trouw.domain.gdpr import erase
+from trouw.domain.render import TemplateStore, sample_context
+from trouw.ways_in.api.webshops import hmac_sha256_base64, verify_hmac_base64
 
 # Shaped like the orders/create example in Shopify's webhook reference (trimmed).
 SHOPIFY_ORDER: dict[str, Any] = {

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from trouw.ingest import CustomerIn, LineIn, ProductIn
+from trouw.domain.ingest import CustomerIn, LineIn, ProductIn
 
 
 @pytest.mark.parametrize(

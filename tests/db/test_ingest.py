@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
-from trouw.consent import current_consent
-from trouw.db.engine import session_scope
-from trouw.db.models import (
+from trouw.domain.consent import current_consent
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import (
     ConsentRecord,
     Customer,
     InboundEvent,
@@ -21,8 +21,8 @@ from trouw.db.models import (
     ProfileChange,
     Suppression,
 )
-from trouw.gdpr import erase
-from trouw.ingest import (
+from trouw.domain.gdpr import erase
+from trouw.domain.ingest import (
     CustomerIn,
     EventIn,
     IngestError,

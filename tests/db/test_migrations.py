@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from trouw.db.engine import MIGRATIONS_DIR, head_revision, migrate
+from trouw.domain.db.engine import MIGRATIONS_DIR, head_revision, migrate
 
 
 def test_the_head_read_from_the_files_is_alembics() -> None:

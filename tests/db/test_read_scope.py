@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from trouw.api.auth import create_api_key
-from trouw.db.engine import ReadOnlyWriteError, read_scope, session_scope
-from trouw.db.models import ApiKey
+from trouw.domain.db.engine import ReadOnlyWriteError, read_scope, session_scope
+from trouw.domain.db.models import ApiKey
+from trouw.ways_in.api.auth import create_api_key
 
 
 def test_a_read_does_not_wait_for_a_writer_and_commits_nothing(engine: Engine) -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from trouw.content import files_digest, set_digest
-from trouw.db.engine import make_engine, session_scope
-from trouw.db.models import ContentBundle, WorkerPresence, utcnow
-from trouw.health import Check, catalog_state, content_checks, gather
-from trouw.presence import FORGOTTEN_AFTER, beat, forget_old, report_presence, workers_seen
-from trouw.publish import pack
+from trouw.domain.content import files_digest, set_digest
+from trouw.domain.db.engine import make_engine, session_scope
+from trouw.domain.db.models import ContentBundle, WorkerPresence, utcnow
+from trouw.domain.publish import pack
 from trouw.settings import Settings
+from trouw.stack.health import Check, catalog_state, content_checks, gather
+from trouw.stack.presence import FORGOTTEN_AFTER, beat, forget_old, report_presence, workers_seen
 
 
 def row(identity: str, digest: str | None, age: timedelta = timedelta(0)) -> WorkerPresence:
@@ -116,16 +116,16 @@ def test_status_reads_the_folders_digest_once(
 ) -> None:
     """The content check and the workers' check compare against one digest, computed once
     (a folders' digest reads every journey and template file)."""
-    import trouw.content
+    import trouw.domain.content
 
-    real = trouw.content.content_digest
+    real = trouw.domain.content.content_digest
     calls: list[tuple[Path, ...]] = []
 
     def counted(*folders: Path) -> str:
         calls.append(folders)
         return real(*folders)
 
-    monkeypatch.setattr(trouw.content, "content_digest", counted)
+    monkeypatch.setattr(trouw.domain.content, "content_digest", counted)
     beat(engine, row("1@a", real(settings.journeys_dir, settings.templates_dir)))
     health = asyncio.run(
         gather(settings, engine, catalog=catalog_state(settings), client=_TemporalDown())  # type: ignore[arg-type]

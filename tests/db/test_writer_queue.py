@@ -1,4 +1,4 @@
-"""SQLite writers of one process queue in the process (trouw.db.engine.QueuedConnection): the
+"""SQLite writers of one process queue in the process (trouw.domain.db.engine.QueuedConnection): the
 place is taken at BEGIN IMMEDIATE and given back however the transaction ends."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from trouw.db.engine import QueuedConnection, make_engine, migrate, read_scope, session_scope
-from trouw.db.models import ApiKey
+from trouw.domain.db.engine import QueuedConnection, make_engine, migrate, read_scope, session_scope
+from trouw.domain.db.models import ApiKey
 
 
 @pytest.fixture

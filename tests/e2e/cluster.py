@@ -26,10 +26,15 @@ from tests.conftest import POSTGRES_URL, ROOT
 from tests.e2e.test_slice import free_port
 from tests.fakes import FakeSendGrid
 from tests.worker_process import process_environment, stop
-from trouw.api.auth import ensure_key
-from trouw.db.engine import get_engine, session_scope
+from trouw.domain.db.engine import get_engine, session_scope
 from trouw.settings import Settings
-from trouw.temporal import connect, register_search_attributes, start_dev_server, wait_for_port
+from trouw.stack.temporal import (
+    connect,
+    register_search_attributes,
+    start_dev_server,
+    wait_for_port,
+)
+from trouw.ways_in.api.auth import ensure_key
 
 TROUW = Path(sys.executable).parent / "trouw"
 # How long after an attempt the SendGrid fake's "not found" is final: it lists a message when it

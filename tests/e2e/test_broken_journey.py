@@ -14,9 +14,9 @@ from sqlmodel import Session, select
 
 from tests.conftest import ROOT
 from tests.e2e.test_slice import e2e_settings, outbox_entries, wait_for
-from trouw.db.models import JourneyRun
-from trouw.journey.catalog import STATE_FILE, read_state
-from trouw.runtime import Stack, run_stack
+from trouw.domain.db.models import JourneyRun
+from trouw.language.journey.catalog import STATE_FILE, read_state
+from trouw.stack.runtime import Stack, run_stack
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,8 @@ async def test_broken_journey_files_stop_no_confirmation(tmp_path: Path) -> None
 
     async def scenario(stack: Stack) -> None:
         try:
-            from trouw.api.auth import ensure_key
-            from trouw.db.engine import session_scope
+            from trouw.domain.db.engine import session_scope
+            from trouw.ways_in.api.auth import ensure_key
 
             with session_scope(stack.services.engine) as session:
                 key = ensure_key(session, "e2e", ["ingest", "read"])

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_slice import PURCHASE, e2e_settings, free_port, outbox_entries, wait_for
-from trouw.content import content_digest
-from trouw.runtime import Stack, run_stack
+from trouw.domain.content import content_digest
+from trouw.stack.runtime import Stack, run_stack
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +42,8 @@ async def test_metrics_after_a_purchase(tmp_path: Path) -> None:
 
     async def scenario(stack: Stack) -> None:
         try:
-            from trouw.api.auth import ensure_key
-            from trouw.db.engine import session_scope
+            from trouw.domain.db.engine import session_scope
+            from trouw.ways_in.api.auth import ensure_key
 
             with session_scope(stack.services.engine) as session:
                 key = ensure_key(session, "metrics", ["ingest"])

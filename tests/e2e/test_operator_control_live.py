@@ -13,10 +13,10 @@ import pytest
 from sqlmodel import Session, select
 
 from tests.e2e.test_slice import e2e_settings, outbox_entries, wait_for
-from trouw.control import JOURNEY_PAUSED, cli_actor
-from trouw.db.models import JourneyRun, JourneyRunEvent, Message
-from trouw.runtime import Stack, run_stack
-from trouw.why import explain
+from trouw.domain.control import JOURNEY_PAUSED, cli_actor
+from trouw.domain.db.models import JourneyRun, JourneyRunEvent, Message
+from trouw.domain.why import explain
+from trouw.stack.runtime import Stack, run_stack
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
     monkeypatch.delenv("TROUW_DATABASE_URL", raising=False)
 
     async def cli(*args: str) -> tuple[int, str]:
-        from trouw.cli import run_command
+        from trouw.commands.cli import run_command
 
         capsys.readouterr()
         code = await asyncio.to_thread(run_command, list(args))
@@ -95,8 +95,8 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
                 ).first()
 
         try:
-            from trouw.api.auth import ensure_key
-            from trouw.db.engine import session_scope
+            from trouw.domain.db.engine import session_scope
+            from trouw.ways_in.api.auth import ensure_key
 
             with session_scope(engine) as session:
                 key = ensure_key(session, "e2e-ops", ["admin"])

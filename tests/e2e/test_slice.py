@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from trouw.runtime import Stack, run_stack
 from trouw.settings import Settings
+from trouw.stack.runtime import Stack, run_stack
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +99,8 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
 
     async def scenario(stack: Stack) -> None:
         try:
-            from trouw.api.auth import ensure_key
-            from trouw.db.engine import session_scope
+            from trouw.domain.db.engine import session_scope
+            from trouw.ways_in.api.auth import ensure_key
 
             with session_scope(stack.services.engine) as session:
                 key = ensure_key(session, "e2e", ["ingest", "read", "admin"])

@@ -12,8 +12,8 @@ from temporalio import activity, workflow
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from tests.e2e.test_slice import e2e_settings
-from trouw.health import stuck_runs_check, workers_check
-from trouw.temporal import connect, start_dev_server, wait_for_port
+from trouw.stack.health import stuck_runs_check, workers_check
+from trouw.stack.temporal import connect, start_dev_server, wait_for_port
 
 pytestmark = pytest.mark.slow
 

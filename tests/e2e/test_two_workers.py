@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import _PG, ROOT
 from tests.e2e.cluster import FAKE_LISTING_LAG_SECONDS, cluster, purchase, wait_until
-from trouw.content import content_digest
+from trouw.domain.content import content_digest
 from workflows.options import SEND_ATTEMPT_TIMEOUT
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

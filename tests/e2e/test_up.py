@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from tests.e2e.test_slice import PURCHASE, free_port
-from trouw.api.auth import ensure_key
-from trouw.db.engine import get_engine, session_scope
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.ways_in.api.auth import ensure_key
 
 pytestmark = pytest.mark.slow
 

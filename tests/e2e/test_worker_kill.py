@@ -17,12 +17,12 @@ from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
 from tests.fakes import FakeSendGrid
 from tests.worker_process import start_worker, stop
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import Message
-from trouw.ingest import EventIn, ingest_event
-from trouw.relay import relay_pending
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import Message
+from trouw.domain.ingest import EventIn, ingest_event
 from trouw.settings import Settings
-from trouw.temporal import (
+from trouw.stack.relay import relay_pending
+from trouw.stack.temporal import (
     connect,
     register_search_attributes,
     start_dev_server,

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from trouw.consent import current_consent
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, JourneyRun, Message, Voucher
-from trouw.ingest import CustomerIn, EventIn, LineIn, ingest_event
-from trouw.policy import MessageFacts, PolicyConfig, decide
-from trouw.policy_inputs import recent_messages, recipient_state
-from trouw.send_ledger import record_decision
+from trouw.domain.consent import current_consent
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, JourneyRun, Message, Voucher
+from trouw.domain.ingest import CustomerIn, EventIn, LineIn, ingest_event
+from trouw.domain.policy_inputs import recent_messages, recipient_state
+from trouw.domain.send_ledger import record_decision
+from trouw.language.policy import MessageFacts, PolicyConfig, decide
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 WORDING_V1 = "Ja, stuur mij per e-mail nieuws en aanbiedingen van Tuincentrum De Linde."

@@ -12,7 +12,8 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from tests.gdpr.conftest import WORDING_V1, WORDING_V2, Seeded
-from trouw import gdpr, gdpr_cli
+from trouw.commands import gdpr_cli
+from trouw.domain import gdpr
 from trouw.settings import Settings
 
 SECTIONS = {

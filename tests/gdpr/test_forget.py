@@ -12,10 +12,11 @@ from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from tests.gdpr.conftest import T0, WORDING_V1, Seeded, seed
-from trouw import gdpr, gdpr_cli
-from trouw.consent import ConsentState, address_hash, current_consent
-from trouw.db.engine import session_scope
-from trouw.db.models import (
+from trouw.commands import gdpr_cli
+from trouw.domain import gdpr
+from trouw.domain.consent import ConsentState, address_hash, current_consent
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import (
     ConsentRecord,
     Customer,
     InboundEvent,
@@ -24,12 +25,12 @@ from trouw.db.models import (
     Order,
     Suppression,
 )
-from trouw.ingest import CustomerIn, upsert_customer
-from trouw.policy import Decision, MessageFacts, PolicyConfig, decide
-from trouw.policy_inputs import recipient_state
+from trouw.domain.ingest import CustomerIn, upsert_customer
+from trouw.domain.policy_inputs import recipient_state
+from trouw.language.policy import Decision, MessageFacts, PolicyConfig, decide
+from trouw.language.vocabulary import Category
 from trouw.settings import Settings
-from trouw.temporal import TemporalError
-from trouw.vocabulary import Category
+from trouw.stack.temporal import TemporalError
 
 ERASED_AT = T0 + timedelta(days=30)
 

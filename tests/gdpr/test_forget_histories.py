@@ -19,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from tests.gdpr.conftest import Seeded
-from trouw import gdpr
-from trouw.temporal import binary
+from trouw.domain import gdpr
+from trouw.stack.temporal import binary
 
 pytestmark = pytest.mark.slow
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")

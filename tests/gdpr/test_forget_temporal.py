@@ -18,10 +18,11 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from typer.testing import CliRunner
 
 from tests.gdpr.conftest import Seeded
-from trouw import gdpr, gdpr_cli
-from trouw.db.models import Customer
+from trouw.commands import gdpr_cli
+from trouw.domain import gdpr
+from trouw.domain.db.models import Customer
 from trouw.settings import Settings
-from trouw.temporal import binary
+from trouw.stack.temporal import binary
 
 
 @workflow.defn(name="GdprTestWaiter")

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from tests.conftest import ROOT
 from tests.gdpr.conftest import T0, Seeded, seed
 from tests.workflows.scenario import run, write_scenario
-from trouw import gdpr_cli
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import JourneyRun
+from trouw.commands import gdpr_cli
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.models import JourneyRun
+from trouw.domain.why import UnknownCustomerError, explain, reconcile, render, temporal_outcome
 from trouw.settings import Settings
-from trouw.why import UnknownCustomerError, explain, reconcile, render, temporal_outcome
 
 
 @pytest.fixture
@@ -224,10 +224,10 @@ async def test_why_reconciles_run_statuses_with_temporal(tmp_path: Path) -> None
     from temporalio.testing import WorkflowEnvironment
 
     from activities.services import Services
-    from trouw.contracts import CustomerEvent, JourneyInput
-    from trouw.journey.model import Journey
-    from trouw.temporal import binary
-    from trouw.worker import build_worker
+    from trouw.language.contracts import CustomerEvent, JourneyInput
+    from trouw.language.journey.model import Journey
+    from trouw.stack.temporal import binary
+    from trouw.stack.worker import build_worker
     from workflows.journey import JourneyWorkflow
 
     settings = Settings(
@@ -343,8 +343,8 @@ async def test_why_shows_a_run_whose_workflow_task_keeps_failing(tmp_path: Path)
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-    from trouw.contracts import CustomerEvent, JourneyInput
-    from trouw.temporal import binary
+    from trouw.language.contracts import CustomerEvent, JourneyInput
+    from trouw.stack.temporal import binary
     from workflows.journey import JourneyWorkflow
 
     env = await WorkflowEnvironment.start_local(

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from tests.gdpr.conftest import T0, Seeded
 from tests.gdpr.test_why import _app, cli  # noqa: F401 - cli is the fixture
-from trouw.db.engine import session_scope
-from trouw.db.models import JourneyRun, Message
-from trouw.terminal import SafeConsole, printable
+from trouw.commands.terminal import SafeConsole, printable
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import JourneyRun, Message
 
 # Clears the screen, moves home and writes in red; then a bidi override that reverses the rest.
 ORDER = "o1\x1b[2J\x1b[H\x1b[31mPAID\x1b[0m\u202egnp.exe"

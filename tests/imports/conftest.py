@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from trouw.db.engine import session_scope
-from trouw.imports.mapping import load_mapping
-from trouw.ingest import ProductIn, upsert_product
+from trouw.domain.db.engine import session_scope
+from trouw.domain.ingest import ProductIn, upsert_product
+from trouw.ways_in.imports.mapping import load_mapping
 
 DATA = Path(__file__).parent / "data"
 MAPPINGS = Path(__file__).resolve().parents[2] / "config" / "import_mappings.toml"

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from trouw.db.models import Customer
-from trouw.imports import ImportFileError, import_file
-from trouw.imports.mapping import Mapping, load_mapping
+from trouw.domain.db.models import Customer
 from trouw.settings import Settings
+from trouw.ways_in.imports import ImportFileError, import_file
+from trouw.ways_in.imports.mapping import Mapping, load_mapping
 
 MAPPINGS = """
 [customers.loyalty]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trouw.imports.cells import (
+from trouw.language.cells import (
     CellError,
     normalise_phone,
     parse_bool,
@@ -17,9 +17,9 @@ from trouw.imports.cells import (
     parse_decimal,
     parse_int,
 )
-from trouw.imports.connector import parse_duration
-from trouw.imports.mapping import MappingError, load_mapping
-from trouw.imports.source import detect_encoding, sniff_delimiter
+from trouw.ways_in.imports.connector import parse_duration
+from trouw.ways_in.imports.mapping import MappingError, load_mapping
+from trouw.ways_in.imports.source import detect_encoding, sniff_delimiter
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ from pathlib import Path
 from tests.imports.conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
-# The wiring trouw/cli.py gets: the sub-app under `import`, connect as a command.
+# The wiring trouw/commands/cli.py gets: the sub-app under `import`, connect as a command.
 WIRING = """
 import sys, typer
-from trouw.imports.cli import app as imports_app, connect_command
+from trouw.ways_in.imports.cli import app as imports_app, connect_command
 app = typer.Typer()
 app.add_typer(imports_app, name="import")
 app.command("connect")(connect_command)

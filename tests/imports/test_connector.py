@@ -11,9 +11,9 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from tests.imports.conftest import DATA, counts
-from trouw.imports import import_file
-from trouw.imports.connector import detect_kind, run_connector, scan_once
 from trouw.settings import Settings
+from trouw.ways_in.imports import import_file
+from trouw.ways_in.imports.connector import detect_kind, run_connector, scan_once
 
 
 def drop(folder: Path, source: str, name: str, *, age: float = 0) -> Path:

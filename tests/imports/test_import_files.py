@@ -12,13 +12,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from tests.imports.conftest import counts, kassa
-from trouw.consent import current_consent
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, InboundEvent, Order, OrderLine, Product
-from trouw.gdpr import erase
-from trouw.imports import ImportFileError, import_file
-from trouw.ingest import CustomerIn, upsert_customer
+from trouw.domain.consent import current_consent
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, InboundEvent, Order, OrderLine, Product
+from trouw.domain.gdpr import erase
+from trouw.domain.ingest import CustomerIn, upsert_customer
 from trouw.settings import Settings
+from trouw.ways_in.imports import ImportFileError, import_file
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

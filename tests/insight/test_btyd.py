@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.insight.simulate import simulate_beta_geo, simulate_gamma_gamma
-from trouw.insight.btyd import BetaGeo, GammaGamma, ParetoNBD
+from trouw.domain.insight.btyd import BetaGeo, GammaGamma, ParetoNBD
 
 TRUE = {"r": 0.6, "alpha": 30.0, "a": 0.8, "b": 2.5}
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from trouw.insight import OrderFact, score_shop
-from trouw.insight.choice import (
+from trouw.domain.insight import OrderFact, score_shop
+from trouw.domain.insight.choice import (
     FALLBACK_COUNTS,
     FALLBACK_RANKING,
     MIN_BACKTEST_CASES,

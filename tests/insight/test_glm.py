@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trouw.insight.glm import OffsetGlm
+from trouw.domain.insight.glm import OffsetGlm
 
 
 @pytest.mark.parametrize("family", ["poisson", "logistic"])

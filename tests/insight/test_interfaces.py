@@ -19,10 +19,10 @@ from tests.api.conftest import Api, add_customer, api, api_settings, sendgrid_si
 from tests.api.test_browser import Browser, _screenshot, chromium  # noqa: F401 - the fixture
 from tests.conftest import ROOT
 from tests.insight.test_store import AT, _refresh, _regulars, _shop
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.insight.choice import choose
-from trouw.insight_report import backtest_note, model_rows
-from trouw.insight_store import customer_view
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.insight.choice import choose
+from trouw.domain.insight.report import backtest_note, model_rows
+from trouw.domain.insight.store import customer_view
 from trouw.settings import Settings
 
 LATER = AT + timedelta(days=240)
@@ -75,7 +75,7 @@ def trouw(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "trouw.cli", "insight", *args],
+        [sys.executable, "-m", "trouw.commands.cli", "insight", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -216,7 +216,7 @@ def test_report_page_in_chromium(shop: Path, chromium: Browser, tmp_path: Path) 
 
 
 def test_as_of_dates_are_the_end_of_that_day_in_the_shop(shop: Path) -> None:
-    from trouw.insight_cli import parse_as_of
+    from trouw.domain.insight.cli import parse_as_of
 
     settings = Settings(home=shop, database_url="sqlite://")
     assert parse_as_of("2026-07-01", settings) == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)

@@ -22,20 +22,20 @@ from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
 from tests.insight.test_store import AT, _regulars, _shop
 from tests.worker_process import start_worker, stop
-from trouw import metrics
-from trouw.contracts import (
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import CustomerInsightRecord, InsightRefresh, InsightSegmentChange
+from trouw.domain.insight.refresh import nightly_schedule
+from trouw.language.contracts import (
     INSIGHT_PROGRESS_QUERY,
     INSIGHT_REFRESH_WORKFLOW,
     InsightProgress,
     InsightRefreshInput,
     InsightRefreshResult,
 )
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import CustomerInsightRecord, InsightRefresh, InsightSegmentChange
-from trouw.insight_refresh import nightly_schedule
 from trouw.settings import Settings
-from trouw.temporal import binary, connect, start_dev_server, wait_for_port
-from trouw.worker import build_worker
+from trouw.stack import metrics
+from trouw.stack.temporal import binary, connect, start_dev_server, wait_for_port
+from trouw.stack.worker import build_worker
 
 # The workers of this test start no nightly schedule of their own.
 SCHEDULE_OFF = {"TROUW_INSIGHT_SCHEDULE": "false"}

@@ -7,8 +7,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trouw.insight.rfm import fm_score, quintile_scores, rfm_scores, segment_of, segments
-from trouw.insight.settings import DEFAULT_SEGMENTS, UNMATCHED_SEGMENT
+from trouw.domain.insight.rfm import fm_score, quintile_scores, rfm_scores, segment_of, segments
+from trouw.domain.insight.settings import DEFAULT_SEGMENTS, UNMATCHED_SEGMENT
 
 values = st.lists(st.integers(min_value=0, max_value=6), min_size=2, max_size=60)
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
-from trouw.insight import LineFact, association_rules, recommend
-from trouw.insight.rules import _top_per_row
+from trouw.domain.insight import LineFact, association_rules, recommend
+from trouw.domain.insight.rules import _top_per_row
 
 
 def random_lines(seed: int, baskets: int, products: int) -> list[LineFact]:
@@ -121,7 +121,7 @@ def test_recommend_follows_pairs_and_skips_what_was_bought_or_excluded() -> None
 def test_recommend_for_all_customers_and_as_of() -> None:
     from datetime import UTC, datetime
 
-    from trouw.insight import OrderFact
+    from trouw.domain.insight import OrderFact
 
     lines = basket("a", "1", "x", "y") + basket("a", "2", "z")
     orders = [

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trouw.insight import (
+from trouw.domain.insight import (
     CustomerInsight,
     InsightSettings,
     LineFact,

@@ -12,10 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from tests.conftest import ROOT
-from trouw.api.webshops import process_webhook
-from trouw.context import build_context, recommended_products
-from trouw.db.engine import session_scope
-from trouw.db.models import (
+from trouw.domain.context import build_context, recommended_products
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import (
     CustomerInsightRecord,
     InboundEvent,
     InsightRefresh,
@@ -25,9 +24,8 @@ from trouw.db.models import (
     OrderLine,
     Product,
 )
-from trouw.imports.importer import import_file
-from trouw.ingest import EventIn, ingest_event
-from trouw.insight_store import (
+from trouw.domain.ingest import EventIn, ingest_event
+from trouw.domain.insight.store import (
     apply_chunk,
     chunk_bounds,
     finish_refresh,
@@ -37,7 +35,9 @@ from trouw.insight_store import (
     segment_sizes,
 )
 from trouw.settings import Settings
-from trouw.webshops import webshop
+from trouw.ways_in.api.webshops import process_webhook
+from trouw.ways_in.imports.importer import import_file
+from trouw.ways_in.webshops import webshop
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SHIFT = timedelta(days=7)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import ROOT
-from trouw.attributes import AttributeDeclaration
-from trouw.journey.validate import validate_paths
+from trouw.domain.checks.validate import validate_paths
+from trouw.language.attributes import AttributeDeclaration
 
 DECLARED = {
     d.name: d
@@ -82,7 +82,7 @@ def test_without_declarations_no_attribute_exists(tmp_path: Path) -> None:
 
 
 def test_the_shipped_journeys_and_examples_are_valid_with_the_shipped_declarations() -> None:
-    from trouw.attributes import declared_attributes
+    from trouw.language.attributes import declared_attributes
     from trouw.settings import load_settings
 
     declared = declared_attributes(load_settings())

@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from activities.journeys import JourneyActivities
+from activities.journey_runs import JourneyActivities
 from activities.services import Services, journey_check
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
-from trouw.contracts import CustomerEvent, MatchJourneysInput
-from trouw.db.models import JourneyRun
-from trouw.journey.catalog import STATE_FILE, JourneyCatalog, read_state
-from trouw.journey.model import Journey
-from trouw.journey.triggers import plan_runs
+from trouw.domain.db.models import JourneyRun
+from trouw.language.contracts import CustomerEvent, MatchJourneysInput
+from trouw.language.journey.catalog import STATE_FILE, JourneyCatalog, read_state
+from trouw.language.journey.model import Journey
+from trouw.language.journey.triggers import plan_runs
 from trouw.settings import Settings
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -166,7 +166,7 @@ def test_match_journeys_records_the_failure_and_starts_the_rest(
         signing_keys=["k"],
     )
     services = Services.from_settings(settings, engine=engine)
-    from trouw.ingest import EventIn, ingest_event, wire_event
+    from trouw.domain.ingest import EventIn, ingest_event, wire_event
 
     with Session(engine) as session:
         row, _new = ingest_event(
@@ -204,7 +204,7 @@ def test_status_command_shows_the_refused_file(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from trouw.cli import run_command
+    from trouw.commands.cli import run_command
 
     monkeypatch.setenv("TROUW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TROUW_JOURNEYS_DIR", str(folder))

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import START, run, write_scenario
-from trouw.render import TemplateStore
+from trouw.domain.render import TemplateStore
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Which events end a run: goals first, then exit rules (trouw/journey/exits.py)."""
+"""Which events end a run: goals first, then exit rules (trouw/language/journey/exits.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import ROOT
-from trouw.journey.exits import RunEvent, ending
-from trouw.journey.loader import load_journey
-from trouw.journey.model import Journey
+from trouw.language.journey.exits import RunEvent, ending
+from trouw.language.journey.loader import load_journey
+from trouw.language.journey.model import Journey
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

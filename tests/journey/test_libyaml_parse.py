@@ -1,5 +1,5 @@
 """read_document's libyaml parser gives the same nodes (tag, value, line:col) and data as
-PyYAML's Python parser on every YAML file of the repository (trouw/journey/loader.py `_parse`)."""
+PyYAML's Python parser on every YAML file of the repository (trouw/language/journey/loader.py `_parse`)."""
 
 from __future__ import annotations
 

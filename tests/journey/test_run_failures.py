@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
-from trouw.db.engine import make_engine
-from trouw.db.models import JourneyRun
+from trouw.domain.db.engine import make_engine
+from trouw.domain.db.models import JourneyRun
 
 pytestmark = pytest.mark.slow
 

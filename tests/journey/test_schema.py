@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import ROOT
-from trouw.journey.model import journey_json_schema
+from trouw.language.journey.model import journey_json_schema
 
 
 def test_schema_file_matches_the_models() -> None:

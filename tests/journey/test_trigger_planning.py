@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from trouw.contracts import CustomerEvent
-from trouw.journey.model import Journey
-from trouw.journey.triggers import Refusal, listens_for_start, plan_runs, run_workflow_id
+from trouw.language.contracts import CustomerEvent
+from trouw.language.journey.model import Journey
+from trouw.language.journey.triggers import Refusal, listens_for_start, plan_runs, run_workflow_id
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CONTEXT: dict[str, Any] = {

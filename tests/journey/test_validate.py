@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from trouw.journey.loader import JourneyError, load_journey
-from trouw.journey.validate import validate_paths
+from trouw.domain.checks.validate import validate_paths
+from trouw.language.journey.loader import JourneyError, load_journey
 
 HEADER = """\
 journey: test_journey

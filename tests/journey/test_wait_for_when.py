@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
-from trouw.loyalty.codes import scenario_code
+from trouw.domain.loyalty.codes import scenario_code
 
 pytestmark = pytest.mark.slow
 

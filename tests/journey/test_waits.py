@@ -1,4 +1,4 @@
-"""When a run's first wait ends, computed before the run starts (trouw/journey/waits.py)."""
+"""When a run's first wait ends, computed before the run starts (trouw/language/journey/waits.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import ROOT
-from trouw.journey.loader import load_journey
-from trouw.journey.model import Journey
-from trouw.journey.waits import first_wait_end, timezone_of
+from trouw.language.journey.loader import load_journey
+from trouw.language.journey.model import Journey
+from trouw.language.journey.waits import first_wait_end, timezone_of
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from trouw.loyalty import ledger
-from trouw.loyalty.rules import LoyaltyRules
+from trouw.domain.loyalty import ledger
+from trouw.domain.loyalty.rules import LoyaltyRules
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from trouw.cli import run_command
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import InboundEvent, PointsEntry
-from trouw.ingest import CustomerIn, upsert_customer
-from trouw.loyalty import vouchers
+from trouw.commands.cli import run_command
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import InboundEvent, PointsEntry
+from trouw.domain.ingest import CustomerIn, upsert_customer
+from trouw.domain.loyalty import vouchers
 
 
 def test_adjust_and_sweep(

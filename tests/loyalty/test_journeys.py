@@ -11,9 +11,9 @@ from sqlmodel import select
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run
-from trouw.db.engine import make_engine, session_scope
-from trouw.db.models import PointsEntry, Voucher
-from trouw.simulate import SimulationResult
+from trouw.commands.simulate import SimulationResult
+from trouw.domain.db.engine import make_engine, session_scope
+from trouw.domain.db.models import PointsEntry, Voucher
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -14,14 +14,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from tests.loyalty.test_rules import WINDOW, random_ledger
-from trouw.context import build_context
-from trouw.db.engine import session_scope
-from trouw.db.models import InboundEvent, LoyaltyAccount, PointsEntry, Voucher
-from trouw.gdpr import erase, export
-from trouw.ingest import EventIn, ProductIn, ingest_event, upsert_product
-from trouw.loyalty import ledger, vouchers
-from trouw.loyalty.rules import Entry, LoyaltyRules, Tier, balance
-from trouw.why import explain, render
+from trouw.domain.context import build_context
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import InboundEvent, LoyaltyAccount, PointsEntry, Voucher
+from trouw.domain.gdpr import erase, export
+from trouw.domain.ingest import EventIn, ProductIn, ingest_event, upsert_product
+from trouw.domain.loyalty import ledger, vouchers
+from trouw.domain.loyalty.rules import Entry, LoyaltyRules, Tier, balance
+from trouw.domain.why import explain, render
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

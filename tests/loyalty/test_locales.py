@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from trouw.journey.loader import load_journeys
-from trouw.journey.model import Journey, SendStep
-from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context
+from trouw.domain.render import SHIPPED_LOCALES, TemplateStore, sample_context
+from trouw.language.journey.loader import load_journeys
+from trouw.language.journey.model import Journey, SendStep
 
 # The events Trouw derives from the loyalty ledgers and the vouchers.
 LOYALTY_EVENTS = {

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from trouw.loyalty.rules import (
+from trouw.domain.loyalty.rules import (
     Campaign,
     Entry,
     LineFacts,

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from trouw.db.engine import session_scope
-from trouw.db.models import InboundEvent, Voucher
-from trouw.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
-from trouw.loyalty import codes, ledger, vouchers
-from trouw.loyalty.vouchers import RedeemRefusedError
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import InboundEvent, Voucher
+from trouw.domain.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
+from trouw.domain.loyalty import codes, ledger, vouchers
+from trouw.domain.loyalty.vouchers import RedeemRefusedError
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -9,12 +9,12 @@ from sqlmodel import select
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import write_scenario
-from trouw.db.engine import make_engine, session_scope
-from trouw.db.models import JourneyRun, SplitAssignment
-from trouw.journey.loader import load_journey
-from trouw.journey.model import SplitStep
-from trouw.journey.split import choose_arm
-from trouw.simulate import load_scenario, simulate
+from trouw.commands.simulate import load_scenario, simulate
+from trouw.domain.db.engine import make_engine, session_scope
+from trouw.domain.db.models import JourneyRun, SplitAssignment
+from trouw.language.journey.loader import load_journey
+from trouw.language.journey.model import SplitStep
+from trouw.language.journey.split import choose_arm
 
 JOURNEY = """\
 journey: ab

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from trouw.measure.attribution import (
+from trouw.domain.measure.attribution import (
     AttributionRules,
     IssuedVoucher,
     OrderToAttribute,

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from trouw.contracts import GoalReached
-from trouw.db.engine import session_scope
-from trouw.db.models import GoalConversion, InboundEvent, JourneyRun, Order
-from trouw.measure.goals import event_value, record_goal
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import GoalConversion, InboundEvent, JourneyRun, Order
+from trouw.domain.measure.goals import event_value, record_goal
+from trouw.language.contracts import GoalReached
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -84,8 +84,8 @@ def test_goal_values_come_from_the_order_or_the_events_value(engine: Engine) -> 
 
 
 def test_the_report_shows_each_goal_with_its_conversions_and_value(engine: Engine) -> None:
-    from trouw.measure.attribution import AttributionRules
-    from trouw.measure.report import journey_report
+    from trouw.domain.measure.attribution import AttributionRules
+    from trouw.domain.measure.report import journey_report
 
     with session_scope(engine) as s:
         for n, (goal, value, day) in enumerate(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trouw.measure.links import keep_as_is, link_code, rewrite, trackable
+from trouw.domain.measure.links import keep_as_is, link_code, rewrite, trackable
 
 BASE = "https://trouw.example"
 LINKS = {

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.engine import Engine
 
-from trouw.db.engine import session_scope
-from trouw.db.models import Message
-from trouw.measure import messages
-from trouw.measure.messages import by_key
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Message
+from trouw.domain.measure import messages
+from trouw.domain.measure.messages import by_key
 
 
 def test_keys_over_several_chunks_are_each_found_once(

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from trouw.db.models import Engagement, Message, ReportEngagementMultiday
-from trouw.measure.rollup import counts
+from trouw.domain.db.models import Engagement, Message, ReportEngagementMultiday
+from trouw.domain.measure.rollup import counts
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
 WHERE = {"message_key": "m1", "customer_id": "c1", "journey": "welcome"}

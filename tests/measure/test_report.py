@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from trouw.db.engine import session_scope
-from trouw.db.models import Engagement, JourneyRun, Message, Order, Voucher
-from trouw.measure.attribution import AttributionRules
-from trouw.measure.report import attribution_rules, journey_report
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Engagement, JourneyRun, Message, Order, Voucher
+from trouw.domain.measure.attribution import AttributionRules
+from trouw.domain.measure.report import attribution_rules, journey_report
 from trouw.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)

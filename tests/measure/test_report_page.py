@@ -12,9 +12,9 @@ from sqlmodel import select
 
 from tests.measure.test_report import DAY, T0
 from tests.measure.test_split_report import _populate
-from trouw.cli import app
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import Engagement, JourneyRun, Message, SplitAssignment
+from trouw.commands.cli import app
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.models import Engagement, JourneyRun, Message, SplitAssignment
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

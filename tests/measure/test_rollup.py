@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from trouw.db.models import Engagement, JourneyRun, Message, Order, Voucher
-from trouw.measure.attribution import (
+from trouw.domain.db.models import Engagement, JourneyRun, Message, Order, Voucher
+from trouw.domain.measure.attribution import (
     Attribution,
     AttributionRules,
     IssuedVoucher,
@@ -24,8 +24,8 @@ from trouw.measure.attribution import (
     Windows,
     attribute_all,
 )
-from trouw.measure.report import attribute_orders, journey_report
-from trouw.measure.rollup import counts, fold
+from trouw.domain.measure.report import attribute_orders, journey_report
+from trouw.domain.measure.rollup import counts, fold
 
 pytestmark = pytest.mark.slow  # ~35 s over both databases on a busy machine
 
@@ -276,7 +276,7 @@ def test_a_migration_counts_the_rows_already_there(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from trouw.db.engine import MIGRATIONS_DIR
+    from trouw.domain.db.engine import MIGRATIONS_DIR
 
     rng = random.Random(9)
     messages = _fill(engine, rng, 60)

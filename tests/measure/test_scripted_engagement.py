@@ -10,10 +10,10 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from trouw.db.engine import session_scope
-from trouw.db.models import Customer, Engagement, Message, Suppression
-from trouw.measure.scripted import deliver_sent, record_scripted
-from trouw.simulate import ScenarioEvent
+from trouw.commands.simulate import ScenarioEvent
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import Customer, Engagement, Message, Suppression
+from trouw.domain.measure.scripted import deliver_sent, record_scripted
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -11,11 +11,11 @@ from sqlalchemy.engine import Engine
 
 from tests.measure.test_report import DAY, T0, _message, _order, _touch
 from tests.measure.test_report_page import _chromium
-from trouw.db.engine import session_scope
-from trouw.db.models import InsightSegmentChange
-from trouw.measure.attribution import AttributionRules
-from trouw.measure.html import write_report
-from trouw.measure.report import journey_report
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import InsightSegmentChange
+from trouw.domain.measure.attribution import AttributionRules
+from trouw.domain.measure.html import write_report
+from trouw.domain.measure.report import journey_report
 
 
 def _segment(s: Any, customer: str, segment: str, at: Any, n: int) -> None:
@@ -71,8 +71,8 @@ def test_the_api_gives_segments_when_asked(scored: Engine, tmp_path: Path) -> No
     from fastapi.testclient import TestClient
 
     from tests.api.conftest import make_keys
-    from trouw.api.app import create_app
     from trouw.settings import Settings
+    from trouw.ways_in.api.app import create_app
 
     keys = make_keys(scored)
     settings = Settings(home=tmp_path, signing_keys=["k"])

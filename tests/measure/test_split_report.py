@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.conftest import ROOT
-from trouw.cli import app
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import Order, SplitAssignment
-from trouw.journey.loader import load_journey
-from trouw.journey.model import SplitStep
-from trouw.journey.split import choose_arm
-from trouw.measure.splits import uplift_report
+from trouw.commands.cli import app
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.models import Order, SplitAssignment
+from trouw.domain.measure.splits import uplift_report
+from trouw.language.journey.loader import load_journey
+from trouw.language.journey.model import SplitStep
+from trouw.language.journey.split import choose_arm
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 AB = ROOT / "journeys" / "examples" / "ab_test.yaml"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trouw.measure.uplift import (
+from trouw.domain.measure.uplift import (
     ArmSample,
     compare,
     cuped_theta,

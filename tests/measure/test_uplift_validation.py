@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from tests.measure.population import make_population
-from trouw.journey.model import SplitStep
-from trouw.journey.split import choose_arm
-from trouw.measure.uplift import ArmSample, Uplift, compare
+from trouw.domain.measure.uplift import ArmSample, Uplift, compare
+from trouw.language.journey.model import SplitStep
+from trouw.language.journey.split import choose_arm
 
 RUNS = 200
 CUSTOMERS = 3000

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trouw.providers.callbacks import MESSAGE_STATUSES, CallbackPayloadError, advance_status
+from trouw.providers.callback_effects import MESSAGE_STATUSES, CallbackPayloadError, advance_status
 from trouw.providers.sendgrid.callbacks import parse_sendgrid_events, verify_sendgrid_signature
 from trouw.providers.twilio.callbacks import (
     classify_inbound_sms,

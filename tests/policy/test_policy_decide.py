@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trouw.policy import (
+from trouw.language.policy import (
     REASON_CODES,
     SUPPRESSION_STOPS,
     Decision,

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from trouw.holidays import easter_sunday, holidays, is_public_holiday
+from trouw.language.holidays import easter_sunday, holidays, is_public_holiday
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trouw.holidays import is_public_holiday
-from trouw.policy import (
+from trouw.language.holidays import is_public_holiday
+from trouw.language.policy import (
     REASON_CODES,
     MessageFacts,
     PolicyConfig,
@@ -20,7 +20,7 @@ from trouw.policy import (
     decide,
     next_sending_time,
 )
-from trouw.vocabulary import CATEGORIES, CHANNELS
+from trouw.language.vocabulary import CATEGORIES, CHANNELS
 
 # Zones with ordinary, half-hour and 30-minute-DST offsets, north and south.
 ZONES = (

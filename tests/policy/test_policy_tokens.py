@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trouw.tokens import InvalidTokenError, TokenPayload, key_id, sign_token, verify_token
+from trouw.domain.tokens import InvalidTokenError, TokenPayload, key_id, sign_token, verify_token
 
 OLD = b"old-key-0123456789abcdef0123456789"
 NEW = b"new-key-fedcba9876543210fedcba9876"

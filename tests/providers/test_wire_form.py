@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.smtp_spool import SmtpServerProcess, smtp_server_process
+from trouw.domain.tokens import TokenPayload, sign_token
 from trouw.providers import email_provider
 from trouw.providers.base import MAX_LINE_OCTETS, OutgoingEmail, PermanentDeliveryError
 from trouw.providers.mime import message_id_for
 from trouw.providers.outbox import OutboxProvider, safe_key
 from trouw.providers.smtp import SmtpProvider
 from trouw.settings import Settings
-from trouw.tokens import TokenPayload, sign_token
 
 SENDER = "Tuincentrum Dé Linde <hallo@delinde.example>"
 

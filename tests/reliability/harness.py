@@ -28,13 +28,13 @@ from tests.e2e.test_slice import free_port
 from tests.fakes import FakeSendGrid, FakeTwilio, ScriptedResponse
 from tests.fakes.faulty_smtp import FaultySmtpServer, random_faults
 from tests.reliability.workload import ReliabilitySendWorkflow
-from trouw.contracts import SendMessageInput
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import Message
-from trouw.ingest import CustomerIn, EventIn, ingest_event
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import Message
+from trouw.domain.ingest import CustomerIn, EventIn, ingest_event
+from trouw.language.contracts import SendMessageInput
 from trouw.providers.mime import message_id_for
 from trouw.settings import Settings
-from trouw.temporal import connect, start_dev_server, wait_for_port
+from trouw.stack.temporal import connect, start_dev_server, wait_for_port
 
 # A Monday morning in Brussels: no quiet hours stand between a message and its send.
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from activities.services import Services
 from tests.reliability.workload import ReliabilitySendWorkflow
 from trouw.providers import email_provider, sms_provider
 from trouw.settings import Settings
-from trouw.temporal import connect
+from trouw.stack.temporal import connect
 
 
 class Latency:

@@ -11,7 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from trouw.contracts import SendMessageInput
+    from trouw.language.contracts import SendMessageInput
     from workflows.options import SEND_OPTIONS
     from workflows.sending import send_message
 

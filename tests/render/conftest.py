@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trouw.render import TemplateStore
+from trouw.domain.render import TemplateStore
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import mjml
 import pytest
 
-from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context
-from trouw.render.environment import html_environment
+from trouw.domain.render import SHIPPED_LOCALES, TemplateStore, sample_context
+from trouw.domain.render.environment import html_environment
 
 
 class _Words(HTMLParser):

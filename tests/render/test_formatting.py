@@ -11,8 +11,8 @@ from babel.numbers import format_currency
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trouw.render import TemplateStore, sample_context
-from trouw.render.environment import babel_locale, html_environment, line_environment
+from trouw.domain.render import TemplateStore, sample_context
+from trouw.domain.render.environment import babel_locale, html_environment, line_environment
 
 NBSP, NNBSP = "\u00a0", "\u202f"
 

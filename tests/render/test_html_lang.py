@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context
-from trouw.render.store import html_lang
+from trouw.domain.render import SHIPPED_LOCALES, TemplateStore, sample_context
+from trouw.domain.render.store import html_lang
 
 
 def lang_of(html: str) -> str:

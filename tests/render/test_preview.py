@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trouw.render import TemplateStore
-from trouw.render.preview import chromium_path, preview
+from trouw.domain.render import TemplateStore
+from trouw.domain.render.preview import chromium_path, preview
 
 
 def test_preview_writes_html_text_and_sms(store: TemplateStore, tmp_path: Path) -> None:

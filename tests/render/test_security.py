@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trouw.render import TemplateError, TemplateStore, sample_context
-from trouw.render.preview import check_templates
+from trouw.domain.render import TemplateError, TemplateStore, sample_context
+from trouw.domain.render.preview import check_templates
 
 MakeEmail = Callable[..., TemplateStore]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trouw.render import sms_segments
+from trouw.domain.render import sms_segments
 
 
 def test_empty_is_zero_segments() -> None:

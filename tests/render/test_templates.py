@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trouw.render import SHIPPED_LOCALES, TemplateError, TemplateStore, sample_context
-from trouw.render.preview import check_templates
+from trouw.domain.render import SHIPPED_LOCALES, TemplateError, TemplateStore, sample_context
+from trouw.domain.render.preview import check_templates
 
 EMAILS = [
     "order_confirmation",

@@ -16,7 +16,7 @@ from typing import Any
 from tests.conftest import ROOT
 from tests.workflows import test_shipped_journeys, test_unsubscribe_scope
 from tests.workflows.scenario import write_scenario
-from trouw.simulate import load_scenario, simulate
+from trouw.commands.simulate import load_scenario, simulate
 
 # Each engine version's histories stay: v1 before the parallel child starts, v2 before an exit
 # on an unsubscribe let a run's transactional messages through, v3 before the engine-efficiency

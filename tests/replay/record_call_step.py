@@ -1,7 +1,7 @@
 """Records histories of a journey whose `call` step reports an event (histories/call_step/).
 
 `python -m tests.replay.record_call_step call_step` was run on the workflow code from before the
-typed call result (CallActivityResult, trouw/contracts.py), when the workflow popped the events
+typed call result (CallActivityResult, trouw/language/contracts.py), when the workflow popped the events
 out of a plain dict: the replay test shows today's code reads that result the same way. Run
 after a deliberate change of that behaviour, never to silence a failing replay test.
 """

@@ -36,7 +36,7 @@ from tests.workflows.test_sending import (
     retry_pending,
     run_to_history,
 )
-from trouw.temporal import binary
+from trouw.stack.temporal import binary
 
 RUNS = {
     "rate_limited_local_send": lambda: Fakes([rate_limited, sent, sent]),

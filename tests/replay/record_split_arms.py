@@ -16,11 +16,11 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 
-import trouw.simulate
+import trouw.commands.simulate
 from tests.conftest import ROOT
 from tests.replay.record import write_histories
 from tests.workflows.scenario import write_scenario
-from trouw.simulate import load_scenario, simulate
+from trouw.commands.simulate import load_scenario, simulate
 
 JOURNEY = """\
 journey: yearly_split
@@ -33,7 +33,7 @@ steps:
       - {name: holdout, weight: 1, holdout: true}
   - {id: wishes, send: sms, template: delivery_notice}
 """
-# h1 lands in the hold-out of yearly_split/ab, m1 in the mail arm (trouw.journey.split).
+# h1 lands in the hold-out of yearly_split/ab, m1 in the mail arm (trouw.language.journey.split).
 CUSTOMERS = ("h1", "m1")
 
 
@@ -78,7 +78,7 @@ async def record(folder: Path) -> list[Path]:
             workdir / "scenario.yaml", customers=customers, events=events, until="380d"
         )
         histories: dict[str, Any] = {}
-        stop = trouw.simulate._stop_customer
+        stop = trouw.commands.simulate._stop_customer
 
         async def stop_and_keep(env: Any, engine: Any, cid: str, kept: Any) -> None:
             found: dict[str, Any] = {}
@@ -86,7 +86,7 @@ async def record(folder: Path) -> list[Path]:
             await _keep_every_cycle(env, found)
             histories.update(found)
 
-        trouw.simulate._stop_customer = stop_and_keep  # type: ignore[assignment]
+        trouw.commands.simulate._stop_customer = stop_and_keep  # type: ignore[assignment]
         await simulate(
             load_scenario(path),
             journeys_dir=journeys,

@@ -26,7 +26,7 @@ from temporalio.worker import (
 )
 from temporalio.workflow import ActivityHandle, ContinueAsNewError
 
-from trouw.worker import WORKFLOWS, workflow_runner
+from trouw.stack.worker import WORKFLOWS, workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 HISTORY_BY_NAME = {

@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from tests.conftest import ROOT
-from trouw import metrics
+from trouw.stack import metrics
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 # Every failure issue 13 names must have an alert.
@@ -33,7 +33,7 @@ _MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
 
 
 def exported() -> dict[str, set[str]]:
-    """Sample name -> label names, for every metric trouw.metrics defines."""
+    """Sample name -> label names, for every metric trouw.stack.metrics defines."""
     names: dict[str, set[str]] = {}
     for collector in [getattr(metrics, name) for name in metrics.__all__]:
         describe = getattr(collector, "describe", None)

@@ -6,7 +6,7 @@ import ctypes.util
 
 import pytest
 
-from trouw.allocator import cap_arenas, trim
+from trouw.stack.allocator import cap_arenas, trim
 
 
 @pytest.mark.skipif(ctypes.util.find_library("c") is None, reason="no C library found")

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from trouw.attributes import (
+from trouw.language.attributes import (
     AttributeDeclaration,
     AttributeValueError,
     attribute_reads,
@@ -17,7 +17,7 @@ from trouw.attributes import (
     needs_activity,
     personal_reads,
 )
-from trouw.journey.model import Journey
+from trouw.language.journey.model import Journey
 from trouw.settings import SettingsError, load_settings
 
 DECLARED = {

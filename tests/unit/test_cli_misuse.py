@@ -9,7 +9,7 @@ import pytest
 from typer.main import get_command
 
 from tests.conftest import ROOT
-from trouw.cli import app, run_command
+from trouw.commands.cli import app, run_command
 
 
 def _commands() -> list[tuple[list[str], object]]:
@@ -109,7 +109,7 @@ def test_a_command_that_runs_keeps_its_own_exit_code(
 
 def test_typo_in_a_command_from_the_shell() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "trouw.cli", "improt", "x"],
+        [sys.executable, "-m", "trouw.commands.cli", "improt", "x"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trouw.cli import run_command
+from trouw.commands.cli import run_command
 
 
 def test_pattern_in_a_problem_is_printed_as_written(

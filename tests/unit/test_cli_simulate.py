@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import run, write_scenario
-from trouw.simulate import (
+from trouw.commands.simulate import (
     RunEntry,
     SimulationResult,
     calendar_day,
@@ -39,7 +39,7 @@ CONTRACT_KEYS = {
 def trouw(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TROUW_")}
     return subprocess.run(
-        [sys.executable, "-m", "trouw.cli", *args],
+        [sys.executable, "-m", "trouw.commands.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

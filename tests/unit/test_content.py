@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from tests.conftest import ROOT
-from trouw.content import content_digest, export_digest
+from trouw.domain.content import content_digest, export_digest
 
 
 def _folders(tmp_path: Path) -> tuple[Path, Path]:

@@ -1,4 +1,4 @@
-"""The typed description of the context (trouw/journey/scope.py) matches what the code builds,
+"""The typed description of the context (trouw/domain/checks/scope.py) matches what the code builds,
 and the sample data for templates contains everything a journey can pass."""
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tests.conftest import ROOT
-from trouw.context import build_context
-from trouw.ingest import EventIn, EventType, LineIn, ProductIn, ingest_event, upsert_product
-from trouw.journey.scope import (
+from trouw.domain.checks.scope import (
     EVENT_DATA,
     Declarations,
     Shape,
@@ -25,8 +23,10 @@ from trouw.journey.scope import (
     uncovered,
     undescribed,
 )
-from trouw.render import SHIPPED_LOCALES, TemplateStore, sample_context
-from trouw.render.preview import check_templates
+from trouw.domain.context import build_context
+from trouw.domain.ingest import EventIn, EventType, LineIn, ProductIn, ingest_event, upsert_product
+from trouw.domain.render import SHIPPED_LOCALES, TemplateStore, sample_context
+from trouw.domain.render.preview import check_templates
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -122,7 +122,7 @@ def test_templates_may_use_trigger_and_events_without_guards(tmp_path: Path) -> 
 
 
 def test_templates_know_the_declared_attributes(tmp_path: Path) -> None:
-    from trouw.journey.scope import NUMBER
+    from trouw.domain.checks.scope import NUMBER
 
     templates = tmp_path / "templates"
     shutil.copytree(ROOT / "templates", templates)

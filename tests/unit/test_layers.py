@@ -11,28 +11,35 @@ import pytest
 from tests.conftest import ROOT
 
 # Modules whose import, anywhere below them, means I/O or a framework: never in the pure layer.
-IMPURE = ("sqlmodel", "sqlalchemy", "fastapi", "trouw.db", "trouw.api", "trouw.settings")
+IMPURE = (
+    "sqlmodel",
+    "sqlalchemy",
+    "fastapi",
+    "trouw.domain.db",
+    "trouw.ways_in.api",
+    "trouw.settings",
+)
 PURE = (
-    "trouw.vocabulary",
-    "trouw.contracts",
-    "trouw.policy",
-    "trouw.holidays",
-    "trouw.attributes",
-    "trouw.journey.triggers",
-    "trouw.journey.plain",
-    "trouw.insight.scoring",
+    "trouw.language.vocabulary",
+    "trouw.language.contracts",
+    "trouw.language.policy",
+    "trouw.language.holidays",
+    "trouw.language.attributes",
+    "trouw.language.journey.triggers",
+    "trouw.language.journey.plain",
+    "trouw.domain.insight.scoring",
 )
 # The assembly and the commands, the only parts of trouw/ that know workflows/ or activities/.
 # Grow this list only with a reason in docs/architecture.md.
 ASSEMBLY = {
-    "trouw.cli",
-    "trouw.health",
-    "trouw.insight_cli",
-    "trouw.publish",
-    "trouw.runtime",
-    "trouw.simulate",
-    "trouw.temporal",
-    "trouw.worker",
+    "trouw.commands.cli",
+    "trouw.stack.health",
+    "trouw.domain.insight.cli",
+    "trouw.domain.publish",
+    "trouw.stack.runtime",
+    "trouw.commands.simulate",
+    "trouw.stack.temporal",
+    "trouw.stack.worker",
 }
 
 
@@ -110,13 +117,58 @@ def test_only_the_assembly_imports_workflows_or_activities() -> None:
 
 
 def test_nothing_below_the_api_imports_it() -> None:
-    commands = {"trouw.cli", "trouw.demo", "trouw.runtime"}
+    commands = {"trouw.commands.cli", "trouw.commands.demo", "trouw.stack.runtime"}
     upward = {
         module
         for module in MODULES
         if module.startswith("trouw")
-        and not module.startswith("trouw.api")
+        and not module.startswith("trouw.ways_in.api")
         and module not in commands
-        and any(name.startswith("trouw.api") for name in _imports(module))
+        and any(name.startswith("trouw.ways_in.api") for name in _imports(module))
     }
     assert upward == set()
+
+
+# --- the tree on disk: trouw/ grouped by layer (docs/architecture.md) -------------------------
+
+LAYERS = ("language", "domain", "providers", "ways_in", "stack", "commands")
+# At the top of trouw/ besides the layers: the package itself and the one settings model.
+TOP = {"trouw", "trouw.settings"}
+
+
+def test_every_module_of_trouw_sits_in_a_layer() -> None:
+    loose = sorted(
+        module
+        for module in MODULES
+        if module.startswith("trouw.") and module not in TOP and module.split(".")[1] not in LAYERS
+    )
+    assert loose == []
+
+
+def _trouw_modules(names: set[str]) -> set[str]:
+    return {name for name in names if name in MODULES and name.startswith("trouw.")}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("trouw.language")))
+def test_the_language_is_pure_and_self_contained(module: str) -> None:
+    assert _impure(_reached(module)) == []
+    outside = _trouw_modules(_reached(module)) - {"trouw.language"}
+    assert sorted(m for m in outside if not m.startswith("trouw.language.")) == []
+
+
+def test_workflows_reach_only_the_language_of_trouw() -> None:
+    reached = set().union(*(_reached(m) for m in MODULES if m.startswith("workflows")))
+    outside = {m for m in _trouw_modules(reached) if not m.startswith("trouw.language")}
+    assert sorted(outside) == []
+
+
+def test_the_sandbox_passes_through_only_the_language() -> None:
+    tree = ast.parse(MODULES["trouw.stack.worker"].read_text(encoding="utf-8"))
+    passthrough = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "PASSTHROUGH" for t in node.targets)
+    )
+    assert [name for name in passthrough if name.split(".")[0] == "trouw"] == ["trouw.language"]
+    assert not {"sqlmodel", "sqlalchemy", "fastapi"} & set(passthrough)

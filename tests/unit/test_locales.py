@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trouw.locales import (
+from trouw.language.locales import (
     LocaleError,
     canonical,
     format_locale,
@@ -99,8 +99,8 @@ def test_regions_and_canonical_case() -> None:
 
 
 def test_pages_and_sms_help_pick_their_language_the_same_way() -> None:
-    from trouw.api.pages import language_of
     from trouw.providers.twilio.callbacks import help_text
+    from trouw.ways_in.api.pages import language_of
 
     assert [language_of(t) for t in ("nl-NL", "fr-FR", "en-GB", "de-BE", None, "")] == [
         "nl",

@@ -10,8 +10,8 @@ import logging
 
 import pytest
 
-from trouw.logs import JsonFormatter, configure_logging, log_context
 from trouw.settings import load_settings
+from trouw.stack.logs import JsonFormatter, configure_logging, log_context
 
 
 def capture() -> tuple[logging.Logger, io.StringIO]:

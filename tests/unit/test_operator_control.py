@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
-from trouw.control import ControlError, hold_decision
-from trouw.db.models import JourneyControl
-from trouw.runs import RunningRun, closed_query, overview, running_query, tally
+from trouw.domain.control import ControlError, hold_decision
+from trouw.domain.db.models import JourneyControl
+from trouw.stack.runs import RunningRun, closed_query, overview, running_query, tally
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 PAUSE = JourneyControl(journey="refill", paused=True, at=NOW - timedelta(hours=2), by="cli:ann")
@@ -114,7 +114,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from trouw.cli import run_command
+    from trouw.commands.cli import run_command
 
     code = run_command(args)
     out = capsys.readouterr()
@@ -165,8 +165,8 @@ def test_journey_pause_and_resume_from_the_cli(
 def test_customer_pause_shows_in_why_and_in_the_export(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trouw.db.engine import get_engine, session_scope
-    from trouw.ingest import CustomerIn, upsert_customer
+    from trouw.domain.db.engine import get_engine, session_scope
+    from trouw.domain.ingest import CustomerIn, upsert_customer
 
     engine = get_engine(f"sqlite:///{cli_env / 'trouw.db'}")
     with session_scope(engine) as session:
@@ -195,9 +195,9 @@ def test_cancel_asks_whose_runs(cli_env: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_held_candidates_are_recorded_running_runs_that_are_no_execution(engine: Engine) -> None:
-    from trouw.db.engine import session_scope
-    from trouw.db.models import JourneyRun
-    from trouw.runs import held_candidates
+    from trouw.domain.db.engine import session_scope
+    from trouw.domain.db.models import JourneyRun
+    from trouw.stack.runs import held_candidates
 
     rows = [
         ("c1", "reactivation", "journey:c1:reactivation:o1", "running"),  # held

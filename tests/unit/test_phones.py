@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trouw.phones import PhoneError, normalise_phone, phone_or_none, phone_region
+from trouw.language.phones import PhoneError, normalise_phone, phone_or_none, phone_region
 
 
 @pytest.mark.parametrize(

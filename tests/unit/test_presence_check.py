@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from trouw.db.models import WorkerPresence
-from trouw.health import presence_check
-from trouw.presence import GONE_AFTER, STALE_AFTER
+from trouw.domain.db.models import WorkerPresence
+from trouw.stack.health import presence_check
+from trouw.stack.presence import GONE_AFTER, STALE_AFTER
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

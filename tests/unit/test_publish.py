@@ -20,11 +20,11 @@ from sqlalchemy.engine import Engine
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
-from trouw.cli import run_command
-from trouw.content import content_digest, files_digest, folder_files
-from trouw.db.engine import make_engine
-from trouw.db.models import ContentBundle, utcnow
-from trouw.publish import (
+from trouw.commands.cli import run_command
+from trouw.domain.content import content_digest, files_digest, folder_files
+from trouw.domain.db.engine import make_engine
+from trouw.domain.db.models import ContentBundle, utcnow
+from trouw.domain.publish import (
     Bundle,
     BundleError,
     PublishedContent,

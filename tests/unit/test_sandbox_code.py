@@ -6,7 +6,7 @@ import importlib.util
 import sys
 
 import workflows
-from trouw.sandbox_code import WorkflowCodeCache, install_workflow_code_cache
+from trouw.stack.sandbox_code import WorkflowCodeCache, install_workflow_code_cache
 
 
 def test_workflow_modules_compile_once_and_still_run_fresh() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_cli_simulate import trouw
-from trouw.journey.loader import JourneyError
-from trouw.simulate import load_scenario
+from trouw.commands.simulate import load_scenario
+from trouw.language.journey.loader import JourneyError
 
 SCENARIO = """start: 2026-03-02T09:00:00+01:00
 until: 30d

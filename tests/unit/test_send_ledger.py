@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from trouw.consent import ConsentState
-from trouw.contracts import SendMessageInput, SendMessageResult
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import Customer, JourneyControl, Message
-from trouw.policy import Decision
+from trouw.domain.consent import ConsentState
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.models import Customer, JourneyControl, Message
+from trouw.domain.send_ledger import InProgress, Lease, Reconcile, Resend, SendLedger, Wait
+from trouw.language.contracts import SendMessageInput, SendMessageResult
+from trouw.language.policy import Decision
 from trouw.providers.base import LookupAnswer, PermanentDeliveryError
-from trouw.send_ledger import InProgress, Lease, Reconcile, Resend, SendLedger, Wait
 from trouw.settings import Settings
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -97,7 +97,7 @@ def test_bad_setting_is_one_line(
 def test_cli_exits_2_on_a_bad_setting(tmp_path: Path) -> None:
     env = {"TROUW_API_PORT": "eighty", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-m", "trouw.cli", "validate"],
+        [sys.executable, "-m", "trouw.commands.cli", "validate"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -8,7 +8,7 @@ import pytest
 from temporalio.service import TLSConfig
 
 from trouw.settings import Settings, SettingsError, load_settings
-from trouw.temporal import TemporalError, tls_config
+from trouw.stack.temporal import TemporalError, tls_config
 
 
 def test_a_dev_server_gets_no_tls() -> None:

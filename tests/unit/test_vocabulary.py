@@ -6,11 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import get_args
 
-from trouw.db.models import Message
-from trouw.journey.plain import hydrate, jsonable
-from trouw.send_ledger import result
-from trouw.vocabulary import FINAL_STATES, STATE_OUTCOMES, MessageState, send_outcome
-from trouw.why import _outcome
+from trouw.domain.db.models import Message
+from trouw.domain.send_ledger import result
+from trouw.domain.why import _outcome
+from trouw.language.journey.plain import hydrate, jsonable
+from trouw.language.vocabulary import FINAL_STATES, STATE_OUTCOMES, MessageState, send_outcome
 
 
 def test_every_ledger_state_has_one_outcome_and_only_final_states_are_settled() -> None:

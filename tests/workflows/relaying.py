@@ -9,10 +9,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from trouw.contracts import CustomerInput, customer_workflow_id
-from trouw.db.engine import session_scope
-from trouw.db.models import InboundEvent
-from trouw.ingest import EventIn, wire_event
+from trouw.domain.db.engine import session_scope
+from trouw.domain.db.models import InboundEvent
+from trouw.domain.ingest import EventIn, wire_event
+from trouw.language.contracts import CustomerInput, customer_workflow_id
 from workflows.customer import CustomerWorkflow
 
 

@@ -7,8 +7,14 @@ from typing import Any
 
 import yaml
 
-from trouw.sample_shop import PRODUCTS
-from trouw.simulate import Scenario, SimulationResult, TimelineEntry, load_scenario, simulate
+from trouw.commands.sample_shop import PRODUCTS
+from trouw.commands.simulate import (
+    Scenario,
+    SimulationResult,
+    TimelineEntry,
+    load_scenario,
+    simulate,
+)
 
 START = "2026-03-02T09:00:00+01:00"
 

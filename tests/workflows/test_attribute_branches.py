@@ -14,13 +14,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.workflows.relaying import purchase, relay
-from trouw.contracts import customer_workflow_id
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import JourneyRun
-from trouw.ingest import ingest_event
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import JourneyRun
+from trouw.domain.ingest import ingest_event
+from trouw.language.contracts import customer_workflow_id
 from trouw.settings import Settings
-from trouw.temporal import binary
-from trouw.worker import build_worker
+from trouw.stack.temporal import binary
+from trouw.stack.worker import build_worker
 
 QUEUE = "attributes-test"
 CARD = "CARD-7731-SECRET"

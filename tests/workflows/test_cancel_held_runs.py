@@ -13,16 +13,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-import trouw.runs
+import trouw.stack.runs
 from activities.services import Services
-from trouw.contracts import CustomerInput, customer_workflow_id
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import JourneyRun, JourneyRunEvent
-from trouw.ingest import EventIn, ingest_event, wire_event
-from trouw.runs import cancel_runs
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import JourneyRun, JourneyRunEvent
+from trouw.domain.ingest import EventIn, ingest_event, wire_event
+from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
-from trouw.temporal import binary
-from trouw.worker import build_worker
+from trouw.stack.runs import cancel_runs
+from trouw.stack.temporal import binary
+from trouw.stack.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
 CUSTOMER = "hc-1"
@@ -53,10 +53,10 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
 
     # The time-skipping server has no custom search attributes: visibility lists no running
     # run of reactivation, which is true (the held run is no execution).
-    async def no_running(*_args: Any, **_kwargs: Any) -> list[trouw.runs.RunningRun]:
+    async def no_running(*_args: Any, **_kwargs: Any) -> list[trouw.stack.runs.RunningRun]:
         return []
 
-    monkeypatch.setattr(trouw.runs, "running_runs", no_running)
+    monkeypatch.setattr(trouw.stack.runs, "running_runs", no_running)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
@@ -74,7 +74,7 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
             await env.sleep(timedelta(seconds=2))
             before = await handle.query("held_runs", result_type=list[str])
 
-            async def cancel(reason: str) -> trouw.runs.CancelReport:
+            async def cancel(reason: str) -> trouw.stack.runs.CancelReport:
                 return await cancel_runs(
                     env.client,
                     engine,

@@ -12,13 +12,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.workflows.relaying import purchase, relay
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import JourneyRun, Message
-from trouw.imports import import_file
-from trouw.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import JourneyRun, Message
+from trouw.domain.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
 from trouw.settings import Settings
-from trouw.temporal import binary
-from trouw.worker import build_worker
+from trouw.stack.temporal import binary
+from trouw.stack.worker import build_worker
+from trouw.ways_in.imports import import_file
 
 QUEUE = "enrichment-test"
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
-from trouw.journey.expressions import bucket
+from trouw.language.journey.expressions import bucket
 
 
 def arm(customer: str) -> str:
@@ -62,8 +62,8 @@ def test_goal_event_ends_the_run_as_a_conversion(tmp_path: Path) -> None:
 
     from sqlmodel import select
 
-    from trouw.db.engine import make_engine, session_scope
-    from trouw.db.models import GoalConversion, JourneyRun
+    from trouw.domain.db.engine import make_engine, session_scope
+    from trouw.domain.db.models import GoalConversion, JourneyRun
 
     customers = [
         {

@@ -11,9 +11,9 @@ from sqlmodel import select
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import START, write_scenario
-from trouw.db.engine import make_engine, session_scope
-from trouw.db.models import GoalConversion, JourneyRun
-from trouw.simulate import load_scenario, simulate
+from trouw.commands.simulate import load_scenario, simulate
+from trouw.domain.db.engine import make_engine, session_scope
+from trouw.domain.db.models import GoalConversion, JourneyRun
 
 JOURNEY = """\
 journey: held_goal

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import write_scenario
-from trouw.simulate import load_scenario, simulate
+from trouw.commands.simulate import load_scenario, simulate
 
 CUSTOMERS = [{"id": "h1", "first_name": "Hanne", "email": "h1@example.com", "locale": "nl-BE"}]
 EVENTS = [

@@ -17,9 +17,9 @@ import pytest
 from sqlmodel import col, select
 
 from tests.conftest import ROOT
-from trouw.db.engine import make_engine, session_scope
-from trouw.db.models import InboundEvent, InsightRefresh, InsightSegmentChange
-from trouw.simulate import RunEntry, SimulationResult, load_scenario, simulate
+from trouw.commands.simulate import RunEntry, SimulationResult, load_scenario, simulate
+from trouw.domain.db.engine import make_engine, session_scope
+from trouw.domain.db.models import InboundEvent, InsightRefresh, InsightSegmentChange
 
 pytestmark = pytest.mark.slow
 SCENARIO = ROOT / "journeys/scenarios/insight_segments.yaml"

@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from trouw.contracts import (
+from trouw.language.contracts import (
     JOURNEY_WORKFLOW,
     RECORD_EVENT_SIGNAL,
     SEND_MESSAGE,
@@ -36,9 +36,9 @@ from trouw.contracts import (
     SendMessageInput,
     SendMessageResult,
 )
-from trouw.journey.model import Journey
-from trouw.temporal import binary
-from trouw.worker import workflow_runner
+from trouw.language.journey.model import Journey
+from trouw.stack.temporal import binary
+from trouw.stack.worker import workflow_runner
 from workflows.journey import JourneyWorkflow
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -12,13 +12,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.e2e.test_slice import free_port
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import InboundEvent, JourneyRun, Message
-from trouw.ingest import EventIn, ingest_event, wire_event
-from trouw.relay import parked_events, record_failure, relay_pending
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import InboundEvent, JourneyRun, Message
+from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.settings import Settings
-from trouw.temporal import binary, deliver
-from trouw.worker import build_worker
+from trouw.stack.relay import parked_events, record_failure, relay_pending
+from trouw.stack.temporal import binary, deliver
+from trouw.stack.worker import build_worker
 
 QUEUE = "relay-test"
 
@@ -143,7 +143,7 @@ async def test_poison_event_is_retried_then_parked_and_never_blocks_others(
 def test_status_lists_parked_events(
     settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trouw.cli import run_command
+    from trouw.commands.cli import run_command
 
     engine = get_engine(settings.effective_database_url)
     with session_scope(engine) as session:

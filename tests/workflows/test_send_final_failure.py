@@ -20,14 +20,14 @@ from temporalio.testing import WorkflowEnvironment
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.fakes import FakeSendGrid
-from trouw.contracts import JourneyResult
-from trouw.db.engine import make_engine, migrate, session_scope
-from trouw.db.models import Customer, JourneyRun, Message
-from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.models import Customer, JourneyRun, Message
+from trouw.domain.ingest import EventIn, ingest_event, wire_event
+from trouw.language.contracts import JourneyResult
 from trouw.providers import aclose_provider
 from trouw.settings import Settings
-from trouw.temporal import binary, deliver
-from trouw.worker import build_worker
+from trouw.stack.temporal import binary, deliver
+from trouw.stack.worker import build_worker
 
 JOURNEY = """\
 journey: receipt

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from tests.workflows.test_journey_control_flow import Fakes, sent, start_run, worker
 from tests.workflows.test_journey_control_flow import client as client  # noqa: F401 (a fixture)
-from trouw.contracts import (
+from trouw.language.contracts import (
     GIVE_UP_SEND,
     SEND_MESSAGE,
     GiveUpSendInput,

@@ -9,7 +9,7 @@ import pytest_asyncio
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
-from trouw.simulate import SimulationResult
+from trouw.commands.simulate import SimulationResult
 
 CUSTOMERS = [
     # unsubscribes in the middle of the wait before the care tips

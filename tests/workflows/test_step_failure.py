@@ -11,8 +11,8 @@ from sqlmodel import select
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
-from trouw.db.engine import make_engine, session_scope
-from trouw.db.models import JourneyRun, Message
+from trouw.domain.db.engine import make_engine, session_scope
+from trouw.domain.db.models import JourneyRun, Message
 
 JOURNEY = """\
 journey: failing

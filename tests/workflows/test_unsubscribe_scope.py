@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
-from trouw.simulate import SimulationResult
+from trouw.commands.simulate import SimulationResult
 
 CUSTOMERS = [
     {"id": "u1", "email": "u1@example.com", "phone": "+32470000011"},  # email unsubscribe

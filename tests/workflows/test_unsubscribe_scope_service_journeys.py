@@ -7,7 +7,7 @@ import pytest_asyncio
 
 from tests.conftest import ROOT
 from tests.workflows.scenario import of, run, write_scenario
-from trouw.simulate import SimulationResult
+from trouw.commands.simulate import SimulationResult
 
 CUSTOMERS = [
     {"id": "r1", "email": "r1@example.com", "phone": "+32470000021"},  # SMS unsubscribe

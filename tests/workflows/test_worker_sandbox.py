@@ -10,13 +10,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
-from trouw.contracts import CustomerInput, customer_workflow_id
-from trouw.db.engine import get_engine, session_scope
-from trouw.db.models import JourneyRun, Message
-from trouw.ingest import EventIn, ingest_event, wire_event
+from trouw.domain.db.engine import get_engine, session_scope
+from trouw.domain.db.models import JourneyRun, Message
+from trouw.domain.ingest import EventIn, ingest_event, wire_event
+from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
-from trouw.temporal import binary
-from trouw.worker import WORKFLOW_PACKAGE, build_worker, workflow_runner
+from trouw.stack.temporal import binary
+from trouw.stack.worker import WORKFLOW_PACKAGE, build_worker, workflow_runner
 from workflows.customer import CustomerWorkflow
 
 

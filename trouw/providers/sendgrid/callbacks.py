@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from trouw.customers import match_customer
-from trouw.db.models import Customer, Message
-from trouw.ingest import EventIn
-from trouw.policy import SuppressionReason
-from trouw.providers.callbacks import CallbackPayloadError, Effect
+from trouw.domain.customers import match_customer
+from trouw.domain.db.models import Customer, Message
+from trouw.domain.ingest import EventIn
+from trouw.language.policy import SuppressionReason
+from trouw.providers.callback_effects import CallbackPayloadError, Effect
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"

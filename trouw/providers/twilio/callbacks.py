@@ -10,13 +10,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlmodel import Session, select
 
-from trouw.customers import match_customer
-from trouw.db.models import Customer, Message
-from trouw.ingest import EventIn
-from trouw.locales import pick_language
-from trouw.phones import phone_or_none
-from trouw.policy import SuppressionReason
-from trouw.providers.callbacks import CallbackPayloadError, Effect
+from trouw.domain.customers import match_customer
+from trouw.domain.db.models import Customer, Message
+from trouw.domain.ingest import EventIn
+from trouw.language.locales import pick_language
+from trouw.language.phones import phone_or_none
+from trouw.language.policy import SuppressionReason
+from trouw.providers.callback_effects import CallbackPayloadError, Effect
 
 InboundKeyword = Literal["stop", "start", "help"]
 

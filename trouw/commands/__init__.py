@@ -1,0 +1,1 @@
+"""The `trouw` command, the simulator and the demo."""

@@ -1,0 +1,1 @@
+"""Journeys, templates and scenarios checked against what the shop declares (settings, database models)."""

@@ -1,0 +1,1 @@
+"""The running stack: the worker, the relay, the runtime and the Temporal plumbing."""

@@ -1,0 +1,243 @@
+"""The outbox relay: events committed to the database reach their customer workflow, once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import col, func, select
+from temporalio.client import Client
+
+from trouw.domain.db.engine import read_scope, session_scope
+from trouw.domain.db.models import InboundEvent
+from trouw.domain.ingest import pending_events, wire_event
+from trouw.language.contracts import CustomerEvent
+from trouw.stack import metrics
+from trouw.stack.temporal import deliver
+
+log = logging.getLogger("trouw.relay")
+# The relay marks handed-off events relayed in one transaction per this many, or per this many
+# seconds, whichever comes first (a mark per event was a write per event).
+MARK_BATCH = 200
+MARK_EVERY = 0.5
+
+
+async def hand_off(
+    engine: Engine,
+    client: Client,
+    source_id: str,
+    *,
+    task_queue: str,
+    search_attributes: bool = True,
+    event: CustomerEvent | None = None,
+) -> None:
+    """Signal-with-start for one stored event, then mark it relayed.
+
+    `event`: the stored event as the caller already read it (the API just wrote it, the sweep
+    just listed it), so the hand-off costs one UPDATE and no read. A crash between the signal
+    and the mark leaves relayed_at empty and the sweep sends it again; the customer workflow
+    drops the repeat by event id, so the journey starts once.
+    """
+
+    def load() -> CustomerEvent:
+        with session_scope(engine) as session:
+            row = session.exec(
+                select(InboundEvent).where(InboundEvent.source_id == source_id)
+            ).one()
+            return wire_event(row)
+
+    # Database work off the event loop: the API serves other requests meanwhile.
+    if event is None:
+        event = await asyncio.to_thread(load)
+    await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
+    await asyncio.to_thread(mark_relayed, engine, [source_id])
+    _log_handed_off(source_id, event)
+
+
+def mark_relayed(engine: Engine, source_ids: Sequence[str]) -> None:
+    """Marks handed-off events relayed, all in one write transaction (one UPDATE)."""
+    if not source_ids:
+        return
+    with session_scope(engine) as session:
+        now = datetime.now(UTC)
+        received = (
+            session.execute(
+                update(InboundEvent)
+                .where(col(InboundEvent.source_id).in_(source_ids))
+                .where(col(InboundEvent.relayed_at).is_(None))
+                .values(relayed_at=now)
+                .returning(col(InboundEvent.received_at))
+            )
+            .scalars()
+            .all()
+        )
+        lags = [max((now - _aware(moment)).total_seconds(), 0.0) for moment in received]
+
+        def observe() -> None:
+            for lag in lags:
+                metrics.RELAY_LAG_SECONDS.observe(lag)
+
+        metrics.on_commit(session, observe)
+
+
+def _log_handed_off(source_id: str, event: CustomerEvent) -> None:
+    log.info(
+        "event %s (%s) handed off to customer %s",
+        source_id,
+        event.type,
+        event.customer_id,
+        extra={"event_id": source_id, "customer": event.customer_id},
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back the naive UTC time it stored.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def intake_figures(engine: Engine, *, now: datetime | None = None) -> tuple[int, float, int]:
+    """Backlog (events not handed off, parked excluded), the oldest one's age in seconds, and
+    the parked events; set into the relay gauges of trouw.stack.metrics."""
+    clock = now or datetime.now(UTC)
+    with read_scope(engine) as session:
+        waiting = (
+            select(func.count(), func.min(InboundEvent.received_at))
+            .select_from(InboundEvent)
+            .where(col(InboundEvent.relayed_at).is_(None), col(InboundEvent.parked_at).is_(None))
+        )
+        count, oldest = session.exec(waiting).one()
+        parked = session.exec(
+            select(func.count())
+            .select_from(InboundEvent)
+            .where(col(InboundEvent.parked_at).is_not(None))
+        ).one()
+    age = (clock - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+    metrics.RELAY_BACKLOG.set(count)
+    metrics.RELAY_OLDEST_SECONDS.set(max(age, 0.0))
+    metrics.PARKED_EVENTS.set(parked)
+    return int(count), max(age, 0.0), int(parked)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff after the n-th failed hand-off: 2 s, 4 s, 8 s ... capped at ten minutes."""
+    return timedelta(seconds=min(2.0 * 2 ** (attempts - 1), 600.0))
+
+
+def record_failure(
+    engine: Engine, source_id: str, error: str, *, max_attempts: int, now: datetime
+) -> bool:
+    """Count a failed hand-off and schedule the retry; park the event at max_attempts (True)."""
+    with session_scope(engine) as session:
+        row = session.exec(select(InboundEvent).where(InboundEvent.source_id == source_id)).one()
+        row.relay_attempts += 1
+        row.relay_error = error[:500]
+        row.relay_next_at = now + retry_delay(row.relay_attempts)
+        parked = row.relay_attempts >= max_attempts
+        if parked:
+            row.parked_at = now
+        session.add(row)
+    return parked
+
+
+def parked_events(engine: Engine) -> list[InboundEvent]:
+    """Events the relay gave up on, oldest first, with their attempts and last error."""
+    with session_scope(engine) as session:
+        return list(
+            session.exec(
+                select(InboundEvent)
+                .where(col(InboundEvent.parked_at).is_not(None))
+                .order_by(col(InboundEvent.id))
+            ).all()
+        )
+
+
+async def relay_pending(
+    engine: Engine,
+    client: Client,
+    *,
+    task_queue: str,
+    search_attributes: bool = True,
+    max_attempts: int = 8,
+    now: datetime | None = None,
+) -> int:
+    """Hand off every due event, oldest first, each on its own; returns how many went through.
+
+    A failing event is counted, backed off and finally parked; the events behind it go on.
+    """
+
+    clock = now or datetime.now(UTC)
+
+    def readable(row: InboundEvent) -> CustomerEvent | None:
+        try:
+            return wire_event(row)
+        except ValidationError:
+            return None  # the hand-off reads it again and fails on its own, counted below
+
+    def pending() -> list[tuple[str, CustomerEvent | None]]:
+        # Read-only: on SQLite a listing of up to 500 events must not hold the write lock that
+        # the API's redemptions and every activity wait for (seen: 1.2 s under load).
+        with read_scope(engine) as session:
+            return [(row.source_id, readable(row)) for row in pending_events(session, now=clock)]
+
+    events = await asyncio.to_thread(pending)
+    relayed = 0
+    # Marked in batches, not one write transaction per event: on SQLite every transaction takes
+    # the one write lock the API's redemptions wait for (100 marks a second held them up).
+    # A crash before the mark sends the batch again; the customer workflow drops repeats.
+    handed: list[str] = []
+    flushed = time.monotonic()
+    for source_id, event in events:
+        try:
+            if event is None:
+                await hand_off(
+                    engine,
+                    client,
+                    source_id,
+                    task_queue=task_queue,
+                    search_attributes=search_attributes,
+                )
+            else:
+                await deliver(
+                    client, event, task_queue=task_queue, search_attributes=search_attributes
+                )
+                handed.append(source_id)
+                _log_handed_off(source_id, event)
+        except Exception as exc:  # this event only: Temporal refused it or was unreachable
+            error = f"{type(exc).__name__}: {exc}"
+            metrics.RELAY_FAILURES.inc()
+            parked = await asyncio.to_thread(
+                record_failure, engine, source_id, error, max_attempts=max_attempts, now=clock
+            )
+            if parked:
+                log.error("event %s parked after %d attempts: %s", source_id, max_attempts, error)
+            else:
+                log.warning("event %s not relayed, will retry: %s", source_id, error)
+        else:
+            relayed += 1
+        if len(handed) >= MARK_BATCH or time.monotonic() - flushed >= MARK_EVERY:
+            await asyncio.to_thread(mark_relayed, engine, handed)
+            handed, flushed = [], time.monotonic()
+    await asyncio.to_thread(mark_relayed, engine, handed)
+    return relayed
+
+
+async def relay_forever(
+    engine: Engine, client: Client, *, task_queue: str, max_attempts: int = 8, every: float = 2.0
+) -> None:
+    while True:
+        try:
+            count = await relay_pending(
+                engine, client, task_queue=task_queue, max_attempts=max_attempts
+            )
+            if count:
+                log.info("relayed %d event(s)", count)
+            await asyncio.to_thread(intake_figures, engine)
+        except Exception:  # a bad moment (Temporal restarting): try again next round
+            log.exception("relay round failed")
+        await asyncio.sleep(every)

@@ -1,0 +1,76 @@
+"""Worker assembly: the workflows and activities on one task queue, stopped gracefully."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import all_activities
+from activities.services import Services
+from trouw.stack.sandbox_code import install_workflow_code_cache
+from trouw.stack.worker_logs import WorkLog
+from workflows.customer import CustomerWorkflow
+from workflows.insight import InsightRefreshWorkflow
+from workflows.journey import JourneyWorkflow
+
+WORKFLOWS: Sequence[type] = (CustomerWorkflow, JourneyWorkflow, InsightRefreshWorkflow)
+# Pure modules the workflows import: passed through the sandbox instead of re-imported per run.
+PASSTHROUGH = ("trouw.language", "pydantic", "jinja2", "markupsafe", "yaml")
+# The workflow modules themselves (see workflow_runner).
+WORKFLOW_PACKAGE = "workflows"
+
+
+def workflow_runner(*, strict: bool = True) -> SandboxedWorkflowRunner:
+    """The sandbox the workflows run in.
+
+    strict (tests, replays, TROUW_WORKER_STRICT_SANDBOX): the workflow modules are imported
+    afresh for every workflow, so a call the sandbox forbids in them (datetime.now, random,
+    I/O) fails the workflow task. Not strict (a running worker by default): they are passed
+    through like the pure modules above, imported once per process. That import per workflow
+    was a sixth of the worker's Python time per purchase (docs/performance.md); what it guards
+    against is kept out by ruff's banned APIs in workflows/ and by the test suite, which runs
+    every workflow strict. The workflow modules hold no state of their own between runs.
+    """
+    install_workflow_code_cache()
+    passthrough = PASSTHROUGH if strict else (*PASSTHROUGH, WORKFLOW_PACKAGE)
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
+    )
+
+
+def build_worker(
+    client: Client,
+    services: Services,
+    *,
+    task_queue: str | None = None,
+    sandboxed: bool = True,
+    strict_sandbox: bool = True,
+    fail_runs_on_errors: bool = False,
+) -> Worker:
+    """The worker; `sandboxed=False` is for the simulator only (see docs/decisions.md);
+    `strict_sandbox`: see workflow_runner (a running worker passes its setting).
+
+    `fail_runs_on_errors` (the simulator): an unexpected exception in workflow code fails the
+    run at once. A production worker retries the workflow task instead, so that deploying a fix
+    lets the run go on; on the time-skipping server such retries stall the whole simulation.
+    """
+    # Validate the journeys now: refusals are logged at start, and the first event does not
+    # wait for every template to be compiled and checked.
+    services.catalog.journeys()
+    return Worker(
+        client,
+        task_queue=task_queue or services.settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=all_activities(services),
+        workflow_runner=(
+            workflow_runner(strict=strict_sandbox) if sandboxed else UnsandboxedWorkflowRunner()
+        ),
+        interceptors=[WorkLog()],
+        max_cached_workflows=services.settings.worker_max_cached_workflows,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        workflow_failure_exception_types=[Exception] if fail_runs_on_errors else [],
+    )

@@ -1,0 +1,1 @@
+"""How data and people reach Trouw: the HTTP API, file imports and webshops."""
