@@ -82,6 +82,8 @@ def report(
 def print_report(body: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from trouw.domain.measure.engagement import ENGAGEMENT_KINDS
+
     verbatim(f"{body['from']} to {body['to']}", to=console)
     if not body["journeys"]:
         verbatim("no journey ran in this period", to=console)
@@ -103,12 +105,7 @@ def print_report(body: dict[str, Any]) -> None:
             "sent",
             "suppressed",
             "deferred",
-            "delivered",
-            "opened",
-            "clicked",
-            "bounced",
-            "complained",
-            "unsubscribed",
+            *ENGAGEMENT_KINDS,
             "orders",
             "revenue",
         )
@@ -124,12 +121,7 @@ def print_report(body: dict[str, Any]) -> None:
                 str(st["sent"]),
                 f"{suppressed}" + (f" ({reasons})" if reasons else ""),
                 str(st["deferred"]),
-                str(st["delivered"]),
-                str(st["opened"]),
-                str(st["clicked"]),
-                str(st["bounced"]),
-                str(st["complained"]),
-                str(st["unsubscribed"]),
+                *(str(st[kind]) for kind in ENGAGEMENT_KINDS),
                 str(st["orders"]),
                 f"{st['revenue']:,.2f}",
             )
