@@ -14,8 +14,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from trouw.domain.db.engine import session_scope
-from trouw.domain.db.models import InboundEvent, Voucher
-from trouw.domain.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
+from trouw.domain.db.models import InboundEvent, Order, Voucher
+from trouw.domain.ingest import (
+    CustomerIn,
+    EventIn,
+    ingest_event,
+    redeem_order_vouchers,
+    upsert_customer,
+)
 from trouw.domain.loyalty import codes, ledger, vouchers
 from trouw.domain.loyalty.vouchers import RedeemRefusedError
 
@@ -187,6 +193,43 @@ def test_a_purchase_carries_the_codes_it_redeemed(engine: Engine) -> None:
         assert row.payload["data"]["vouchers_refused"] == [{"code": foreign, "reason": "foreign"}]
         voucher = session.get(Voucher, code)
         assert voucher is not None and voucher.redeemed_order_id == "R-77"
+
+
+def test_codes_redeemed_on_an_order_stored_before_replace_what_its_event_said(
+    engine: Engine,
+) -> None:
+    # The simulator stores a shop's purchases up front without codes and redeems them at the
+    # purchase's moment: on the stored order, noting afresh which took and which were refused.
+    customers(engine)
+    code = issue(engine)
+    foreign = issue(engine, key="run-5#0:gift", customer="c2")
+    at = T0 + timedelta(days=1)
+    event = EventIn.model_validate(
+        {
+            "id": "e1",
+            "type": "purchase",
+            "customer": "c1",
+            "order": "R-78",
+            "channel": "web",
+            "at": at,
+            "lines": [{"sku": "X", "unit_price": "30"}],
+        }
+    )
+    with session_scope(engine) as session:
+        ingest_event(session, event, now=at)
+    with session_scope(engine) as session:
+        order = session.get(Order, "R-78")
+        assert order is not None
+        data: dict[str, Any] = {"channel": "web", "vouchers_refused": [{"code": "OLD"}]}
+        redeem_order_vouchers(session, order, [code], data, at=at, now=at)
+        assert data["vouchers"] == [code] and "vouchers_refused" not in data
+        redeem_order_vouchers(session, order, [foreign], data, at=at, now=at)
+        assert data["vouchers"] == [] and data["vouchers_refused"] == [
+            {"code": foreign, "reason": "foreign"}
+        ]
+        voucher = session.get(Voucher, code)
+        assert voucher is not None and voucher.redeemed_order_id == "R-78"
+        assert voucher.redeemed_channel == "web"
 
 
 def test_a_customer_is_found_by_id_email_phone_or_card(engine: Engine) -> None:

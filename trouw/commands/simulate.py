@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,6 +37,7 @@ from trouw.domain.ingest import (
     ProductIn,
     TimeZone,
     ingest_event,
+    redeem_order_vouchers,
     upsert_customer,
     upsert_product,
     wire_event,
@@ -817,26 +817,12 @@ def _redeem_now(session: Any, row: InboundEvent, event: ScenarioEvent, moment: d
     """Redeem a stored-up-front purchase's voucher codes at its moment, as ingest would have,
     and tell its journeys which took (the event's `vouchers`)."""
     from trouw.domain.db.models import Order
-    from trouw.domain.loyalty.vouchers import redeem_on_order
 
     order = session.get(Order, event.order)
-    if order is None or event.channel is None:
+    if order is None:
         return
-    accepted, refused = redeem_on_order(
-        session,
-        event.vouchers,
-        customer_id=event.customer,
-        order_id=order.id,
-        channel=event.channel,
-        store=event.store,
-        at=moment,
-        now=moment,
-        total=Decimal(order.total),
-    )
-    data = {**(row.payload.get("data") or {}), "vouchers": accepted}
-    data.pop("vouchers_refused", None)
-    if refused:
-        data["vouchers_refused"] = refused
+    data = dict(row.payload.get("data") or {})
+    redeem_order_vouchers(session, order, event.vouchers, data, at=moment, now=moment)
     row.payload = {**row.payload, "data": data}
     session.add(row)
 

@@ -690,7 +690,7 @@ def _apply_purchase(
     lines, total = _order_lines(session, event)
     order_total = event.total if event.total is not None else total
     session.add(
-        Order(
+        order := Order(
             id=event.order,
             customer_id=event.customer,
             channel=event.channel,
@@ -705,21 +705,39 @@ def _apply_purchase(
     session.add_all(lines)
     if event.vouchers:
         session.flush()
-        accepted, refused = redeem_on_order(
-            session,
-            event.vouchers,
-            customer_id=event.customer,
-            order_id=event.order,
-            channel=event.channel,
-            store=event.store,
-            at=at,
-            now=now or datetime.now(UTC),  # the simulator's clock in a simulation
-            total=order_total,
+        # The simulator's clock in a simulation.
+        redeem_order_vouchers(
+            session, order, event.vouchers, data, at=at, now=now or datetime.now(UTC)
         )
-        data["vouchers"] = accepted
-        if refused:
-            data["vouchers_refused"] = refused
     return {"order_id": event.order, "skus": skus, "data": data}
+
+
+def redeem_order_vouchers(
+    session: Session,
+    order: Order,
+    codes: list[str],
+    data: dict[str, Any],
+    *,
+    at: datetime,
+    now: datetime,
+) -> None:
+    """Redeem the voucher codes a purchase carries on its order, and note in the event's `data`
+    which took (`vouchers`, what its journeys are told) and which were refused (`vouchers_refused`)."""
+    accepted, refused = redeem_on_order(
+        session,
+        codes,
+        customer_id=order.customer_id,
+        order_id=order.id,
+        channel=order.channel,
+        store=order.store,
+        at=at,
+        now=now,
+        total=Decimal(order.total),
+    )
+    data["vouchers"] = accepted
+    data.pop("vouchers_refused", None)
+    if refused:
+        data["vouchers_refused"] = refused
 
 
 def _order_lines(session: Session, event: EventIn) -> tuple[list[OrderLine], Decimal]:
