@@ -36,7 +36,6 @@ import os
 import platform
 import random
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +53,7 @@ ROOT = Path(SCRIPT).parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from bench_load import free_port, pct  # noqa: E402
 
 from trouw.commands.sample_shop import PRODUCTS as CATALOGUE  # noqa: E402
 from trouw.commands.sample_shop import numbered_customer  # noqa: E402
@@ -78,21 +78,6 @@ def purchase(prefix: str, n: int) -> dict[str, Any]:
         "lines": [{"sku": sku, "qty": 1 + rng.randrange(3)} for sku in skus],
         "profile": numbered_customer(cid, n),
     }
-
-
-def pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of unsorted values; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def self_cpu() -> float:

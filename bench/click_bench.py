@@ -36,24 +36,13 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from bench_load import fire_open_loop, free_port, pct  # noqa: E402
 
 from trouw.domain.db.engine import make_engine, migrate  # noqa: E402
 from trouw.domain.db.models import Engagement, Message, TrackedLink  # noqa: E402
 from trouw.domain.measure.links import link_code  # noqa: E402
 
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def seed(url: str, count: int) -> list[str]:
@@ -143,15 +132,11 @@ async def open_loop(
 ) -> dict[str, Any]:
     """Fires GET paths[n] every 1/rate s for `seconds`; latencies (s), lateness, statuses."""
     latencies: list[float] = []
-    late: list[float] = []
     statuses: dict[int, int] = {}
     errors: list[str] = []
-    total = int(rate * seconds)
-    begin = time.perf_counter()
 
-    async def fire(n: int, due: float) -> None:
+    async def fire(n: int) -> None:
         started = time.perf_counter()
-        late.append(started - due)
         try:
             async with http.get(paths[n % len(paths)], allow_redirects=False) as answer:
                 await answer.read()
@@ -161,14 +146,7 @@ async def open_loop(
             return
         latencies.append(time.perf_counter() - started)
 
-    tasks = []
-    for n in range(total):
-        due = begin + n / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(n, due)))
-    await asyncio.gather(*tasks)
+    late = await fire_open_loop(int(rate * seconds), rate, fire)
     return {"latencies": latencies, "late": late, "statuses": statuses, "errors": errors}
 
 
@@ -209,7 +187,7 @@ def _line(label: str, found: dict[str, Any], rate: float) -> str:
     ms = [v * 1000 for v in values]
     return (
         f"  {label}: {len(values)} answered at {rate:.0f}/s {found['statuses']}, "
-        f"p50 {pct(ms, 0.5):.1f} ms, p95 {pct(ms, 0.95):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, "
+        f"p50 {pct(ms, 50):.1f} ms, p95 {pct(ms, 95):.1f} ms, p99 {pct(ms, 99):.1f} ms, "
         f"max {max(ms):.1f} ms; errors {len(found['errors'])}"
     )
 
@@ -291,9 +269,9 @@ def main() -> int:
     print(_line("/c/{code} (click)", found["clicks"], args.rate))
     print(_line("/healthz (reference, same seconds)", found["health"], args.reference_rate))
     late = [v * 1000 for v in found["clicks"]["late"] + found["health"]["late"]]
-    print(f"  generator fired late: p50 {pct(late, 0.5):.1f} ms, p99 {pct(late, 0.99):.1f} ms")
-    clicks_p99 = pct(found["clicks"]["latencies"], 0.99)
-    health_p99 = pct(found["health"]["latencies"], 0.99)
+    print(f"  generator fired late: p50 {pct(late, 50):.1f} ms, p99 {pct(late, 99):.1f} ms")
+    clicks_p99 = pct(found["clicks"]["latencies"], 99)
+    health_p99 = pct(found["health"]["latencies"], 99)
     print(f"  p99 click / p99 healthz: {clicks_p99 / health_p99:.2f}x")
     answered = len(found["clicks"]["latencies"]) + len(found["health"]["latencies"])
     print(

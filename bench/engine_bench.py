@@ -55,7 +55,8 @@ sys.path.insert(0, str(SCRIPT.parent))
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from api_bench import PRODUCTS, OutboxTail, environment, free_port, pct, purchase  # noqa: E402
+from api_bench import PRODUCTS, OutboxTail, environment, purchase  # noqa: E402
+from bench_load import fire_open_loop, free_port, pct  # noqa: E402
 from simulate_bench import export  # noqa: E402
 from temporalio import activity, workflow  # noqa: E402
 
@@ -533,14 +534,7 @@ async def steady(
             accepted_at[f"{prefix}-c{n}@example.com"] = time.time()
 
     snap_a, wall_a = procs.snap(), time.time()
-    start = time.perf_counter()
-    tasks = []
-    for n in range(count):
-        delay = start + n / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(n)))
-    await asyncio.gather(*tasks)
+    await fire_open_loop(count, rate, fire)
     snap_fired, wall_fired = procs.snap(), time.time()
     confirmed, _ = await wait_confirmations(tail, set(accepted_at), opts.drain_bound)
     latencies = [tail.first[a] - t for a, t in accepted_at.items() if a in tail.first]

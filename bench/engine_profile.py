@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(SCRIPT.parent))
 
 import httpx  # noqa: E402
-from api_bench import PRODUCTS, OutboxTail, free_port, purchase  # noqa: E402
+from api_bench import PRODUCTS, OutboxTail, purchase  # noqa: E402
+from bench_load import free_port  # noqa: E402
 
 # (label, file suffix, function name): each row is the cumulative CPU of that entry point.
 STAGES = [

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -41,24 +40,13 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
+from bench_load import fire_open_loop, free_port, pct  # noqa: E402
 
 from trouw.domain.db.engine import make_engine, migrate, session_scope  # noqa: E402
 
 POSTGRES_ADMIN = os.environ.get(
     "TROUW_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def database_url(kind: str, home: Path, name: str) -> str:
@@ -254,8 +242,6 @@ async def open_loop(
     latencies: list[float] = []
     errors: dict[str, int] = {}
     total = int(rate * seconds)
-    start = time.perf_counter()
-    wall = time.time()
 
     async def fire(n: int) -> None:
         began = time.perf_counter()
@@ -268,20 +254,16 @@ async def open_loop(
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
         latencies.append((time.perf_counter() - began) * 1000)
 
-    tasks = []
-    for n in range(total):
-        delay = start + n / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(n)))
-    await asyncio.gather(*tasks)
+    start = time.perf_counter()
+    wall = time.time()
+    await fire_open_loop(total, rate, fire)
     return {
         "requests": float(total),
         "errors": float(sum(errors.values())),
         "error_kinds": errors,  # type: ignore[dict-item]
-        "p50": pct(latencies, 0.50),
-        "p90": pct(latencies, 0.90),
-        "p99": pct(latencies, 0.99),
+        "p50": pct(latencies, 50),
+        "p90": pct(latencies, 90),
+        "p99": pct(latencies, 99),
         "max": max(latencies),
         "achieved_rate": total / (time.perf_counter() - start),
         "from": wall,
@@ -440,8 +422,7 @@ def print_vouchers(
             "request": [r.get("total_ms", 0.0) for r in mine],
         }
         shown = "  ".join(
-            f"{part} {pct(values, 0.5):.1f}/{pct(values, 0.99):.1f}"
-            for part, values in parts.items()
+            f"{part} {pct(values, 50):.1f}/{pct(values, 99):.1f}" for part, values in parts.items()
         )
         print(f"  {name:<34} {shown}")
     if not transactions:
@@ -463,8 +444,8 @@ def print_vouchers(
     ]:
         held = [r[3] for r in rows]
         print(
-            f"    {len(rows):>6} {pct(held, 0.5):>9.1f} {pct(held, 0.99):>7.1f} {max(held):>7.1f}"
-            f" {sum(held) / 1000:>6.2f} {pct([r[2] for r in rows], 0.99):>9.1f}  {role}: {where}"
+            f"    {len(rows):>6} {pct(held, 50):>9.1f} {pct(held, 99):>7.1f} {max(held):>7.1f}"
+            f" {sum(held) / 1000:>6.2f} {pct([r[2] for r in rows], 99):>9.1f}  {role}: {where}"
         )
 
 
@@ -594,8 +575,8 @@ def run_balances(args: argparse.Namespace, kind: str) -> dict[str, float]:
         "swept_s": measured_swept,
         "unswept_s": measured_unswept,
         "sql_sum_s": reference,
-        "lookup_p50_ms": pct(lookups, 0.5),
-        "lookup_p99_ms": pct(lookups, 0.99),
+        "lookup_p50_ms": pct(lookups, 50),
+        "lookup_p99_ms": pct(lookups, 99),
     }
 
 

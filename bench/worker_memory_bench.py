@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(SCRIPT.parent))
 
 import psutil  # noqa: E402
-from api_bench import PRODUCTS, OutboxTail, environment, free_port, purchase  # noqa: E402
+from api_bench import PRODUCTS, OutboxTail, environment, purchase  # noqa: E402
+from bench_load import free_port  # noqa: E402
 from simulate_bench import export  # noqa: E402
 
 TASK_QUEUE = "trouw-memory-bench"
