@@ -163,7 +163,7 @@ async def measure(
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(base_url=base, connector=connector, timeout=timeout) as http:
         warm = codes[-200:]
-        await open_loop(http, args.rate, 1, [f"/c/{c}" for c in warm])
+        warmed = await open_loop(http, args.rate, 1, [f"/c/{c}" for c in warm])
         await open_loop(http, args.reference_rate, 1, ["/healthz"])
         load_start = os.getloadavg()
         cpu_start = cpu_seconds(server)
@@ -178,7 +178,7 @@ async def measure(
         "clicks": clicks,
         "health": health,
         "load": (load_start, load_end),
-        "redirected": len(warm) + clicks["statuses"].get(302, 0),
+        "redirected": warmed["statuses"].get(302, 0) + clicks["statuses"].get(302, 0),
     }
 
 
