@@ -88,6 +88,9 @@ def create_app(settings: Settings, engine: Engine, client: Client | None = None)
                 await purge
             await asyncio.to_thread(state.clicks.close)
             state.clicks = None
+            # The loop outlives the app when the API runs inside `trouw up`: the stack's own
+            # shutdown (stopping the dev server) still needs threads after this pool is gone.
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
             threads.shutdown(wait=False)
 
     app = FastAPI(title="Trouw", version="1", description=DESCRIPTION, lifespan=lifespan)
