@@ -225,6 +225,28 @@ def test_upsert_refuses_an_erased_customer(engine: Engine) -> None:
         assert customer is not None and customer.erased and customer.email is None
 
 
+def test_a_profiles_opt_ins_keep_the_wording_they_were_given_under(engine: Engine) -> None:
+    # The simulator loads its customers this way (wording "simulation"); the API gives none.
+    with session_scope(engine) as session:
+        upsert_customer(
+            session,
+            CustomerIn(id="c1", email="bart@example.com", opt_in={"email": True, "sms": False}),
+            at=AT,
+            source="import",
+            wording_version="simulation",
+        )
+        upsert_customer(session, CustomerIn(id="c2", opt_in={"email": True}), at=AT, source="api")
+    with session_scope(engine) as session:
+        records = session.exec(select(ConsentRecord)).all()
+        assert sorted(
+            (r.customer_id, r.channel, r.granted, r.wording_version) for r in records
+        ) == [
+            ("c1", "email", True, "simulation"),
+            ("c1", "sms", False, "simulation"),
+            ("c2", "email", True, None),
+        ]
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [

@@ -563,23 +563,11 @@ async def simulate(
         for customer in scenario.customers:
             upsert_customer(
                 session,
-                CustomerIn(**customer.model_dump(exclude={"opt_in"})),
+                customer,
                 at=scenario.start,
                 source="import",
+                wording_version="simulation",
             )
-            for channel, granted in customer.opt_in.items():
-                from trouw.domain.consent import record_consent
-
-                record_consent(
-                    session,
-                    customer_id=customer.id,
-                    channel=channel,
-                    scope="promotional",
-                    granted=granted,
-                    at=scenario.start,
-                    source="import",
-                    wording_version="simulation",
-                )
     if scenario.insight is not None:
         _load_shop_history(engine, scenario, shop_purchases)
     env = await WorkflowEnvironment.start_time_skipping(

@@ -572,11 +572,17 @@ def profile_changes(existing: Customer | None, incoming: CustomerIn) -> list[str
 
 
 def apply_profile(
-    session: Session, data: CustomerIn, *, at: datetime, source: str
+    session: Session,
+    data: CustomerIn,
+    *,
+    at: datetime,
+    source: str,
+    wording_version: str | None = None,
 ) -> tuple[Customer, list[str]]:
     """Create or update a customer; returns it and the fields that changed (none when new).
 
-    Every change is appended to the profile_change ledger with its source and time.
+    Every change is appended to the profile_change ledger with its source and time; its opt-ins
+    to the consent ledger with `wording_version` (the consent text the customer agreed to).
     """
     customer = session.get(Customer, data.id)
     if customer is not None and customer.erased:
@@ -611,6 +617,7 @@ def apply_profile(
             granted=granted,
             at=at,
             source=source,
+            wording_version=wording_version,
         )
     return customer, changed
 
@@ -638,10 +645,18 @@ def announce_changes(
 
 
 def upsert_customer(
-    session: Session, data: CustomerIn, *, at: datetime, source: str, announce: bool = True
+    session: Session,
+    data: CustomerIn,
+    *,
+    at: datetime,
+    source: str,
+    announce: bool = True,
+    wording_version: str | None = None,
 ) -> Customer:
     """Create or update a customer; changes to a known one reach its workflow (`announce`)."""
-    customer, changed = apply_profile(session, data, at=at, source=source)
+    customer, changed = apply_profile(
+        session, data, at=at, source=source, wording_version=wording_version
+    )
     if announce:
         announce_changes(session, customer.id, changed, at=at)
     return customer
