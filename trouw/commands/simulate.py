@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -375,21 +375,19 @@ async def simulate_parallel(
                 payload, parts[0], str(journeys_dir), str(templates_dir), str(home / "part-0")
             )
         )
-        done = 0
         timeline: list[TimelineEntry] = []
         runs: list[RunEntry] = []
         outboxes: list[Path] = []
         notes: list[str] = []
         try:
-            for future in asyncio.as_completed([here, *futures]):
-                entries, run_entries, outbox, part_notes = await future
+            async for finished, result in _as_finished([here, *futures], parts):
+                entries, run_entries, outbox, part_notes = result
                 notes.extend(part_notes)
                 timeline.extend(TimelineEntry(**entry) for entry in entries)
                 runs.extend(RunEntry(**entry) for entry in run_entries)
                 outboxes.append(Path(outbox))
-                done += 1
                 if progress:
-                    progress(sum(len(p) for p in parts[:done]), len(ids), "")
+                    progress(finished, len(ids), "")
         except BaseException:
             here.cancel()
             raise
@@ -463,6 +461,24 @@ def _warm_part(journeys: str, templates: str) -> None:
 
 
 PartResult = tuple[list[dict[str, Any]], list[dict[str, Any]], str, list[str]]
+
+
+async def _as_finished(
+    works: list[Awaitable[PartResult]], parts: list[list[str]]
+) -> AsyncIterator[tuple[int, PartResult]]:
+    """Each part's result as it finishes, with the customers of the parts finished so far
+    (`works[n]` simulates `parts[n]`; they finish in any order)."""
+
+    async def sized(size: int, work: Awaitable[PartResult]) -> tuple[int, PartResult]:
+        return size, await work
+
+    finished = 0
+    for next_one in asyncio.as_completed(
+        [sized(len(part), work) for work, part in zip(works, parts, strict=True)]
+    ):
+        size, result = await next_one
+        finished += size
+        yield finished, result
 
 
 def _simulate_part(
