@@ -272,7 +272,8 @@ def _learned_at(
 
 @dataclass(frozen=True)
 class _Answers:
-    """Each candidate's expected orders, P(order) and next-order days for one set of customers."""
+    """Each candidate's expected orders and P(order) for one set of customers, and the
+    next-order days of the one asked for (`_answers`'s dates_for; an empty dict otherwise)."""
 
     counts: dict[str, Array]
     p: dict[str, Array]
@@ -280,23 +281,32 @@ class _Answers:
 
 
 def _answers(
-    h: Histories, bare: _Corrected, learned: _Corrected | None, t: float, *, dates: bool
+    h: Histories,
+    bare: _Corrected,
+    learned: _Corrected | None,
+    t: float,
+    *,
+    dates_for: str | None = None,
 ) -> _Answers:
     z = features(h, bare.model)
     counts = bare.expected_orders(t, h, z)
     p = bare.p_order(t, h, z)
-    nan = np.full(len(h.x), np.nan)
-    days = bare.next_order_days(h, z) if dates else nan
     order = recency_order(h, p)
     out = _Answers(
         counts={"bgnbd": counts, "recency": _handed_out(counts, order, larger_is_likelier=True)},
         p={"bgnbd": p, "recency": _handed_out(p, order, larger_is_likelier=True)},
-        next_days={"bgnbd": days, "recency": _handed_out(days, order, larger_is_likelier=False)},
+        next_days={},
     )
     if learned is not None:
         out.counts["learned"] = learned.expected_orders(t, h, z)
         out.p["learned"] = learned.p_order(t, h, z)
-        out.next_days["learned"] = learned.next_order_days(h, z) if dates else nan
+    # A date is a bisection of some 40 P(order) evaluations per customer: only the chosen one.
+    if dates_for == "learned" and learned is not None:
+        out.next_days["learned"] = learned.next_order_days(h, z)
+    elif dates_for in ("bgnbd", "recency"):
+        days = bare.next_order_days(h, z)
+        out.next_days["bgnbd"] = days
+        out.next_days["recency"] = _handed_out(days, order, larger_is_likelier=False)
     return out
 
 
@@ -326,7 +336,7 @@ def backtest(
     learned = None
     if name == "bgnbd":
         learned = _learned_at(model, before, before_counts, before_window)
-    scored = _answers(earlier, _Corrected(model), learned, float(window_days), dates=False)
+    scored = _answers(earlier, _Corrected(model), learned, float(window_days))
     rmse = {
         candidate: float(np.sqrt(np.mean((values - later_counts) ** 2)))
         for candidate, values in scored.counts.items()
@@ -384,8 +394,8 @@ def forecast(
         available=available,
         earlier_fit=earlier_fit,
     )
-    today = _answers(h, _Corrected(model), learned, float(horizon_days), dates=True)
     counts_model, p_model = choice.expected_orders.model, choice.p_order.model
+    today = _answers(h, _Corrected(model), learned, float(horizon_days), dates_for=p_model)
     # The value's counts are BG/NBD's own: the corrections are learned for the learning window,
     # and BG/NBD's year ranked CDNOW's holdout revenue better (docs/decisions.md).
     year = _Corrected(model).expected_orders(float(value_days), h, features(h, model))
