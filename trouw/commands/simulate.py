@@ -807,13 +807,14 @@ def _load_shop_history(
 
     Voucher codes are left out here: a journey issues them during the simulation, so the
     purchase redeems them at its moment (_redeem_now)."""
+    # A part's purchases carry the id they have in the whole scenario (simulate_parallel); the
+    # whole scenario's are numbered by their place in it, as the customer's run numbers them.
     shop = purchases if purchases is not None else scenario.events
     with session_scope(engine) as session:
         for index, event in enumerate(shop):
             if event.type == "purchase":
-                number = scenario.events.index(event) if purchases is None else index
                 up_front = event.model_copy(update={"vouchers": []})
-                incoming = event_in(scenario, up_front, number)
+                incoming = event_in(scenario, up_front, index)
                 ingest_event(session, incoming, now=scenario.moment(event))
 
 
