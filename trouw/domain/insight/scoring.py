@@ -1,4 +1,4 @@
-"""score_customers: everything insight knows about each customer as of a date."""
+"""score_shop: everything insight knows about each customer as of a date, and the models used."""
 
 from __future__ import annotations
 
