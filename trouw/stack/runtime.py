@@ -294,15 +294,9 @@ async def run_stack(
         if uvicorn_server is not None:
             uvicorn_server.should_exit = True
         for task in tasks:
-            if task.get_name() in (
-                "relay",
-                "content",
-                "presence",
-                "loyalty",
-                "report-fold",
-                "run-sync",
-                "malloc-trim",
-            ):
+            # The loops beside the worker (relay, content, presence, ...) never end by
+            # themselves; the worker, its process and the API are stopped below and above.
+            if task.get_name() not in ("worker", "worker process", "api"):
                 task.cancel()
         if child is not None:
             await _stop_worker(child)
