@@ -46,9 +46,27 @@ READ_ONLY = "trouw_read_only"
 
 
 # How long a writer waits in its process's queue before it goes to SQLite's own wait anyway
-# (a thread that opens a second write transaction while holding one must not hang forever).
+# (a queue place not given back must not stop the process's writers for good).
 QUEUE_TIMEOUT = 30.0
-_queues: dict[str, threading.Lock] = {}
+
+
+class NestedWriteError(RuntimeError):
+    """A thread opened a write transaction while it held one on the same SQLite file: it would
+    wait for itself (QUEUE_TIMEOUT, then busy_timeout) and fail with "database is locked"."""
+
+
+class WriterQueue:
+    """One SQLite file's place to write in this process, and the thread holding it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder: int | None = None
+
+    def locked(self) -> bool:
+        return self.lock.locked()
+
+
+_queues: dict[str, WriterQueue] = {}
 _queues_lock = threading.Lock()
 
 
@@ -66,19 +84,28 @@ class QueuedConnection(sqlite3.Connection):
         super().__init__(database, *args, **kwargs)
         name = str(database)
         if not name or ":memory:" in name or "mode=memory" in name:
-            self.writer_queue = threading.Lock()  # a database of this connection alone
+            self.writer_queue = WriterQueue()  # a database of this connection alone
         else:
             with _queues_lock:
-                self.writer_queue = _queues.setdefault(name, threading.Lock())
+                self.writer_queue = _queues.setdefault(name, WriterQueue())
         self.queued = False
 
     def queue_for_write(self) -> None:
-        self.queued = self.writer_queue.acquire(timeout=QUEUE_TIMEOUT)
+        queue, me = self.writer_queue, threading.get_ident()
+        if queue.holder == me:
+            raise NestedWriteError(
+                "this thread already holds a write transaction on this database and would wait "
+                "for itself: end it first, or do the work in its session"
+            )
+        self.queued = queue.lock.acquire(timeout=QUEUE_TIMEOUT)
+        if self.queued:
+            queue.holder = me
 
     def leave_queue(self) -> None:
         if self.queued:
             self.queued = False
-            self.writer_queue.release()
+            self.writer_queue.holder = None
+            self.writer_queue.lock.release()
 
     def commit(self) -> None:
         try:
