@@ -190,21 +190,28 @@ def _ledger_locked(engine: Engine) -> Iterator[None]:
 
 
 def test_a_click_is_answered_while_the_ledger_is_locked(api: Api, link: str) -> None:
-    answers: list[Any] = []
-    asking = threading.Thread(
-        target=lambda: answers.append(api.client.get(f"/c/{link}", follow_redirects=False))
-    )
-    with _ledger_locked(api.engine):
-        asking.start()
-        asking.join(timeout=20)  # before: the redirect waited for the click's commit
-        assert [a.status_code for a in answers] == [302]
-    asking.join()
+    held, answered, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _ledger_locked(api.engine):
+            held.set()
+            # Until the answer came; the wait only bounds the test when it never comes (before:
+            # the redirect waited for the click's commit, so for this lock to go).
+            answered.wait(60)
+            released.set()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    answer = api.client.get(f"/c/{link}", follow_redirects=False)
+    while_held = not released.is_set()  # in order, not in time
+    answered.set()
+    holder.join()
+    assert answer.status_code == 302 and while_held
     # Recorded behind the answer, once the lock is gone.
     assert clicks_recorded(api.engine, 1)
     [click] = rows(api.engine, Engagement)
-    assert parse_qs(urlsplit(answers[0].headers["location"]).query)["trouw_click"] == [
-        click.session_id
-    ]
+    assert parse_qs(urlsplit(answer.headers["location"]).query)["trouw_click"] == [click.session_id]
 
 
 def test_a_click_written_twice_is_recorded_once(api: Api, tmp_path: Path) -> None:
