@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -205,7 +206,36 @@ def test_customer_reads(api: Api) -> None:
     assert journeys[0]["workflow_id"] == "journey-c1-1"
 
 
-@pytest.mark.parametrize("suffix", ["", "/messages", "/consents", "/journeys"])
+def test_customer_reads_wait_for_no_writer(api: Api) -> None:
+    # On SQLite a read that took the write lock queued behind every write (sends, redemptions)
+    # and held them up in turn; PostgreSQL's reads never wait for a writer.
+    if api.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one write lock")
+    add_customer(api.engine)
+    held, answered, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with api.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")  # its transaction is BEGIN IMMEDIATE
+            held.set()
+            answered.wait(60)  # bounds the test when the reads wait for this lock
+            released.set()
+            connection.rollback()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    statuses = [api.get(f"/v1/customers/c1{suffix}").status_code for suffix in _CUSTOMER_READS]
+    while_held = not released.is_set()  # in order, not in time
+    answered.set()
+    holder.join()
+    assert statuses == [200] * len(_CUSTOMER_READS) and while_held
+
+
+_CUSTOMER_READS = ["", "/messages", "/consents", "/journeys"]
+
+
+@pytest.mark.parametrize("suffix", _CUSTOMER_READS)
 def test_unknown_customer_is_404(api: Api, suffix: str) -> None:
     response = api.get(f"/v1/customers/nobody{suffix}")
     assert response.status_code == 404

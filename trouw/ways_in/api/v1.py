@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from trouw.domain.consent import current_consent
-from trouw.domain.db.engine import session_scope
+from trouw.domain.db.engine import read_scope, session_scope
 from trouw.domain.db.models import ApiKey, ConsentRecord, Customer, JourneyRun, Message
 from trouw.domain.ingest import (
     CustomerIn,
@@ -252,7 +252,8 @@ def customer_consents(session: Session, customer_id: str) -> dict[str, Any]:
 
 async def _read(state: ApiState, customer_id: str, load: Any) -> dict[str, Any]:
     def run() -> dict[str, Any] | None:
-        with session_scope(state.engine) as session:
+        # A read: on SQLite it must not queue for the write lock with sends and redemptions.
+        with read_scope(state.engine) as session:
             if session.get(Customer, customer_id) is None:
                 return None
             found: dict[str, Any] | None = load(session)
@@ -351,7 +352,7 @@ async def get_api_keys(
     """Every key with its scopes and whether it is revoked (never the key or its hash)."""
 
     def load() -> list[ApiKeyPublic]:
-        with session_scope(state.engine) as session:
+        with read_scope(state.engine) as session:
             rows = session.exec(select(ApiKey).order_by(col(ApiKey.id))).all()
             return [
                 ApiKeyPublic(
