@@ -9,7 +9,7 @@ import os
 import random
 from typing import Any
 
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Worker
 
 from activities.messaging import MessagingActivities
 from activities.services import Services
@@ -17,6 +17,7 @@ from tests.reliability.workload import ReliabilitySendWorkflow
 from trouw.providers import email_provider, sms_provider
 from trouw.settings import Settings
 from trouw.stack.temporal import connect
+from trouw.stack.worker import workflow_runner
 
 
 class Latency:
@@ -68,7 +69,9 @@ async def main() -> None:
         task_queue=services.settings.task_queue,
         workflows=[ReliabilitySendWorkflow],
         activities=[messaging.send_message, messaging.give_up_send],
-        workflow_runner=UnsandboxedWorkflowRunner(),
+        # The sandbox a running worker uses (workflow modules passed through, as configured by
+        # TROUW_WORKER_STRICT_SANDBOX), so the run measures the production worker's workflows.
+        workflow_runner=workflow_runner(strict=services.settings.worker_strict_sandbox),
         # Fewer sends at once spread a run over time, so the kills meet sends in every phase.
         max_concurrent_activities=int(os.environ.get("RELIABILITY_CONCURRENCY", "100")),
         max_concurrent_local_activities=int(os.environ.get("RELIABILITY_CONCURRENCY", "100")),
