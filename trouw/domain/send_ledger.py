@@ -221,6 +221,17 @@ class SendLedger:
         session.add(message)
         _count(session, input, "failed", None)
 
+    def ended_unknown(
+        self, session: Session, message: Message, input: SendMessageInput, reason: str, why: str
+    ) -> None:
+        """The provider may have the message and nobody will send or ask again: final unknown."""
+        message.state = "unknown"
+        message.reason = reason
+        message.reason_text = f"the provider may have sent it; {why}"
+        _push_status(message, "unknown", input.now, message.reason_text)
+        session.add(message)
+        _count(session, input, "unknown", reason)
+
     def lease(self, message: Message, input: SendMessageInput, *, length: timedelta) -> Lease:
         """Mark the row in flight for this attempt; the lease that its later writes carry.
 
@@ -284,14 +295,13 @@ class SendLedger:
                         delay = min(delay, answer.settles_at - now)
                     return Wait(heard=heard, retry_in=max(delay, timedelta(seconds=1)))
                 case "give_up":
-                    message.state = "unknown"
-                    message.reason = "unknown_outcome_not_resent"
-                    message.reason_text = (
-                        f"the provider may have sent it; a {message.category} message is not "
-                        f"resent ({heard})"
+                    self.ended_unknown(
+                        session,
+                        message,
+                        input,
+                        "unknown_outcome_not_resent",
+                        f"a {message.category} message is not resent ({heard})",
                     )
-                    _push_status(message, "unknown", input.now, message.reason_text)
-                    _count(session, input, "unknown", message.reason)
                     return result(message)
                 case _:
                     assert_never(verdict)
@@ -350,12 +360,7 @@ class SendLedger:
             if message.state == "claimed":
                 self.failed(session, message, input, why)
                 return result(message)
-            message.state = "unknown"
-            message.reason = unknown_reason
-            message.reason_text = f"the provider may have sent it; not resent ({why})"
-            _push_status(message, "unknown", input.now, message.reason_text)
-            session.add(message)
-            _count(session, input, "unknown", message.reason)
+            self.ended_unknown(session, message, input, unknown_reason, f"not resent ({why})")
             return result(message)
 
     # --- phase 2: what the provider call came to, each in a transaction of its own -----------
