@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         SendMessageInput,
         SendMessageResult,
     )
+    from trouw.language.vocabulary import GiveUpKind
 
     from workflows.options import LOCAL_OPTIONS, SEND_LOCAL_OPTIONS, SEND_OPTIONS
 
@@ -65,16 +67,23 @@ async def send_message(
     except (asyncio.CancelledError, FailureError) as exc:
         if not _cancelled(exc) or not workflow.patched(CANCEL_ENDS_THE_ROW):
             raise
-        now = request.now + (workflow.now() - asked)
-        given_up = GiveUpSendInput(
-            request=request.model_copy(update={"now": now}),
-            reason="in Temporal, while the send was on its way",
-            ended_by="cancelled",
-        )
-        await asyncio.shield(
-            workflow.execute_local_activity(GIVE_UP_SEND, given_up, **LOCAL_OPTIONS)
-        )
+        reason = "in Temporal, while the send was on its way"
+        await asyncio.shield(_give_up(request, asked, reason, "cancelled"))
         raise asyncio.CancelledError(str(exc)) from exc
+
+
+async def _give_up(
+    request: SendMessageInput, since: datetime, reason: str, ended_by: GiveUpKind
+) -> None:
+    """No attempt follows: the ledger row left on its way is ended (`give_up_send`)."""
+    given_up = GiveUpSendInput(request=_at(request, since), reason=reason, ended_by=ended_by)
+    await workflow.execute_local_activity(GIVE_UP_SEND, given_up, **LOCAL_OPTIONS)
+
+
+def _at(request: SendMessageInput, since: datetime) -> SendMessageInput:
+    """The request as of now, `since` being when its `now` was taken: the policy (quiet hours,
+    caps) and the ledger's records judge an attempt or an end at its own time."""
+    return request.model_copy(update={"now": request.now + (workflow.now() - since)})
 
 
 def _cancelled(exc: BaseException) -> bool:
@@ -141,9 +150,8 @@ async def _send(
             if delay and workflow.patched(WAIT_ANNOUNCED_DELAY):
                 since = workflow.now()
                 await workflow.sleep(delay)
-                # Quiet hours, caps and the sent time see the attempt's own time (the
-                # activity's `at_this_attempt` only counts its own retries).
-                request = request.model_copy(update={"now": request.now + (workflow.now() - since)})
+                # The activity's `at_this_attempt` only counts its own retries.
+                request = _at(request, since)
     asked = workflow.now()
     try:
         retried: SendMessageResult = await workflow.execute_activity(
@@ -153,12 +161,7 @@ async def _send(
         if exc.retry_state in _RETRIES_OVER and workflow.patched(GIVE_UP_ENDS_THE_ROW):
             last = exc.cause or exc
             reason = last.message if isinstance(last, FailureError) else str(last)
-            # Recorded at the time the retries ended, as the attempts record theirs.
-            now = request.now + (workflow.now() - asked)
-            given_up = request.model_copy(update={"now": now})
-            await workflow.execute_local_activity(
-                GIVE_UP_SEND, GiveUpSendInput(request=given_up, reason=reason), **LOCAL_OPTIONS
-            )
+            await _give_up(request, asked, reason, "retries_over")
         raise
     return retried
 
