@@ -163,14 +163,12 @@ class JourneyActivities:
             for failure in failures:
                 _record_trigger_failure(session, input, failure)
             for refusal in refusals:
-                _add_event(
+                _not_started(
                     session,
-                    key=f"{input.customer_id}:{event.id}:{refusal.journey.name}:not_started",
-                    customer_id=input.customer_id,
-                    journey=refusal.journey.name,
-                    kind="not_started",
-                    at=input.now,
-                    reason=refusal.reason,
+                    input,
+                    refusal.journey.name,
+                    refusal.reason,
+                    scope=refusal.journey.name,
                     expression=refusal.expression,
                 )
             paused = paused_journeys(session)
@@ -191,30 +189,17 @@ class JourneyActivities:
                 pause = paused.get(journey.name)
                 if pause is not None:
                     # A paused journey starts no runs; the event is not kept for a later resume.
-                    _add_event(
-                        session,
-                        key=f"{input.customer_id}:{event.id}:{workflow_id}:not_started",
-                        customer_id=input.customer_id,
-                        journey=journey.name,
-                        kind="not_started",
-                        at=input.now,
-                        reason=pause_reason(pause),
+                    _not_started(
+                        session, input, journey.name, pause_reason(pause), scope=workflow_id
                     )
                     continue
                 existing = known.get(workflow_id)
                 if existing is not None and existing.event_source_id != event.id:
-                    _add_event(
-                        session,
-                        key=f"{input.customer_id}:{event.id}:{workflow_id}:not_started",
-                        customer_id=input.customer_id,
-                        journey=journey.name,
-                        kind="not_started",
-                        at=input.now,
-                        reason=(
-                            f"re-entry guard: run {workflow_id} was started by event "
-                            f"{existing.event_source_id} (re-entry: {journey.trigger.reentry})"
-                        ),
+                    reason = (
+                        f"re-entry guard: run {workflow_id} was started by event "
+                        f"{existing.event_source_id} (re-entry: {journey.trigger.reentry})"
                     )
+                    _not_started(session, input, journey.name, reason, scope=workflow_id)
                     continue
                 if existing is None:
                     # A savepoint: losing this run to another writer leaves the runs started
@@ -400,6 +385,29 @@ def _add_arm(session: Session, run: JourneyRun, event: RunEventRecord) -> None:
                 at=event.at,
             )
         )
+
+
+def _not_started(
+    session: Session,
+    input: MatchJourneysInput,
+    journey: str,
+    reason: str,
+    *,
+    scope: str,
+    expression: str | None = None,
+) -> None:
+    """The event started no run of `journey` (refused, paused, the re-entry guard), once per
+    event and `scope` (the journey, or the run it would have been)."""
+    _add_event(
+        session,
+        key=f"{input.customer_id}:{input.event.id}:{scope}:not_started",
+        customer_id=input.customer_id,
+        journey=journey,
+        kind="not_started",
+        at=input.now,
+        reason=reason,
+        expression=expression,
+    )
 
 
 def _add_event(session: Session, *, new: bool = False, **fields: Any) -> None:
