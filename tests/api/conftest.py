@@ -6,12 +6,13 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -233,3 +234,31 @@ def woo_headers(body: bytes, topic: str, secret: str = WOO_SECRET) -> dict[str, 
 
 def dumps(payload: Any) -> bytes:
     return json.dumps(payload).encode()
+
+
+T = TypeVar("T")
+
+
+def answered_while_write_locked(engine: Engine, ask: Callable[[], T]) -> tuple[T, bool]:
+    """ask()'s answer while another thread holds SQLite's write lock, and whether it came before
+    that lock was released: in order, not in time (the holder lets go after 60 s, so a read that
+    waits for the lock ends the test, and the answer comes after the release)."""
+    held, answered, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")  # its transaction is BEGIN IMMEDIATE
+            held.set()
+            answered.wait(60)
+            released.set()
+            connection.rollback()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        answer = ask()
+        return answer, not released.is_set()
+    finally:
+        answered.set()
+        holder.join()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, add_customer, add_message, events, rows
+from tests.api.conftest import (
+    Api,
+    add_customer,
+    add_message,
+    answered_while_write_locked,
+    events,
+    rows,
+)
 from tests.conftest import ROOT
 from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import Customer, JourneyRun, Order, Product
@@ -212,23 +218,10 @@ def test_customer_reads_wait_for_no_writer(api: Api) -> None:
     if api.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's one write lock")
     add_customer(api.engine)
-    held, answered, released = threading.Event(), threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with api.engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")  # its transaction is BEGIN IMMEDIATE
-            held.set()
-            answered.wait(60)  # bounds the test when the reads wait for this lock
-            released.set()
-            connection.rollback()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait()
-    statuses = [api.get(f"/v1/customers/c1{suffix}").status_code for suffix in _CUSTOMER_READS]
-    while_held = not released.is_set()  # in order, not in time
-    answered.set()
-    holder.join()
+    statuses, while_held = answered_while_write_locked(
+        api.engine,
+        lambda: [api.get(f"/v1/customers/c1{suffix}").status_code for suffix in _CUSTOMER_READS],
+    )
     assert statuses == [200] * len(_CUSTOMER_READS) and while_held
 
 

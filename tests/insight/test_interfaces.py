@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.api.conftest import Api, add_customer, api, api_settings, sendgrid_signer  # noqa: F401
+from tests.api.conftest import (  # noqa: F401
+    Api,
+    add_customer,
+    answered_while_write_locked,
+    api,
+    api_settings,
+    sendgrid_signer,
+)
 from tests.api.test_browser import Browser, _screenshot, chromium  # noqa: F401 - the fixture
 from tests.conftest import ROOT
 from tests.insight.test_store import AT, _refresh, _regulars, _shop
@@ -31,6 +38,25 @@ LATER = AT + timedelta(days=240)
 def _shop_with_insight(engine: Engine, settings: Settings) -> None:
     _shop(engine, _regulars(240))
     _refresh(engine, settings, "nightly", LATER)
+
+
+def test_insight_reads_wait_for_no_writer(
+    api: Api,  # noqa: F811 - the fixture imported above
+    engine: Engine,
+    settings: Settings,
+) -> None:
+    # On SQLite a read that took the write lock queued behind every write (sends, redemptions).
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one write lock")
+    _shop_with_insight(engine, settings)
+    statuses, while_held = answered_while_write_locked(
+        engine,
+        lambda: [
+            api.get(path).status_code
+            for path in ["/v1/customers/r00/insight", "/v1/insight/segments"]
+        ],
+    )
+    assert statuses == [200, 200] and while_held
 
 
 def test_api_answers_one_customer_and_the_segments(

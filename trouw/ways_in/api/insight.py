@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from trouw.domain.db.engine import session_scope
+from trouw.domain.db.engine import read_scope
 from trouw.domain.insight.store import customer_view, segments_view
 from trouw.language.journey.plain import jsonable
 from trouw.ways_in.api.auth import KeyFirstRoute, Principal, require
@@ -32,7 +32,7 @@ async def get_customer_insight(
     forecasts, the purchase moment and the recommended products."""
 
     def load() -> dict[str, Any] | None:
-        with session_scope(state.engine) as session:
+        with read_scope(state.engine) as session:
             view = customer_view(session, customer_id)
             return jsonable(view) if view is not None else None
 
@@ -54,7 +54,7 @@ async def get_segments(
     """Customers, revenue and average expected value per segment, as of the last refresh."""
 
     def load() -> dict[str, Any]:
-        with session_scope(state.engine) as session:
+        with read_scope(state.engine) as session:
             return dict(jsonable(segments_view(session)))
 
     return await asyncio.to_thread(load)
