@@ -4,6 +4,7 @@ its row on a clean stop, and `trouw status` flags a worker behind the published 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from datetime import timedelta
@@ -91,12 +92,31 @@ def test_a_starting_worker_forgets_rows_a_day_old(engine: Engine) -> None:
 async def test_an_unreachable_database_at_start_does_not_stop_the_worker(tmp_path: Path) -> None:
     """forget_old at start and the first heartbeat fail (the database file cannot be opened):
     the presence task logs and keeps going instead of raising into the worker's run stack."""
+    failures: list[str] = []
+    beat_failed = asyncio.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            failures.append(record.getMessage().split(":")[0])
+            if record.getMessage().startswith("cannot record"):
+                beat_failed.set()
+
+    seen = Seen(logging.WARNING)
+    logging.getLogger("trouw.presence").addHandler(seen)
     unreachable = make_engine(f"sqlite:///{tmp_path / 'missing' / 'trouw.db'}")
     task = asyncio.create_task(report_presence(unreachable, identity="1@host", task_queue="q"))
     try:
-        await asyncio.sleep(1.5)  # start-up forget, first beat, one more look
+        # In order, not in time: the forget failed, then the first beat; the task goes on.
+        waiting = asyncio.ensure_future(beat_failed.wait())
+        await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
         assert not task.done(), task.exception() if task.done() else None
+        assert failures == [
+            "cannot forget old presence rows",
+            "cannot record this worker's presence",
+        ]
     finally:
+        logging.getLogger("trouw.presence").removeHandler(seen)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         unreachable.dispose()
