@@ -20,6 +20,7 @@ from tests.conftest import ROOT
 from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import Customer, JourneyRun, Order, Product
 from trouw.domain.gdpr import erase
+from trouw.stack.relay import stored_event
 
 PURCHASE = {
     "id": "pos-gent-2026-0001",
@@ -223,6 +224,17 @@ def test_customer_reads_wait_for_no_writer(api: Api) -> None:
         lambda: [api.get(f"/v1/customers/c1{suffix}").status_code for suffix in _CUSTOMER_READS],
     )
     assert statuses == [200] * len(_CUSTOMER_READS) and while_held
+
+
+def test_a_stored_event_is_read_for_its_hand_off_without_the_write_lock(api: Api) -> None:
+    # The API hands off derived events (points_changed after a purchase) by reading them back.
+    if api.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one write lock")
+    api.post("/v1/events", PURCHASE)
+    event, while_held = answered_while_write_locked(
+        api.engine, lambda: stored_event(api.engine, str(PURCHASE["id"]))
+    )
+    assert event.id == PURCHASE["id"] and while_held
 
 
 _CUSTOMER_READS = ["", "/messages", "/consents", "/journeys"]

@@ -44,20 +44,20 @@ async def hand_off(
     and the mark leaves relayed_at empty and the sweep sends it again; the customer workflow
     drops the repeat by event id, so the journey starts once.
     """
-
-    def load() -> CustomerEvent:
-        with session_scope(engine) as session:
-            row = session.exec(
-                select(InboundEvent).where(InboundEvent.source_id == source_id)
-            ).one()
-            return wire_event(row)
-
     # Database work off the event loop: the API serves other requests meanwhile.
     if event is None:
-        event = await asyncio.to_thread(load)
+        event = await asyncio.to_thread(stored_event, engine, source_id)
     await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
     await asyncio.to_thread(mark_relayed, engine, [source_id])
     _log_handed_off(source_id, event)
+
+
+def stored_event(engine: Engine, source_id: str) -> CustomerEvent:
+    """The stored event as its workflow gets it; a read (on SQLite it takes no write lock: the
+    API hands off every derived event, points_changed after each purchase, by this read)."""
+    with read_scope(engine) as session:
+        row = session.exec(select(InboundEvent).where(InboundEvent.source_id == source_id)).one()
+        return wire_event(row)
 
 
 def mark_relayed(engine: Engine, source_ids: Sequence[str]) -> None:
