@@ -177,7 +177,7 @@ async def relay_pending(
         try:
             return wire_event(row)
         except ValidationError:
-            return None  # the hand-off reads it again and fails on its own, counted below
+            return None  # read again below, where its error is counted
 
     def pending() -> list[tuple[str, CustomerEvent | None]]:
         # Read-only: on SQLite a listing of up to 500 events must not hold the write lock that
@@ -194,20 +194,11 @@ async def relay_pending(
     flushed = time.monotonic()
     for source_id, event in events:
         try:
-            if event is None:
-                await hand_off(
-                    engine,
-                    client,
-                    source_id,
-                    task_queue=task_queue,
-                    search_attributes=search_attributes,
-                )
-            else:
-                await deliver(
-                    client, event, task_queue=task_queue, search_attributes=search_attributes
-                )
-                handed.append(source_id)
-                _log_handed_off(source_id, event)
+            if event is None:  # unreadable when listed: read again, its error counted below
+                event = await asyncio.to_thread(stored_event, engine, source_id)
+            await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
+            handed.append(source_id)
+            _log_handed_off(source_id, event)
         except Exception as exc:  # this event only: Temporal refused it or was unreachable
             error = f"{type(exc).__name__}: {exc}"
             metrics.RELAY_FAILURES.inc()
