@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -233,12 +235,32 @@ def test_clicks_not_written_at_a_stop_are_written_at_the_next_start(tmp_path: Pa
     def _no_wait(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute("PRAGMA busy_timeout=0")
 
+    refused = threading.Event()
+
+    class Refusals(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "wait to be written: database is locked" in record.getMessage():
+                refused.set()
+
+    seen = Refusals(logging.WARNING)
+    logging.getLogger("trouw.api.clicks").addHandler(seen)
     writer = ClickWriter(impatient, folder=tmp_path)
     writer.start()
-    with _ledger_locked(engine):
+    # SQLite's write lock, held by a connection outside the process's writer queue: the
+    # writer is refused by the database itself, not kept waiting in the queue.
+    other = sqlite3.connect(tmp_path / "trouw.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
         for n in range(3):
             writer.record(_click(f"redirect:{n}"))
-        writer.close(timeout=0.5)
+        # In order, not in time: the database refused the clicks, then the API stops and the
+        # writer tries no more (timeout 0). The wait only bounds a writer that never tries.
+        assert refused.wait(60)
+        writer.close(timeout=0)
+    finally:
+        other.rollback()
+        other.close()
+        logging.getLogger("trouw.api.clicks").removeHandler(seen)
     assert rows(engine, Engagement) == []  # the writer had ended before the lock went
     assert len((tmp_path / UNWRITTEN_FILE).read_text().splitlines()) == 3
     again = ClickWriter(impatient, folder=tmp_path)
