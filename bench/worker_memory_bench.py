@@ -1,27 +1,39 @@
 """Worker memory with many sleeping customers: RSS of one worker process at steps up to 10,000.
 
-Run: .venv/bin/python bench/worker_memory_bench.py                       (10,000 customers)
+Run: .venv/bin/python bench/worker_memory_bench.py            (1,000, 5,000 and 10,000 customers)
      .venv/bin/python bench/worker_memory_bench.py --steps 300,1000 \
          --variants 'default;arenas2:MALLOC_ARENA_MAX=2' --malloc-trim
+     .venv/bin/python bench/worker_memory_bench.py --steps 1000 \
+         --variants 'wft8:BENCH_WORKER_OPTIONS={"max_concurrent_workflow_tasks":8}'
      .venv/bin/python bench/worker_memory_bench.py --steps 1000,3000 --reference main
 Prints a report; docs/performance.md ("Worker memory") has the results. Not a test.
 
 One in-memory `temporal server start-dev` (trouw.stack.temporal.start_dev_server), one SQLite database,
 and per configuration one worker process exactly as `trouw worker` runs it (worker, relay,
 content watch, loyalty sweep, run sync: trouw.stack.runtime.run_stack), with its sticky cache set by
-TROUW_WORKER_MAX_CACHED_WORKFLOWS. This process plays the API: each purchase of a new customer
-(three or two lines, bench/api_bench.purchase) is stored as POST /v1/events stores it and handed
-to the customer's workflow; the worker sends the confirmation and the customer's journeys go to
-sleep (post_purchase waits for the delivery, the others are held until their first wait ends).
-At each step, once every confirmation is in the outbox and the worker has gone quiet, the
-worker's RSS is read. The reference, measured in the same run: the same worker's RSS before the
-first purchase (its imports, journeys, templates, Temporal core).
+TROUW_WORKER_MAX_CACHED_WORKFLOWS (--cache, default 50 as in the product).
 
-Variants (--variants: environment settings of the worker, e.g. MALLOC_ARENA_MAX; --cache; and
+The state it creates is production's after a purchase of a new customer. This process plays the
+API: each purchase (three or two lines, bench/api_bench.purchase) is stored by ingest_event as
+POST /v1/events stores it (event, customer, order and lines) and handed off as the API hands it
+off (trouw.stack.temporal.deliver: signal-with-start of the customer's workflow; then relayed_at
+set, trouw.stack.relay.mark_relayed). Two differences, both in how the same rows are written: 32
+purchases per transaction (--batch) and one relayed_at UPDATE per batch, not one per purchase
+(the API's one each took SQLite's write lock 32 times, which the worker needs for every purchase
+it handles). The worker does the rest as in production: matches the journeys, sends the
+confirmation, and leaves each customer with 2 sleeping workflows (the customer's, and its
+post_purchase run waiting for the delivery) and 3-4 runs held in the customer workflow until their
+first wait ends. At each step, once every confirmation is in the outbox and the worker has gone
+quiet, the worker's RSS is read, with its mappings (main heap, other anonymous memory, files),
+glibc's and pymalloc's accounts and its live Python objects; beside them the CPU per customer of
+the worker, the dev server and this feeder, which shows who sets the pace, and `uptime`. The
+reference, measured in the same run: the same worker's RSS before the first purchase.
+
+Variants (--variants: environment settings of the worker, e.g. MALLOC_ARENA_MAX, or
+BENCH_WORKER_OPTIONS, JSON of temporalio Worker options that are no setting; --cache; and
 --unsandboxed for the runner the simulator uses) run one after the other on fresh servers, each
-with --steps customers. Feeding: purchases are stored --batch at a time (one transaction each)
-and handed off --inflight at a time, with at most --window awaiting their confirmation, so the
-worker, not the feeder, sets the pace.
+with --steps customers. At most --window purchases await their confirmation and --inflight
+signal-with-starts are in flight, so the worker, not the feeder, sets the pace.
 """
 
 from __future__ import annotations
@@ -63,6 +75,16 @@ def worker_child(unsandboxed: bool) -> None:
     from trouw.stack.runtime import run_stack
     from trouw.stack.temporal import quiet_runtime
 
+    options = json.loads(os.environ.get("BENCH_WORKER_OPTIONS") or "{}")
+    if options:
+        # Worker options to try that are no setting (yet), e.g. max_concurrent_workflow_tasks.
+        import functools
+
+        from temporalio.worker import Worker
+
+        import trouw.stack.worker
+
+        trouw.stack.worker.Worker = functools.partial(Worker, **options)  # type: ignore[misc]
     if unsandboxed:
         from temporalio.worker import UnsandboxedWorkflowRunner
 
@@ -109,6 +131,8 @@ def write_census(path: Path) -> None:
     info = path.with_suffix(".malloc.xml").read_text()
     totals = dict(re.findall(r'<total type="(\w+)" count="\d+" size="(\d+)"/>', info[-600:]))
     system = re.findall(r'<system type="current" size="(\d+)"/>', info)
+    free = sum(int(v) for k, v in totals.items() if k in ("fast", "rest"))
+    current = sum(int(x) for x in system[-1:])
     trimmed = None
     if os.environ.get("BENCH_TRIM") == "1":
         import ctypes
@@ -125,15 +149,37 @@ def write_census(path: Path) -> None:
                 "gc_s": {k: round(v, 3) for k, v in GC_TIME.items() if k != "started"},
                 "biggest": [f"{kind} {size // 1024} KiB" for size, kind in biggest],
                 "glibc_mib": {
-                    "free_in_heaps": round(
-                        sum(int(v) for k, v in totals.items() if k in ("fast", "rest")) / 2**20, 1
-                    ),
+                    "free_in_heaps": round(free / 2**20, 1),
+                    "in_use_in_heaps": round((current - free) / 2**20, 1),
                     "mmap_live": round(int(totals.get("mmap", 0)) / 2**20, 1),
-                    "heaps_current": round(sum(int(x) for x in system[-1:]) / 2**20, 1),
+                    "heaps_current": round(current / 2**20, 1),
                 },
+                "pymalloc_mib": pymalloc_mib(path.with_suffix(".pymalloc.txt")),
             }
         )
     )
+
+
+def pymalloc_mib(scratch: Path) -> dict[str, float]:
+    """Python's small-object allocator: its arenas (mmap'ed, outside glibc's heaps) and the
+    bytes in use in them, from sys._debugmallocstats (which writes to the C stderr)."""
+    import sys
+
+    saved = os.dup(2)
+    with scratch.open("wb") as out:
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    text = scratch.read_text()
+    arenas = re.search(r"(\d+) arenas \* (\d+) bytes/arena\s*=\s*([\d,]+)", text)
+    used = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+    return {
+        "arenas": round(int(arenas.group(3).replace(",", "")) / 2**20, 1) if arenas else -1,
+        "in_blocks": round(int(used.group(1).replace(",", "")) / 2**20, 1) if used else -1,
+    }
 
 
 async def census(pid: int, path: Path) -> dict[str, Any]:
@@ -154,6 +200,43 @@ def rss_mib(pid: int) -> float:
 def cpu_s(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU of a process and its children (the dev server)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def mappings_mib(pid: int) -> dict[str, float]:
+    """The worker's resident memory by kind of mapping (/proc/PID/smaps): glibc's main heap,
+    other anonymous memory (its other heaps, pymalloc's arenas, large blocks, thread stacks)
+    and file pages (shared libraries: the Temporal core, libpython, ...)."""
+    kinds = {"main_heap": 0, "anonymous": 0, "files": 0}
+    kind = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        first = line.split(maxsplit=6)
+        if "-" in first[0] and len(first) >= 5:  # a mapping's header: range perms offset ...
+            name = first[5] if len(first) > 5 else ""
+            kind = (
+                "main_heap"
+                if name == "[heap]"
+                else "files"
+                if name.startswith("/")
+                else "anonymous"
+            )
+        elif first[0] == "Rss:":
+            kinds[kind] += int(first[1])
+    return {k: round(v / 1024, 1) for k, v in kinds.items()}
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 async def quiet(
@@ -192,6 +275,7 @@ async def run_config(
     from sqlalchemy.exc import OperationalError
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.service import RPCError
 
     from trouw.domain.db.engine import make_engine, migrate, session_scope
     from trouw.domain.ingest import (
@@ -204,8 +288,8 @@ async def run_config(
     from trouw.domain.loyalty.ledger import take_derived
     from trouw.language.contracts import CustomerEvent
     from trouw.settings import Settings
-    from trouw.stack.relay import hand_off
-    from trouw.stack.temporal import start_dev_server, wait_for_port
+    from trouw.stack.relay import mark_relayed
+    from trouw.stack.temporal import deliver, start_dev_server, wait_for_port
 
     home = Path(tempfile.mkdtemp(prefix="trouw-memory-"))
     settings = Settings(
@@ -261,9 +345,18 @@ async def run_config(
                 break
         before = rss_mib(worker.pid)
         counted = await census(worker.pid, home / "census.json")
+        idle = {
+            "rss_mib": round(before, 1),
+            "threads": psutil.Process(worker.pid).num_threads(),
+            "mappings_mib": mappings_mib(worker.pid),
+            "python_objects": counted.get("objects"),
+            "glibc_mib": counted.get("glibc_mib"),
+            "pymalloc_mib": counted.get("pymalloc_mib"),
+            "uptime": uptime(),
+        }
+        print(f"  {name} before its first purchase: {json.dumps(idle)}", flush=True)
         taken = 0  # purchases stored and handed off so far
         began = time.monotonic()
-        pending: asyncio.Queue[CustomerEvent] = asyncio.Queue()
 
         def store_batch(first: int, count: int) -> list[CustomerEvent]:
             # Many purchases per transaction: one write-lock turn of SQLite for `batch`
@@ -288,19 +381,34 @@ async def run_config(
                     await asyncio.sleep(1)
             raise AssertionError("unreachable")
 
-        async def handler() -> None:
-            while True:
-                event = await pending.get()
-                try:
-                    await hand_off(engine, client, event.id, task_queue=TASK_QUEUE, event=event)
-                except OperationalError:
-                    pass  # stored: the worker's relay hands it off, as after a failed hand-off
-                finally:
-                    pending.task_done()
+        gate = asyncio.Semaphore(inflight)
+        handing: set[asyncio.Task[None]] = set()
 
-        handlers = [asyncio.create_task(handler()) for _ in range(inflight)]
+        async def signal_one(event: CustomerEvent) -> str | None:
+            async with gate:
+                try:
+                    await deliver(client, event, task_queue=TASK_QUEUE)
+                except RPCError:
+                    return None  # stored: the worker's relay hands it off, as in production
+                return event.id
+
+        async def hand_off_batch(events: list[CustomerEvent]) -> None:
+            # The API's hand-off (trouw.stack.relay.hand_off: signal-with-start, then relayed_at
+            # set) with one UPDATE for the batch instead of one per event: 32 fewer turns of
+            # SQLite's write lock, which the worker needs for every purchase it handles.
+            handed = [i for i in await asyncio.gather(*map(signal_one, events)) if i is not None]
+            for attempt in range(10):
+                try:
+                    await asyncio.to_thread(mark_relayed, engine, handed)
+                    return
+                except OperationalError:  # locked: the relay would mark them again anyway
+                    if attempt == 9:
+                        raise
+                    await asyncio.sleep(1)
+
         for step in steps:
             step_began, step_first, step_cpu_before = time.monotonic(), taken, cpu_s(worker.pid)
+            others_before = (tree_cpu_s(server.process.pid), cpu_s(os.getpid()))
             while taken < step:
                 # At most `window` purchases wait for their confirmation: the worker sets the
                 # pace, and the sticky cache is not flooded with customers mid-purchase.
@@ -310,10 +418,12 @@ async def run_config(
                     await asyncio.sleep(0.5)
                     continue
                 count = min(batch, step - taken)
-                for event in await store(taken, count):
-                    pending.put_nowait(event)
+                task = asyncio.create_task(hand_off_batch(await store(taken, count)))
+                handing.add(task)
+                task.add_done_callback(handing.discard)
                 taken += count
-            await pending.join()
+            if handing:
+                await asyncio.gather(*handing)
             deadline = time.monotonic() + 1800
             while time.monotonic() < deadline:
                 tail.poll()
@@ -326,6 +436,9 @@ async def run_config(
             rss = rss_mib(worker.pid)
             step_s = time.monotonic() - step_began
             step_cpu = cpu_s(worker.pid) - step_cpu_before
+            step_n = max(1, taken - step_first)
+            server_ms = (tree_cpu_s(server.process.pid) - others_before[0]) / step_n * 1000
+            feeder_ms = (cpu_s(os.getpid()) - others_before[1]) / step_n * 1000
             row = {
                 "customers": taken,
                 "confirmed": len(tail.first),
@@ -339,7 +452,12 @@ async def run_config(
                 "load": round(os.getloadavg()[0], 1),
                 "threads": psutil.Process(worker.pid).num_threads(),
                 "rate": round((taken - step_first) / step_s, 1),
-                "cpu_ms_each": round(step_cpu / max(1, taken - step_first) * 1000),
+                "cpu_ms_each": round(step_cpu / step_n * 1000),
+                # Where the pace is set: CPU per customer of the dev server and of this feeder.
+                "server_cpu_ms_each": round(server_ms),
+                "feeder_cpu_ms_each": round(feeder_ms),
+                "uptime": uptime(),
+                "mappings_mib": mappings_mib(worker.pid),
             }
             now_counted = await census(worker.pid, home / "census.json")
             grown = {
@@ -350,6 +468,7 @@ async def run_config(
             row["gc_s"] = now_counted.get("gc_s")
             row["biggest"] = now_counted.get("biggest")
             row["glibc_mib"] = now_counted.get("glibc_mib")
+            row["pymalloc_mib"] = now_counted.get("pymalloc_mib")
             if now_counted.get("trimmed") is not None:
                 row["rss_after_malloc_trim_mib"] = round(now_counted["trimmed"], 1)
             row["grown_types"] = dict(sorted(grown.items(), key=lambda kv: -kv[1])[:8])
@@ -360,7 +479,7 @@ async def run_config(
                 flush=True,
             )
     finally:
-        for task in handlers:
+        for task in handing:
             task.cancel()
         worker.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -387,15 +506,15 @@ def report(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
         "",
         "| variant | cache | customers | sleeping workflows | worker RSS MiB | growth over the "
         "worker before its first purchase (reference) | per 1,000 customers | threads "
-        "| customers/s, worker CPU ms each | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| customers/s, worker CPU ms each | dev server, feeder CPU ms each | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         runner = result["variant"] + (" unsandboxed" if result["unsandboxed"] else "")
         previous = (0, result["rss_before_mib"])
         out.append(
             f"| {runner} | {result['cache']} | 0 | 0 | {result['rss_before_mib']} | reference "
-            "| | | | |"
+            "| | | | | |"
         )
         for row in result["steps"]:
             per_k = (row["rss_mib"] - previous[1]) / max(1, row["customers"] - previous[0]) * 1000
@@ -403,7 +522,8 @@ def report(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
                 f"| {runner} | {result['cache']} | {row['customers']} | {row['workflows_running']} "
                 f"| {row['rss_mib']} | +{row['growth_mib']} "
                 f"({row['rss_mib'] / result['rss_before_mib']:.2f}×) | {per_k:+.1f} MiB "
-                f"| {row['threads']} | {row['rate']}, {row['cpu_ms_each']} | {row['load']} |"
+                f"| {row['threads']} | {row['rate']}, {row['cpu_ms_each']} "
+                f"| {row['server_cpu_ms_each']}, {row['feeder_cpu_ms_each']} | {row['load']} |"
             )
             previous = (row["customers"], row["rss_mib"])
     return "\n".join(out)
@@ -427,8 +547,10 @@ async def main(opts: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="1000,2000,5000,10000")
-    parser.add_argument("--cache", type=int, default=100, help="the sticky cache of every variant")
+    parser.add_argument("--steps", default="1000,5000,10000")
+    parser.add_argument(
+        "--cache", type=int, default=50, help="the sticky cache of every variant (50: the default)"
+    )
     parser.add_argument(
         "--variants",
         default="default",
