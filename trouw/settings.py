@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # 0.2 MiB each; one evicted replays its history at its next task. Figures in
     # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
     worker_max_cached_workflows: int = Field(default=50, ge=0, le=100_000)
+    # Workflow tasks a worker runs at once, each on a thread of its own that stays (Temporal's
+    # default: 100 slots, up to 500 threads). The GIL runs one at a time anyway; each thread
+    # the worker keeps costs memory (docs/performance.md, "Worker memory"). Temporal needs >= 2.
+    worker_max_concurrent_workflow_tasks: int = Field(default=8, ge=2, le=10_000)
     # glibc's allocator in a worker process (trouw/stack/allocator.py): at most this many heaps (0:
     # glibc's default, 8 per core), and free memory handed back to the system every so many
     # seconds (0: never). Figures in docs/performance.md ("Worker memory").

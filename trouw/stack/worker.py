@@ -71,6 +71,7 @@ def build_worker(
         ),
         interceptors=[WorkLog()],
         max_cached_workflows=services.settings.worker_max_cached_workflows,
+        max_concurrent_workflow_tasks=services.settings.worker_max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_failure_exception_types=[Exception] if fail_runs_on_errors else [],
     )
