@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         CUSTOMER_WORKFLOW,
         HELD_RUNS_QUERY,
         MATCH_JOURNEYS,
+        NEXT_WAKE_QUERY,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
         RECORD_RUN,
@@ -114,6 +115,11 @@ class CustomerWorkflow:
                 if held.plan.due is not None
             )
         return text
+
+    @workflow.query(name=NEXT_WAKE_QUERY)
+    def next_wake(self) -> datetime | None:
+        """When the first held run starts (its first wait ends), if any run is held."""
+        return min((h.plan.due for h in self._waiting.values() if h.plan.due), default=None)
 
     @workflow.query(name=HELD_RUNS_QUERY)
     def held_runs(self) -> list[str]:

@@ -12,6 +12,7 @@ from temporalio.common import SearchAttributeKey
 with workflow.unsafe.imports_passed_through():
     from trouw.language.contracts import (
         JOURNEY_WORKFLOW,
+        NEXT_WAKE_QUERY,
         PING_SIGNAL,
         RECORD_EVENT_SIGNAL,
         STATUS_QUERY,
@@ -51,6 +52,10 @@ class JourneyWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> str:
         return self._run.status()
+
+    @workflow.query(name=NEXT_WAKE_QUERY)
+    def next_wake(self) -> datetime | None:
+        return self._run.next_wake()
 
     @workflow.run
     async def run(self, input: JourneyInput) -> JourneyResult:

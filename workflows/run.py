@@ -184,6 +184,10 @@ class JourneyRunner:
         assert self._input is not None
         return run_event(event, order_id=self._input.order_id, skus=self._input.skus)
 
+    def next_wake(self) -> datetime | None:
+        """The end of the wait the run is in, if any (a query: no history)."""
+        return None if self._ended is not None else self._wake
+
     def status(self) -> str:
         name = self._journey.name if self._journey else "journey"
         if self._ended is not None:

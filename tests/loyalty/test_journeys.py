@@ -58,7 +58,7 @@ def test_referral_invitation_is_promotional_and_both_sides_are_rewarded(
 
 
 def test_a_redeemed_welcome_gift_gets_no_expiry_reminder(result: SimulationResult) -> None:
-    # m1 redeemed WELKOM-M1-1 on order p2: the reminder journey for it exited.
+    # m1 redeemed WELKOM-M1-1 on order p2: the sweep derives no voucher_expiring for it.
     reminders = of(result, "m1", template="voucher_expiry", outcome="sent")
     assert [e.subject for e in reminders] == ["Je tegoedbon vervalt op 6 juni 2026"]  # VRIEND
     engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
@@ -74,6 +74,31 @@ def test_a_redeemed_welcome_gift_gets_no_expiry_reminder(result: SimulationResul
         "WELKOM-M1-1",
         "WELKOM-M2-1",
         "WELKOM-M3-1",
+    ]
+
+
+def test_an_expiring_voucher_is_reminded_at_once_when_the_sweep_derives_it(
+    result: SimulationResult,
+) -> None:
+    # voucher_expiring comes voucher_expiring_days (7) before the end; the run sends at once.
+    # VRIEND-M1-1 was issued to m1 (the referrer) while m2 was simulated; WELKOM-M3-1 at m3's
+    # purchase, with no later event of m3's before its expiry: both are swept at their moment.
+    starts = [
+        (e.customer, e.at, e.reason)
+        for e in result.runs
+        if e.journey == "voucher_expiry" and e.outcome == "started"
+    ]
+    assert sorted(starts) == [
+        ("m1", "2026-05-30T10:00:00+02:00", "voucher_expiring event voucher_expiring:VRIEND-M1-1"),
+        ("m2", "2026-04-29T10:00:00+02:00", "voucher_expiring event voucher_expiring:WELKOM-M2-1"),
+        ("m2", "2026-05-30T10:00:00+02:00", "voucher_expiring event voucher_expiring:VRIEND-M2-1"),
+        ("m3", "2026-04-25T10:00:00+02:00", "voucher_expiring event voucher_expiring:WELKOM-M3-1"),
+    ]
+    [reminder] = of(result, "m1", template="voucher_expiry")
+    assert (reminder.at, reminder.outcome) == ("2026-05-30T10:00:00+02:00", "sent")
+    # Without a promotional opt-in the reminder is refused, as before.
+    assert [e.reason for e in of(result, "m3", template="voucher_expiry")] == [
+        "no_promotional_opt_in"
     ]
 
 

@@ -742,13 +742,29 @@ async def _simulate_customer(
             )
 
     async def sweep_until(limit: datetime) -> None:
-        # What becomes due with time alone (expiring points and vouchers), at its moment.
+        # What becomes due with time alone (expiring points and vouchers), at its moment, for
+        # this customer and the others it reached (a referrer's reward voucher). A run that
+        # wakes before then may issue a voucher (a win-back after its wait) whose expiry is due
+        # before the limit too: stop at each wake-up and look again.
         while True:
             now = await env.get_current_time() + shift
+            swept = [customer_id, *sorted(others)]
             with session_scope(engine) as session:
-                due = next_due(
-                    session, customer_id, after=now, expiring_days=settings.voucher_expiring_days
-                )
+                dues = [
+                    (moment, who)
+                    for who in swept
+                    if (
+                        moment := next_due(
+                            session, who, after=now, expiring_days=settings.voucher_expiring_days
+                        )
+                    )
+                    is not None
+                ]
+            due = min((moment for moment, _who in dues), default=None)
+            wake = await _next_wake(env, engine, customer_id, after=now)
+            if wake is not None and wake < min(limit, due or limit):
+                await _advance(env, wake + _WAKE_SETTLE - shift)
+                continue
             if due is None or due > limit:
                 return
             await _advance(env, due - shift)
@@ -757,7 +773,7 @@ async def _simulate_customer(
                     session,
                     now=due,
                     expiring_days=settings.voucher_expiring_days,
-                    customer_ids=[customer_id],
+                    customer_ids=sorted({who for moment, who in dues if moment == due}),
                 )
                 derived = [wire_event(row) for row in take_derived(session)]
             await hand_over(derived)
@@ -875,6 +891,41 @@ def _finish_refreshes(engine: Any, scenario: Scenario) -> None:
     for moment in scenario.refreshes():
         if refresh_staged(engine, _refresh_id(moment)):
             finish_refresh(engine, refresh_id=_refresh_id(moment), now=moment)
+
+
+# How far past a wake-up the simulator stops: the woken run's activities (a voucher issued)
+# finish before the time-skipping server moves the clock on.
+_WAKE_SETTLE = timedelta(seconds=1)
+
+
+async def _next_wake(
+    env: Any, engine: Any, customer_id: str, *, after: datetime
+) -> datetime | None:
+    """The first moment after `after` (the scenario's clock, as the workflows read it) at which
+    one of the customer's workflows wakes by itself: a running run's wait, or a run the customer workflow holds."""
+    from temporalio.service import RPCError
+
+    from trouw.language.contracts import NEXT_WAKE_QUERY, customer_workflow_id
+
+    with session_scope(engine) as session:
+        runs = list(
+            session.exec(
+                select(JourneyRun.workflow_id).where(
+                    JourneyRun.customer_id == customer_id, JourneyRun.status == "running"
+                )
+            ).all()
+        )
+    wakes: list[datetime] = []
+    for workflow_id in [customer_workflow_id(customer_id), *runs]:
+        try:
+            wake = await env.client.get_workflow_handle(workflow_id).query(
+                NEXT_WAKE_QUERY, result_type=datetime | None
+            )
+        except RPCError:  # not started (held), or ended since it was listed
+            continue
+        if wake is not None and wake > after:
+            wakes.append(wake)
+    return min(wakes, default=None)
 
 
 async def _advance(env: Any, env_moment: datetime) -> None:

@@ -16,6 +16,9 @@ RECORD_EVENT_SIGNAL = "record_event"
 PING_SIGNAL = "ping"  # answered by a running journey run: nothing else happens
 STATUS_QUERY = "status"
 HELD_RUNS_QUERY = "held_runs"  # the customer workflow's runs not started yet (RunPlan.due)
+# When a workflow wakes next by itself (a run's wait, a held run's start); the simulator
+# stops there to sweep what the wake-up issued (a voucher) at its own moment.
+NEXT_WAKE_QUERY = "next_wake"
 # An operator's cancel of a journey reaches the customer workflow's held runs of it by this.
 CANCEL_HELD_RUNS_SIGNAL = "cancel_held_runs"
 # Activity wire names: workflows call the activities by these, the activities register under them.
