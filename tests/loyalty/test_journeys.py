@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,31 @@ def test_level_reached_is_service_and_sent_once(result: SimulationResult) -> Non
     assert level.at == "2026-03-17T09:00:00+01:00"
 
 
+def test_level_reached_issues_the_levels_gift_and_the_mail_shows_it(
+    result: SimulationResult,
+) -> None:
+    # zilver's gift (config: voucher = 5, voucher_days 60), issued by the level's run.
+    engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
+    with session_scope(engine) as session:
+        gift = session.get(Voucher, "NIVEAU-M1-1")
+        assert gift is not None
+        assert (gift.value, gift.journey, gift.reason) == (
+            Decimal("5.00"),
+            "loyalty_level",
+            "level zilver reached",
+        )
+        assert gift.expires_at - gift.issued_at == timedelta(days=60)
+        assert gift.message_key is not None and "loyalty_level" in gift.message_key
+    engine.dispose()
+    [html] = [
+        path
+        for folder in {result.outbox_dir, *result.outbox_dirs}
+        for path in folder.rglob("*loyalty_level_zilver*congratulate*.html")
+    ]
+    text = html.read_text()
+    assert "NIVEAU-M1-1" in text and "tegoedbon van € 5,00" in text.replace("\xa0", " ")
+
+
 def test_referral_invitation_is_promotional_and_both_sides_are_rewarded(
     result: SimulationResult,
 ) -> None:
@@ -60,7 +87,10 @@ def test_referral_invitation_is_promotional_and_both_sides_are_rewarded(
 def test_a_redeemed_welcome_gift_gets_no_expiry_reminder(result: SimulationResult) -> None:
     # m1 redeemed WELKOM-M1-1 on order p2: the sweep derives no voucher_expiring for it.
     reminders = of(result, "m1", template="voucher_expiry", outcome="sent")
-    assert [e.subject for e in reminders] == ["Je tegoedbon vervalt op 6 juni 2026"]  # VRIEND
+    assert [e.subject for e in reminders] == [
+        "Je tegoedbon vervalt op 16 mei 2026",  # NIVEAU, the level's gift
+        "Je tegoedbon vervalt op 6 juni 2026",  # VRIEND
+    ]
     engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
     with session_scope(engine) as session:
         voucher = session.get(Voucher, "WELKOM-M1-1")
@@ -69,6 +99,7 @@ def test_a_redeemed_welcome_gift_gets_no_expiry_reminder(result: SimulationResul
         codes = sorted(session.exec(select(Voucher.code)).all())
     engine.dispose()
     assert codes == [
+        "NIVEAU-M1-1",
         "VRIEND-M1-1",
         "VRIEND-M2-1",
         "WELKOM-M1-1",
@@ -89,13 +120,16 @@ def test_an_expiring_voucher_is_reminded_at_once_when_the_sweep_derives_it(
         if e.journey == "voucher_expiry" and e.outcome == "started"
     ]
     assert sorted(starts) == [
+        ("m1", "2026-05-09T10:00:00+02:00", "voucher_expiring event voucher_expiring:NIVEAU-M1-1"),
         ("m1", "2026-05-30T10:00:00+02:00", "voucher_expiring event voucher_expiring:VRIEND-M1-1"),
         ("m2", "2026-04-29T10:00:00+02:00", "voucher_expiring event voucher_expiring:WELKOM-M2-1"),
         ("m2", "2026-05-30T10:00:00+02:00", "voucher_expiring event voucher_expiring:VRIEND-M2-1"),
         ("m3", "2026-04-25T10:00:00+02:00", "voucher_expiring event voucher_expiring:WELKOM-M3-1"),
     ]
-    [reminder] = of(result, "m1", template="voucher_expiry")
-    assert (reminder.at, reminder.outcome) == ("2026-05-30T10:00:00+02:00", "sent")
+    assert [(e.at, e.outcome) for e in of(result, "m1", template="voucher_expiry")] == [
+        ("2026-05-09T10:00:00+02:00", "sent"),
+        ("2026-05-30T10:00:00+02:00", "sent"),
+    ]
     # Without a promotional opt-in the reminder is refused, as before.
     assert [e.reason for e in of(result, "m3", template="voucher_expiry")] == [
         "no_promotional_opt_in"

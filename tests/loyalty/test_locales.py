@@ -88,3 +88,32 @@ def test_every_loyalty_template_speaks_each_shipped_locale(template: str) -> Non
         locale: store.strings(template, locale)["subject"] for locale in ("nl-BE", "fr-BE", "en")
     }
     assert len(set(subjects.values())) == 3  # three languages, three subjects
+
+
+# What the level mail's gift box says in each shipped locale (strings.*.yaml of loyalty_level).
+GIFT_WORDS = {
+    "nl-BE": ("Je niveaugeschenk", "klantenkaart scant"),
+    "nl-NL": ("Je niveaugeschenk", "klantenpas wordt gescand"),
+    "fr-BE": ("Votre cadeau de niveau", "carte de fidélité"),
+    "en": ("Your level gift", "loyalty card"),
+}
+
+
+@pytest.mark.parametrize("locale", SHIPPED_LOCALES)
+def test_the_level_mail_shows_the_gift_voucher_and_no_box_without_one(locale: str) -> None:
+    store = TemplateStore(ROOT / "templates")
+    context = sample_context("loyalty_level", locale)
+    code = context["voucher"]["code"]
+    gift = store.render_email("loyalty_level", locale, context)
+    label, terms = GIFT_WORDS[locale]
+    for part in (gift.html, gift.text):
+        assert code in part and label in part and terms in part
+    # A level without a gift (issue_level_voucher returns nothing), or a run of the version
+    # before the gift (no `voucher` at all): the same mail without the box.
+    for without in (
+        {**context, "voucher": {}},
+        {k: v for k, v in context.items() if k != "voucher"},
+    ):
+        plain = store.render_email("loyalty_level", locale, without)
+        assert code not in plain.html and label not in plain.text
+        assert plain.subject == gift.subject

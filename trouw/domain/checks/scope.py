@@ -177,7 +177,7 @@ DERIVED_EVENTS = (
     "referral_converted",
 )
 # Results of the activities journeys can `call`, by name (`as: voucher` keeps one).
-CALL_RESULTS: dict[str, Shape] = {"issue_voucher": VOUCHER}
+CALL_RESULTS: dict[str, Shape] = {"issue_voucher": VOUCHER, "issue_level_voucher": VOUCHER}
 ANY_EVENT = "any"
 CUSTOM_PREFIX = "custom:"
 

@@ -21,6 +21,10 @@ class Tier(BaseModel):
 
     name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
     threshold: int = Field(ge=0)
+    # The gift voucher (in euro) a member gets on reaching this level, valid `voucher_days`
+    # (`call: issue_level_voucher`, the shipped loyalty_level journey); none: no gift.
+    voucher: Decimal | None = Field(default=None, gt=0, le=10_000)
+    voucher_days: int = Field(default=60, ge=1, le=3650)
 
 
 class Campaign(BaseModel):
@@ -56,8 +60,8 @@ class Campaign(BaseModel):
 def _default_tiers() -> list[Tier]:
     return [
         Tier(name="brons", threshold=0),
-        Tier(name="zilver", threshold=500),
-        Tier(name="goud", threshold=1500),
+        Tier(name="zilver", threshold=500, voucher=Decimal(5)),
+        Tier(name="goud", threshold=1500, voucher=Decimal(10)),
     ]
 
 
@@ -316,6 +320,11 @@ def level_of(tiers: Sequence[Tier], points: int) -> Level:
         next_name=upper.name if upper else None,
         next_at=upper.threshold if upper else None,
     )
+
+
+def tier_named(tiers: Sequence[Tier], name: str) -> Tier | None:
+    """The tier of that name under today's rules (none when it was renamed or removed)."""
+    return next((tier for tier in tiers if tier.name == name), None)
 
 
 def levels_reached(tiers: Sequence[Tier], before: int, after: int) -> list[str]:
