@@ -746,6 +746,11 @@ async def _simulate_customer(
         # this customer and the others it reached (a referrer's reward voucher). A run that
         # wakes before then may issue a voucher (a win-back after its wait) whose expiry is due
         # before the limit too: stop at each wake-up and look again.
+        now = await env.get_current_time() + shift
+        if now + _WAKE_SETTLE < limit:
+            # What was just handed over (or woke) runs before the clock moves on: the runs
+            # reach their waits, and a voucher they issue is in the ledger, before we look.
+            await _advance(env, now + _WAKE_SETTLE - shift)
         while True:
             now = await env.get_current_time() + shift
             swept = [customer_id, *sorted(others)]
@@ -893,8 +898,8 @@ def _finish_refreshes(engine: Any, scenario: Scenario) -> None:
             finish_refresh(engine, refresh_id=_refresh_id(moment), now=moment)
 
 
-# How far past a wake-up the simulator stops: the woken run's activities (a voucher issued)
-# finish before the time-skipping server moves the clock on.
+# How far past a hand-over or a wake-up the simulator stops before it looks: the time-skipping
+# server moves its clock only once the workflows and activities that were due have run.
 _WAKE_SETTLE = timedelta(seconds=1)
 
 
