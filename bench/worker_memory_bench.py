@@ -183,6 +183,8 @@ def pymalloc_mib(scratch: Path) -> dict[str, float]:
 
 
 async def census(pid: int, path: Path) -> dict[str, Any]:
+    if os.environ.get("BENCH_NO_CENSUS") == "1":
+        return {}
     await asyncio.to_thread(path.unlink, missing_ok=True)
     os.kill(pid, signal.SIGUSR1)
     for _ in range(120):
@@ -328,21 +330,35 @@ async def run_config(
     args = [sys.executable, str(script), "--worker-child"]
     if unsandboxed:
         args.append("--unsandboxed")
-    log = (home / "worker.log").open("wb")
-    worker = await asyncio.to_thread(
-        subprocess.Popen, args, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
-    tail = OutboxTail(home / "outbox" / "index.jsonl")
-    rows: list[dict[str, Any]] = []
-    try:
+    log = (home / "worker.log").open("ab")
+
+    async def start_worker() -> subprocess.Popen[bytes]:
+        started = await asyncio.to_thread(
+            subprocess.Popen, args, cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         # The worker is ready when its RSS stops growing (imports, journeys, templates).
         await asyncio.sleep(5)
         for _ in range(60):  # on a loaded machine the imports alone can look quiet for 2 s
-            was = rss_mib(worker.pid)
-            await quiet(worker.pid)
-            if abs(rss_mib(worker.pid) - was) < 0.5:
+            was = rss_mib(started.pid)
+            await quiet(started.pid)
+            if abs(rss_mib(started.pid) - was) < 0.5:
                 break
+        return started
+
+    async def stop_worker(running: subprocess.Popen[bytes]) -> None:
+        running.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(running.wait, 30)
+        if running.poll() is None:
+            running.kill()
+
+    worker = await start_worker()
+    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    tail = OutboxTail(home / "outbox" / "index.jsonl")
+    rows: list[dict[str, Any]] = []
+    restarted: dict[str, Any] | None = None
+    handing: set[asyncio.Task[None]] = set()
+    try:
         before = rss_mib(worker.pid)
         counted = await census(worker.pid, home / "census.json")
         idle = {
@@ -382,7 +398,6 @@ async def run_config(
             raise AssertionError("unreachable")
 
         gate = asyncio.Semaphore(inflight)
-        handing: set[asyncio.Task[None]] = set()
 
         async def signal_one(event: CustomerEvent) -> str | None:
             async with gate:
@@ -478,14 +493,32 @@ async def run_config(
                 f"  {name}: {json.dumps(row)}",
                 flush=True,
             )
+        if opts.restart:
+            # A worker started afresh beside the same sleeping customers: what a restart (a
+            # deploy) leaves, with nothing in the sticky cache until a timer fires.
+            await stop_worker(worker)
+            worker = await start_worker()
+            await asyncio.sleep(60)  # its first trim and its relay, sweep and run sync passes
+            await quiet(worker.pid)
+            now_counted = await census(worker.pid, home / "census.json")
+            restarted = {
+                "customers": taken,
+                "rss_mib": round(rss_mib(worker.pid), 1),
+                "threads": psutil.Process(worker.pid).num_threads(),
+                "mappings_mib": mappings_mib(worker.pid),
+                "python_objects": now_counted.get("objects"),
+                "glibc_mib": now_counted.get("glibc_mib"),
+                "pymalloc_mib": now_counted.get("pymalloc_mib"),
+                "workflows_running": (
+                    await client.count_workflows("ExecutionStatus='Running'")
+                ).count,
+                "uptime": uptime(),
+            }
+            print(f"  {name} restarted: {json.dumps(restarted)}", flush=True)
     finally:
         for task in handing:
             task.cancel()
-        worker.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(worker.wait, 30)
-        if worker.poll() is None:
-            worker.kill()
+        await stop_worker(worker)
         server.stop()
         engine.dispose()
     return {
@@ -495,6 +528,7 @@ async def run_config(
         "unsandboxed": unsandboxed,
         "rss_before_mib": round(before, 1),
         "steps": rows,
+        "restarted": restarted,
     }
 
 
@@ -526,6 +560,13 @@ def report(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
                 f"| {row['server_cpu_ms_each']}, {row['feeder_cpu_ms_each']} | {row['load']} |"
             )
             previous = (row["customers"], row["rss_mib"])
+        if result.get("restarted"):
+            again = result["restarted"]
+            out.append(
+                f"| {runner}, restarted | {result['cache']} | {again['customers']} "
+                f"| {again['workflows_running']} | {again['rss_mib']} | restarted | | "
+                f"{again['threads']} | | | {again['uptime'].rsplit(':', 1)[-1].strip()} |"
+            )
     return "\n".join(out)
 
 
@@ -562,6 +603,17 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=32, help="purchases stored per transaction")
     parser.add_argument("--unsandboxed", action="store_true")
     parser.add_argument(
+        "--no-census",
+        action="store_true",
+        help="no object census, glibc or pymalloc account in the worker: each takes memory "
+        "(about 15 MiB of pymalloc's arenas after the first) that the next steps' RSS keeps",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="after the last step, start the worker afresh and read it again",
+    )
+    parser.add_argument(
         "--malloc-trim", action="store_true", help="also read RSS after glibc's malloc_trim"
     )
     parser.add_argument(
@@ -571,6 +623,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.no_census:
+        os.environ["BENCH_NO_CENSUS"] = "1"
     if opts.worker_child:
         worker_child(opts.unsandboxed)
     else:
