@@ -216,6 +216,29 @@ def auc(ordered: Array, score: Array) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def auc_difference(ordered: Array, first: Array, second: Array) -> tuple[float, float]:
+    """AUC of `first` minus AUC of `second`, two rankings of the same customers telling who
+    ordered, and the standard error of that difference by DeLong, DeLong and Clarke-Pearson
+    (1988), computed from ranks (Sun and Xu 2014); NaN when fewer than two ordered or did not."""
+    positive = ordered > 0
+    m, n = int(positive.sum()), int((~positive).sum())
+    if m < 2 or n < 2:
+        return float("nan"), float("nan")
+    # Per customer who ordered, the share of the others ranked below them (ties half), and per
+    # customer who did not, the share of those who ordered ranked above them.
+    above: list[Array] = []
+    below: list[Array] = []
+    for score in (first, second):
+        ranks = rankdata(score)
+        above.append((ranks[positive] - rankdata(score[positive])) / n)
+        below.append(1.0 - (ranks[~positive] - rankdata(score[~positive])) / m)
+    difference = float(np.mean(above[0]) - np.mean(above[1]))
+    variance = float(
+        np.var(above[0] - above[1], ddof=1) / m + np.var(below[0] - below[1], ddof=1) / n
+    )
+    return difference, float(np.sqrt(max(variance, 0.0)))
+
+
 def recency_order(h: Histories, model_p: Array) -> NDArray[np.int64]:
     """Customers from least to most likely to order by recency alone, then frequency, then the
     model's probability among customers equal on both."""
@@ -330,7 +353,13 @@ def backtest(
     buyers = int(np.count_nonzero(later_counts))
     if too_little_history(customers, buyers) is not None:
         return choose(
-            {}, {}, available=available, window_days=window_days, customers=customers, buyers=buyers
+            {},
+            {},
+            auc_errors={},
+            available=available,
+            window_days=window_days,
+            customers=customers,
+            buyers=buyers,
         )
     model, name = earlier_fit or fit_beta_geo(earlier)
     learned = None
@@ -342,9 +371,17 @@ def backtest(
         for candidate, values in scored.counts.items()
     }
     ranking = {candidate: auc(later_counts, values) for candidate, values in scored.p.items()}
+    # How sure the backtest is that a candidate ranks better than recency: the standard error
+    # of the difference of their AUCs on the same customers.
+    errors = {
+        candidate: auc_difference(later_counts, values, scored.p["recency"])[1]
+        for candidate, values in scored.p.items()
+        if candidate != "recency"
+    }
     return choose(
         rmse,
         ranking,
+        auc_errors=errors,
         available=available,
         window_days=window_days,
         customers=customers,
