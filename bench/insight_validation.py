@@ -17,8 +17,17 @@ chosen, using nothing after 1997-09-30:
   backtest  rolling origins every 15 days (day 30 to 180 of 1997), horizon 90 days (the
             product's default): the product's expected orders and P(order) against BG/NBD's,
             and recency alone for the ranking.
-With --holdout, and only then, the cross-validation's choice is scored once on the 39 weeks
-after 1997-09-30, beside the product (decided before looking: docs/decisions.md).
+  tracking  BG/NBD's and Pareto/NBD's expected repeat order days per month against the actual
+            ones, in the calibration period (with --holdout also after it, as a diagnosis).
+  alternatives  ways to reach the targets by the shop's own data, each judged at the same
+            rolling origins (horizon 90 days, and horizon = history as at 1997-09-30): Pareto/NBD
+            as a backtest candidate (chosen by RMSE, or by RMSE among those within +-10 %
+            aggregate), BG/NBD and the learned model blended by inverse backtest MSE, a
+            cross-fitted backtest of the learned model, and BG/NBD's bias trend over the held-back
+            window extrapolated beyond it (always, or when a half-window backtest picks it).
+With --holdout, and only then, the cross-validation's choice and every alternative are scored
+once on the 39 weeks after 1997-09-30, beside the product (decided before looking:
+docs/decisions.md). `--only` runs some of the checks.
 Read the load average printed: the machine is shared, the figures are not timings.
 """
 
@@ -32,7 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,7 +50,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from insight_bench import CALIBRATION_END, HORIZON, load_cdnow  # noqa: E402
 
 from trouw.domain.insight import InsightSettings, OrderFact, score_customers  # noqa: E402
-from trouw.domain.insight.btyd import BetaGeo  # noqa: E402
+from trouw.domain.insight import forecast as product  # noqa: E402
+from trouw.domain.insight.btyd import BetaGeo, ParetoNBD  # noqa: E402
 from trouw.domain.insight.forecast import _EPS, _finite, auc, features, fit_beta_geo  # noqa: E402
 from trouw.domain.insight.glm import OffsetGlm  # noqa: E402
 from trouw.domain.insight.history import Histories, build_histories  # noqa: E402
@@ -255,16 +265,240 @@ def holdout(orders: list[OrderFact], chosen: str) -> None:
         )
 
 
+def tracking(orders: list[OrderFact], with_holdout: bool) -> None:
+    """Expected repeat order days per month (BG/NBD and Pareto/NBD fitted on the calibration
+    period, unconditional on each customer's history) against the actual ones."""
+    h = build_histories(
+        [o for o in orders if o.ordered_at <= CALIBRATION_END],
+        [],
+        as_of=CALIBRATION_END,
+        settings=SETTINGS,
+        habits=False,
+    )
+    bg = BetaGeo.fit(h.x, h.t_x, h.T)
+    pn = ParetoNBD.fit(h.x, h.t_x, h.T)
+
+    def bg_curve(t: Array) -> Array:
+        r, alpha, a, b = bg.r, bg.alpha, bg.a, bg.b
+        head = (a + b - 1) / (a - 1)
+        return np.asarray(
+            head
+            * (1 - (alpha / (alpha + t)) ** r * special.hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+        )
+
+    def pn_curve(t: Array) -> Array:
+        r, alpha, s, beta = pn.r, pn.alpha, pn.s, pn.beta
+        return np.asarray(r * beta / (alpha * (s - 1)) * (1 - (beta / (beta + t)) ** (s - 1)))
+
+    first: dict[str, object] = {}
+    for o in sorted(orders, key=lambda o: o.ordered_at):
+        first.setdefault(o.customer_id, o.ordered_at.date())
+    repeat: dict[str, int] = {}
+    for customer, day in {(o.customer_id, o.ordered_at.date()) for o in orders}:
+        if day != first[customer]:
+            repeat[f"{day:%Y-%m}"] = repeat.get(f"{day:%Y-%m}", 0) + 1
+    first_day = np.array([(f - START).total_seconds() / 86400 for f in h.first_order_at])
+    end = HORIZON * 2 if with_holdout else HORIZON
+    print(f"\ntracking: repeat order days per month, calibration fit (to {CALIBRATION_END.date()})")
+    print(f"  {'month':<8} {'actual':>7} {'BG/NBD':>8} {'ratio':>6} {'Pareto':>8} {'ratio':>6}")
+    # START is the last second of 1996: the first month is January 1997.
+    month = (START + timedelta(seconds=1)).replace(day=1, hour=0, minute=0, second=0)
+    while (month - START).days < end:
+        following = (month + timedelta(days=32)).replace(day=1)
+        low = np.clip((month - START).total_seconds() / 86400 - first_day, 0, None)
+        high = np.clip(min((following - START).days, end) - first_day, 0, None)
+        expected_bg = float((bg_curve(high) - bg_curve(low)).sum())
+        expected_pn = float((pn_curve(high) - pn_curve(low)).sum())
+        actual = repeat.get(f"{month:%Y-%m}", 0)
+        mark = " (holdout)" if month > CALIBRATION_END else ""
+        print(
+            f"  {month:%Y-%m}  {actual:>7} {expected_bg:>8.0f} {actual / expected_bg:>6.2f}"
+            f" {expected_pn:>8.0f} {actual / expected_pn:>6.2f}{mark}"
+        )
+        month = following
+
+
+def trend(
+    orders: list[OrderFact], model: BetaGeo, cohort: Histories, cut: datetime, span: float
+) -> float:
+    """Slope of log(actual / BG/NBD's expected order days) over log(days since the cut), at a
+    quarter, a half, three quarters and all of `span` days: how BG/NBD's bias moves with the
+    length of the forecast."""
+    points = [span * k / 4 for k in (1, 2, 3, 4)]
+    ratios = []
+    for t in points:
+        actual = order_days(orders, cohort.customer_ids, cut, cut + timedelta(days=t)).sum()
+        expected = model.expected_orders(t, cohort.x, cohort.t_x, cohort.T).sum()
+        ratios.append(np.log(max(actual, 0.5) / expected))
+    return float(np.polyfit(np.log(points), ratios, 1)[0])
+
+
+def cross_fitted_rmse(earlier: Histories, later: Array, window: int) -> tuple[float, float]:
+    """BG/NBD's backtest RMSE and the learned correction's, learned on four fifths of the
+    customers at the same cut and scored on the fifth it did not see."""
+    model = BetaGeo.fit(earlier.x, earlier.t_x, earlier.T)
+    z = features(earlier, model)
+    base = _finite(model.expected_orders(float(window), earlier.x, earlier.t_x, earlier.T), 0.0)
+    offset = np.log(base + _EPS)
+    fold = np.random.default_rng(7).integers(0, FOLDS, len(later))
+    predicted = np.zeros(len(later))
+    for k in range(FOLDS):
+        glm = poisson(z[fold != k], later[fold != k], offset[fold != k])
+        predicted[fold == k] = glm.predict(z[fold == k], offset[fold == k])
+    return rmse(base, later), rmse(predicted, later)
+
+
+WITHIN = 0.10  # the aggregate target's tolerance, for the rule that looks at it
+
+
+def alternatives_at(orders: list[OrderFact], as_of: datetime, horizon: int) -> dict[str, Array]:
+    """Every alternative's expected orders as of `as_of` over `horizon` days, chosen by what
+    the shop's orders up to `as_of` show (the product's cuts: docs/insight.md)."""
+    h = build_histories(orders, [], as_of=as_of, settings=SETTINGS, habits=False)
+    kept = [o for o in orders if o.ordered_at <= as_of]
+    earlier, later, window = _earlier_cut(
+        kept, h, as_of=as_of, horizon_days=horizon, settings=SETTINGS
+    )
+    assert earlier is not None and later is not None
+    cut = as_of - timedelta(days=window)
+    before, before_counts, before_window = _earlier_cut(
+        kept, earlier, as_of=cut, horizon_days=window, settings=SETTINGS
+    )
+    fc = product.forecast(
+        h,
+        horizon_days=horizon,
+        value_days=365,
+        earlier=earlier,
+        later_counts=later,
+        window_days=window,
+        before=before,
+        before_counts=before_counts,
+        before_window=before_window,
+    )
+    bg = BetaGeo.fit(h.x, h.t_x, h.T)
+    learned = product._learned_at(bg, earlier, later, window)
+    today = product._answers(h, product._Corrected(bg), learned, float(horizon)).counts
+    today["pareto"] = ParetoNBD.fit(h.x, h.t_x, h.T).expected_orders(
+        float(horizon), h.x, h.t_x, h.T
+    )
+    # The backtest: every candidate fitted at the cut, scored on the window after it.
+    bg_cut = BetaGeo.fit(earlier.x, earlier.t_x, earlier.T)
+    learned_cut = product._learned_at(bg_cut, before, before_counts, before_window)
+    held = product._answers(earlier, product._Corrected(bg_cut), learned_cut, float(window)).counts
+    held["pareto"] = ParetoNBD.fit(earlier.x, earlier.t_x, earlier.T).expected_orders(
+        float(window), earlier.x, earlier.t_x, earlier.T
+    )
+    scores = {name: rmse(values, later) for name, values in held.items() if name in today}
+    off = {name: abs(aggregate(values, later)) for name, values in held.items() if name in today}
+    by_rmse = min(scores, key=lambda name: scores[name])
+    near = [name for name in scores if off[name] <= WITHIN]
+    by_both = min(near, key=lambda name: scores[name]) if near else by_rmse
+    out = {
+        "the product": fc.expected_orders,
+        "BG/NBD": today["bgnbd"],
+        "Pareto/NBD": today["pareto"],
+        "+Pareto, RMSE": today[by_rmse],
+        "+Pareto, RMSE within 10 %": today[by_both],
+    }
+    if "learned" in scores:
+        inverse = {name: 1 / scores[name] ** 2 for name in ("bgnbd", "learned")}
+        share = inverse["learned"] / sum(inverse.values())
+        out["blend by 1/MSE"] = share * today["learned"] + (1 - share) * today["bgnbd"]
+    else:
+        out["blend by 1/MSE"] = today["bgnbd"]
+    if "learned" in today and product._can_learn(earlier, later, window):
+        plain, crossed = cross_fitted_rmse(earlier, later, window)
+        out["cross-fitted backtest"] = today["learned"] if crossed < plain else today["bgnbd"]
+    else:
+        out["cross-fitted backtest"] = today["bgnbd"]
+    slope = trend(kept, bg_cut, earlier, cut, float(window))
+    beyond = max(np.log(horizon / window), 0.0)
+    out["drift beyond the window"] = today["bgnbd"] * np.exp(slope * beyond)
+    half = trend(kept, bg_cut, earlier, cut, window / 2)
+    base = held["bgnbd"]
+    picked = rmse(base * np.exp(half * np.log(2.0)), later) < rmse(base, later)
+    out["drift if its backtest picks it"] = (
+        out["drift beyond the window"] if picked else today["bgnbd"]
+    )
+    return out
+
+
+def alternatives(orders: list[OrderFact], with_holdout: bool, plans: list[str]) -> None:
+    calibration = [o for o in orders if o.ordered_at <= CALIBRATION_END]
+    every = {
+        "90": (
+            "rolling origins, horizon 90 days",
+            [(day, 90) for day in range(30, HORIZON - 90 + 1, 15)],
+        ),
+        "history": (
+            "rolling origins, horizon = history",
+            [(day, min(day, HORIZON - day)) for day in range(45, HORIZON // 2 + 1, 15)]
+            + [(HORIZON // 2, HORIZON // 2)],
+        ),
+    }
+    for title, plan in (every[name] for name in plans):
+        print(f"\nalternatives: {title} (RMSE, aggregate)")
+        table: dict[str, list[tuple[float, float]]] = {}
+        for day, horizon in plan:
+            as_of = START + timedelta(days=day)
+            h = build_histories(calibration, [], as_of=as_of, settings=SETTINGS, habits=False)
+            actual = order_days(calibration, h.customer_ids, as_of, as_of + timedelta(days=horizon))
+            row = alternatives_at(calibration, as_of, horizon)
+            cells = []
+            for name, values in row.items():
+                table.setdefault(name, []).append((rmse(values, actual), aggregate(values, actual)))
+                cells.append(f"{rmse(values, actual):.3f} {aggregate(values, actual):+.0%}")
+            print(f"  day {day:>3}, {horizon:>3} days: " + " | ".join(cells), flush=True)
+        reference = np.array(table["the product"])
+        print(f"  {'':<32} {'mean RMSE':>9} {'mean |aggr.|':>12} {'RMSE below the product':>23}")
+        for name, scored in table.items():
+            values = np.array(scored)
+            wins = int(np.sum(values[:, 0] < reference[:, 0] - 1e-9))
+            print(
+                f"  {name:<32} {values[:, 0].mean():>9.4f} {np.abs(values[:, 1]).mean():>12.1%}"
+                f" {wins:>19}/{len(values)}"
+            )
+    if with_holdout:
+        h = build_histories(calibration, [], as_of=CALIBRATION_END, settings=SETTINGS, habits=False)
+        actual = order_days(
+            orders, h.customer_ids, CALIBRATION_END, CALIBRATION_END + timedelta(days=HORIZON)
+        )
+        print(
+            f"\nalternatives on the holdout (39 weeks after {CALIBRATION_END.date()}), scored once:"
+        )
+        for name, values in alternatives_at(calibration, CALIBRATION_END, HORIZON).items():
+            print(
+                f"  {name:<32} RMSE {rmse(values, actual):.4f}  aggregate {aggregate(values, actual):+.1%}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--holdout", action="store_true", help="score the choice on the holdout")
+    parser.add_argument(
+        "--only", choices=("cv", "mirror", "backtest", "tracking", "alternatives"), nargs="*"
+    )
+    parser.add_argument(
+        "--plans",
+        choices=("90", "history"),
+        nargs="*",
+        default=["90", "history"],
+        help="which rolling origins the alternatives are judged at (none: the holdout alone)",
+    )
     args = parser.parse_args()
+    run = set(args.only or ("cv", "mirror", "backtest", "tracking", "alternatives"))
     print(f"load average {os.getloadavg()}")
     orders = [o for o in load_cdnow() if o.ordered_at <= CALIBRATION_END or args.holdout]
-    chosen = cross_validation(orders)
-    mirror(orders)
-    backtest(orders)
-    if args.holdout:
+    chosen = cross_validation(orders) if "cv" in run else ""
+    if "mirror" in run:
+        mirror(orders)
+    if "backtest" in run:
+        backtest(orders)
+    if "tracking" in run:
+        tracking(orders, args.holdout)
+    if "alternatives" in run:
+        alternatives(orders, args.holdout, args.plans)
+    if args.holdout and chosen:
         holdout(orders, chosen)
     print(f"load average {os.getloadavg()}")
 
