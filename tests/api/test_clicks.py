@@ -70,6 +70,11 @@ def link(api: Api) -> str:
 def test_a_click_is_recorded_and_redirected_to_the_messages_link(api: Api, link: str) -> None:
     answer = api.client.get(f"/c/{link}", follow_redirects=False)
     assert answer.status_code == 302
+    # The code is not passed on to the shop as the referrer, nor kept in a cache.
+    assert (answer.headers["referrer-policy"], answer.headers["cache-control"]) == (
+        "no-referrer",
+        "no-store",
+    )
     location = urlsplit(answer.headers["location"])
     assert (location.scheme, location.netloc, location.path) == ("https", "shop.example", "/tips")
     query = parse_qs(location.query)
