@@ -37,6 +37,19 @@ class ScriptedResponse:
     # times out although the request was processed; else with this answer, so the request
     # left and was not processed (a lookup then finds nothing).
     hang_seconds: float = 0.0
+    # Held until the test sets this (then hang_seconds more): a request it keeps at the
+    # provider for as long as it needs, e.g. while it cancels the run that sent it.
+    release: threading.Event | None = None
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.hang_seconds) or self.release is not None
+
+    async def hold(self) -> None:
+        if self.release is not None:
+            # Bounded, so a test that fails before releasing it does not keep the fake's thread.
+            await asyncio.to_thread(self.release.wait, 300)
+        await asyncio.sleep(self.hang_seconds)
 
 
 class ThreadedFake:

@@ -3,7 +3,6 @@ never deduplicates) and the Email Activity API's message filter, for reconciliat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -146,8 +145,8 @@ class FakeSendGrid(ThreadedFake):
                 sendgrid_error("Bad Request: the JSON payload cannot be parsed"), status=400
             )
         scripted = self.next_scripted()
-        if scripted is not None and scripted.hang_seconds:
-            await asyncio.sleep(scripted.hang_seconds)
+        if scripted is not None and scripted.holds:
+            await scripted.hold()
             if scripted.status == 200 and scripted.body is None:
                 scripted = None  # held, then processed: accepted, but the client gave up
         if scripted is not None:

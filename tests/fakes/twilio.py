@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import secrets
@@ -120,8 +119,8 @@ class FakeTwilio(ThreadedFake):
         if not self._authorised(request):
             return self._error(20003)
         scripted = self.next_scripted()
-        if scripted is not None and scripted.hang_seconds:
-            await asyncio.sleep(scripted.hang_seconds)
+        if scripted is not None and scripted.holds:
+            await scripted.hold()
             if scripted.status == 200 and scripted.body is None:
                 scripted = None  # held, then processed: accepted, but the client gave up
         if scripted is not None:

@@ -7,19 +7,24 @@ a SQLite database): what the ledger and the run record say, and what the run doe
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import select
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.conftest import ROOT
-from tests.fakes import FakeSendGrid
+from tests.fakes import FakeSendGrid, ScriptedResponse
 from trouw.domain.db.engine import make_engine, migrate, session_scope
 from trouw.domain.db.models import Customer, JourneyRun, Message
 from trouw.domain.ingest import EventIn, ingest_event, wire_event
@@ -76,8 +81,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             await env.shutdown()
 
 
-async def run_receipt(stack: Stack, on_error: str) -> tuple[JourneyResult, Message, JourneyRun]:
-    """One purchase through the journey to the run's end: its result, ledger row and record."""
+@asynccontextmanager
+async def receipt_started(stack: Stack, on_error: str) -> AsyncIterator[WorkflowHandle[Any, Any]]:
+    """One purchase delivered, its run started, a worker running: the run's handle."""
     settings = stack.settings
     assert settings.journeys_dir is not None
     (settings.journeys_dir / "receipt.yaml").write_text(JOURNEY.replace("ON_ERROR", on_error))
@@ -109,18 +115,31 @@ async def run_receipt(stack: Stack, on_error: str) -> tuple[JourneyResult, Messa
                     break
                 except Exception:  # noqa: BLE001 - not started yet
                     await asyncio.sleep(0.1)
-            # Past the send's day of retries (a result long-poll alone can end before the run).
-            await stack.env.sleep(timedelta(days=2))
-            result = JourneyResult.model_validate(await handle.result())
+            yield handle
     finally:
         for provider in services._providers.values():
             await aclose_provider(provider)
+        engine.dispose()
+
+
+def ledger_and_record(stack: Stack) -> tuple[Message, JourneyRun]:
+    """The confirmation's ledger row and the run's record."""
+    engine = make_engine(stack.settings.effective_database_url)
     with session_scope(engine) as session:
         message = session.exec(select(Message).where(Message.message_key == CONFIRM)).one()
         run = session.exec(select(JourneyRun).where(JourneyRun.workflow_id == RUN_ID)).one()
         session.expunge_all()
     engine.dispose()
-    return result, message, run
+    return message, run
+
+
+async def run_receipt(stack: Stack, on_error: str) -> tuple[JourneyResult, Message, JourneyRun]:
+    """One purchase through the journey to the run's end: its result, ledger row and record."""
+    async with receipt_started(stack, on_error) as handle:
+        # Past the send's day of retries (a result long-poll alone can end before the run).
+        await stack.env.sleep(timedelta(days=2))
+        result = JourneyResult.model_validate(await handle.result())
+    return (result, *ledger_and_record(stack))
 
 
 def review_sent(stack: Stack) -> bool:
@@ -175,3 +194,39 @@ async def test_a_send_whose_retries_run_out_is_failed_in_the_ledger(
     else:
         assert (result.outcome, run.status) == ("exited", "exited")
         assert run.end_reason is not None and run.end_reason.startswith("step confirm failed:")
+
+
+async def test_a_cancel_while_the_send_is_at_the_provider_sends_nothing_again_and_says_unknown(
+    stack: Stack,
+) -> None:
+    # SendGrid holds the confirmation until the run is cancelled, then takes it: the answer is
+    # lost to the cancel, as when an operator cancels a run (trouw.stack.runs.cancel_runs asks
+    # Temporal exactly so) while its send's local attempt waits for the provider.
+    released = threading.Event()
+    stack.sendgrid.script(ScriptedResponse(release=released))
+    try:
+        async with receipt_started(stack, "continue") as handle:
+            for _ in range(600):  # in order, not in time: the attempt is at the provider
+                if stack.sendgrid.in_progress:
+                    break
+                await asyncio.sleep(0.1)
+            assert stack.sendgrid.in_progress == 1
+            await handle.cancel(reason="trouw: cancelled by api:ops: complaint")
+            with pytest.raises(WorkflowFailureError) as ended:
+                await handle.result()
+            assert isinstance(ended.value.cause, CancelledError)
+            released.set()
+            for _ in range(600):  # the held request is processed (the mail taken)
+                if not stack.sendgrid.in_progress:
+                    break
+                await asyncio.sleep(0.1)
+            await stack.env.sleep(timedelta(days=2))  # nothing retries it, nothing follows
+    finally:
+        released.set()
+    # Taken once (the held request), never asked again, and the review step never asked.
+    assert [m["custom_args"]["message_key"] for m in stack.sendgrid.mails] == [CONFIRM]
+    assert len(stack.sendgrid.requests) == 1
+    confirm, run = ledger_and_record(stack)
+    # The provider may have it and nobody asks again: unknown, not failed, not still on its way.
+    assert (confirm.state, confirm.reason) == ("unknown", "unknown_outcome_run_cancelled")
+    assert run.status == "cancelled"
