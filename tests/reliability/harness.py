@@ -428,6 +428,7 @@ async def kill_loop(
     assert scenario.kill_every is not None
     rng = random.Random(scenario.seed + 2)
     low, high = scenario.kill_every
+    await first_kill_in_a_call(workers, provider, report)
     while True:
         await asyncio.sleep(rng.uniform(low, high))
         ready = workers.ready()
@@ -448,6 +449,23 @@ async def kill_loop(
         report.kills += 1
         report.kills_in_send_window += int(in_window)
         workers.start()
+
+
+async def first_kill_in_a_call(workers: Workers, provider: FaultyProvider, report: Report) -> None:
+    """The first kill, at the first provider call seen in progress (looked for every 10 ms from
+    the first send on) with another worker up: timed on that state, not on a random pause that
+    a quick run could end before. Seen and killed with nothing awaited in between, so the kill
+    lands while that call is still open; a run in which no call is ever seen has no kill, and
+    its test fails on `kills_in_send_window`."""
+    while True:
+        ready = workers.ready() if provider.calls_in_progress else []
+        if len(ready) >= 2 and provider.calls_in_progress:
+            workers.kill(ready[0])
+            report.kills += 1
+            report.kills_in_send_window += 1
+            workers.start()
+            return
+        await asyncio.sleep(0.01)
 
 
 def prepare(
@@ -475,6 +493,14 @@ async def run(scenario: Scenario, workdir: Path) -> Report:
         client = await connect(settings)
         for _ in range(scenario.workers):
             workers.start()
+        # Every worker polls before the first send, so the first kill (from the first provider
+        # call on) finds another worker up to carry on.
+        for _ in range(1200):  # a busy machine starts workers slowly; a dead one never starts
+            if len(workers.ready()) >= scenario.workers:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError(f"workers not ready after 120 s: see {workdir}/worker-*.log")
         if scenario.kill_every is not None:  # from the first send on
             killer = asyncio.create_task(kill_loop(scenario, workers, provider, report))
         starting = asyncio.Semaphore(32)
