@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -410,16 +411,14 @@ def _not_started(
     )
 
 
+# Built once (every run event looks its key up); the key is bound.
+_EVENT_ID = select(JourneyRunEvent.id).where(col(JourneyRunEvent.key) == bindparam("key"))
+
+
 def _add_event(session: Session, *, new: bool = False, **fields: Any) -> None:
     """One run event, once: a retried activity finds its key and adds nothing.
 
     `new`: the caller knows the key cannot exist yet (no look-up)."""
-    exists = (
-        None
-        if new
-        else session.exec(
-            select(JourneyRunEvent.id).where(JourneyRunEvent.key == fields["key"])
-        ).first()
-    )
+    exists = None if new else session.exec(_EVENT_ID, params={"key": fields["key"]}).first()
     if exists is None:
         session.add(JourneyRunEvent(**fields))

@@ -113,12 +113,15 @@ def main() -> None:
         action="store_true",
         help="sample every thread py-spy finds running, not only the one holding the GIL",
     )
+    parser.add_argument(
+        "--py-spy", type=Path, default=Path(sys.executable).parent / "py-spy", help="its binary"
+    )
     opts = parser.parse_args()
     work = opts.keep or Path(tempfile.mkdtemp(prefix="trouw-simulate-profile-"))
     work.mkdir(parents=True, exist_ok=True)
     scenario = write(work / "scenario.yaml", opts.customers)
     raw = work / "profile.txt"
-    spy = Path(sys.executable).parent / "py-spy"
+    spy = opts.py_spy
     args = [
         str(spy),
         "record",

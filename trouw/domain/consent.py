@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import bindparam, or_
 from sqlmodel import Session, col, select
 
 from trouw.domain.control import contact_pause
@@ -73,14 +73,33 @@ class ConsentState:
         }
 
 
+# Built once (a statement built per call cost more than running it); values are bound.
+_RECORDS = (
+    select(ConsentRecord)
+    .where(col(ConsentRecord.customer_id) == bindparam("customer_id"))
+    .order_by(col(ConsentRecord.at), col(ConsentRecord.id))
+)
+_SUPPRESSIONS = (
+    select(Suppression)
+    .where(col(Suppression.customer_id) == bindparam("customer_id"))
+    .order_by(col(Suppression.at))
+)
+_SUPPRESSIONS_OR_ADDRESS = (
+    select(Suppression)
+    .where(
+        or_(
+            col(Suppression.customer_id) == bindparam("customer_id"),
+            col(Suppression.address_hash).in_(bindparam("hashes", expanding=True)),
+        )
+    )
+    .order_by(col(Suppression.at))
+)
+
+
 def current_consent(session: Session, customer_id: str) -> ConsentState:
     """Latest record per (channel, scope) wins; suppressions by customer or by address hash."""
     state = ConsentState()
-    records = session.exec(
-        select(ConsentRecord)
-        .where(ConsentRecord.customer_id == customer_id)
-        .order_by(col(ConsentRecord.at), col(ConsentRecord.id))
-    ).all()
+    records = session.exec(_RECORDS, params={"customer_id": customer_id}).all()
     for record in records:
         channels: Sequence[str] = CHANNELS if record.channel == "all" else (record.channel,)
         for channel in channels:
@@ -89,15 +108,13 @@ def current_consent(session: Session, customer_id: str) -> ConsentState:
     hashes = []
     if customer is not None:
         hashes = [address_hash(a) for a in (customer.email, customer.phone) if a]
-    query = select(Suppression).where(Suppression.customer_id == customer_id)
     if hashes:
-        query = select(Suppression).where(
-            or_(
-                col(Suppression.customer_id) == customer_id,
-                col(Suppression.address_hash).in_(hashes),
-            )
+        found = session.exec(
+            _SUPPRESSIONS_OR_ADDRESS, params={"customer_id": customer_id, "hashes": hashes}
         )
-    state.suppressions = list(session.exec(query.order_by(col(Suppression.at))).all())
+    else:
+        found = session.exec(_SUPPRESSIONS, params={"customer_id": customer_id})
+    state.suppressions = list(found.all())
     state.pause = contact_pause(session, customer_id)
     return state
 

@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from trouw.domain.consent import ConsentState, current_consent
@@ -69,14 +71,24 @@ def customer_dict(
     }
 
 
+# Built once: a statement built per call cost more than running it (docs/performance.md,
+# "Simulation speed"); the values come as bound parameters.
+_ORDER_LINES = (
+    sa.select(
+        col(OrderLine.sku),
+        col(OrderLine.name),
+        col(OrderLine.qty),
+        col(OrderLine.unit_price),
+        Product,
+    )
+    .join(Product, col(Product.sku) == col(OrderLine.sku), isouter=True)
+    .where(col(OrderLine.order_id) == bindparam("order_id"))
+    .order_by(col(OrderLine.line_no))
+)
+
+
 def order_dict(session: Session, order: Order) -> dict[str, Any]:
-    lines = session.exec(
-        select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.line_no))
-    ).all()
-    skus = [line.sku for line in lines]
-    products = {
-        p.sku: p for p in session.exec(select(Product).where(col(Product.sku).in_(skus))).all()
-    }
+    lines = session.execute(_ORDER_LINES, {"order_id": order.id}).all()
     line_dicts = [
         {
             "sku": line.sku,
@@ -84,7 +96,7 @@ def order_dict(session: Session, order: Order) -> dict[str, Any]:
             "qty": line.qty,
             "unit_price": line.unit_price,
             "line_total": line.unit_price * line.qty,
-            "product": product_dict(products.get(line.sku), line.sku, line.name),
+            "product": product_dict(line.Product, line.sku, line.name),
         }
         for line in lines
     ]
@@ -120,23 +132,28 @@ def rfm_segment(*, orders: int, days_since_last: int | None, total_spent: Decima
     return "regular"
 
 
+_ORDERS_BY_NOW = (
+    select(col(Order.id), col(Order.placed_at), col(Order.total), col(Order.returned_at))
+    .where(col(Order.customer_id) == bindparam("customer_id"))
+    .where(col(Order.placed_at) <= bindparam("now"))
+    .order_by(col(Order.placed_at))
+)
+# A line's sku, and its product's category when the sku is in the catalogue.
+_BOUGHT = (
+    select(col(OrderLine.sku), col(Product.category))
+    .join(Product, col(Product.sku) == col(OrderLine.sku), isouter=True)
+    .where(col(OrderLine.order_id).in_(bindparam("order_ids", expanding=True)))
+)
+
+
 def history_dict(session: Session, customer_id: str, now: datetime) -> dict[str, Any]:
-    orders: Sequence[Order] = session.exec(
-        select(Order)
-        .where(Order.customer_id == customer_id, col(Order.placed_at) <= now)
-        .order_by(col(Order.placed_at))
-    ).all()
-    order_ids = [order.id for order in orders if order.returned_at is None]
-    lines = (
-        session.exec(select(OrderLine).where(col(OrderLine.order_id).in_(order_ids))).all()
-        if order_ids
-        else []
-    )
-    skus = sorted({line.sku for line in lines})
-    categories = sorted(
-        {p.category for p in session.exec(select(Product).where(col(Product.sku).in_(skus))).all()}
-    )
+    orders = session.execute(_ORDERS_BY_NOW, {"customer_id": customer_id, "now": now}).all()
     kept = [order for order in orders if order.returned_at is None]
+    bought = (
+        session.execute(_BOUGHT, {"order_ids": [order.id for order in kept]}).all() if kept else []
+    )
+    skus = sorted({row.sku for row in bought})
+    categories = sorted({row.category for row in bought if row.category is not None})
     total = sum((order.total for order in kept), Decimal("0"))
     last = kept[-1].placed_at if kept else None
     days_since = (now - last).days if last else None

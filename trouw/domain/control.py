@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
 from trouw.domain.db.models import ContactPause, JourneyControl
@@ -34,13 +34,18 @@ def cli_actor() -> str:
 # --- journeys -----------------------------------------------------------------------------
 
 
+# Built once (every send reads it); the journey is bound.
+_LATEST_JOURNEY_CONTROL = (
+    select(JourneyControl)
+    .where(col(JourneyControl.journey) == bindparam("journey"))
+    .order_by(col(JourneyControl.id).desc())
+    .limit(1)
+)
+
+
 def journey_pause(session: Session, journey: str) -> JourneyControl | None:
     """The pause in force for this journey, or None when it runs."""
-    row = session.exec(
-        select(JourneyControl)
-        .where(JourneyControl.journey == journey)
-        .order_by(col(JourneyControl.id).desc())
-    ).first()
+    row = session.exec(_LATEST_JOURNEY_CONTROL, params={"journey": journey}).first()
     return row if row is not None and row.paused else None
 
 
@@ -90,13 +95,18 @@ def journey_history(session: Session, journey: str) -> list[JourneyControl]:
 # --- customers -------------------------------------------------------------------------------
 
 
+# Built once (every send and context reads it); the customer is bound.
+_LATEST_PAUSE = (
+    select(ContactPause)
+    .where(col(ContactPause.customer_id) == bindparam("customer_id"))
+    .order_by(col(ContactPause.id).desc())
+    .limit(1)
+)
+
+
 def contact_pause(session: Session, customer_id: str) -> ContactPause | None:
     """The pause of this customer's non-transactional messages in force, or None."""
-    row = session.exec(
-        select(ContactPause)
-        .where(ContactPause.customer_id == customer_id)
-        .order_by(col(ContactPause.id).desc())
-    ).first()
+    row = session.exec(_LATEST_PAUSE, params={"customer_id": customer_id}).first()
     return row if row is not None and row.paused else None
 
 

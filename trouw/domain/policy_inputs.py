@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from trouw.domain.consent import ConsentState
@@ -43,19 +44,23 @@ def recipient_state(customer: Customer, consent: ConsentState) -> RecipientState
     )
 
 
+# Built once (every send reads it): the columns the policy needs, not whole ledger rows.
+_RECENT = select(Message.sent_at, Message.channel, Message.category).where(
+    col(Message.customer_id) == bindparam("customer_id"),
+    col(Message.state) == "sent",
+    col(Message.sent_at) >= bindparam("since"),
+    col(Message.sent_at) <= bindparam("now"),
+)
+
+
 def recent_messages(
     session: Session, customer_id: str, now: datetime, *, days: int
 ) -> list[RecentMessage]:
-    rows = session.exec(
-        select(Message).where(
-            Message.customer_id == customer_id,
-            Message.state == "sent",
-            col(Message.sent_at) >= now - timedelta(days=days),
-            col(Message.sent_at) <= now,
-        )
+    rows = session.execute(
+        _RECENT, {"customer_id": customer_id, "since": now - timedelta(days=days), "now": now}
     ).all()
     return [
-        RecentMessage(at=row.sent_at, channel=row.channel, category=row.category)  # type: ignore[arg-type]
+        RecentMessage(at=row.sent_at, channel=row.channel, category=row.category)
         for row in rows
         if row.sent_at is not None
     ]

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, assert_never
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from trouw.domain.consent import ConsentState, suppress
 from trouw.domain.control import HELD, JOURNEY_PAUSED, hold_decision
@@ -476,8 +477,13 @@ def result(message: Message, *, until: datetime | None = None) -> SendMessageRes
 
 def _row(session: Session, message_key: str, *, lock: bool = False) -> Message | None:
     """The one lookup of a ledger row by its message key."""
-    query = select(Message).where(Message.message_key == message_key)
-    return session.exec(query.with_for_update() if lock else query).first()
+    query = _ROW_LOCKED if lock else _ROW
+    return session.exec(query, params={"message_key": message_key}).first()
+
+
+# Built once (each attempt looks its row up a few times); the key is bound.
+_ROW = select(Message).where(col(Message.message_key) == bindparam("message_key"))
+_ROW_LOCKED = _ROW.with_for_update()
 
 
 def _one(session: Session, message_key: str, *, lock: bool = False) -> Message:

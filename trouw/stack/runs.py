@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -390,9 +391,13 @@ def _close_record(engine: Engine, run: ClosedRun, reason: str | None, now: datet
     return True
 
 
+# Built once (every recorded outcome looks its run up); the workflow id is bound.
+_RUN_RECORD = select(JourneyRun).where(col(JourneyRun.workflow_id) == bindparam("workflow_id"))
+
+
 def run_record(session: Session, workflow_id: str) -> JourneyRun | None:
     """The ledger's record of a journey run, by its workflow id."""
-    return session.exec(select(JourneyRun).where(JourneyRun.workflow_id == workflow_id)).first()
+    return session.exec(_RUN_RECORD, params={"workflow_id": workflow_id}).first()
 
 
 def _add_once(session: Session, event: JourneyRunEvent) -> None:

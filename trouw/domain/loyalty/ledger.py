@@ -95,12 +95,16 @@ def _entry(row: PointsEntry) -> Entry:
     )
 
 
+# Built once (every context reads the balance); the customer is bound.
+_ENTRIES = (
+    select(PointsEntry)
+    .where(col(PointsEntry.customer_id) == sa.bindparam("customer_id"))
+    .order_by(col(PointsEntry.at), col(PointsEntry.id))
+)
+
+
 def entries_of(session: Session, customer_id: str) -> list[Entry]:
-    rows = session.exec(
-        select(PointsEntry)
-        .where(PointsEntry.customer_id == customer_id)
-        .order_by(col(PointsEntry.at), col(PointsEntry.id))
-    ).all()
+    rows = session.exec(_ENTRIES, params={"customer_id": customer_id}).all()
     return [_entry(row) for row in rows]
 
 
