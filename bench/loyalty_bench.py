@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -231,8 +232,62 @@ def serve(stats_file: Path, api_only: bool) -> None:
 # --- the load -----------------------------------------------------------------------------------
 
 
+def process_cpu(api_pid: int, temporal_port: str) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the API process, the worker process it spawned
+    (with its children) and the Temporal dev server (found by its port)."""
+    import psutil
+
+    def used(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    api = psutil.Process(api_pid)
+    figures = {"api": used(api), "worker": 0.0, "dev server": 0.0}
+    for child in api.children(recursive=True):
+        try:
+            command = child.cmdline()
+        except psutil.Error:
+            continue
+        if "start-dev" in command and temporal_port in command:
+            figures["dev server"] += used(child)
+        elif not any("resource_tracker" in part for part in command):
+            figures["worker"] += used(child)
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info["cmdline"] or []
+        if "start-dev" in command and temporal_port in command and process.ppid() != api_pid:
+            figures["dev server"] += used(process)  # its own session: not always our child
+    return figures
+
+
+async def temporal_counts(address: str) -> dict[str, int]:
+    """Workflows, signals and workflow tasks in every history on the dev server."""
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import Client
+
+    client = await Client.connect(address)
+    counts = {"workflows": 0, "signals": 0, "workflow tasks": 0, "history events": 0}
+    async for execution in client.list_workflows():
+        counts["workflows"] += 1
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        history = await handle.fetch_history()
+        for event in history.events:
+            counts["history events"] += 1
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                counts["signals"] += 1
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                counts["workflow tasks"] += 1
+    return counts
+
+
 async def open_loop(
-    http: aiohttp.ClientSession, rate: float, seconds: float, request: object
+    http: aiohttp.ClientSession,
+    rate: float,
+    seconds: float,
+    request: object,
+    cpu: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """Fires request(n) every 1/rate s for `seconds`; latency per request in ms.
 
@@ -256,8 +311,14 @@ async def open_loop(
 
     start = time.perf_counter()
     wall = time.time()
+    cpu_from = cpu() if cpu else {}
     await fire_open_loop(total, rate, fire)
+    cpu_to = cpu() if cpu else {}
     return {
+        # CPU ms per request in each process over the phase (API, worker, dev server).
+        "cpu_ms": {  # type: ignore[dict-item]
+            role: (cpu_to[role] - cpu_from[role]) * 1000 / total for role in cpu_from
+        },
         "requests": float(total),
         "errors": float(sum(errors.values())),
         "error_kinds": errors,  # type: ignore[dict-item]
@@ -273,7 +334,12 @@ async def open_loop(
 
 
 async def voucher_phases(
-    base: str, key: str, codes: list[str], rate: float, seconds: float
+    base: str,
+    key: str,
+    codes: list[str],
+    rate: float,
+    seconds: float,
+    cpu: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, dict[str, float]]:
     headers = {"Authorization": f"Bearer {key}"}
     per = int(rate * seconds)
@@ -290,10 +356,10 @@ async def voucher_phases(
             async with http.get(f"/v1/vouchers/{code}") as response:
                 await response.read()
         results["GET /healthz (reference)"] = await open_loop(
-            http, rate, seconds, lambda h, n: h.get("/healthz")
+            http, rate, seconds, lambda h, n: h.get("/healthz"), cpu
         )
         results["GET /v1/vouchers/{code}"] = await open_loop(
-            http, rate, seconds, lambda h, n: h.get(f"/v1/vouchers/{lookup[n]}")
+            http, rate, seconds, lambda h, n: h.get(f"/v1/vouchers/{lookup[n]}"), cpu
         )
         for name in ("POST /v1/vouchers/{code}/redeem", "POST redeem, same receipt again"):
             results[name] = await open_loop(
@@ -304,8 +370,31 @@ async def voucher_phases(
                     f"/v1/vouchers/{redeem[n]}/redeem",
                     json={"receipt": f"R-{n}", "channel": "pos", "store": "Gent"},
                 ),
+                cpu,
             )
     return results
+
+
+async def drained_counts(url: str, temporal_port: str) -> dict[str, float]:
+    """Once every stored event is marked relayed (at most 60 s): the events stored, and what
+    the dev server holds (workflows, signals, workflow tasks, history events)."""
+    import sqlalchemy as sa
+
+    engine = make_engine(url)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            with engine.connect() as connection:
+                stored, waiting = connection.execute(
+                    sa.text("SELECT count(*), count(*) - count(relayed_at) FROM inbound_event")
+                ).one()
+            if not waiting or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+    finally:
+        engine.dispose()
+    counts = await temporal_counts(f"127.0.0.1:{temporal_port}")
+    return {"events stored": stored, "not relayed": waiting, **counts}
 
 
 def stop_leftover_dev_server(port: str) -> None:
@@ -370,7 +459,17 @@ def run_vouchers(
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the bench server did not start")
             time.sleep(0.5)
-        results = asyncio.run(voucher_phases(base, key, codes, args.rate, args.seconds))
+        results = asyncio.run(
+            voucher_phases(
+                base,
+                key,
+                codes,
+                args.rate,
+                args.seconds,
+                lambda: process_cpu(server.pid, env["TROUW_TEMPORAL_PORT"]),
+            )
+        )
+        results["temporal"] = asyncio.run(drained_counts(url, env["TROUW_TEMPORAL_PORT"]))
     finally:
         server.terminate()
         try:
@@ -392,6 +491,7 @@ def print_vouchers(
     records: list[dict[str, float]],
     transactions: list[tuple[str, float, float, float, str]],
 ) -> None:
+    counts = results.pop("temporal", {})
     reference = results["GET /healthz (reference)"]["p99"]
     print(f"\n{title}")
     print(
@@ -406,6 +506,19 @@ def print_vouchers(
     for name, row in results.items():
         if row["errors"]:
             print(f"  {name} errors: {row['error_kinds']}")
+    print("  CPU ms per request over each phase (user + system): API, worker, dev server")
+    for name, row in results.items():
+        shown = "  ".join(f"{role} {ms:.2f}" for role, ms in row.get("cpu_ms", {}).items())  # type: ignore[union-attr]
+        print(f"  {name:<34} {shown}")
+    if counts:
+        redeems = results["POST /v1/vouchers/{code}/redeem"]["requests"]
+        print(
+            "  after the run (relay drained): "
+            + ", ".join(f"{what} {value:.0f}" for what, value in counts.items())
+            + f"; per redeem: {counts['signals'] / redeems:.2f} signals,"
+            f" {counts['workflow tasks'] / redeems:.2f} workflow tasks,"
+            f" {counts['history events'] / redeems:.2f} history events"
+        )
     if not records:
         return
     print("  inside the API process (p50 / p99 ms): thread wait, write-lock wait (SQLite BEGIN")
