@@ -18,6 +18,7 @@ from trouw.domain.context import HISTORY_REWRITES, build_context, for_history
 from trouw.domain.control import pause_reason, paused_journeys
 from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import Customer, JourneyRun, JourneyRunEvent, SplitAssignment
+from trouw.domain.interest import register_version
 from trouw.domain.measure.goals import record_goal
 from trouw.language.attributes import (
     AttributeValueError,
@@ -203,6 +204,9 @@ class JourneyActivities:
                     _not_started(session, input, journey.name, reason, scope=workflow_id)
                     continue
                 if existing is None:
+                    # Before the run is recorded: the relay must see what its version listens
+                    # to as soon as the run counts as live (trouw.domain.interest).
+                    register_version(session, journey)
                     # A savepoint: losing this run to another writer leaves the runs started
                     # before it in this transaction in place (a rollback would undo them too).
                     savepoint = session.begin_nested()

@@ -26,6 +26,7 @@ PURE = (
     "trouw.language.holidays",
     "trouw.language.attributes",
     "trouw.language.journey.triggers",
+    "trouw.language.journey.interest",
     "trouw.language.journey.plain",
     "trouw.domain.insight.scoring",
 )

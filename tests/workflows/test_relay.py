@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.e2e.test_slice import free_port
 from trouw.domain.db.engine import get_engine, session_scope
-from trouw.domain.db.models import InboundEvent, JourneyRun, Message
+from trouw.domain.db.models import InboundEvent, JourneyRun, JourneyVersion, Message
 from trouw.domain.ingest import EventIn, ingest_event, wire_event
+from trouw.language.contracts import customer_workflow_id
+from trouw.language.journey.model import Journey
 from trouw.settings import Settings
-from trouw.stack.relay import parked_events, record_failure, relay_pending
+from trouw.stack.relay import Listeners, parked_events, record_failure, relay_pending
 from trouw.stack.temporal import binary, deliver
 from trouw.stack.worker import build_worker
 
@@ -168,3 +175,114 @@ def test_status_lists_parked_events(
         "      e-big (purchase, customer s1): parked after 2 attempt(s): RPCError: too big" in out
     )
     assert any(line.startswith("ok    relay: 1 event(s) waiting, oldest received ") for line in out)
+
+
+def custom(event_id: str, customer: str, name: str) -> EventIn:
+    return EventIn.model_validate(
+        {
+            "id": event_id,
+            "type": "custom",
+            "name": name,
+            "customer": customer,
+            "at": datetime.now(UTC),
+            "profile": {"id": customer, "email": f"{customer}@example.com"},
+        }
+    )
+
+
+async def _signals(client: Client, customer: str) -> int | None:
+    """Signals in the customer's workflow history; None when it never started."""
+    handle = client.get_workflow_handle(customer_workflow_id(customer))
+    try:
+        history = await handle.fetch_history()
+    except RPCError:
+        return None
+    return sum(
+        event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        for event in history.events
+    )
+
+
+async def test_an_event_nobody_listens_to_is_marked_relayed_without_a_signal(
+    settings: Settings, engine: Engine
+) -> None:
+    services = Services.from_settings(settings, engine=engine)
+    with session_scope(engine) as session:
+        ingest_event(session, purchase("e-heard", "h1"))  # journeys start on it
+        ingest_event(session, custom("e-unheard", "u1", "nobody_listens"))
+        # A run of a version no longer in the catalog exits on custom:old_exit.
+        session.add(
+            JourneyVersion(version="v-old", journey="voucher_expiry", listens=["custom:old_exit"])
+        )
+        session.add(
+            JourneyRun(
+                workflow_id="journey:o1:voucher_expiry:old",
+                customer_id="o1",
+                journey="voucher_expiry",
+                version="v-old",
+                reentry_key="old",
+                event_source_id="e-before",
+                started_at=datetime.now(UTC),
+            )
+        )
+        ingest_event(session, custom("e-old-exit", "o1", "old_exit"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with build_worker(env.client, services, task_queue=QUEUE):
+            relayed = await relay_pending(
+                engine,
+                env.client,
+                task_queue=QUEUE,
+                search_attributes=False,
+                listeners=Listeners(engine, services.content),
+            )
+            signals = {c: await _signals(env.client, c) for c in ("h1", "u1", "o1")}
+    finally:
+        await env.shutdown()
+    assert relayed == 3
+    with session_scope(engine) as session:
+        assert all(e.relayed_at is not None for e in session.exec(select(InboundEvent)).all())
+    assert signals == {"h1": 1, "u1": None, "o1": 1}
+
+
+class _Content:
+    """A content source whose journeys a test swaps (as a publish does)."""
+
+    def __init__(self, *journeys: Journey) -> None:
+        self.journeys = {journey.name: journey for journey in journeys}
+
+    def latest(self) -> Any:
+        catalog = SimpleNamespace(journeys=lambda: dict(self.journeys))
+        return SimpleNamespace(catalog=catalog)
+
+    current = latest
+
+
+def _journey(trigger: str) -> Journey:
+    return Journey.model_validate(
+        {
+            "journey": "poll",
+            "trigger": {"event": trigger},
+            "steps": [{"id": "mail", "send": "email", "template": "x"}],
+        }
+    )
+
+
+def test_a_published_journey_is_heard_at_once_and_the_one_it_replaced_for_a_grace(
+    engine: Engine,
+) -> None:
+    content = _Content(_journey("custom:first"))
+    now = [0.0]
+    listeners = Listeners(engine, content, grace=60.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert listeners().wants("custom:first") and not listeners().wants("custom:second")
+    content.journeys["poll"] = _journey("custom:second")  # published: the next round sees it
+    now[0] = 30.0
+    heard = listeners()
+    # A worker with the older copy may still start the first version for a while.
+    assert heard.wants("custom:second") and heard.wants("custom:first")
+    now[0] = 91.0
+    heard = listeners()
+    assert heard.wants("custom:second") and not heard.wants("custom:first")

@@ -51,6 +51,7 @@ from trouw.domain.measure.scripted import (
     record_scripted,
 )
 from trouw.language.journey.durations import DurationError, parse_duration
+from trouw.language.journey.interest import EVERYTHING, Interest
 from trouw.language.journey.loader import (
     JourneyError,
     LoadedJourney,
@@ -540,6 +541,7 @@ async def simulate(
     from temporalio.testing import WorkflowEnvironment
 
     from activities.services import Services
+    from trouw.stack.relay import Listeners
     from trouw.stack.temporal import binary, deliver
     from trouw.stack.worker import build_worker
 
@@ -622,6 +624,7 @@ async def simulate(
                     unrecorded,
                     run_histories,
                     notes,
+                    Listeners(engine, services.content),
                 )
             if progress:
                 progress(total, total, "")
@@ -716,6 +719,7 @@ async def _simulate_customer(
     unrecorded: list[RunEntry],
     run_histories: dict[str, list[Any]] | None = None,
     notes: list[str] | None = None,
+    listeners: Callable[[], Interest] | None = None,
 ) -> None:
     base = await env.get_current_time()
     offset = (scenario.start - base).total_seconds()
@@ -730,7 +734,12 @@ async def _simulate_customer(
     others: set[str] = set()
 
     async def hand_over(rows: list[Any]) -> None:
+        # As the relay does: an event no journey starts on and no live run listens to is
+        # not signalled (trouw.stack.relay.Listeners).
+        wanted = listeners() if listeners is not None and rows else EVERYTHING
         for wire in rows:
+            if not wanted.wants(wire.type):
+                continue
             if wire.customer_id != customer_id:
                 others.add(wire.customer_id)
             await deliver(

@@ -239,6 +239,11 @@ def _snapshot(
 class ContentSource(Protocol):
     def current(self) -> Snapshot: ...
 
+    def latest(self) -> Snapshot:
+        """The snapshot with everything published before this call (the relay judges events
+        by it: a journey published before an event was stored must hear of it)."""
+        ...
+
 
 class FolderContent:
     """content_source = "folder": the process's own journeys/ and templates/ folders."""
@@ -248,6 +253,9 @@ class FolderContent:
 
     def current(self) -> Snapshot:
         return self._snapshot
+
+    def latest(self) -> Snapshot:
+        return self._snapshot  # its catalog re-reads a changed folder on every journeys()
 
 
 class PublishedContent:
@@ -271,6 +279,9 @@ class PublishedContent:
         if snapshot is None or time.monotonic() - self._polled >= self.poll_seconds:
             return self.refresh()
         return snapshot
+
+    def latest(self) -> Snapshot:
+        return self.refresh()
 
     def refresh(self) -> Snapshot:
         """Swap to the newest bundle if it changed; on a database error keep what runs."""

@@ -42,6 +42,7 @@ __all__ = [
     "PROVIDER_SECONDS",
     "RELAY_BACKLOG",
     "RELAY_FAILURES",
+    "RELAY_UNHEARD",
     "RELAY_LAG_SECONDS",
     "RELAY_OLDEST_SECONDS",
     "RUNS",
@@ -72,6 +73,11 @@ RELAY_LAG_SECONDS = Histogram(
 )
 RELAY_FAILURES = Counter(
     "trouw_relay_failures", "Failed hand-offs of an event to Temporal (each is retried)."
+)
+RELAY_UNHEARD = Counter(
+    "trouw_relay_unheard",
+    "Events marked relayed without a signal: no journey starts on their type, no live run "
+    "listens to it.",
 )
 RELAY_BACKLOG = Gauge(
     "trouw_relay_backlog_events", "Events stored but not yet handed to Temporal (parked excluded)."

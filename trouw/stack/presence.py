@@ -20,6 +20,7 @@ from sqlmodel import col, delete, select
 from trouw.domain.content import running_digest
 from trouw.domain.db.engine import read_scope, session_scope
 from trouw.domain.db.models import WorkerPresence, utcnow
+from trouw.language.journey.interest import EVERYTHING, Interest
 
 log = logging.getLogger("trouw.presence")
 
@@ -55,6 +56,32 @@ def forget_old(engine: Engine, *, now: datetime) -> None:
         session.exec(
             delete(WorkerPresence).where(col(WorkerPresence.seen_at) < now - FORGOTTEN_AFTER)
         )
+
+
+def set_event_types(engine: Engine, identity: str, heard: Interest) -> bool:
+    """Record what this worker's relay hands to Temporal (None: every type); False when the
+    worker has no row yet (its first heartbeat is still to come)."""
+    types = None if heard.everything else sorted(heard.types)
+    with session_scope(engine) as session:
+        found = session.get(WorkerPresence, identity)
+        if found is None:
+            return False
+        found.event_types = types
+        return True
+
+
+def heard_by_workers(engine: Engine, *, now: datetime | None = None) -> Interest:
+    """What the workers that beat lately hand to Temporal, together; every type when there is
+    none, or when one has not said (the API's hint: the relay judges the rest itself)."""
+    since = (now or utcnow()) - STALE_AFTER
+    with read_scope(engine) as session:
+        rows = session.exec(
+            select(WorkerPresence.event_types).where(col(WorkerPresence.seen_at) >= since)
+        ).all()
+    heard = Interest()
+    for types in rows:
+        heard |= EVERYTHING if types is None else Interest(frozenset(types))
+    return heard if rows else EVERYTHING
 
 
 def workers_seen(engine: Engine) -> list[WorkerPresence]:

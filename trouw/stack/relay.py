@@ -5,23 +5,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, func, select
 from temporalio.client import Client
 
 from trouw.domain.db.engine import read_scope, session_scope
 from trouw.domain.db.models import InboundEvent
 from trouw.domain.ingest import pending_events, wire_event
+from trouw.domain.interest import live_listens
 from trouw.language.contracts import CustomerEvent
+from trouw.language.journey.interest import EVERYTHING, Interest, interest
+from trouw.language.journey.model import Journey
 from trouw.stack import metrics
+from trouw.stack.presence import set_event_types
 from trouw.stack.temporal import deliver
 
+if TYPE_CHECKING:
+    from trouw.domain.publish import ContentSource
+
 log = logging.getLogger("trouw.relay")
+# A journey version the relay's catalog no longer holds still counts this long: another worker
+# may run an older copy of the journeys (published content is polled) and start a run of it.
+SUPERSEDED_GRACE = 600.0
 # The relay marks handed-off events relayed in one transaction per this many, or per this many
 # seconds, whichever comes first (a mark per event was a write per event).
 MARK_BATCH = 200
@@ -50,6 +62,50 @@ async def hand_off(
     await deliver(client, event, task_queue=task_queue, search_attributes=search_attributes)
     await asyncio.to_thread(mark_relayed, engine, [source_id])
     _log_handed_off(source_id, event)
+
+
+class Listeners:
+    """Which event types Temporal must hear now: the journeys this worker runs (and those it
+    ran within SUPERSEDED_GRACE), plus what every version with a live run listens to.
+
+    Asked once per relay round, after the round listed its events: a journey published or a
+    run recorded before an event was stored is in the answer for that event."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        content: ContentSource,
+        *,
+        identity: str | None = None,
+        grace: float = SUPERSEDED_GRACE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.content = content
+        self.identity = identity  # the worker's presence row, where the API reads the answer
+        self.grace = grace
+        self.clock = clock
+        self._seen: dict[str, tuple[Journey, float]] = {}  # version -> (journey, last held)
+        self._told: Interest | None = None
+
+    def __call__(self) -> Interest:
+        now = self.clock()
+        for journey in self.content.latest().catalog.journeys().values():
+            self._seen[journey.version] = (journey, now)
+        self._seen = {
+            version: held for version, held in self._seen.items() if now - held[1] <= self.grace
+        }
+        with read_scope(self.engine) as session:
+            live = live_listens(session)
+        heard = interest((journey for journey, _ in self._seen.values()), live)
+        if self.identity is not None and heard != self._told:
+            # Written only when it changes; the API hands off at once only what it names.
+            try:
+                if set_event_types(self.engine, self.identity, heard):
+                    self._told = heard
+            except SQLAlchemyError as exc:  # only the API's hint is late: tried next round
+                log.warning("cannot record the event types this relay hands off: %s", exc)
+        return heard
 
 
 def stored_event(engine: Engine, source_id: str) -> CustomerEvent:
@@ -165,10 +221,14 @@ async def relay_pending(
     search_attributes: bool = True,
     max_attempts: int = 8,
     now: datetime | None = None,
+    listeners: Callable[[], Interest] | None = None,
 ) -> int:
     """Hand off every due event, oldest first, each on its own; returns how many went through.
 
     A failing event is counted, backed off and finally parked; the events behind it go on.
+    With `listeners`, an event whose type nobody listens to (no journey starts on it, no live
+    run exits, converts or waits on it) is marked relayed without a signal: to the customer
+    workflow it would be a workflow task that does nothing.
     """
 
     clock = now or datetime.now(UTC)
@@ -179,14 +239,26 @@ async def relay_pending(
         except ValidationError:
             return None  # read again below, where its error is counted
 
-    def pending() -> list[tuple[str, CustomerEvent | None]]:
+    def pending() -> list[tuple[str, str, CustomerEvent | None]]:
         # Read-only: on SQLite a listing of up to 500 events must not hold the write lock that
         # the API's redemptions and every activity wait for (seen: 1.2 s under load).
         with read_scope(engine) as session:
-            return [(row.source_id, readable(row)) for row in pending_events(session, now=clock)]
+            return [
+                (row.source_id, row.type, readable(row))
+                for row in pending_events(session, now=clock)
+            ]
 
-    events = await asyncio.to_thread(pending)
-    relayed = 0
+    listed = await asyncio.to_thread(pending)
+    # Judged after the listing: whatever was published or started before these events were
+    # stored is in the answer.
+    wanted = await asyncio.to_thread(listeners) if listeners and listed else EVERYTHING
+    unheard = [source_id for source_id, kind, _row in listed if not wanted.wants(kind)]
+    if unheard:
+        await asyncio.to_thread(mark_relayed, engine, unheard)
+        metrics.RELAY_UNHEARD.inc(len(unheard))
+        log.debug("%d event(s) no journey listens to marked relayed", len(unheard))
+    events = [(source_id, event) for source_id, kind, event in listed if wanted.wants(kind)]
+    relayed = len(unheard)
     # Marked in batches, not one write transaction per event: on SQLite every transaction takes
     # the one write lock the API's redemptions wait for (100 marks a second held them up).
     # A crash before the mark sends the batch again; the customer workflow drops repeats.
@@ -219,12 +291,22 @@ async def relay_pending(
 
 
 async def relay_forever(
-    engine: Engine, client: Client, *, task_queue: str, max_attempts: int = 8, every: float = 2.0
+    engine: Engine,
+    client: Client,
+    *,
+    task_queue: str,
+    max_attempts: int = 8,
+    every: float = 2.0,
+    listeners: Callable[[], Interest] | None = None,
 ) -> None:
     while True:
         try:
             count = await relay_pending(
-                engine, client, task_queue=task_queue, max_attempts=max_attempts
+                engine,
+                client,
+                task_queue=task_queue,
+                max_attempts=max_attempts,
+                listeners=listeners,
             )
             if count:
                 log.info("relayed %d event(s)", count)

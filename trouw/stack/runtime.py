@@ -156,7 +156,7 @@ async def run_stack(
     """
     from trouw.domain.loyalty.sweep import sweep_forever
     from trouw.domain.measure.rollup import fold_forever
-    from trouw.stack.relay import relay_forever
+    from trouw.stack.relay import Listeners, relay_forever
     from trouw.stack.runs import sync_forever
     from trouw.stack.worker import build_worker
 
@@ -216,6 +216,8 @@ async def run_stack(
                         client,
                         task_queue=settings.task_queue,
                         max_attempts=settings.relay_max_attempts,
+                        # The worker's own content: what match_journeys starts runs from.
+                        listeners=Listeners(engine, services.content, identity=client.identity),
                     ),
                     name="relay",
                 )

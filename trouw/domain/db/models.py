@@ -182,6 +182,8 @@ class JourneyRun(SQLModel, table=True):
     """One journey run per customer, journey and re-entry key: the durable re-entry guard."""
 
     __tablename__ = "journey_run"
+    # The relay asks which versions have live runs (status running) every round.
+    __table_args__ = (sa.Index("ix_journey_run_status_version", "status", "version"),)
 
     id: int | None = Field(default=None, primary_key=True)
     workflow_id: str = Field(unique=True, max_length=300)
@@ -196,6 +198,17 @@ class JourneyRun(SQLModel, table=True):
     )  # running | completed | exited | converted | held_out | failed | cancelled
     ended_at: datetime | None = _when(nullable=True, default=None)
     end_reason: str | None = None
+
+
+class JourneyVersion(SQLModel, table=True):
+    """What the runs of one journey version listen to (exits, goals, waits): written with the
+    version's first run, read by the relay, which signals only events someone listens to."""
+
+    __tablename__ = "journey_version"
+
+    version: str = Field(primary_key=True, max_length=64)
+    journey: str = Field(max_length=64)
+    listens: list[str] = _json(default_factory=list)
 
 
 class JourneyRunEvent(SQLModel, table=True):
@@ -598,6 +611,10 @@ class WorkerPresence(SQLModel, table=True):
     digest: str | None = Field(default=None, max_length=64)
     started_at: datetime = _when(default_factory=utcnow)
     seen_at: datetime = _when(default_factory=utcnow, index=True)
+    # The event types its relay hands to Temporal (trouw.language.journey.interest), written by
+    # the relay when they change; None: every type (not computed yet). The API hands off only
+    # these at once and leaves the rest to the relay, which judges them itself.
+    event_types: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
 
 
 # --- Report roll-ups (trouw/domain/measure/rollup.py) -------------------------------------------------

@@ -37,7 +37,8 @@ class StoredEvent:
     # What the customer workflow receives, read from the row in the storing transaction: the
     # hand-off right after needs no second read.
     wire: CustomerEvent | None = None
-    derived: tuple[str, ...] = ()  # events derived from it (points_changed, ...), handed after
+    # Events derived from it (points_changed, ...), handed after it: (source id, stored type).
+    derived: tuple[tuple[str, str], ...] = ()
 
     def body(self) -> dict[str, str]:
         """The API's answer: built from the stored row, so a repeat gets the first answer again."""
@@ -68,7 +69,7 @@ def store_event(engine: Engine, event: EventIn, *, now: datetime | None = None) 
         try:
             with session_scope(engine) as session:
                 row, new = ingest_event(session, event, now=now)
-                derived = tuple(each.source_id for each in take_derived(session))
+                derived = tuple((each.source_id, each.type) for each in take_derived(session))
                 stored = _stored(row, new)
                 return replace(stored, derived=derived) if derived else stored
         except IntegrityError:
@@ -79,14 +80,23 @@ def store_event(engine: Engine, event: EventIn, *, now: datetime | None = None) 
 
 
 async def deliver_new(state: ApiState, events: Iterable[StoredEvent]) -> None:
-    """Hand new events to their customer workflow now; the relay sweeps up any that fail here."""
+    """Hand new events to their customer workflow now; the relay sweeps up any that fail here.
+
+    An event of a type the workers do not hand to Temporal (no journey starts on it, no live
+    run listens to it: trouw.stack.relay.Listeners) is left to the relay, which marks it
+    relayed without a signal, or signals it if a journey published meanwhile listens."""
     if state.client is None:
         return
+    heard = await state.heard.now(state.engine)
     for event in events:
         if not event.new:
             continue
         wires = {event.id: event.wire}
-        for source_id in (event.id, *event.derived):
+        kinds = {event.id: event.wire.type if event.wire else None, **dict(event.derived)}
+        for source_id in kinds:
+            kind = kinds[source_id]
+            if kind is not None and not heard.wants(kind):
+                break  # the relay judges it and the ones after it, in their order
             try:
                 await hand_off(
                     state.engine,
