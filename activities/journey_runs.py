@@ -18,7 +18,7 @@ from trouw.domain.context import HISTORY_REWRITES, build_context, for_history
 from trouw.domain.control import pause_reason, paused_journeys
 from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import Customer, JourneyRun, JourneyRunEvent, SplitAssignment
-from trouw.domain.interest import register_version
+from trouw.domain.interest import mark_matched, register_version
 from trouw.domain.measure.goals import record_goal
 from trouw.language.attributes import (
     AttributeValueError,
@@ -152,6 +152,9 @@ class JourneyActivities:
         declared = declared_attributes(self.services.settings)
         runs: list[RunPlan] = []
         with session_scope(self.services.engine) as session:
+            # Answered with the runs this transaction records: until then the relay signals
+            # this customer's events that such runs would listen to (trouw.domain.interest).
+            mark_matched(session, event.id, input.now)
             context = build_context(
                 session,
                 customer_id=input.customer_id,

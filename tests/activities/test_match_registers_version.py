@@ -1,4 +1,5 @@
-"""A run's version is recorded with what it listens to before the run counts as live."""
+"""A run's version is recorded with what it listens to, and its event as answered, in the
+transaction that records the run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlmodel import select
 from activities.journey_runs import JourneyActivities
 from activities.services import Services
 from trouw.domain.db.engine import session_scope
-from trouw.domain.db.models import JourneyRun, JourneyVersion
+from trouw.domain.db.models import InboundEvent, JourneyRun, JourneyVersion
 from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.domain.interest import live_listens
 from trouw.language.contracts import MatchJourneysInput
@@ -47,12 +48,13 @@ def test_started_runs_record_their_versions_listens(engine: Engine, settings: Se
     assert {plan.version for plan in plans} == set(versions)
     for plan in plans:
         assert versions[plan.version].listens == sorted(journeys[plan.journey].listens_to())
-    assert sorted(map(tuple, live)) == sorted(  # type: ignore[arg-type]
-        tuple(versions[plan.version].listens) for plan in plans
-    )
+    assert live == {plan.version: versions[plan.version].listens for plan in plans}
+    with session_scope(engine) as session:
+        # Answered in the transaction that recorded the runs.
+        assert session.exec(select(InboundEvent.matched_at)).one() is not None
     with session_scope(engine) as session:
         for run in session.exec(select(JourneyRun)).all():
             run.status = "completed"
             session.add(run)
     with session_scope(engine) as session:
-        assert live_listens(session) == []  # ended runs listen to nothing
+        assert live_listens(session) == {}  # ended runs listen to nothing

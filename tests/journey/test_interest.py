@@ -1,11 +1,13 @@
-"""Which event types Temporal must hear (trouw.language.journey.interest): pure, milliseconds."""
+"""Who must hear an event (trouw.language.journey.interest): pure, milliseconds."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from trouw.language.journey.interest import interest
+from trouw.language.journey.interest import hearing
 from trouw.language.journey.model import Journey
+
+NOBODY: dict[str, Any] = {"versions": (), "pending": ()}
 
 
 def journey(name: str, trigger: dict[str, Any], **settings: Any) -> Journey:
@@ -22,41 +24,57 @@ def journey(name: str, trigger: dict[str, Any], **settings: Any) -> Journey:
     )
 
 
-def test_triggers_exits_goals_and_waits_are_heard_and_nothing_else() -> None:
-    voucher = journey(
-        "voucher_expiry",
-        {"event": "voucher_issued"},
-        exit_on=[{"event": "voucher_redeemed"}],
-        goals=[{"event": "purchase", "name": "bought"}],
-    )
-    heard = interest([voucher], [])
-    for kind in ("voucher_issued", "voucher_redeemed", "purchase", "delivered"):
-        assert heard.wants(kind), kind
-    for kind in ("review", "bounce", "custom:poll", "voucher_expiring"):
-        assert not heard.wants(kind), kind
+EXPIRY = journey(
+    "voucher_expiry",
+    {"event": "voucher_expiring"},
+    exit_on=[{"event": "voucher_redeemed"}],
+    goals=[{"event": "purchase", "name": "bought"}],
+)
+
+
+def test_start_types_are_heard_for_everyone_and_unknown_types_by_nobody() -> None:
+    heard = hearing([EXPIRY], {})
+    assert heard.wants("voucher_expiring", **NOBODY)
+    for kind in ("review", "bounce", "custom:poll", "voucher_issued"):
+        assert not heard.wants(kind, versions=["v"], pending=["voucher_expiring"]), kind
+        assert not heard.interest.wants(kind), kind
+
+
+def test_a_type_only_runs_listen_to_is_heard_for_a_customer_whose_run_lives() -> None:
+    heard = hearing([EXPIRY], {EXPIRY.version: sorted(EXPIRY.listens_to())})
+    for kind in ("voucher_redeemed", "purchase", "delivered"):
+        assert heard.interest.wants(kind), kind  # the API hands it off at once
+        assert heard.wants(kind, versions=[EXPIRY.version], pending=()), kind
+    assert not heard.wants("voucher_redeemed", **NOBODY)  # no run for this customer
+    assert not heard.wants("voucher_redeemed", versions=["another"], pending=())
+
+
+def test_a_run_that_may_be_starting_hears_what_it_would_listen_to() -> None:
+    # The customer's voucher_expiring was signalled; match_journeys has not answered it yet.
+    heard = hearing([EXPIRY], {})
+    assert heard.pending_types == {"voucher_expiring"}
+    assert heard.wants("voucher_redeemed", versions=(), pending=["voucher_expiring"])
+    assert not heard.wants("voucher_redeemed", versions=(), pending=["purchase"])
 
 
 def test_a_live_run_of_an_older_version_keeps_its_exit_heard() -> None:
-    # Today's version starts on voucher_expiring and no longer exits on voucher_redeemed; a run
-    # of the version before it still waits and exits on a redemption.
+    # Today's version starts on voucher_expiring and exits on nothing; a run of the version
+    # before it still exits on a redemption.
     today = journey("voucher_expiry", {"event": "voucher_expiring"})
-    assert not interest([today], []).wants("voucher_redeemed")
-    assert interest([today], [["delivered", "voucher_redeemed"]]).wants("voucher_redeemed")
-    assert not interest([today], [["delivered", "voucher_redeemed"]]).wants("review")
+    assert not hearing([today], {}).interest.wants("voucher_redeemed")
+    heard = hearing([today], {"v-old": ["delivered", "voucher_redeemed"]})
+    assert heard.wants("voucher_redeemed", versions=["v-old"], pending=())
+    assert not heard.wants("voucher_redeemed", **NOBODY)
+    assert not heard.interest.wants("review")
 
 
-def test_a_live_run_of_an_unknown_version_makes_every_type_heard() -> None:
-    heard = interest([], [["delivered"], None])
-    assert heard.everything and heard.wants("review") and heard.wants("custom:anything")
+def test_a_live_run_of_an_unknown_version_makes_every_event_heard() -> None:
+    heard = hearing([], {"v1": ["delivered"], "v0": None})
+    assert heard.starts.everything and heard.wants("custom:anything", **NOBODY)
 
 
 def test_any_trigger_hears_everything_and_a_date_trigger_register_and_purchase() -> None:
-    assert interest([journey("all", {"event": "any"})], []).wants("custom:poll")
-    birthday = interest([journey("birthday", {"date": "customer.birthday", "every": "year"})], [])
-    assert birthday.wants("register") and birthday.wants("purchase")
-    assert not birthday.wants("review") and not birthday.everything
-
-
-def test_nothing_running_and_no_journeys_hears_nothing() -> None:
-    heard = interest([], [])
-    assert not heard.everything and not heard.wants("purchase")
+    assert hearing([journey("all", {"event": "any"})], {}).wants("custom:poll", **NOBODY)
+    birthday = hearing([journey("birthday", {"date": "customer.birthday", "every": "year"})], {})
+    assert birthday.wants("register", **NOBODY) and birthday.wants("purchase", **NOBODY)
+    assert not birthday.wants("review", **NOBODY) and not birthday.starts.everything

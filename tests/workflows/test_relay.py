@@ -226,6 +226,28 @@ async def test_an_event_nobody_listens_to_is_marked_relayed_without_a_signal(
             )
         )
         ingest_event(session, custom("e-old-exit", "o1", "old_exit"))
+        ingest_event(session, custom("e-no-run", "o2", "old_exit"))  # o2 has no such run
+        # v1's voucher_expiring was signalled, match_journeys has not answered it yet: the
+        # voucher_expiry run it may start exits on voucher_redeemed. v2 has nothing of it.
+        moment = datetime.now(UTC)
+        session.add(
+            InboundEvent(
+                source_id="e-expiring",
+                type="voucher_expiring",
+                customer_id="v1",
+                occurred_at=moment,
+                relayed_at=moment,
+            )
+        )
+        for customer in ("v1", "v2"):
+            session.add(
+                InboundEvent(
+                    source_id=f"e-redeemed-{customer}",
+                    type="voucher_redeemed",
+                    customer_id=customer,
+                    occurred_at=moment,
+                )
+            )
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
@@ -239,13 +261,14 @@ async def test_an_event_nobody_listens_to_is_marked_relayed_without_a_signal(
                 search_attributes=False,
                 listeners=Listeners(engine, services.content),
             )
-            signals = {c: await _signals(env.client, c) for c in ("h1", "u1", "o1")}
+            customers = ("h1", "u1", "o1", "o2", "v1", "v2")
+            signals = {c: await _signals(env.client, c) for c in customers}
     finally:
         await env.shutdown()
-    assert relayed == 3
+    assert relayed == 6
     with session_scope(engine) as session:
         assert all(e.relayed_at is not None for e in session.exec(select(InboundEvent)).all())
-    assert signals == {"h1": 1, "u1": None, "o1": 1}
+    assert signals == {"h1": 1, "u1": None, "o1": 1, "o2": None, "v1": 1, "v2": None}
 
 
 class _Content:
@@ -277,12 +300,13 @@ def test_a_published_journey_is_heard_at_once_and_the_one_it_replaced_for_a_grac
     content = _Content(_journey("custom:first"))
     now = [0.0]
     listeners = Listeners(engine, content, grace=60.0, clock=lambda: now[0])  # type: ignore[arg-type]
-    assert listeners().wants("custom:first") and not listeners().wants("custom:second")
+    heard = listeners().interest
+    assert heard.wants("custom:first") and not heard.wants("custom:second")
     content.journeys["poll"] = _journey("custom:second")  # published: the next round sees it
     now[0] = 30.0
-    heard = listeners()
+    heard = listeners().interest
     # A worker with the older copy may still start the first version for a while.
     assert heard.wants("custom:second") and heard.wants("custom:first")
     now[0] = 91.0
-    heard = listeners()
+    heard = listeners().interest
     assert heard.wants("custom:second") and not heard.wants("custom:first")

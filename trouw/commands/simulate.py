@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -51,7 +51,7 @@ from trouw.domain.measure.scripted import (
     record_scripted,
 )
 from trouw.language.journey.durations import DurationError, parse_duration
-from trouw.language.journey.interest import EVERYTHING, Interest
+from trouw.language.journey.interest import EVERYTHING
 from trouw.language.journey.loader import (
     JourneyError,
     LoadedJourney,
@@ -61,6 +61,9 @@ from trouw.language.journey.loader import (
 from trouw.language.locales import LocaleTag
 from trouw.language.vocabulary import Channel, send_outcome
 from trouw.settings import Settings
+
+if TYPE_CHECKING:
+    from trouw.stack.relay import Listeners
 
 
 class ScenarioModel(BaseModel):
@@ -719,7 +722,7 @@ async def _simulate_customer(
     unrecorded: list[RunEntry],
     run_histories: dict[str, list[Any]] | None = None,
     notes: list[str] | None = None,
-    listeners: Callable[[], Interest] | None = None,
+    listeners: Listeners | None = None,
 ) -> None:
     base = await env.get_current_time()
     offset = (scenario.start - base).total_seconds()
@@ -734,9 +737,9 @@ async def _simulate_customer(
     others: set[str] = set()
 
     async def hand_over(rows: list[Any]) -> None:
-        # As the relay does: an event no journey starts on and no live run listens to is
-        # not signalled (trouw.stack.relay.Listeners).
-        wanted = listeners() if listeners is not None and rows else EVERYTHING
+        # An event of a type no journey starts on and no live run listens to is not
+        # signalled (the relay also judges per customer: trouw.stack.relay.Listeners).
+        wanted = listeners().interest if listeners is not None and rows else EVERYTHING
         for wire in rows:
             if not wanted.wants(wire.type):
                 continue

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -19,9 +21,9 @@ from temporalio.client import Client
 from trouw.domain.db.engine import read_scope, session_scope
 from trouw.domain.db.models import InboundEvent
 from trouw.domain.ingest import pending_events, wire_event
-from trouw.domain.interest import live_listens
+from trouw.domain.interest import live_listens, live_versions, unmatched_starts
 from trouw.language.contracts import CustomerEvent
-from trouw.language.journey.interest import EVERYTHING, Interest, interest
+from trouw.language.journey.interest import Hearing, Interest, hearing
 from trouw.language.journey.model import Journey
 from trouw.stack import metrics
 from trouw.stack.presence import set_event_types
@@ -64,12 +66,22 @@ async def hand_off(
     _log_handed_off(source_id, event)
 
 
-class Listeners:
-    """Which event types Temporal must hear now: the journeys this worker runs (and those it
-    ran within SUPERSEDED_GRACE), plus what every version with a live run listens to.
+@dataclass(frozen=True)
+class Listed:
+    """A listed event as the relay judges it: who it is for, its type and its place."""
 
-    Asked once per relay round, after the round listed its events: a journey published or a
-    run recorded before an event was stored is in the answer for that event."""
+    row_id: int
+    customer_id: str
+    type: str
+
+
+class Listeners:
+    """Who must hear an event now: the journeys this worker runs (and those it ran within
+    SUPERSEDED_GRACE), the versions with a live run, and per customer its live runs and its
+    events match_journeys has not answered yet (trouw.language.journey.interest).
+
+    Asked once per relay round, after the round listed its events: a journey published, a run
+    recorded or an event answered before an event was stored is in the answer for that event."""
 
     def __init__(
         self,
@@ -88,7 +100,7 @@ class Listeners:
         self._seen: dict[str, tuple[Journey, float]] = {}  # version -> (journey, last held)
         self._told: Interest | None = None
 
-    def __call__(self) -> Interest:
+    def __call__(self) -> Hearing:
         now = self.clock()
         for journey in self.content.latest().catalog.journeys().values():
             self._seen[journey.version] = (journey, now)
@@ -97,15 +109,40 @@ class Listeners:
         }
         with read_scope(self.engine) as session:
             live = live_listens(session)
-        heard = interest((journey for journey, _ in self._seen.values()), live)
-        if self.identity is not None and heard != self._told:
+        heard = hearing((journey for journey, _ in self._seen.values()), live)
+        if self.identity is not None and heard.interest != self._told:
             # Written only when it changes; the API hands off at once only what it names.
             try:
-                if set_event_types(self.engine, self.identity, heard):
-                    self._told = heard
+                if set_event_types(self.engine, self.identity, heard.interest):
+                    self._told = heard.interest
             except SQLAlchemyError as exc:  # only the API's hint is late: tried next round
                 log.warning("cannot record the event types this relay hands off: %s", exc)
         return heard
+
+    def judge(self, events: Sequence[Listed]) -> list[bool]:
+        """For each event, whether Temporal must hear it."""
+        heard = self()
+        asked = {
+            e.customer_id
+            for e in events
+            if not heard.for_everyone(e.type) and heard.interest.wants(e.type)
+        }
+        if not asked:
+            return [heard.for_everyone(e.type) for e in events]
+        with read_scope(self.engine) as session:
+            # Unanswered events first: one answered in between has its runs recorded by then.
+            pending = unmatched_starts(session, asked, heard.pending_types)
+            versions = live_versions(session, asked)
+        return [
+            heard.wants(
+                e.type,
+                versions=versions.get(e.customer_id, ()),
+                pending={
+                    kind for who, kind, row in pending if who == e.customer_id and row < e.row_id
+                },
+            )
+            for e in events
+        ]
 
 
 def stored_event(engine: Engine, source_id: str) -> CustomerEvent:
@@ -116,18 +153,20 @@ def stored_event(engine: Engine, source_id: str) -> CustomerEvent:
         return wire_event(row)
 
 
-def mark_relayed(engine: Engine, source_ids: Sequence[str]) -> None:
-    """Marks handed-off events relayed, all in one write transaction (one UPDATE)."""
+def mark_relayed(engine: Engine, source_ids: Sequence[str], *, unheard: bool = False) -> None:
+    """Marks handed-off events relayed, all in one write transaction (one UPDATE); `unheard`
+    ones (not signalled) as answered too: match_journeys will never see them."""
     if not source_ids:
         return
     with session_scope(engine) as session:
         now = datetime.now(UTC)
+        values = {"relayed_at": now, "matched_at": now} if unheard else {"relayed_at": now}
         received = (
             session.execute(
                 update(InboundEvent)
                 .where(col(InboundEvent.source_id).in_(source_ids))
                 .where(col(InboundEvent.relayed_at).is_(None))
-                .values(relayed_at=now)
+                .values(**values)
                 .returning(col(InboundEvent.received_at))
             )
             .scalars()
@@ -221,14 +260,14 @@ async def relay_pending(
     search_attributes: bool = True,
     max_attempts: int = 8,
     now: datetime | None = None,
-    listeners: Callable[[], Interest] | None = None,
+    listeners: Listeners | None = None,
 ) -> int:
     """Hand off every due event, oldest first, each on its own; returns how many went through.
 
     A failing event is counted, backed off and finally parked; the events behind it go on.
-    With `listeners`, an event whose type nobody listens to (no journey starts on it, no live
-    run exits, converts or waits on it) is marked relayed without a signal: to the customer
-    workflow it would be a workflow task that does nothing.
+    With `listeners`, an event nobody listens to (no journey starts on its type, and no run of
+    its customer, live or about to start, exits, converts or waits on it) is marked relayed
+    without a signal: to the customer workflow it would be a workflow task that does nothing.
     """
 
     clock = now or datetime.now(UTC)
@@ -239,25 +278,33 @@ async def relay_pending(
         except ValidationError:
             return None  # read again below, where its error is counted
 
-    def pending() -> list[tuple[str, str, CustomerEvent | None]]:
+    def pending() -> list[tuple[str, Listed, CustomerEvent | None]]:
         # Read-only: on SQLite a listing of up to 500 events must not hold the write lock that
         # the API's redemptions and every activity wait for (seen: 1.2 s under load).
         with read_scope(engine) as session:
             return [
-                (row.source_id, row.type, readable(row))
+                (row.source_id, Listed(row.id or 0, row.customer_id, row.type), readable(row))
                 for row in pending_events(session, now=clock)
             ]
 
     listed = await asyncio.to_thread(pending)
-    # Judged after the listing: whatever was published or started before these events were
-    # stored is in the answer.
-    wanted = await asyncio.to_thread(listeners) if listeners and listed else EVERYTHING
-    unheard = [source_id for source_id, kind, _row in listed if not wanted.wants(kind)]
+    # Judged after the listing: whatever was published, started or answered before these
+    # events were stored is in the answer.
+    judged = [True] * len(listed)
+    if listeners is not None and listed:
+        judged = await asyncio.to_thread(listeners.judge, [each for _, each, _ in listed])
+    unheard = [
+        source_id for (source_id, _, _), heard in zip(listed, judged, strict=True) if not heard
+    ]
     if unheard:
-        await asyncio.to_thread(mark_relayed, engine, unheard)
+        await asyncio.to_thread(partial(mark_relayed, engine, unheard, unheard=True))
         metrics.RELAY_UNHEARD.inc(len(unheard))
-        log.debug("%d event(s) no journey listens to marked relayed", len(unheard))
-    events = [(source_id, event) for source_id, kind, event in listed if wanted.wants(kind)]
+        log.debug("%d event(s) nobody listens to marked relayed", len(unheard))
+    events = [
+        (source_id, event)
+        for (source_id, _, event), heard in zip(listed, judged, strict=True)
+        if heard
+    ]
     relayed = len(unheard)
     # Marked in batches, not one write transaction per event: on SQLite every transaction takes
     # the one write lock the API's redemptions wait for (100 marks a second held them up).
@@ -297,7 +344,7 @@ async def relay_forever(
     task_queue: str,
     max_attempts: int = 8,
     every: float = 2.0,
-    listeners: Callable[[], Interest] | None = None,
+    listeners: Listeners | None = None,
 ) -> None:
     while True:
         try:

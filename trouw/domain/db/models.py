@@ -170,6 +170,10 @@ class InboundEvent(SQLModel, table=True):
     received_at: datetime = _when(default_factory=utcnow)
     payload: dict[str, Any] = _json(default_factory=dict)
     relayed_at: datetime | None = _when(nullable=True, index=True, default=None)
+    # When match_journeys answered it (the runs it starts recorded in that transaction); set
+    # only for types a journey starts on. The relay signals a type only runs listen to when
+    # its customer has such an event unanswered: the run may be starting (docs/decisions.md).
+    matched_at: datetime | None = _when(nullable=True, default=None)
     # A hand-off that fails is retried with backoff, then parked with its error: one bad event
     # (a payload Temporal refuses) never blocks the events behind it.
     relay_attempts: int = Field(default=0)

@@ -276,7 +276,9 @@ class _Importer:
             self.session.exec(
                 update(InboundEvent)
                 .where(col(InboundEvent.id).in_(self.backfilled))
-                .values(relayed_at=self.now)
+                # Never signalled, so never answered by match_journeys: nothing of theirs is
+                # starting (trouw.domain.interest).
+                .values(relayed_at=self.now, matched_at=self.now)
             )
             self.backfilled = []
         self.session.commit()
