@@ -741,10 +741,10 @@ async def _simulate_customer(
         # signalled (the relay also judges per customer: trouw.stack.relay.Listeners).
         wanted = listeners().interest if listeners is not None and rows else EVERYTHING
         for wire in rows:
-            if not wanted.wants(wire.type):
-                continue
             if wire.customer_id != customer_id:
                 others.add(wire.customer_id)
+            if not wanted.wants(wire.type):
+                continue
             await deliver(
                 env.client,
                 wire,
