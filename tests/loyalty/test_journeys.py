@@ -90,6 +90,7 @@ def test_a_redeemed_welcome_gift_gets_no_expiry_reminder(result: SimulationResul
     assert [e.subject for e in reminders] == [
         "Je tegoedbon vervalt op 16 mei 2026",  # NIVEAU, the level's gift
         "Je tegoedbon vervalt op 6 juni 2026",  # VRIEND
+        "Je tegoedbon vervalt op 13 oktober 2026",  # TERUG, the win-back voucher
     ]
     engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
     with session_scope(engine) as session:
@@ -100,6 +101,9 @@ def test_a_redeemed_welcome_gift_gets_no_expiry_reminder(result: SimulationResul
     engine.dispose()
     assert codes == [
         "NIVEAU-M1-1",
+        "TERUG-M1-1",
+        "TERUG-M4-1",
+        "TERUG-M4-2",  # m4 lapsed again after p8
         "VRIEND-M1-1",
         "VRIEND-M2-1",
         "WELKOM-M1-1",
@@ -122,17 +126,58 @@ def test_an_expiring_voucher_is_reminded_at_once_when_the_sweep_derives_it(
     assert sorted(starts) == [
         ("m1", "2026-05-09T10:00:00+02:00", "voucher_expiring event voucher_expiring:NIVEAU-M1-1"),
         ("m1", "2026-05-30T10:00:00+02:00", "voucher_expiring event voucher_expiring:VRIEND-M1-1"),
+        ("m1", "2026-10-06T10:00:00+02:00", "voucher_expiring event voucher_expiring:TERUG-M1-1"),
         ("m2", "2026-04-29T10:00:00+02:00", "voucher_expiring event voucher_expiring:WELKOM-M2-1"),
         ("m2", "2026-05-30T10:00:00+02:00", "voucher_expiring event voucher_expiring:VRIEND-M2-1"),
         ("m3", "2026-04-25T10:00:00+02:00", "voucher_expiring event voucher_expiring:WELKOM-M3-1"),
+        ("m4", "2027-03-30T10:00:00+02:00", "voucher_expiring event voucher_expiring:TERUG-M4-2"),
     ]
     assert [(e.at, e.outcome) for e in of(result, "m1", template="voucher_expiry")] == [
         ("2026-05-09T10:00:00+02:00", "sent"),
         ("2026-05-30T10:00:00+02:00", "sent"),
+        ("2026-10-06T10:00:00+02:00", "sent"),
     ]
     # Without a promotional opt-in the reminder is refused, as before.
     assert [e.reason for e in of(result, "m3", template="voucher_expiry")] == [
         "no_promotional_opt_in"
+    ]
+
+
+def test_a_lapsed_customer_who_opted_in_gets_a_win_back_voucher(result: SimulationResult) -> None:
+    # m1 (opted in): 180 days after the last purchase, a TERUG voucher in a promotional mail,
+    # reminded a week before it expires; m3 (no opt-in): the plain service message, no voucher.
+    [winback] = of(result, "m1", template="winback")
+    assert (winback.category, winback.outcome, winback.at) == (
+        "promotional",
+        "sent",
+        "2026-09-13T10:00:00+02:00",
+    )
+    assert winback.subject == "We missen je, Bart: een tegoedbon om terug te komen"
+    assert of(result, "m1", template="reactivation") == []
+    assert [e.category for e in of(result, "m3", template="reactivation")] == [
+        "service",
+        "service",
+    ]
+    assert of(result, "m3", template="winback") == []
+    engine = make_engine(f"sqlite:///{result.workdir / 'simulation.db'}")
+    with session_scope(engine) as session:
+        gift = session.get(Voucher, "TERUG-M1-1")
+        assert gift is not None and gift.value == Decimal("10.00")
+        assert gift.message_key == winback.message_key
+        assert session.get(Voucher, "TERUG-M3-1") is None
+        # m4 redeemed its win-back voucher online a week later: the order is attributed to it.
+        redeemed = session.get(Voucher, "TERUG-M4-1")
+        assert redeemed is not None and redeemed.redeemed_order_id == "p8"
+    engine.dispose()
+    reminders = [(e.subject, e.at) for e in of(result, "m1", template="voucher_expiry")]
+    assert ("Je tegoedbon vervalt op 13 oktober 2026", "2026-10-06T10:00:00+02:00") in reminders
+    # TERUG-M4-1, redeemed before its reminder was due: the sweep derived nothing, no run
+    # started; only the next lapse's voucher (TERUG-M4-2, after p8) is reminded.
+    assert [e.reason for e in result.runs if e.customer == "m4" and e.journey == "voucher_expiry"][
+        :1
+    ] == ["voucher_expiring event voucher_expiring:TERUG-M4-2"]
+    assert [e.subject for e in of(result, "m4", template="voucher_expiry")] == [
+        "Your voucher expires on April 6, 2027"
     ]
 
 

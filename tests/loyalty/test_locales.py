@@ -117,3 +117,16 @@ def test_the_level_mail_shows_the_gift_voucher_and_no_box_without_one(locale: st
         plain = store.render_email("loyalty_level", locale, without)
         assert code not in plain.html and label not in plain.text
         assert plain.subject == gift.subject
+
+
+@pytest.mark.parametrize("locale", SHIPPED_LOCALES)
+def test_the_win_back_mail_shows_its_voucher_in_each_locale(locale: str) -> None:
+    store = TemplateStore(ROOT / "templates")
+    assert store.category("email", "winback") == "promotional"
+    assert WORD_FILES <= set(store.locales("email", "winback"))
+    context = sample_context("winback", locale)
+    email = store.render_email("winback", locale, context)
+    assert email.locale == locale
+    for part in (email.html, email.text):
+        assert context["voucher"]["code"] in part
+    assert context["links"]["loyalty"] in email.html

@@ -26,6 +26,7 @@ EMAILS = [
     "referral_invite",
     "referral_reward",
     "next_order",
+    "winback",
 ]
 SMSES = ["delivery_notice", "refill_reminder"]
 
