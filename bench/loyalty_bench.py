@@ -221,7 +221,7 @@ def serve(stats_file: Path, api_only: bool) -> None:
             records.append(record)
 
     db._sqlite_begin = timed_begin  # type: ignore[assignment]
-    routes._in_session = timed_session  # type: ignore[assignment]
+    routes.in_session = timed_session  # type: ignore[assignment]
     settings = Settings()
     try:
         asyncio.run(run_stack(settings, worker=not api_only, worker_process=not api_only))

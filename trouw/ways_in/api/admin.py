@@ -8,30 +8,31 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field, model_validator
+from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from trouw.domain.control import ControlError, set_contact_paused, set_journey_paused
-from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import ContactPause, Customer, JourneyControl
 from trouw.ways_in.api.auth import KeyFirstRoute, Principal, require
 from trouw.ways_in.api.errors import ApiError, error_responses
+from trouw.ways_in.api.sessions import in_session
 from trouw.ways_in.api.state import ApiState, api_state
+
+
+def _admin_router() -> APIRouter:
+    return APIRouter(
+        prefix="/v1/admin",
+        tags=["operator control"],
+        responses=error_responses(401, 403, 422, 503),
+        route_class=KeyFirstRoute,
+    )
+
 
 # Every route needs an admin key. The routes that ask Temporal (runs in flight, cancel) exist
 # only in an API process connected to Temporal, as `trouw api` and `trouw up` always are.
-router = APIRouter(
-    prefix="/v1/admin",
-    tags=["operator control"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=KeyFirstRoute,
-)
-temporal_router = APIRouter(
-    prefix="/v1/admin",
-    tags=["operator control"],
-    responses=error_responses(401, 403, 422, 503),
-    route_class=KeyFirstRoute,
-)
+router = _admin_router()
+temporal_router = _admin_router()
 
 _BODY_LIMITS = error_responses(400, 413)
 JOURNEY = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -83,6 +84,16 @@ class CancelOut(BaseModel):
         description="Held runs (first step a wait, not started yet) their customer workflow "
         "drops and records as cancelled.",
     )
+
+
+def _change(principal: Principal, body: ControlIn, *, paused: bool) -> dict[str, Any]:
+    """What every pause or resume records: which, who, when and why."""
+    return {
+        "paused": paused,
+        "by": _actor(principal),
+        "at": datetime.now(UTC),
+        "reason": body.reason,
+    }
 
 
 def _actor(principal: Principal) -> str:
@@ -143,19 +154,11 @@ async def _set_journey(
     if paused and journey not in await asyncio.to_thread(catalog_versions, state.settings):
         raise ApiError(404, f"unknown journey {journey!r}", field="journey")
 
-    def store() -> PauseOut:
-        with session_scope(state.engine) as session:
-            row = set_journey_paused(
-                session,
-                journey=journey,
-                paused=paused,
-                by=_actor(principal),
-                at=datetime.now(UTC),
-                reason=body.reason,
-            )
-            return _pause_out(row, paused=paused)
-
-    return await asyncio.to_thread(store)
+    change = _change(principal, body, paused=paused)
+    return await in_session(
+        state,
+        lambda s: _pause_out(set_journey_paused(s, journey=journey, **change), paused=paused),
+    )
 
 
 @router.post(
@@ -221,21 +224,16 @@ async def cancel_journey_runs(
 async def _set_customer(
     state: ApiState, customer: str, body: ControlIn, principal: Principal, *, paused: bool
 ) -> PauseOut:
-    def store() -> PauseOut | None:
-        with session_scope(state.engine) as session:
-            if session.get(Customer, customer) is None:
-                return None
-            row = set_contact_paused(
-                session,
-                customer_id=customer,
-                paused=paused,
-                by=_actor(principal),
-                at=datetime.now(UTC),
-                reason=body.reason,
-            )
-            return _pause_out(row, paused=paused)
+    change = _change(principal, body, paused=paused)
 
-    out = await asyncio.to_thread(store)
+    def store(session: Session) -> PauseOut | None:
+        if session.get(Customer, customer) is None:
+            return None
+        return _pause_out(
+            set_contact_paused(session, customer_id=customer, **change), paused=paused
+        )
+
+    out = await in_session(state, store)
     if out is None:
         raise ApiError(404, f"unknown customer {customer!r}", field="customer")
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -12,7 +11,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from sqlmodel import Session
 
-from trouw.domain.db.engine import read_scope, session_scope
 from trouw.domain.db.models import Customer, InboundEvent
 from trouw.domain.ingest import EventTime, Label, OrderId, StoreName, Total
 from trouw.domain.loyalty import ledger, vouchers
@@ -21,6 +19,7 @@ from trouw.language.journey.plain import jsonable
 from trouw.ways_in.api.auth import KeyFirstRoute, Principal, require
 from trouw.ways_in.api.errors import ApiError, error_responses
 from trouw.ways_in.api.events import StoredEvent, deliver_new
+from trouw.ways_in.api.sessions import in_session
 from trouw.ways_in.api.state import ApiState, api_state
 
 router = APIRouter(
@@ -103,17 +102,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _in_session(state: ApiState, work: Any, *, read_only: bool = False) -> Any:
-    """work(session) in a thread: in one transaction, or (read_only) in one that takes no write
-    lock on SQLite, so a till's lookup never queues behind the stack's writers."""
-
-    def run() -> Any:
-        with (read_scope if read_only else session_scope)(state.engine) as session:
-            return work(session)
-
-    return await asyncio.to_thread(run)
-
-
 def _customer_or_404(session: Session, customer_id: str) -> Customer:
     customer = session.get(Customer, customer_id)
     if customer is None or customer.erased:
@@ -135,7 +123,7 @@ async def get_voucher(
             raise ApiError(404, f"unknown voucher code {code!r}", field="code")
         return vouchers.public(voucher, now=_now())
 
-    result: dict[str, Any] = await _in_session(state, load, read_only=True)
+    result: dict[str, Any] = await in_session(state, load, read_only=True)
     return result
 
 
@@ -182,7 +170,7 @@ async def redeem_voucher(
 
     # The till's answer never waits on Temporal: the relay hands voucher_redeemed to the
     # customer's workflow (within its 2 s round), so a slow or restarting Temporal costs no sale.
-    done: vouchers.Redemption = await _in_session(state, work)
+    done: vouchers.Redemption = await in_session(state, work)
     # The answer is made after the commit: the write lock is not held while it is.
     answer = vouchers.public(done.voucher, now=_now())
     headers = {REPLAYED_HEADER: "true"} if done.replayed else {}
@@ -221,7 +209,7 @@ async def find_vouchers(
             raise ApiError(404, f"no customer with this {by}", field=by)
         return _customer_vouchers(session, found.id, only_open=not all)
 
-    result: dict[str, Any] = await _in_session(state, load, read_only=True)
+    result: dict[str, Any] = await in_session(state, load, read_only=True)
     return result
 
 
@@ -249,7 +237,7 @@ async def get_customer_vouchers(
         _customer_or_404(session, customer_id)
         return _customer_vouchers(session, customer_id, only_open=not all)
 
-    result: dict[str, Any] = await _in_session(state, load, read_only=True)
+    result: dict[str, Any] = await in_session(state, load, read_only=True)
     return result
 
 
@@ -288,7 +276,7 @@ async def issue_voucher(
         return vouchers.public(voucher, now=now), new
 
     answer: dict[str, Any]
-    answer, new = await _in_session(state, work)
+    answer, new = await in_session(state, work)
     if new:
         await deliver_new(
             state,
@@ -322,7 +310,7 @@ async def get_loyalty(
         )
         return found
 
-    result: dict[str, Any] = await _in_session(state, load, read_only=True)
+    result: dict[str, Any] = await in_session(state, load, read_only=True)
     return result
 
 
@@ -355,7 +343,7 @@ async def adjust_points(
         derived = [row.source_id for row in session.exec(_derived_query(key)).all()]
         return jsonable(ledger.loyalty_dict(session, customer_id, now=now)), derived
 
-    answer, derived = await _in_session(state, work)
+    answer, derived = await in_session(state, work)
     await deliver_new(
         state, [StoredEvent(source, customer_id, "loyalty", True) for source in derived]
     )

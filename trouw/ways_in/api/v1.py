@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from trouw.domain.consent import current_consent
-from trouw.domain.db.engine import read_scope, session_scope
 from trouw.domain.db.models import ApiKey, ConsentRecord, Customer, JourneyRun, Message
 from trouw.domain.ingest import (
     CustomerIn,
@@ -37,6 +36,7 @@ from trouw.ways_in.api.auth import (
 )
 from trouw.ways_in.api.errors import ApiError, error_responses
 from trouw.ways_in.api.events import StoredEvent, deliver_new, store_event
+from trouw.ways_in.api.sessions import in_session
 from trouw.ways_in.api.state import ApiState, api_state
 
 # Every /v1 route here needs a key (401 without one, 403 without the scope); body routes add
@@ -173,13 +173,12 @@ async def post_customer(
     except AttributeValueError as exc:
         raise ApiError(422, str(exc), field=f"attributes.{exc.name}") from None
 
-    def store() -> CustomerSaved:
-        with session_scope(state.engine) as session:
-            row = upsert_customer(session, customer, at=datetime.now(UTC), source="api")
-            return CustomerSaved(id=row.id)
+    def store(session: Session) -> CustomerSaved:
+        row = upsert_customer(session, customer, at=datetime.now(UTC), source="api")
+        return CustomerSaved(id=row.id)
 
     try:
-        return await asyncio.to_thread(store)
+        return await in_session(state, store)
     except IngestError as exc:  # an erased customer's id
         raise ingest_error(exc) from None
 
@@ -192,11 +191,7 @@ async def post_product(
 ) -> ProductSaved:
     """Create or replace a catalogue item."""
 
-    def store() -> ProductSaved:
-        with session_scope(state.engine) as session:
-            return ProductSaved(sku=upsert_product(session, product).sku)
-
-    return await asyncio.to_thread(store)
+    return await in_session(state, lambda s: ProductSaved(sku=upsert_product(s, product).sku))
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -251,15 +246,13 @@ def customer_consents(session: Session, customer_id: str) -> dict[str, Any]:
 
 
 async def _read(state: ApiState, customer_id: str, load: Any) -> dict[str, Any]:
-    def run() -> dict[str, Any] | None:
-        # A read: on SQLite it must not queue for the write lock with sends and redemptions.
-        with read_scope(state.engine) as session:
-            if session.get(Customer, customer_id) is None:
-                return None
-            found: dict[str, Any] | None = load(session)
-            return jsonable(found) if found is not None else None
+    def run(session: Session) -> dict[str, Any] | None:
+        if session.get(Customer, customer_id) is None:
+            return None
+        found: dict[str, Any] | None = load(session)
+        return jsonable(found) if found is not None else None
 
-    found = await asyncio.to_thread(run)
+    found = await in_session(state, run, read_only=True)
     if found is None:
         raise ApiError(404, f"unknown customer {customer_id!r}", field="customer_id")
     return found
@@ -332,14 +325,13 @@ async def post_api_key(
 ) -> ApiKeyCreated:
     """Create a key; the answer holds the key itself, which is never shown again."""
 
-    def store() -> ApiKeyCreated:
-        with session_scope(state.engine) as session:
-            key = create_api_key(session, name=body.name, scopes=body.scopes)
-            row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one()
-            return ApiKeyCreated(id=row.id or 0, name=row.name, scopes=row.scopes, key=key)
+    def store(session: Session) -> ApiKeyCreated:
+        key = create_api_key(session, name=body.name, scopes=body.scopes)
+        row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one()
+        return ApiKeyCreated(id=row.id or 0, name=row.name, scopes=row.scopes, key=key)
 
     try:
-        return await asyncio.to_thread(store)
+        return await in_session(state, store)
     except ValueError as exc:
         raise ApiError(422, str(exc), field="name") from None
 
@@ -351,21 +343,20 @@ async def get_api_keys(
 ) -> list[ApiKeyPublic]:
     """Every key with its scopes and whether it is revoked (never the key or its hash)."""
 
-    def load() -> list[ApiKeyPublic]:
-        with read_scope(state.engine) as session:
-            rows = session.exec(select(ApiKey).order_by(col(ApiKey.id))).all()
-            return [
-                ApiKeyPublic(
-                    id=row.id or 0,
-                    name=row.name,
-                    scopes=row.scopes,
-                    created_at=row.created_at,
-                    revoked_at=row.revoked_at,
-                )
-                for row in rows
-            ]
+    def load(session: Session) -> list[ApiKeyPublic]:
+        rows = session.exec(select(ApiKey).order_by(col(ApiKey.id))).all()
+        return [
+            ApiKeyPublic(
+                id=row.id or 0,
+                name=row.name,
+                scopes=row.scopes,
+                created_at=row.created_at,
+                revoked_at=row.revoked_at,
+            )
+            for row in rows
+        ]
 
-    return await asyncio.to_thread(load)
+    return await in_session(state, load, read_only=True)
 
 
 @router.delete(
@@ -382,9 +373,5 @@ async def delete_api_key(
 ) -> None:
     """Revoke a key at once; revoked keys stay listed for the record."""
 
-    def revoke() -> int:
-        with session_scope(state.engine) as session:
-            return revoke_keys(session, key_id=key_id)
-
-    if not await asyncio.to_thread(revoke):
+    if not await in_session(state, lambda s: revoke_keys(s, key_id=key_id)):
         raise ApiError(404, "no active key with this id", field="key_id")
