@@ -117,9 +117,16 @@ class CustomerWorkflow:
         return text
 
     @workflow.query(name=NEXT_WAKE_QUERY)
-    def next_wake(self) -> datetime | None:
-        """When the first held run starts (its first wait ends), if any run is held."""
-        return min((h.plan.due for h in self._waiting.values() if h.plan.due), default=None)
+    def next_wake(self, journeys: list[str] | None = None) -> datetime | None:
+        """When the first held run (of these journeys, or any) starts: its first wait ends."""
+        return min(
+            (
+                held.plan.due
+                for held in self._waiting.values()
+                if held.plan.due and (journeys is None or held.plan.journey in journeys)
+            ),
+            default=None,
+        )
 
     @workflow.query(name=HELD_RUNS_QUERY)
     def held_runs(self) -> list[str]:

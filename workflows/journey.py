@@ -54,7 +54,8 @@ class JourneyWorkflow:
         return self._run.status()
 
     @workflow.query(name=NEXT_WAKE_QUERY)
-    def next_wake(self) -> datetime | None:
+    def next_wake(self, journeys: list[str] | None = None) -> datetime | None:
+        # `journeys` is the customer workflow's filter: a run is asked only when it is one.
         return self._run.next_wake()
 
     @workflow.run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -778,7 +779,9 @@ async def _simulate_customer(
                     is not None
                 ]
             due = min((moment for moment, _who in dues), default=None)
-            wake = await _next_wake(env, engine, customer_id, after=now)
+            wake = await _next_wake(
+                env, engine, customer_id, _issuing_journeys(settings.journeys_dir), after=now
+            )
             if wake is not None and wake < min(limit, due or limit):
                 await _advance(env, wake + _WAKE_SETTLE - shift)
                 continue
@@ -915,20 +918,40 @@ def _finish_refreshes(engine: Any, scenario: Scenario) -> None:
 _WAKE_SETTLE = timedelta(seconds=1)
 
 
+@functools.cache
+def _issuing_journeys(journeys_dir: Path) -> tuple[str, ...]:
+    """The journeys with a `call` step: the only runs whose wake-up can issue a voucher."""
+    from trouw.language.journey.loader import load_journeys
+    from trouw.language.journey.model import CallStep
+
+    return tuple(
+        sorted(
+            name
+            for name, loaded in load_journeys(journeys_dir).items()
+            if any(isinstance(step, CallStep) for step in loaded.journey.steps)
+        )
+    )
+
+
 async def _next_wake(
-    env: Any, engine: Any, customer_id: str, *, after: datetime
+    env: Any, engine: Any, customer_id: str, journeys: tuple[str, ...], *, after: datetime
 ) -> datetime | None:
     """The first moment after `after` (the scenario's clock, as the workflows read it) at which
-    one of the customer's workflows wakes by itself: a running run's wait, or a run the customer workflow holds."""
+    one of the customer's runs of these journeys wakes by itself: a running run's wait, or a
+    run the customer workflow holds."""
     from temporalio.service import RPCError
 
     from trouw.language.contracts import NEXT_WAKE_QUERY, customer_workflow_id
 
+    if not journeys:
+        return None
     with session_scope(engine) as session:
         runs = list(
             session.exec(
                 select(JourneyRun.workflow_id).where(
-                    JourneyRun.customer_id == customer_id, JourneyRun.status == "running"
+                    JourneyRun.customer_id == customer_id,
+                    JourneyRun.status == "running",
+                    col(JourneyRun.journey).in_(journeys),
                 )
             ).all()
         )
@@ -936,7 +959,7 @@ async def _next_wake(
     for workflow_id in [customer_workflow_id(customer_id), *runs]:
         try:
             wake = await env.client.get_workflow_handle(workflow_id).query(
-                NEXT_WAKE_QUERY, result_type=datetime | None
+                NEXT_WAKE_QUERY, list(journeys), result_type=datetime | None
             )
         except RPCError:  # not started (held), or ended since it was listed
             continue
