@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trouw.language.journey.interest import hearing
+from trouw.language.journey.interest import EVERYTHING, Interest, hearing, with_other_workers
 from trouw.language.journey.model import Journey
 
 NOBODY: dict[str, Any] = {"versions": (), "pending": ()}
@@ -78,3 +78,21 @@ def test_any_trigger_hears_everything_and_a_date_trigger_register_and_purchase()
     birthday = hearing([journey("birthday", {"date": "customer.birthday", "every": "year"})], {})
     assert birthday.wants("register", **NOBODY) and birthday.wants("purchase", **NOBODY)
     assert not birthday.wants("review", **NOBODY) and not birthday.starts.everything
+
+
+def test_a_type_only_another_worker_knows_is_heard_for_everyone() -> None:
+    heard = with_other_workers(hearing([EXPIRY], {}), Interest(frozenset({"custom:poll"})))
+    assert heard.wants("custom:poll", **NOBODY)
+    assert not heard.wants("review", **NOBODY)
+
+
+def test_a_type_both_know_keeps_this_relays_answer_per_customer() -> None:
+    own = hearing([EXPIRY], {})
+    heard = with_other_workers(own, own.interest)
+    assert heard == own
+    assert not heard.wants("voucher_redeemed", **NOBODY)
+
+
+def test_a_worker_that_names_no_types_makes_every_type_heard() -> None:
+    heard = with_other_workers(hearing([EXPIRY], {}), EVERYTHING)
+    assert heard.wants("review", **NOBODY) and heard.wants("voucher_redeemed", **NOBODY)

@@ -18,7 +18,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.services import Services
 from tests.e2e.test_slice import free_port
 from trouw.domain.db.engine import get_engine, session_scope
-from trouw.domain.db.models import InboundEvent, JourneyRun, JourneyVersion, Message
+from trouw.domain.db.models import (
+    InboundEvent,
+    JourneyRun,
+    JourneyVersion,
+    Message,
+    WorkerPresence,
+)
 from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.language.contracts import customer_workflow_id
 from trouw.language.journey.model import Journey
@@ -310,3 +316,26 @@ def test_a_published_journey_is_heard_at_once_and_the_one_it_replaced_for_a_grac
     now[0] = 91.0
     heard = listeners().interest
     assert heard.wants("custom:second") and not heard.wants("custom:first")
+
+
+def _presence(identity: str, types: list[str] | None, *, seen: datetime) -> WorkerPresence:
+    return WorkerPresence(
+        identity=identity, host="h", pid=1, task_queue=QUEUE, event_types=types, seen_at=seen
+    )
+
+
+def test_a_type_another_worker_hears_is_heard_here_for_everyone(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    listeners = Listeners(engine, _Content(_journey("custom:first")), identity="me")  # type: ignore[arg-type]
+    with session_scope(engine) as session:
+        # This worker's own row says nothing yet: it does not widen its own judgement.
+        session.add(_presence("me", None, seen=now))
+        session.add(_presence("other", ["custom:first", "custom:elsewhere"], seen=now))
+        session.add(_presence("gone", None, seen=now - timedelta(hours=1)))
+    heard = listeners()
+    assert heard.for_everyone("custom:elsewhere") and heard.for_everyone("custom:first")
+    assert not heard.interest.wants("custom:nobody")
+    with session_scope(engine) as session:
+        # A worker of an older release names no types: every type is heard.
+        session.add(_presence("older", None, seen=now))
+    assert listeners().for_everyone("custom:nobody")

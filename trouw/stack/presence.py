@@ -84,6 +84,24 @@ def heard_by_workers(engine: Engine, *, now: datetime | None = None) -> Interest
     return heard if rows else EVERYTHING
 
 
+def heard_by_other_workers(
+    engine: Engine, identity: str | None, *, now: datetime | None = None
+) -> Interest:
+    """What the other workers that beat lately say their relays hand off, together (nothing
+    when there is none; every type when one has not said: an older release, or its relay's
+    first round still to come). The relay widens its own judgement by it."""
+    since = (now or utcnow()) - STALE_AFTER
+    query = select(WorkerPresence.event_types).where(col(WorkerPresence.seen_at) >= since)
+    if identity is not None:
+        query = query.where(col(WorkerPresence.identity) != identity)
+    with read_scope(engine) as session:
+        rows = session.exec(query).all()
+    heard = Interest()
+    for types in rows:
+        heard |= EVERYTHING if types is None else Interest(frozenset(types))
+    return heard
+
+
 def workers_seen(engine: Engine) -> list[WorkerPresence]:
     with read_scope(engine) as session:
         rows = session.exec(select(WorkerPresence).order_by(col(WorkerPresence.identity))).all()

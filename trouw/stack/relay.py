@@ -23,10 +23,10 @@ from trouw.domain.db.models import InboundEvent
 from trouw.domain.ingest import pending_events, wire_event
 from trouw.domain.interest import live_listens, live_versions, unmatched_starts
 from trouw.language.contracts import CustomerEvent
-from trouw.language.journey.interest import Hearing, Interest, hearing
+from trouw.language.journey.interest import Hearing, Interest, hearing, with_other_workers
 from trouw.language.journey.model import Journey
 from trouw.stack import metrics
-from trouw.stack.presence import set_event_types
+from trouw.stack.presence import heard_by_other_workers, set_event_types
 from trouw.stack.temporal import deliver
 
 if TYPE_CHECKING:
@@ -117,7 +117,10 @@ class Listeners:
                     self._told = heard.interest
             except SQLAlchemyError as exc:  # only the API's hint is late: tried next round
                 log.warning("cannot record the event types this relay hands off: %s", exc)
-        return heard
+        # A worker reading other journeys (a folder edited on one host, a rollout between two
+        # releases) may start runs on types this relay does not know: those are heard for
+        # everyone rather than marked unheard (docs/decisions.md).
+        return with_other_workers(heard, heard_by_other_workers(self.engine, self.identity))
 
     def judge(self, events: Sequence[Listed]) -> list[bool]:
         """For each event, whether Temporal must hear it."""

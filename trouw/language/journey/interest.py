@@ -104,3 +104,16 @@ def hearing(journeys: Iterable[Journey], live: Mapping[str, Iterable[str] | None
         else:
             _add(by_version, listens, [version])
     return Hearing(starts, by_version, by_start)
+
+
+def with_other_workers(heard: Hearing, others: Interest) -> Hearing:
+    """`heard` widened by what the other workers say their relays hand off (`others`): a type
+    only another worker knows (its own folder of journeys, or an older release that names no
+    types, which counts as every type) is heard for everyone here too. A type this relay knows
+    keeps its own answer, per customer where it is one."""
+    if others.everything:
+        return Hearing(EVERYTHING, heard.by_version, heard.by_start)
+    unknown = others.types - heard.interest.types
+    if not unknown:
+        return heard
+    return Hearing(heard.starts | Interest(unknown), heard.by_version, heard.by_start)
