@@ -70,32 +70,21 @@ def set_event_types(engine: Engine, identity: str, heard: Interest) -> bool:
         return True
 
 
-def heard_by_workers(engine: Engine, *, now: datetime | None = None) -> Interest:
-    """What the workers that beat lately hand to Temporal, together; every type when there is
-    none, or when one has not said (the API's hint: the relay judges the rest itself)."""
-    since = (now or utcnow()) - STALE_AFTER
-    with read_scope(engine) as session:
-        rows = session.exec(
-            select(WorkerPresence.event_types).where(col(WorkerPresence.seen_at) >= since)
-        ).all()
-    heard = Interest()
-    for types in rows:
-        heard |= EVERYTHING if types is None else Interest(frozenset(types))
-    return heard if rows else EVERYTHING
-
-
-def heard_by_other_workers(
-    engine: Engine, identity: str | None, *, now: datetime | None = None
-) -> Interest:
-    """What the other workers that beat lately say their relays hand off, together (nothing
-    when there is none; every type when one has not said: an older release, or its relay's
-    first round still to come). The relay widens its own judgement by it."""
+def heard_by_workers(
+    engine: Engine, *, but: str | None = None, now: datetime | None = None
+) -> Interest | None:
+    """What the workers that beat lately (other than `but`) say their relays hand to Temporal,
+    together; every type when one has not said (an older release, or its relay's first round
+    still to come); None when no such worker beat. The API's hint takes None as every type (the
+    relay judges the rest itself); a relay widens its own judgement by the others' answer."""
     since = (now or utcnow()) - STALE_AFTER
     query = select(WorkerPresence.event_types).where(col(WorkerPresence.seen_at) >= since)
-    if identity is not None:
-        query = query.where(col(WorkerPresence.identity) != identity)
+    if but is not None:
+        query = query.where(col(WorkerPresence.identity) != but)
     with read_scope(engine) as session:
         rows = session.exec(query).all()
+    if not rows:
+        return None
     heard = Interest()
     for types in rows:
         heard |= EVERYTHING if types is None else Interest(frozenset(types))

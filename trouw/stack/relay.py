@@ -26,7 +26,7 @@ from trouw.language.contracts import CustomerEvent
 from trouw.language.journey.interest import Hearing, Interest, hearing, with_other_workers
 from trouw.language.journey.model import Journey
 from trouw.stack import metrics
-from trouw.stack.presence import heard_by_other_workers, set_event_types
+from trouw.stack.presence import heard_by_workers, set_event_types
 from trouw.stack.temporal import deliver
 
 if TYPE_CHECKING:
@@ -120,7 +120,8 @@ class Listeners:
         # A worker reading other journeys (a folder edited on one host, a rollout between two
         # releases) may start runs on types this relay does not know: those are heard for
         # everyone rather than marked unheard (docs/decisions.md).
-        return with_other_workers(heard, heard_by_other_workers(self.engine, self.identity))
+        others = heard_by_workers(self.engine, but=self.identity)
+        return heard if others is None else with_other_workers(heard, others)
 
     def judge(self, events: Sequence[Listed]) -> list[bool]:
         """For each event, whether Temporal must hear it."""

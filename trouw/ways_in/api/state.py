@@ -35,7 +35,8 @@ class Heard:
 
         if time.monotonic() - self.read_at >= HEARD_SECONDS:
             self.read_at = time.monotonic()
-            self.value = await asyncio.to_thread(heard_by_workers, engine)
+            heard = await asyncio.to_thread(heard_by_workers, engine)
+            self.value = EVERYTHING if heard is None else heard
         return self.value
 
 
