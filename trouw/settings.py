@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     # seconds (0: never). Figures in docs/performance.md ("Worker memory").
     worker_malloc_arenas: int = Field(default=2, ge=0, le=1024)
     worker_malloc_trim_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # A worker whose resident memory (RSS) passes this many MiB drains and starts afresh in the
+    # same process id (trouw/stack/recycle.py; 0: never). Checked every
+    # worker_recycle_check_seconds, at most once per worker_recycle_min_seconds of its life.
+    # 190 MiB is 200 MB; figures and the cost (replays, a pause) in docs/performance.md.
+    worker_recycle_rss_mib: int = Field(default=190, ge=0, le=1_000_000)
+    worker_recycle_check_seconds: float = Field(default=10.0, gt=0, le=3600)
+    worker_recycle_min_seconds: float = Field(default=300.0, ge=0, le=86400 * 7)
     # true: the workflow modules are imported afresh per workflow in the sandbox, which then
     # fails a forbidden call in them (trouw/stack/worker.py, workflow_runner); tests always do.
     worker_strict_sandbox: bool = False

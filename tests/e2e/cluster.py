@@ -218,8 +218,15 @@ async def wait_until(predicate: Any, *, within: float, what: str) -> Any:
 
 
 @asynccontextmanager
-async def cluster(home: Path, *, workers: int, verbose: bool = True) -> AsyncIterator[Cluster]:
-    """Dev server + PostgreSQL schema + `trouw api` + `workers` x `trouw worker`."""
+async def cluster(
+    home: Path,
+    *,
+    workers: int,
+    verbose: bool = True,
+    worker_env: dict[str, str] | None = None,
+) -> AsyncIterator[Cluster]:
+    """Dev server + PostgreSQL schema + `trouw api` + `workers` x `trouw worker` (with
+    `worker_env` added to their environment)."""
     os.makedirs(home, exist_ok=True)
     url, schema = _schema_url()
     api_port = free_port()
@@ -268,7 +275,7 @@ async def cluster(home: Path, *, workers: int, verbose: bool = True) -> AsyncIte
             state.client = client
             await register_search_attributes(client, settings.temporal_namespace)
             for number in range(1, workers + 1):
-                state.spawn(f"worker-{number}", "worker")
+                state.spawn(f"worker-{number}", "worker", **(worker_env or {}))
             state.spawn("api", "api")
             await wait_for_port("127.0.0.1", api_port, within=60)
             yield state

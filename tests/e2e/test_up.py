@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TROUW = str(Path(sys.executable).parent / "trouw")
 
 
-def start_up(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+def start_up(
+    tmp_path: Path, extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     api_port = free_port()
     env = {
         **os.environ,
@@ -37,6 +39,7 @@ def start_up(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
         "TROUW_SIGNING_KEYS": '["up-key"]',
         "TROUW_JOURNEYS_DIR": str(ROOT / "journeys"),
         "TROUW_TEMPLATES_DIR": str(ROOT / "templates"),
+        **(extra or {}),
     }
     env.pop("TEMPORAL_ADDRESS", None)
     process = subprocess.Popen(
@@ -86,6 +89,14 @@ def confirmation_sent(tmp_path: Path, url: str) -> bool:
     return False
 
 
+def stopped_cleanly(process: subprocess.Popen[str]) -> str:
+    """What `trouw up` printed, once it has stopped within 90 s: cleanly."""
+    out, _ = process.communicate(timeout=90)
+    assert process.returncode in (0, 130), out
+    assert "Traceback" not in out, out
+    return out
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_up_runs_the_worker_in_its_own_process_and_stops_cleanly(
     tmp_path: Path, stop_signal: signal.Signals
@@ -104,11 +115,35 @@ def test_up_runs_the_worker_in_its_own_process_and_stops_cleanly(
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the group
         else:
             process.send_signal(signal.SIGTERM)  # a service manager signals the main process
-        out, _ = process.communicate(timeout=90)
+        stopped_cleanly(process)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode in (0, 130), out
-    assert "Traceback" not in out, out
     gone, alive = psutil.wait_procs([*workers, *server], timeout=10)
     assert not alive, [p.pid for p in alive]
+
+
+def test_up_starts_a_fresh_worker_process_when_its_worker_recycles(tmp_path: Path) -> None:
+    # The mark below any worker's RSS: each worker child drains after 5 s and exits to be
+    # replaced; purchases are still confirmed, and a stop still stops everything.
+    recycle = {
+        "TROUW_WORKER_RECYCLE_RSS_MIB": "1",
+        "TROUW_WORKER_RECYCLE_CHECK_SECONDS": "1",
+        "TROUW_WORKER_RECYCLE_MIN_SECONDS": "5",
+    }
+    process, url = start_up(tmp_path, recycle)
+    try:
+        [first] = worker_processes(process)
+        first.wait(timeout=120)  # it recycles: drains and exits
+        deadline = time.monotonic() + 120
+        while not (fresh := worker_processes(process)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fresh and fresh[0].pid != first.pid
+        assert confirmation_sent(tmp_path, url)  # with workers recycling all along
+        process.send_signal(signal.SIGTERM)
+        out = stopped_cleanly(process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "starting a fresh worker process (recycle 1)" in out, out
+    assert "is above worker_recycle_rss_mib 1: draining" in out, out

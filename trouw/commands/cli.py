@@ -98,15 +98,19 @@ def worker(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     settings = settings_or_fail()
     _logging(verbose, settings)
 
-    async def main() -> None:
+    async def main() -> bool:
         from trouw.stack.runtime import run_stack
 
         console.print(
             f"Worker on task queue '{settings.task_queue}' at {settings.temporal_target}."
         )
-        await run_stack(settings, api=False, worker=True)
+        return await run_stack(settings, api=False, worker=True)
 
-    _run(main)
+    if _run(main):
+        # It drained above worker_recycle_rss_mib: the same command again, in this process id.
+        from trouw.stack.recycle import execute_afresh, recycles_so_far
+
+        execute_afresh(recycles_so_far() + 1)
 
 
 @app.command()

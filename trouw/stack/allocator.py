@@ -42,6 +42,11 @@ def cap_arenas(arenas: int) -> bool:
     return bool(libc.mallopt(_M_ARENA_MAX, arenas))
 
 
+def available() -> bool:
+    """Whether this C library is glibc, whose heaps these functions tune."""
+    return _libc() is not None
+
+
 def trim() -> bool:
     """Hand the free memory at the top of glibc's heaps back to the system (malloc_trim)."""
     libc = _libc()
@@ -49,10 +54,12 @@ def trim() -> bool:
 
 
 async def trim_forever(every: float) -> None:
-    """Trim every `every` seconds: what a burst of work freed does not stay in the RSS."""
-    if _libc() is None:
-        return
+    """Trim every `every` seconds: what a burst of work freed does not stay in the RSS.
+
+    Never returns (on another C library it only sleeps): the stack stops when one of its
+    loops ends."""
     while True:
         await asyncio.sleep(every)
         # Off the event loop: a trim walks the heaps, a few milliseconds for a worker's.
-        await asyncio.to_thread(trim)
+        if available():
+            await asyncio.to_thread(trim)

@@ -48,6 +48,7 @@ __all__ = [
     "RUNS",
     "SENDS",
     "SUPPRESSIONS",
+    "WORKER_RECYCLES",
     "exposition",
     "on_commit",
     "serve_worker_metrics",
@@ -100,6 +101,11 @@ SENDS = Counter(
     "Message decisions by channel, category and outcome (sent, suppressed, deferred, failed, "
     "unknown).",
     ["channel", "category", "outcome"],
+)
+WORKER_RECYCLES = Counter(
+    "trouw_worker_recycles",
+    "Times this worker drained and started afresh above worker_recycle_rss_mib, counted over "
+    "the fresh processes that took over (the worker's RSS: process_resident_memory_bytes).",
 )
 SUPPRESSIONS = Counter(
     "trouw_suppressions", "Messages not sent, by the policy's reason code.", ["channel", "reason"]

@@ -20,8 +20,18 @@ from trouw.domain.db.engine import get_engine
 from trouw.domain.publish import PublishedContent, watch_published
 from trouw.settings import Settings
 from trouw.stack.allocator import cap_arenas, trim_forever
-from trouw.stack.metrics import serve_worker_metrics, temporal_runtime_with_metrics
+from trouw.stack.metrics import (
+    WORKER_RECYCLES,
+    serve_worker_metrics,
+    temporal_runtime_with_metrics,
+)
 from trouw.stack.presence import report_presence
+from trouw.stack.recycle import (
+    RECYCLE_EXIT_CODE,
+    RECYCLES_VARIABLE,
+    recycles_so_far,
+    watch_memory,
+)
 from trouw.stack.temporal import (
     DevServer,
     TemporalError,
@@ -78,16 +88,22 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
             loop.add_signal_handler(signum, stop.set)
 
 
-def _worker_process_main(settings: Settings, log_level: int) -> None:
-    """The worker process of `trouw up`: worker and relay, on the server the parent started."""
+def _worker_process_main(settings: Settings, log_level: int, recycles: int = 0) -> None:
+    """The worker process of `trouw up`: worker and relay, on the server the parent started.
+    Exits with RECYCLE_EXIT_CODE when it drained to be recycled (the parent starts another)."""
     from trouw.stack.logs import configure_logging
 
+    os.environ[RECYCLES_VARIABLE] = str(recycles)
     configure_logging(verbose=log_level <= logging.INFO, log_format=settings.log_format)
+    recycled = False
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_worker_child(settings, os.getppid()))
+        recycled = asyncio.run(_worker_child(settings, os.getppid()))
+    if recycled:
+        logging.shutdown()
+        os._exit(RECYCLE_EXIT_CODE)
 
 
-async def _worker_child(settings: Settings, parent: int) -> None:
+async def _worker_child(settings: Settings, parent: int) -> bool:
     stop = asyncio.Event()
 
     async def stop_when_orphaned() -> None:
@@ -99,12 +115,14 @@ async def _worker_child(settings: Settings, parent: int) -> None:
 
     watchdog = asyncio.create_task(stop_when_orphaned())
     try:
-        await run_stack(settings, api=False, worker=True, stop=stop)
+        return await run_stack(settings, api=False, worker=True, stop=stop)
     finally:
         watchdog.cancel()
 
 
-def start_worker_process(settings: Settings) -> multiprocessing.process.BaseProcess:
+def start_worker_process(
+    settings: Settings, *, recycles: int = 0
+) -> multiprocessing.process.BaseProcess:
     """The worker in a process of its own, so that it and the API each have a core.
 
     Spawned, not forked: the parent already runs an event loop and Temporal's runtime threads.
@@ -112,21 +130,39 @@ def start_worker_process(settings: Settings) -> multiprocessing.process.BaseProc
     """
     process = multiprocessing.get_context("spawn").Process(
         target=_worker_process_main,
-        args=(settings, logging.getLogger().getEffectiveLevel()),
+        args=(settings, logging.getLogger().getEffectiveLevel(), recycles),
         name="trouw-worker",
     )
     process.start()
     return process
 
 
-async def _watch_worker(process: multiprocessing.process.BaseProcess, stop: asyncio.Event) -> None:
-    await asyncio.to_thread(process.join)
-    if process.exitcode == 0:
-        stop.set()  # it stopped cleanly: Ctrl-C reached it first; the rest follows
-        return
-    raise TemporalError(
-        f"the worker process stopped (exit code {process.exitcode}); see the lines above"
-    )
+@dataclass
+class WorkerProcess:
+    """`trouw up`'s worker child: the one running now, replaced when it recycles itself."""
+
+    settings: Settings
+    process: multiprocessing.process.BaseProcess
+    recycles: int = 0
+
+
+async def _watch_worker(child: WorkerProcess, stop: asyncio.Event) -> None:
+    while True:
+        await asyncio.to_thread(child.process.join)
+        if child.process.exitcode == RECYCLE_EXIT_CODE and not stop.is_set():
+            # It drained above its memory mark (trouw/stack/recycle.py): a fresh one takes over.
+            child.recycles += 1
+            log.warning("starting a fresh worker process (recycle %d)", child.recycles)
+            child.process = await asyncio.to_thread(
+                start_worker_process, child.settings, recycles=child.recycles
+            )
+            continue
+        if child.process.exitcode in (0, RECYCLE_EXIT_CODE):
+            stop.set()  # it stopped cleanly: Ctrl-C reached it first; the rest follows
+            return
+        raise TemporalError(
+            f"the worker process stopped (exit code {child.process.exitcode}); see the lines above"
+        )
 
 
 async def _stop_worker(process: multiprocessing.process.BaseProcess) -> None:
@@ -148,11 +184,14 @@ async def run_stack(
     worker_process: bool = False,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[Stack], Awaitable[None]] | None = None,
-) -> None:
+) -> bool:
     """Run until stop is set (SIGTERM and Ctrl-C set it), then shut everything down in order.
 
     `worker_process` (with api and worker): the worker and relay run in a child process, the
     API in this one (`trouw up`); one Python process cannot use more than one core.
+
+    True when a worker in this process stopped to be recycled (worker_recycle_rss_mib): the
+    caller starts it afresh (trouw/stack/recycle.py); False for every other stop.
     """
     from trouw.domain.loyalty.sweep import sweep_forever
     from trouw.domain.measure.rollup import fold_forever
@@ -182,15 +221,31 @@ async def run_stack(
     temporal_runtime_with_metrics()
     client, server = await temporal_client(settings)
     if worker and in_process and settings.worker_metrics_port is not None:
+        # The recycles before this process, counted before the first scrape can read them.
+        WORKER_RECYCLES.inc(recycles_so_far())
         serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
     services = Services.from_settings(settings, engine=engine)
     stack = Stack(settings, client, services, server)
     tasks: list[asyncio.Task[None]] = []
     uvicorn_server = None
     child = None
+    recycled = False
+
+    def recycle(rss: float) -> None:
+        nonlocal recycled
+        recycled = True
+        log.warning(
+            "worker RSS %.1f MiB is above worker_recycle_rss_mib %d: draining (no new tasks, "
+            "in-flight ones finish), then a fresh worker process takes over (recycle %d)",
+            rss,
+            settings.worker_recycle_rss_mib,
+            recycles_so_far() + 1,
+        )
+        stop.set()
+
     try:
         if worker and not in_process:
-            child = await asyncio.to_thread(start_worker_process, settings)
+            child = WorkerProcess(settings, await asyncio.to_thread(start_worker_process, settings))
             tasks.append(asyncio.create_task(_watch_worker(child, stop), name="worker process"))
         elif worker:
             from trouw.domain.insight.refresh import ensure_schedule
@@ -199,13 +254,14 @@ async def run_stack(
                 client, services, strict_sandbox=settings.worker_strict_sandbox
             )
             log.info(
-                "worker %s (pid %d) polling task queue %r in namespace %r at %s; content from %s",
+                "worker %s (pid %d) polling task queue %r in namespace %r at %s; content from %s%s",
                 client.identity,
                 os.getpid(),
                 temporal_worker.task_queue,
                 settings.temporal_namespace,
                 settings.temporal_target,
                 settings.content_source,
+                f"; started afresh (recycle {recycles_so_far()})" if recycles_so_far() else "",
             )
             log.info("insight schedule: %s", await ensure_schedule(client, settings))
             tasks.append(asyncio.create_task(temporal_worker.run(), name="worker"))
@@ -243,6 +299,21 @@ async def run_stack(
                     name="loyalty",
                 )
             )
+            if settings.worker_recycle_rss_mib > 0 and server is None:
+                tasks.append(
+                    asyncio.create_task(
+                        watch_memory(
+                            settings.worker_recycle_rss_mib,
+                            every=settings.worker_recycle_check_seconds,
+                            not_before=settings.worker_recycle_min_seconds,
+                            recycle=recycle,
+                        ),
+                        name="recycle",
+                    )
+                )
+            elif settings.worker_recycle_rss_mib > 0:
+                # Its own embedded dev server would stop with it: it does not recycle.
+                log.info("worker recycling off: this worker runs the embedded Temporal server")
             if settings.worker_malloc_trim_seconds > 0:
                 tasks.append(
                     asyncio.create_task(
@@ -301,13 +372,14 @@ async def run_stack(
             if task.get_name() not in ("worker", "worker process", "api"):
                 task.cancel()
         if child is not None:
-            await _stop_worker(child)
+            await _stop_worker(child.process)
         elif worker and tasks:
             # The worker task finishes in-flight activities (graceful timeout) when cancelled.
             tasks[0].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if server is not None:
             await asyncio.to_thread(server.stop)
+    return recycled
 
 
 async def _wait_or_crash(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
