@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -16,9 +14,9 @@ from temporalio.exceptions import ApplicationError
 from activities.services import Services
 from trouw.domain.context import HISTORY_REWRITES, build_context, for_history
 from trouw.domain.control import pause_reason, paused_journeys
-from trouw.domain.db.engine import session_scope
+from trouw.domain.db.engine import insert_new, session_scope
 from trouw.domain.db.models import Customer, JourneyRun, JourneyRunEvent, SplitAssignment
-from trouw.domain.interest import mark_matched, register_version
+from trouw.domain.interest import mark_matched, register_versions
 from trouw.domain.measure.goals import record_goal
 from trouw.language.attributes import (
     AttributeValueError,
@@ -50,6 +48,7 @@ from trouw.language.journey import expressions
 from trouw.language.journey.model import Journey
 from trouw.language.journey.plain import hydrate, jsonable
 from trouw.language.journey.triggers import (
+    PlannedRun,
     Refusal,
     TriggerFailure,
     listens_for_start,
@@ -100,34 +99,42 @@ def _record_trigger_failure(
     log.error("journey %s failed for event %s: %s", journey.name, input.event.id, failure.reason)
     if run_record(session, workflow_id) is not None:
         return
-    run = _run_row(input, journey, f"failed:{input.event.id}")
+    run = JourneyRun(**_run_values(input, journey, f"failed:{input.event.id}"))
     run.status, run.ended_at, run.end_reason = "failed", input.now, failure.reason[:2000]
     session.add(run)
     session.flush()
     metrics.on_commit(session, metrics.RUNS.labels(journey=journey.name, outcome="failed").inc)
-    _add_event(
+    _insert_events(
         session,
-        key=f"{workflow_id}:failed",
-        customer_id=input.customer_id,
-        journey=journey.name,
-        workflow_id=workflow_id,
-        kind="failed",
-        at=input.now,
-        reason=failure.reason,
-        expression=failure.expression,
+        [
+            _event_row(
+                key=f"{workflow_id}:failed",
+                customer_id=input.customer_id,
+                journey=journey.name,
+                workflow_id=workflow_id,
+                kind="failed",
+                at=input.now,
+                reason=failure.reason,
+                expression=failure.expression,
+            )
+        ],
     )
 
 
-def _run_row(input: MatchJourneysInput, journey: Journey, key: str) -> JourneyRun:
-    return JourneyRun(
-        workflow_id=run_workflow_id(input.customer_id, journey.name, key),
-        customer_id=input.customer_id,
-        journey=journey.name,
-        version=journey.version,
-        reentry_key=key,
-        event_source_id=input.event.id,
-        started_at=input.now,
-    )
+def _run_values(input: MatchJourneysInput, journey: Journey, key: str) -> dict[str, Any]:
+    """A new run's row of journey_run, as its columns."""
+    return {
+        "workflow_id": run_workflow_id(input.customer_id, journey.name, key),
+        "customer_id": input.customer_id,
+        "journey": journey.name,
+        "version": journey.version,
+        "reentry_key": key,
+        "event_source_id": input.event.id,
+        "started_at": input.now,
+        "status": "running",
+        "ended_at": None,
+        "end_reason": None,
+    }
 
 
 class JourneyActivities:
@@ -167,15 +174,16 @@ class JourneyActivities:
             plans, failures = plan_runs(journeys, event, context, input.now, refusals)
             for failure in failures:
                 _record_trigger_failure(session, input, failure)
-            for refusal in refusals:
+            events = [
                 _not_started(
-                    session,
                     input,
                     refusal.journey.name,
                     refusal.reason,
                     scope=refusal.journey.name,
                     expression=refusal.expression,
                 )
+                for refusal in refusals
+            ]
             paused = paused_journeys(session)
             # One query for the re-entry guard of every planned run (a purchase plans 4-5).
             ids = [
@@ -187,15 +195,18 @@ class JourneyActivities:
                     select(JourneyRun).where(col(JourneyRun.workflow_id).in_(ids))
                 ).all()
             }
-            shared = SharedContext(context, declared)
-            for plan in plans:
-                journey, key, run_context, skus = plan.journey, plan.key, plan.context, plan.skus
-                workflow_id = run_workflow_id(input.customer_id, journey.name, key)
+            # The run events in the order they were decided; a start is kept only if its run
+            # row is this transaction's (a run another writer recorded first is theirs).
+            decided: list[dict[str, Any] | str] = []
+            kept: list[tuple[PlannedRun, str]] = []
+            new: dict[str, PlannedRun] = {}
+            for plan, workflow_id in zip(plans, ids, strict=True):
+                journey = plan.journey
                 pause = paused.get(journey.name)
                 if pause is not None:
                     # A paused journey starts no runs; the event is not kept for a later resume.
-                    _not_started(
-                        session, input, journey.name, pause_reason(pause), scope=workflow_id
+                    decided.append(
+                        _not_started(input, journey.name, pause_reason(pause), scope=workflow_id)
                     )
                     continue
                 existing = known.get(workflow_id)
@@ -204,47 +215,44 @@ class JourneyActivities:
                         f"re-entry guard: run {workflow_id} was started by event "
                         f"{existing.event_source_id} (re-entry: {journey.trigger.reentry})"
                     )
-                    _not_started(session, input, journey.name, reason, scope=workflow_id)
+                    decided.append(_not_started(input, journey.name, reason, scope=workflow_id))
                     continue
                 if existing is None:
-                    # Before the run is recorded: the relay must see what its version listens
-                    # to as soon as the run counts as live (trouw.domain.interest).
-                    register_version(session, journey)
-                    # A savepoint: losing this run to another writer leaves the runs started
-                    # before it in this transaction in place (a rollback would undo them too).
-                    savepoint = session.begin_nested()
-                    session.add(_run_row(input, journey, key))
-                    try:
-                        savepoint.commit()
-                    except IntegrityError:
-                        savepoint.rollback()
-                        continue
-                    metrics.on_commit(
-                        session, metrics.RUNS.labels(journey=journey.name, outcome="started").inc
-                    )
-                    _add_event(
-                        session,
-                        key=f"{workflow_id}:started",
-                        customer_id=input.customer_id,
-                        journey=journey.name,
-                        workflow_id=workflow_id,
-                        kind="started",
-                        at=input.now,
-                        reason=f"{event.type} event {event.id}",
-                        # This transaction inserted the run: it has no started event yet.
-                        new=True,
-                    )
-                history_context, scope = shared.for_run(run_context)
+                    if workflow_id in new:
+                        continue  # planned twice: the first plan is the run
+                    new[workflow_id] = plan
+                    decided.append(workflow_id)
+                kept.append((plan, workflow_id))
+            started = _start_runs(session, input, new)
+            _insert_events(
+                session,
+                [
+                    *events,
+                    *(
+                        _started(input, entry, new[entry].journey)
+                        if isinstance(entry, str)
+                        else entry
+                        for entry in decided
+                        if not isinstance(entry, str) or entry in started
+                    ),
+                ],
+            )
+            shared = SharedContext(context, declared)
+            for plan, workflow_id in kept:
+                if workflow_id in new and workflow_id not in started:
+                    continue  # another writer recorded this run first: it is theirs
+                journey = plan.journey
+                history_context, scope = shared.for_run(plan.context)
                 runs.append(
                     RunPlan(
                         workflow_id=workflow_id,
                         journey=journey.name,
                         version=journey.version,
                         definition=journey.model_dump(mode="json", by_alias=True),
-                        reentry_key=key,
+                        reentry_key=plan.key,
                         context=history_context,
                         order_id=event.order_id,
-                        skus=skus,
+                        skus=plan.skus,
                         # From the context the run itself will see, so both agree on the moment.
                         due=first_wait_end(journey, scope, input.now),
                     )
@@ -354,20 +362,25 @@ class JourneyActivities:
         await asyncio.to_thread(record)
 
 
-def _add_run_events(session: Session, run: JourneyRun, events: Iterable[RunEventRecord]) -> None:
+def _add_run_events(session: Session, run: JourneyRun, events: Sequence[RunEventRecord]) -> None:
+    _insert_events(
+        session,
+        [
+            _event_row(
+                key=event.key,
+                customer_id=run.customer_id,
+                journey=run.journey,
+                workflow_id=run.workflow_id,
+                kind=event.kind,
+                at=event.at,
+                step=event.step,
+                reason=event.reason,
+                expression=event.expression,
+            )
+            for event in events
+        ],
+    )
     for event in events:
-        _add_event(
-            session,
-            key=event.key,
-            customer_id=run.customer_id,
-            journey=run.journey,
-            workflow_id=run.workflow_id,
-            kind=event.kind,
-            at=event.at,
-            step=event.step,
-            reason=event.reason,
-            expression=event.expression,
-        )
         if event.arm is not None and event.step is not None:
             _add_arm(session, run, event)
 
@@ -396,18 +409,16 @@ def _add_arm(session: Session, run: JourneyRun, event: RunEventRecord) -> None:
 
 
 def _not_started(
-    session: Session,
     input: MatchJourneysInput,
     journey: str,
     reason: str,
     *,
     scope: str,
     expression: str | None = None,
-) -> None:
-    """The event started no run of `journey` (refused, paused, the re-entry guard), once per
-    event and `scope` (the journey, or the run it would have been)."""
-    _add_event(
-        session,
+) -> dict[str, Any]:
+    """The run event saying the event started no run of `journey` (refused, paused, the
+    re-entry guard), once per event and `scope` (the journey, or the run it would have been)."""
+    return _event_row(
         key=f"{input.customer_id}:{input.event.id}:{scope}:not_started",
         customer_id=input.customer_id,
         journey=journey,
@@ -418,14 +429,51 @@ def _not_started(
     )
 
 
-# Built once (every run event looks its key up); the key is bound.
-_EVENT_ID = select(JourneyRunEvent.id).where(col(JourneyRunEvent.key) == bindparam("key"))
+def _started(input: MatchJourneysInput, workflow_id: str, journey: Journey) -> dict[str, Any]:
+    """The `started` run event of a run this transaction recorded."""
+    return _event_row(
+        key=f"{workflow_id}:started",
+        customer_id=input.customer_id,
+        journey=journey.name,
+        workflow_id=workflow_id,
+        kind="started",
+        at=input.now,
+        reason=f"{input.event.type} event {input.event.id}",
+    )
 
 
-def _add_event(session: Session, *, new: bool = False, **fields: Any) -> None:
-    """One run event, once: a retried activity finds its key and adds nothing.
+def _event_row(**fields: Any) -> dict[str, Any]:
+    """A run event as a row of journey_run_event (every column, for one INSERT of many)."""
+    return {"workflow_id": None, "step": None, "reason": None, "expression": None, **fields}
 
-    `new`: the caller knows the key cannot exist yet (no look-up)."""
-    exists = None if new else session.exec(_EVENT_ID, params={"key": fields["key"]}).first()
-    if exists is None:
-        session.add(JourneyRunEvent(**fields))
+
+def _insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Run events in one statement; a key already there (a retried activity, a replayed
+    record) is skipped. Before: a look-up of each key, then an insert."""
+    if rows:
+        table = JourneyRunEvent.__table__  # type: ignore[attr-defined]
+        session.execute(insert_new(session, table, key=["key"]), rows)
+
+
+def _start_runs(
+    session: Session, input: MatchJourneysInput, new: dict[str, PlannedRun]
+) -> set[str]:
+    """Record the new runs (workflow id -> plan) in one statement; the ids recorded.
+
+    A run another writer recorded since the re-entry look-up is skipped alone (ON CONFLICT DO
+    NOTHING), leaving the others in place; before, each run had a savepoint of its own."""
+    if not new:
+        return set()
+    # Before the runs are recorded: the relay must see what their versions listen to as soon
+    # as they count as live (trouw.domain.interest).
+    register_versions(session, (plan.journey for plan in new.values()))
+    table = JourneyRun.__table__  # type: ignore[attr-defined]
+    rows = [_run_values(input, plan.journey, plan.key) for plan in new.values()]
+    statement = insert_new(session, table, key=["workflow_id"], returning="workflow_id")
+    started = set(session.execute(statement, rows).scalars())
+    for workflow_id in started:
+        metrics.on_commit(
+            session,
+            metrics.RUNS.labels(journey=new[workflow_id].journey.name, outcome="started").inc,
+        )
+    return started

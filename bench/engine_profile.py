@@ -86,7 +86,10 @@ class ThreadProfiles:
         threading.setprofile(None)  # type: ignore[arg-type]
         for profile in self.profiles:
             profile.create_stats()
-        return pstats.Stats(*self.profiles)  # type: ignore[arg-type]
+        # A thread that ran no Python since the warm-up was cleared has nothing to add (and
+        # pstats refuses an empty profile).
+        measured = [profile for profile in self.profiles if profile.stats]  # type: ignore[attr-defined]
+        return pstats.Stats(*measured)  # type: ignore[arg-type]
 
 
 def stage_seconds(stats: pstats.Stats, suffix: str, name: str) -> float:

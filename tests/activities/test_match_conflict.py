@@ -50,8 +50,8 @@ def test_a_conflicting_run_does_not_undo_the_runs_already_started(
         session.commit()
         event_in = wire_event(row)
 
-    # Another writer starts beta's run between this activity's look-up and its insert: the
-    # insert of the same row runs just before ours, in our transaction, as the winner's would.
+    # Another writer starts beta's run between this activity's look-up and its insert: its
+    # row goes in just before our insert, in our transaction, as the winner's would.
     injected: list[str] = []
 
     def race(
@@ -60,9 +60,22 @@ def test_a_conflicting_run_does_not_undo_the_runs_already_started(
         if injected or not statement.startswith("INSERT INTO journey_run "):
             return
         values = params.values() if isinstance(params, dict) else params
-        if any(isinstance(v, str) and ":beta:" in v for v in values):
-            injected.append(statement)
-            conn.exec_driver_sql(statement, params)
+        beta = next((v for v in values if isinstance(v, str) and ":beta:" in v), None)
+        if beta is not None:
+            injected.append(beta)
+            table = JourneyRun.__table__  # type: ignore[attr-defined]
+            conn.execute(
+                table.insert().values(
+                    workflow_id=beta,
+                    customer_id="c1",
+                    journey="beta",
+                    version="another-writer",
+                    reentry_key="another-writer",
+                    event_source_id="another-writer",
+                    started_at=NOW,
+                    status="running",
+                )
+            )
 
     event.listen(engine, "before_cursor_execute", race)
     try:

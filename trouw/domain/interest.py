@@ -3,26 +3,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from trouw.domain.db.engine import insert_new
 from trouw.domain.db.models import InboundEvent, JourneyRun, JourneyVersion
 from trouw.language.journey.model import Journey
 
 
-def register_version(session: Session, journey: Journey) -> None:
-    """Record what this version's runs listen to, once (before its first run is recorded)."""
-    table = JourneyVersion.__table__  # type: ignore[attr-defined]
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(
-        dialect.insert(table)
-        .values(version=journey.version, journey=journey.name, listens=sorted(journey.listens_to()))
-        .on_conflict_do_nothing(index_elements=["version"])
-    )
+def register_versions(session: Session, journeys: Iterable[Journey]) -> None:
+    """Record what these versions' runs listen to, once each (before their first runs are
+    recorded): one statement for all of them."""
+    rows = {
+        journey.version: {
+            "version": journey.version,
+            "journey": journey.name,
+            "listens": sorted(journey.listens_to()),
+        }
+        for journey in journeys
+    }
+    if rows:
+        table = JourneyVersion.__table__  # type: ignore[attr-defined]
+        session.execute(insert_new(session, table, key=["version"]), list(rows.values()))
 
 
 def mark_matched(session: Session, source_id: str, now: datetime) -> None:

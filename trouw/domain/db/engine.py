@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session
@@ -289,3 +290,41 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def dialect_insert(
+    bind: Session | sa.Connection, table: sa.Table
+) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of the bind's dialect (SQLite or PostgreSQL), for its ON CONFLICT clauses."""
+    name = bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+_NEW: dict[tuple[str, sa.Table, tuple[str, ...], str | None], sa.Insert] = {}
+
+
+def insert_new(
+    bind: Session | sa.Connection,
+    table: sa.Table,
+    *,
+    key: list[str],
+    returning: str | None = None,
+) -> sa.Insert:
+    """An INSERT that skips the rows whose `key` columns are already there (ON CONFLICT DO
+    NOTHING on SQLite and PostgreSQL), with the `returning` column of the rows it inserted.
+
+    Run it with the rows as parameters (`session.execute(statement, rows)`): one statement for
+    many rows, and a row another writer inserted first is skipped alone, with no savepoint
+    around each. Built once per dialect and table: a statement built per call cost more than
+    running it (docs/performance.md, "Simulation speed")."""
+    name = bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name
+    cache_key = (name, table, tuple(key), returning)
+    statement = _NEW.get(cache_key)
+    if statement is None:
+        statement = dialect_insert(bind, table).on_conflict_do_nothing(index_elements=key)
+        if returning is not None:
+            statement = statement.returning(table.c[returning])
+        _NEW[cache_key] = statement
+    return statement
