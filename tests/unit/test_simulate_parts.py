@@ -1,10 +1,24 @@
-"""A parallel simulation counts the customers of the parts that finished, in whatever order."""
+"""A parallel simulation's parts: progress counted in whatever order they finish, a forked
+part's failure brought back, and the clock's moves given time on a busy machine."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
-from trouw.commands.simulate import PartResult, _as_finished
+import pytest
+
+from trouw.commands.simulate import (
+    PartResult,
+    _advance,
+    _as_finished,
+    _forked_result,
+    _run_forked_part,
+)
 
 
 async def test_progress_counts_the_parts_that_finished_not_the_first_ones() -> None:
@@ -24,3 +38,65 @@ async def test_progress_counts_the_parts_that_finished_not_the_first_ones() -> N
             await asyncio.sleep(0)
     await collecting
     assert seen == [(1, "part-1"), (3, "part-2"), (6, "part-0")]
+
+
+def _forked(target: Any, *args: Any) -> tuple[Any, Any]:
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    process = context.Process(target=target, args=(sending, *args), name="part-test")
+    process.start()
+    sending.close()
+    return process, receiving
+
+
+def test_a_forked_part_that_fails_raises_its_error_with_the_traceback() -> None:
+    # A payload without customers: the part fails in _simulate_part_here, before Temporal.
+    process, receiving = _forked(_run_forked_part, {"events": []}, ["c1"], "j", "t", "w")
+    with pytest.raises(KeyError) as raised:
+        _forked_result(process, receiving)
+    process.join()
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert "_simulate_part_here" in str(raised.value.__cause__)
+
+
+def _dies(sending: Any) -> None:
+    os._exit(3)  # nothing sent back, as a part killed by the system
+
+
+def test_a_forked_part_that_dies_is_an_error_naming_its_exit_code() -> None:
+    process, receiving = _forked(_dies)
+    with pytest.raises(RuntimeError, match=r"part-test ended without a result \(exit code 3\)"):
+        _forked_result(process, receiving)
+
+
+class _TestService:
+    def __init__(self) -> None:
+        self.sleeps: list[tuple[timedelta, timedelta | None]] = []
+
+    async def unlock_time_skipping_with_sleep(
+        self,
+        request: Any,
+        timeout: timedelta | None = None,  # noqa: ASYNC109 - the SDK's parameter, recorded
+    ) -> None:
+        self.sleeps.append((request.duration.ToTimedelta(), timeout))
+
+
+class _Env:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.client = SimpleNamespace(test_service=_TestService())
+
+    async def get_current_time(self) -> datetime:
+        return self.now
+
+
+async def test_the_clock_moves_with_a_deadline_longer_than_the_clients_30_seconds() -> None:
+    # env.sleep's own call gives up after 30 s of real time ("Timeout expired"), which a busy
+    # machine reached with 4 parts: the simulator's sleep sets its own deadline.
+    now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    env = _Env(now)
+    await _advance(env, now + timedelta(days=3))
+    await _advance(env, now - timedelta(seconds=1))  # already past: no sleep
+    [(slept, deadline)] = env.client.test_service.sleeps
+    assert slept == timedelta(days=3)
+    assert deadline is not None and deadline >= timedelta(minutes=5)

@@ -330,11 +330,21 @@ async def simulate_parallel(
             workdir=workdir,
             progress=progress,
         )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    if _can_fork():
+        return await _simulate_forked(
+            scenario,
+            journeys_dir=journeys_dir,
+            templates_dir=templates_dir,
+            workdir=workdir,
+            count=count,
+            progress=progress,
+            started=started,
+        )
     import concurrent.futures
     import multiprocessing
 
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     context = multiprocessing.get_context("spawn")
     # This process simulates the first part itself: a process of its own would repeat the
     # imports and the journey check this one has done (seconds of CPU on a 2-core machine).
@@ -355,12 +365,7 @@ async def simulate_parallel(
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
-    ids = [customer.id for customer in scenario.customers]
-    parts = [ids[n::count] for n in range(count)]
-    payload = scenario.model_dump(mode="json")
-    for index, event in enumerate(payload["events"]):
-        # an event keeps the id it has in the whole scenario, whichever part simulates it
-        event["id"] = event.get("id") or f"sim-{index + 1}"
+    parts, payload = _split(scenario, count)
     with pool:
         futures = [
             loop.run_in_executor(
@@ -380,22 +385,53 @@ async def simulate_parallel(
                 payload, parts[0], str(journeys_dir), str(templates_dir), str(home / "part-0")
             )
         )
-        timeline: list[TimelineEntry] = []
-        runs: list[RunEntry] = []
-        outboxes: list[Path] = []
-        notes: list[str] = []
         try:
-            async for finished, result in _as_finished([here, *futures], parts):
-                entries, run_entries, outbox, part_notes = result
-                notes.extend(part_notes)
-                timeline.extend(TimelineEntry(**entry) for entry in entries)
-                runs.extend(RunEntry(**entry) for entry in run_entries)
-                outboxes.append(Path(outbox))
-                if progress:
-                    progress(finished, len(ids), "")
+            merged_parts = await _gather_parts([here, *futures], parts, progress)
         except BaseException:
             here.cancel()
             raise
+    return _merged_result(scenario, home, count, merged_parts, started)
+
+
+def _split(scenario: Scenario, count: int) -> tuple[list[list[str]], dict[str, Any]]:
+    """The customer ids of each part, and the scenario as plain data for the parts."""
+    ids = [customer.id for customer in scenario.customers]
+    parts = [ids[n::count] for n in range(count)]
+    payload = scenario.model_dump(mode="json")
+    for index, event in enumerate(payload["events"]):
+        # an event keeps the id it has in the whole scenario, whichever part simulates it
+        event["id"] = event.get("id") or f"sim-{index + 1}"
+    return parts, payload
+
+
+_Parts = tuple[list["TimelineEntry"], list["RunEntry"], list[Path], list[str]]
+
+
+async def _gather_parts(
+    works: list[Awaitable[PartResult]], parts: list[list[str]], progress: Progress | None
+) -> _Parts:
+    """Every part's timeline, runs, outbox and notes, progress told as each part ends."""
+    timeline: list[TimelineEntry] = []
+    runs: list[RunEntry] = []
+    outboxes: list[Path] = []
+    notes: list[str] = []
+    total = sum(len(part) for part in parts)
+    async for finished, result in _as_finished(works, parts):
+        entries, run_entries, outbox, part_notes = result
+        notes.extend(part_notes)
+        timeline.extend(TimelineEntry(**entry) for entry in entries)
+        runs.extend(RunEntry(**entry) for entry in run_entries)
+        outboxes.append(Path(outbox))
+        if progress:
+            progress(finished, total, "")
+    return timeline, runs, outboxes, notes
+
+
+def _merged_result(
+    scenario: Scenario, home: Path, count: int, gathered: _Parts, started: float
+) -> SimulationResult:
+    """The parts' results as one: timelines merged in time order, databases merged, measured."""
+    timeline, runs, outboxes, notes = gathered
     outboxes.sort(key=lambda path: path.parent.name)  # part-0 first, whichever ended first
     timeline.sort(key=lambda e: (datetime.fromisoformat(e.at), e.customer, e.message_key))
     runs.sort(key=_run_order)
@@ -408,13 +444,165 @@ async def simulate_parallel(
     return SimulationResult(
         timeline,
         outboxes[0],
-        loop.time() - started,
+        asyncio.get_running_loop().time() - started,
         home,
         outboxes,
         runs,
         notes=sorted(notes),
         report=measured,
     )
+
+
+def _can_fork() -> bool:
+    """Whether the parts can be forked from this process: on Linux (macOS forbids much in a
+    forked child of a process that used system frameworks), and with no thread of Python's
+    running but this one (a fork copies only the calling thread: a lock another thread holds
+    would stay held in the child). The Temporal runtime's own threads are left behind too; a
+    forked part starts a runtime of its own (_run_forked_part)."""
+    import threading
+
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+async def _simulate_forked(
+    scenario: Scenario,
+    *,
+    journeys_dir: Path,
+    templates_dir: Path,
+    workdir: Path | None,
+    count: int,
+    progress: Progress | None,
+    started: float,
+) -> SimulationResult:
+    """The parts forked from this process once it has checked the journeys: they start with
+    its imports and compiled templates (a spawned part repeats both, about 3 CPU seconds each
+    on top of its customers). This process simulates the first part itself."""
+    import multiprocessing
+
+    check_journeys(journeys_dir, templates_dir)  # a refusal stops everything before a fork
+    home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
+    parts, payload = _split(scenario, count)
+    context = multiprocessing.get_context("fork")
+    forked = []
+    for number, part in enumerate(parts):
+        if number == 0:
+            continue
+        receiving, sending = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_run_forked_part,
+            args=(
+                sending,
+                payload,
+                part,
+                str(journeys_dir),
+                str(templates_dir),
+                str(home / f"part-{number}"),
+            ),
+            name=f"trouw-simulate-part-{number}",
+            daemon=True,  # never outlives this process
+        )
+        process.start()
+        sending.close()
+        forked.append((process, receiving))
+    try:
+        here = _simulate_part_here(
+            payload, parts[0], str(journeys_dir), str(templates_dir), str(home / "part-0")
+        )
+        works: list[Awaitable[PartResult]] = [
+            here,
+            *(
+                asyncio.to_thread(_forked_result, process, receiving)
+                for process, receiving in forked
+            ),
+        ]
+        gathered = await _gather_parts(works, parts, progress)
+    except BaseException:
+        await asyncio.to_thread(_stop_parts, [process for process, _ in forked])
+        raise
+    finally:
+        for process, receiving in forked:
+            process.join()
+            receiving.close()
+    return _merged_result(scenario, home, count, gathered, started)
+
+
+def _stop_parts(processes: list[Any], *, grace: float = 30.0) -> None:
+    """Stop the parts still running after another failed: interrupted, as Ctrl-C would, so that
+    each stops its worker and its time-skipping server; killed if one has not ended by then."""
+    import signal
+    import time
+
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+
+
+# The Temporal runtime a forked part inherits: its threads stayed in the parent, so it must
+# never be dropped (dropping it waits for them).
+_INHERITED_RUNTIMES: list[Any] = []
+
+
+def _run_forked_part(
+    sending: Any,
+    payload: dict[str, Any],
+    customer_ids: list[str],
+    journeys: str,
+    templates: str,
+    workdir: str,
+) -> None:
+    """A forked part: its own Temporal runtime and event loop, its result (or its error, with
+    the traceback) sent back through the pipe."""
+    import pickle
+    import signal
+    import traceback
+
+    from temporalio.runtime import Runtime
+
+    from trouw.stack.temporal import quiet_runtime
+
+    _INHERITED_RUNTIMES.append(Runtime.default())
+    quiet_runtime()
+    # The parent's event loop set its own Ctrl-C handler: this part's loop sets its own (an
+    # interrupt cancels the part, which then stops its worker and test server).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = asyncio.run(
+            _simulate_part_here(payload, customer_ids, journeys, templates, workdir)
+        )
+        sending.send(("done", result, None))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+        text = traceback.format_exc()
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001 - an exception that does not travel: its text does
+            sending.send(("failed", None, text))
+        else:
+            sending.send(("failed", exc, text))
+    finally:
+        sending.close()
+
+
+def _forked_result(process: Any, receiving: Any) -> PartResult:
+    """A forked part's result (in a thread: it waits); its exception raised here."""
+    try:
+        status, value, text = receiving.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(
+            f"simulation part {process.name} ended without a result (exit code {process.exitcode})"
+        ) from None
+    if status == "done":
+        result: PartResult = value
+        return result
+    failure = RuntimeError(f"simulation part {process.name} failed:\n{text}")
+    if not isinstance(value, Exception):  # not picklable, or interrupted (_stop_parts)
+        raise failure
+    raise value from failure
 
 
 def merge_databases(parts: list[Path], target: Path) -> Any:
@@ -917,6 +1105,12 @@ def _finish_refreshes(engine: Any, scenario: Scenario) -> None:
 # server moves its clock only once the workflows and activities that were due have run.
 _WAKE_SETTLE = timedelta(seconds=1)
 
+# How long a call that waits for the worker may take in real time: the time-skipping server
+# answers a sleep once the workflows and activities due before its end have run, a query once
+# the worker has answered it. On a busy machine a sleep took longer than the client's default
+# deadline of 30 s ("Timeout expired", 4 parts at load 23).
+_CALL_DEADLINE = timedelta(minutes=10)
+
 
 @functools.cache
 def _issuing_journeys(journeys_dir: Path) -> tuple[str, ...]:
@@ -959,7 +1153,10 @@ async def _next_wake(
     for workflow_id in [customer_workflow_id(customer_id), *runs]:
         try:
             wake = await env.client.get_workflow_handle(workflow_id).query(
-                NEXT_WAKE_QUERY, list(journeys), result_type=datetime | None
+                NEXT_WAKE_QUERY,
+                list(journeys),
+                result_type=datetime | None,
+                rpc_timeout=_CALL_DEADLINE,  # the worker answers it: as slow as a busy machine
             )
         except RPCError:  # not started (held), or ended since it was listed
             continue
@@ -969,9 +1166,16 @@ async def _next_wake(
 
 
 async def _advance(env: Any, env_moment: datetime) -> None:
+    from temporalio.api.testservice.v1 import SleepRequest
+
     now = await env.get_current_time()
     if env_moment > now:
-        await env.sleep(env_moment - now)
+        request = SleepRequest()
+        request.duration.FromTimedelta(env_moment - now)
+        # env.sleep's own call, with a deadline of ours
+        await env.client.test_service.unlock_time_skipping_with_sleep(
+            request, timeout=_CALL_DEADLINE
+        )
 
 
 async def _stop_customer(
