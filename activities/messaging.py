@@ -157,7 +157,10 @@ class MessagingActivities:
             if decided is not None:
                 return decided
             try:
-                outgoing = self._render(session, message, customer, input, consent)
+                # The decision and the lease reach the row in one UPDATE at the commit: what
+                # the render reads (the context, voucher, links, copy) is never the ledger row.
+                with session.no_autoflush:
+                    outgoing = self._render(session, message, customer, input, consent)
             except TemplateError as exc:
                 self.ledger.failed(session, message, input, str(exc))
                 session.commit()  # recorded, though the attempt raises
@@ -212,7 +215,7 @@ class MessagingActivities:
         store = self.services.templates
         if input.channel == "email":
             email = store.render_email(input.template, customer.locale, context)
-            tracker = self._tracker(session, input, context)
+            tracker = self._tracker(session, input, context, consent)
             if tracker is not None:
                 email = replace(email, html=tracker.html(email.html), text=tracker.text(email.text))
             keep_copy(
@@ -243,7 +246,7 @@ class MessagingActivities:
                 reply_to=self.services.settings.email_reply_to,
             )
         sms = store.render_sms(input.template, customer.locale, context)
-        tracker = self._tracker(session, input, context)
+        tracker = self._tracker(session, input, context, consent)
         if tracker is not None:
             sms = replace(sms, text=tracker.text(sms.text))
         message.locale = sms.locale
@@ -257,7 +260,11 @@ class MessagingActivities:
         )
 
     def _tracker(
-        self, session: Session, input: SendMessageInput, context: dict[str, Any]
+        self,
+        session: Session,
+        input: SendMessageInput,
+        context: dict[str, Any],
+        consent: ConsentState,
     ) -> LinkTracker | None:
         settings = self.services.settings
         on = tracking_on(
@@ -266,6 +273,7 @@ class MessagingActivities:
             journey=input.journey,
             customer_id=input.customer_id,
             channel=input.channel,
+            consent=consent,
         )
         if not on:
             return None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import zlib
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
+from trouw.domain.db.engine import dialect_insert
 from trouw.domain.db.models import Customer, Message, MessageCopy
 from trouw.domain.tokens import ViewToken, sign_view_token
 
@@ -41,21 +42,34 @@ def keep_copy(
     html: str,
     now: datetime,
 ) -> None:
-    """Store (or replace, when a retry renders again) the HTML a message is sent with."""
-    data = zlib.compress(html.encode("utf-8"), 6)
-    expires_at = copy_expires_at(settings, now)
-    row = session.get(MessageCopy, message_key)
-    if row is None:
-        row = MessageCopy(
-            message_key=message_key,
-            customer_id=customer_id,
-            html_zlib=data,
-            created_at=now,
-            expires_at=expires_at,
+    """Store (or replace, when a retry renders again) the HTML a message is sent with: one
+    statement (INSERT ... ON CONFLICT DO UPDATE), not a look-up and a write."""
+    session.execute(
+        _store_copy(session),
+        {
+            "message_key": message_key,
+            "customer_id": customer_id,
+            "html_zlib": zlib.compress(html.encode("utf-8"), 6),
+            "created_at": now,
+            "expires_at": copy_expires_at(settings, now),
+        },
+    )
+
+
+_STORE_COPY: dict[str, Any] = {}
+
+
+def _store_copy(session: Session) -> Any:
+    """INSERT ... ON CONFLICT (message_key) DO UPDATE of a copy, built once per dialect."""
+    name = session.get_bind().dialect.name
+    statement = _STORE_COPY.get(name)
+    if statement is None:
+        insert = dialect_insert(session, MessageCopy.__table__)  # type: ignore[attr-defined]
+        statement = _STORE_COPY[name] = insert.on_conflict_do_update(
+            index_elements=["message_key"],
+            set_={"html_zlib": insert.excluded.html_zlib, "expires_at": insert.excluded.expires_at},
         )
-    else:
-        row.html_zlib, row.expires_at = data, expires_at
-    session.add(row)
+    return statement
 
 
 def read_copy(session: Session, view: ViewToken, *, now: datetime) -> str | None:

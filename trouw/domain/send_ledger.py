@@ -18,12 +18,11 @@ from typing import Any, Literal, assert_never
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from trouw.domain.consent import ConsentState, suppress
 from trouw.domain.control import HELD, JOURNEY_PAUSED, hold_decision
-from trouw.domain.db.engine import session_scope
+from trouw.domain.db.engine import insert_new, session_scope
 from trouw.domain.db.models import Customer, JourneyControl, Message
 from trouw.language.contracts import SendMessageInput, SendMessageResult
 from trouw.language.policy import Decision
@@ -114,30 +113,31 @@ class SendLedger:
 
     # --- phase 1, in the caller's transaction: claim, look at earlier attempts, decide, lease -
     def claim(self, session: Session, input: SendMessageInput) -> Message:
-        """The row of this message key, locked; made (claimed) if no attempt made it before."""
-        # FOR UPDATE: two attempts at once (a timed-out one still running) take turns here.
-        message = _row(session, input.message_key, lock=True)
-        if message is not None:
-            return message
-        message = Message(
-            message_key=input.message_key,
-            customer_id=input.customer_id,
-            journey=input.journey,
-            journey_version=input.journey_version,
-            workflow_id=input.workflow_id,
-            step=input.step,
-            channel=input.channel,
-            category=input.category,
-            template=input.template,
-            created_at=input.now,
+        """The row of this message key, locked; made (claimed) if no attempt made it before.
+
+        Two statements whether the row is new or not: an INSERT that skips a key already
+        there, then the row FOR UPDATE (two attempts at once, a timed-out one still running,
+        take turns here; on PostgreSQL the second one's INSERT waits for the first's
+        transaction). Before: a look-up, then a savepoint around the insert of a new row."""
+        table = Message.__table__  # type: ignore[attr-defined]
+        session.execute(
+            insert_new(session, table, key=["message_key"]),
+            {
+                **_NEW_ROW,
+                "message_key": input.message_key,
+                "customer_id": input.customer_id,
+                "journey": input.journey,
+                "journey_version": input.journey_version,
+                "workflow_id": input.workflow_id,
+                "step": input.step,
+                "channel": input.channel,
+                "category": input.category,
+                "template": input.template,
+                "created_at": input.now,
+            },
         )
-        try:
-            with session.begin_nested():
-                session.add(message)
-        except IntegrityError:
-            # Another attempt claimed the key a moment ago: its row decides.
-            message = _row(session, input.message_key, lock=True)
-            assert message is not None
+        message = _row(session, input.message_key, lock=True)
+        assert message is not None, "inserted or already there"
         return message
 
     def earlier_attempt(
@@ -480,6 +480,14 @@ def _row(session: Session, message_key: str, *, lock: bool = False) -> Message |
     query = _ROW_LOCKED if lock else _ROW
     return session.exec(query, params={"message_key": message_key}).first()
 
+
+# A new ledger row's columns that the claim does not set: the model's defaults (what
+# Message(...) would give them), for the claim's INSERT, which does not go through the model.
+_NEW_ROW = {
+    name: field.get_default(call_default_factory=True)
+    for name, field in Message.model_fields.items()
+    if name != "id" and not field.is_required()
+}
 
 # Built once (each attempt looks its row up a few times); the key is bound.
 _ROW = select(Message).where(col(Message.message_key) == bindparam("message_key"))
