@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -137,6 +138,12 @@ def _run_values(input: MatchJourneysInput, journey: Journey, key: str) -> dict[s
     }
 
 
+# Built once (every match_journeys reads it); the planned runs' workflow ids are bound.
+_KNOWN_RUNS = select(JourneyRun).where(
+    col(JourneyRun.workflow_id).in_(bindparam("ids", expanding=True))
+)
+
+
 class JourneyActivities:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -190,10 +197,7 @@ class JourneyActivities:
                 run_workflow_id(input.customer_id, plan.journey.name, plan.key) for plan in plans
             ]
             known = {
-                run.workflow_id: run
-                for run in session.exec(
-                    select(JourneyRun).where(col(JourneyRun.workflow_id).in_(ids))
-                ).all()
+                run.workflow_id: run for run in session.exec(_KNOWN_RUNS, params={"ids": ids}).all()
             }
             # The run events in the order they were decided; a start is kept only if its run
             # row is this transaction's (a run another writer recorded first is theirs).

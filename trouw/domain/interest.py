@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
 from trouw.domain.db.engine import insert_new
@@ -30,14 +30,18 @@ def register_versions(session: Session, journeys: Iterable[Journey]) -> None:
         session.execute(insert_new(session, table, key=["version"]), list(rows.values()))
 
 
+# Built once (every match_journeys runs it); the event and the time are bound.
+_MARK_MATCHED = (
+    update(InboundEvent)
+    .where(col(InboundEvent.source_id) == bindparam("event_source_id"))
+    .where(col(InboundEvent.matched_at).is_(None))
+    .values(matched_at=bindparam("matched_now"))
+)
+
+
 def mark_matched(session: Session, source_id: str, now: datetime) -> None:
     """match_journeys answered this event: the runs it starts are recorded in this transaction."""
-    session.execute(
-        update(InboundEvent)
-        .where(col(InboundEvent.source_id) == source_id)
-        .where(col(InboundEvent.matched_at).is_(None))
-        .values(matched_at=now)
-    )
+    session.execute(_MARK_MATCHED, {"event_source_id": source_id, "matched_now": now})
 
 
 def live_listens(session: Session) -> dict[str, list[str] | None]:
