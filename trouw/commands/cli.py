@@ -485,7 +485,10 @@ def main() -> None:
     """Run one command, then leave through exit_now whatever happened."""
     from trouw.stack.temporal import quiet_runtime
 
-    quiet_runtime()
+    # `simulate` sets the runtime up itself, in each process, after it has forked its parts:
+    # a fork must not copy a process running the runtime's threads (a forked part crashed).
+    if sys.argv[1:2] != ["simulate"]:
+        quiet_runtime()
     exit_now(run_command(sys.argv[1:]))
 
 

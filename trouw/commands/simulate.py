@@ -321,8 +321,11 @@ async def simulate_parallel(
     progress: Progress | None = None,
 ) -> SimulationResult:
     """Split the customers over processes (each with its own time-skipping server) and merge."""
+    from trouw.stack.temporal import quiet_runtime
+
     count = processes or default_parallelism(len(scenario.customers))
     if count <= 1:
+        quiet_runtime()
         return await simulate(
             scenario,
             journeys_dir=journeys_dir,
@@ -342,6 +345,7 @@ async def simulate_parallel(
             progress=progress,
             started=started,
         )
+    quiet_runtime()
     import concurrent.futures
     import multiprocessing
 
@@ -455,13 +459,17 @@ def _merged_result(
 
 def _can_fork() -> bool:
     """Whether the parts can be forked from this process: on Linux (macOS forbids much in a
-    forked child of a process that used system frameworks), and with no thread of Python's
-    running but this one (a fork copies only the calling thread: a lock another thread holds
-    would stay held in the child). The Temporal runtime's own threads are left behind too; a
-    forked part starts a runtime of its own (_run_forked_part)."""
-    import threading
-
-    return sys.platform.startswith("linux") and threading.active_count() == 1
+    forked child of a process that used system frameworks), and only while this process runs
+    no thread but this one, native ones included (a fork copies only the calling thread: what
+    another thread held stays held in the child). A part forked after the Temporal runtime had
+    started its threads crashed (SIGSEGV, 2 of 5 runs with 3 parts): `trouw simulate` starts
+    the runtime only after the fork (trouw.commands.cli.main), each part its own."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 async def _simulate_forked(
@@ -504,6 +512,9 @@ async def _simulate_forked(
         process.start()
         sending.close()
         forked.append((process, receiving))
+    from trouw.stack.temporal import quiet_runtime
+
+    quiet_runtime()  # this process's runtime, now that the parts are forked
     try:
         here = _simulate_part_here(
             payload, parts[0], str(journeys_dir), str(templates_dir), str(home / "part-0")
@@ -542,11 +553,6 @@ def _stop_parts(processes: list[Any], *, grace: float = 30.0) -> None:
             process.kill()
 
 
-# The Temporal runtime a forked part inherits: its threads stayed in the parent, so it must
-# never be dropped (dropping it waits for them).
-_INHERITED_RUNTIMES: list[Any] = []
-
-
 def _run_forked_part(
     sending: Any,
     payload: dict[str, Any],
@@ -561,11 +567,8 @@ def _run_forked_part(
     import signal
     import traceback
 
-    from temporalio.runtime import Runtime
-
     from trouw.stack.temporal import quiet_runtime
 
-    _INHERITED_RUNTIMES.append(Runtime.default())
     quiet_runtime()
     # The parent's event loop set its own Ctrl-C handler: this part's loop sets its own (an
     # interrupt cancels the part, which then stops its worker and test server).
