@@ -25,7 +25,9 @@ docs/evaluate/temporal-cloud/actions.mdx), applied to history events:
   The time-skipping server knows no custom search attributes (it refuses Step and NextWakeup),
   so the simulation runs without them and the upserts a production run makes are added by rule:
   a journey run upserts Step and NextWakeup once before each of its waits, i.e. once per timer
-  it starts (JourneyWorkflow._show); `infer_upserts=False` turns that off.
+  it starts (JourneyWorkflow._show); `infer_upserts=False` turns that off. A customer workflow
+  with the runs inside (workflows/inline.py) logs each upsert it would make (the line
+  UPSERT_NOT_MADE, with the workflow's time); those lines are counted, 1 event and 1 action each.
 - activity: each attempt of an activity (ActivityTaskStarted's attempt number).
 - local_activity: one per workflow task that recorded any local-activity marker.
 - update: each accepted update (WorkflowExecutionUpdateAccepted).
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sys
@@ -176,9 +179,19 @@ def count_actions(
     window: str = "all",
     until: datetime | None = None,
     infer_upserts: bool = True,
+    logged_upserts: Iterable[tuple[str, datetime]] = (),
 ) -> Work:
-    """Workflows, runs, history events and billable actions of these histories (each one run)."""
+    """Workflows, runs, history events and billable actions of these histories (each one run);
+    `logged_upserts` (workflow id, moment) are the upserts a run without search attributes
+    logged instead of making (workflows/inline.py), counted as made."""
     work = Work(window=window)
+    for workflow_id, moment in logged_upserts:
+        if until is None or moment <= until:
+            kind = _kind(workflow_id)
+            work.events += 1
+            work.events_by_workflow[kind] += 1
+            work.actions["upsert"] += 1
+            work.actions_by_workflow[kind] += 1
     workflow_ids: set[str] = set()
     for history in histories:
         events = list(history.events)
@@ -238,34 +251,66 @@ EVENTS = [
 ]
 
 
-async def purchase_histories(workdir: Path) -> tuple[list[WorkflowHistory], list[Any]]:
-    """Every run's history of one purchase's whole life (400 days), and its message timeline."""
+class UpsertLog(logging.Handler):
+    """Collects the upserts workflows log instead of making (workflows/inline.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.upserts: list[tuple[str, datetime]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from workflows.inline import UPSERT_NOT_MADE
+
+        message = record.getMessage()
+        if not message.startswith(UPSERT_NOT_MADE):
+            return
+        moment = datetime.fromisoformat(message[len(UPSERT_NOT_MADE) + 4 :].split(": ", 1)[0])
+        details = getattr(record, "temporal_workflow", None) or {}
+        self.upserts.append((str(details.get("workflow_id", "customer")), moment))
+
+
+async def purchase_histories(
+    workdir: Path,
+) -> tuple[list[WorkflowHistory], list[Any], list[tuple[str, datetime]]]:
+    """Every run's history of one purchase's whole life (400 days), its message timeline, and
+    the upserts logged instead of made."""
     from tests.workflows.scenario import write_scenario
     from trouw.commands.simulate import load_scenario, simulate
 
     path = write_scenario(workdir / "purchase.yaml", customers=[CUSTOMER], events=EVENTS)
     runs: dict[str, list[WorkflowHistory]] = {}
-    result = await simulate(
-        load_scenario(path),
-        journeys_dir=ROOT / "journeys",
-        templates_dir=ROOT / "templates",
-        workdir=workdir / "sim",
-        run_histories=runs,
-        search_attributes=False,  # the time-skipping server has none (see upsert above)
-    )
-    return [h for chain in runs.values() for h in chain], list(result.timeline)
+    log = UpsertLog()
+    workflow_log = logging.getLogger("temporalio.workflow")
+    level = workflow_log.level
+    workflow_log.addHandler(log)
+    workflow_log.setLevel(logging.DEBUG)
+    try:
+        result = await simulate(
+            load_scenario(path),
+            journeys_dir=ROOT / "journeys",
+            templates_dir=ROOT / "templates",
+            workdir=workdir / "sim",
+            run_histories=runs,
+            search_attributes=False,  # the time-skipping server has none (see upsert above)
+        )
+    finally:
+        workflow_log.removeHandler(log)
+        workflow_log.setLevel(level)
+    return [h for chain in runs.values() for h in chain], list(result.timeline), log.upserts
 
 
 def purchase_work() -> tuple[Work, Work, list[Any]]:
     """(first hour, whole life, message timeline) of one new web customer's purchase."""
     workdir = Path(tempfile.mkdtemp(prefix="trouw-actions-"))
     try:
-        histories, timeline = asyncio.run(purchase_histories(workdir))
+        histories, timeline, upserts = asyncio.run(purchase_histories(workdir))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     start = first_event_time(histories)
-    hour = count_actions(histories, window="first hour", until=start + FIRST_HOUR)
-    life = count_actions(histories, window="whole life (400 days)")
+    hour = count_actions(
+        histories, window="first hour", until=start + FIRST_HOUR, logged_upserts=upserts
+    )
+    life = count_actions(histories, window="whole life (400 days)", logged_upserts=upserts)
     return hour, life, timeline
 
 

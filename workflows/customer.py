@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         ActiveRun,
         CancelHeldRuns,
+        CarriedRun,
         CustomerEvent,
         CustomerInput,
         GoalReached,
@@ -42,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from trouw.language.journey.model import Journey
     from trouw.language.journey.plain import hydrate
 
+    from workflows.inline import InlineRuns
     from workflows.journey import JourneyWorkflow, goal_reached, run_event
     from workflows.options import LOCAL_OPTIONS
 
@@ -85,6 +88,10 @@ class CustomerWorkflow:
         self._due_at: datetime | None = None
         # Held runs an operator cancelled, with the end reason, not yet recorded.
         self._dropped: list[tuple[WaitingRun, str]] = []
+        # Journey runs inside this workflow (CustomerInput.inline_runs), and since which
+        # workflow task the main loop is busy with an event (None: it waits for one).
+        self._inline: InlineRuns | None = None
+        self._busy_since: int | None = None
 
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
     def record_event(self, event: CustomerEvent) -> None:
@@ -98,13 +105,21 @@ class CustomerWorkflow:
             if held.plan.journey == cancel.journey:
                 del self._waiting[workflow_id]
                 self._dropped.append((held, cancel.reason))
+        if self._inline is not None:
+            # Runs inside this workflow end at once if they wait (else at their next step),
+            # recorded by the run itself: cancelled, with this reason, at the step it was at.
+            for run in self._inline.of_journey(cancel.journey):
+                run.runner.cancel(cancel.reason)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> str:
         runs = ", ".join(sorted(run.journey for run in self._runs.values())) or "none"
-        text = (
-            f"{self._handled} events handled, {len(self._queue)} waiting; journeys running: {runs}"
-        )
+        text = f"{self._handled} events handled, {len(self._queue)} waiting"
+        if self._inline is None or self._runs:
+            text += f"; journeys running: {runs}"  # as workflows of their own
+        if self._inline is not None:
+            inside = "; ".join(self._inline.status()) or "none"
+            text += f"; journeys running here: {inside}"
         if self._waiting:
             held = sorted(
                 self._waiting.values(), key=lambda held: (held.plan.due, held.plan.journey)
@@ -118,8 +133,9 @@ class CustomerWorkflow:
 
     @workflow.query(name=NEXT_WAKE_QUERY)
     def next_wake(self, journeys: list[str] | None = None) -> datetime | None:
-        """When the first held run (of these journeys, or any) starts: its first wait ends."""
-        return min(
+        """When the first held run (of these journeys, or any) starts: its first wait ends;
+        or the first run inside this workflow wakes."""
+        held = min(
             (
                 held.plan.due
                 for held in self._waiting.values()
@@ -127,11 +143,16 @@ class CustomerWorkflow:
             ),
             default=None,
         )
+        inline = self._inline.next_wake(journeys) if self._inline is not None else None
+        return min((wake for wake in (held, inline) if wake is not None), default=None)
 
     @workflow.query(name=HELD_RUNS_QUERY)
     def held_runs(self) -> list[str]:
-        """The workflow ids of the runs held until their first wait ends."""
-        return sorted(self._waiting)
+        """The workflow ids of the runs held until their first wait ends, and of the runs inside
+        this workflow (no workflow of their own either: `trouw why` shows them as running, a
+        cancel reaches them by `cancel_held_runs`)."""
+        inline = list(self._inline.runs) if self._inline is not None else []
+        return sorted({*self._waiting, *inline})
 
     @workflow.run
     async def run(self, input: CustomerInput) -> None:
@@ -141,6 +162,9 @@ class CustomerWorkflow:
         self._handled = input.handled
         self._waiting = {held.plan.workflow_id: held for held in input.waiting}
         self._offset = input.clock_offset_seconds
+        if input.inline_runs:
+            await self._run_inline(input, seen)
+            return
         quiet = workflow.patched(QUIET_WHILE_RUNS_RUN)
         self._hold = quiet and workflow.patched(HOLD_WAITING_RUNS)
         while True:
@@ -161,13 +185,8 @@ class CustomerWorkflow:
                 if not self._runs and not self._queue:
                     return  # idle: the next event starts a fresh execution
                 continue
-            event = self._queue.pop(0)
-            if event.id in seen:
+            if not await self._handle_next(input, seen):
                 continue
-            seen.append(event.id)
-            await self._route(input, event)
-            await self._start_runs(input, event)
-            self._handled += 1
             if (
                 workflow.info().get_current_history_length() > input.history_limit
                 and not self._queue
@@ -183,8 +202,118 @@ class CustomerWorkflow:
                         clock_offset_seconds=input.clock_offset_seconds,
                         history_limit=input.history_limit,
                         handled=self._handled,
+                        # The next execution runs new runs (and the ones held here) inside
+                        # itself; its children run on as children.
+                        inline_runs=True,
                     )
                 )
+
+    async def _run_inline(self, input: CustomerInput, seen: deque[str]) -> None:
+        """The engine with journey runs inside this workflow (CustomerInput.inline_runs).
+
+        No patch markers: an execution is on this path from its start or not at all. Runs
+        started as child workflows by an earlier execution (`input.runs`) are still routed by
+        signal; runs it held (`input.waiting`) go on here, their first wait ending when planned.
+        """
+        runs = self._inline = InlineRuns(
+            offset_seconds=input.clock_offset_seconds,
+            search_attributes=input.search_attributes,
+            emit=self._queue.append,
+        )
+        for carried in input.inline:
+            runs.start(carried.workflow_id, carried.input)
+        for held in sorted(self._waiting.values(), key=lambda held: held.plan.workflow_id):
+            runs.start(
+                held.plan.workflow_id,
+                self._journey_input(input, held.trigger, held.plan, first_wake=held.plan.due),
+            )
+        self._waiting = {}
+        keeper = asyncio.create_task(runs.keep_time(self._main_settled))
+        self._watchers.add(keeper)
+        while True:
+            # Ended as soon as no run runs here and no event waits (the next event starts a
+            # fresh execution: a start costs what a signal costs). Runs an earlier engine
+            # started as workflows are asked every IDLE_END whether they still run, a moment
+            # on the runs' clock like any other.
+            idle = (
+                runs.clock.add(self._now() + IDLE_END) if self._runs and not self._queue else None
+            )
+            self._busy_since = None
+            await workflow.wait_condition(functools.partial(self._inline_wakes, input, idle))
+            self._busy_since = workflow.info().get_current_history_length()
+            if idle is not None:
+                runs.clock.remove(idle)
+            if runs.crash is not None:
+                raise runs.crash  # a bug in a run fails this workflow task, as in its own workflow
+            if self._time_to_continue(input):
+                going_on = runs.carried()
+                assert going_on is not None
+                self._continue(input, seen, going_on)
+            if not self._queue:
+                if idle is not None and runs.clock.reached(idle):
+                    await self._forget_finished_carried_runs(input)
+                if not self._runs and not runs.active and not self._queue:
+                    return  # nothing runs: the next event starts a fresh execution
+                continue
+            await self._handle_next(input, seen)
+
+    async def _handle_next(self, input: CustomerInput, seen: deque[str]) -> bool:
+        """The next queued event, unless seen already (False): to the runs that listen, then
+        new runs."""
+        event = self._queue.pop(0)
+        if event.id in seen:
+            return False
+        seen.append(event.id)
+        await self._route(input, event)
+        await self._start_runs(input, event)
+        self._handled += 1
+        return True
+
+    def _inline_wakes(self, input: CustomerInput, idle: int | None) -> bool:
+        """Something for the main loop: an event, a crashed run, no run left, its idle moment,
+        or a history long enough to continue as new."""
+        runs = self._inline
+        assert runs is not None
+        return (
+            bool(self._queue)
+            or runs.crash is not None
+            or (idle is None and not runs.active)
+            or (idle is not None and runs.clock.reached(idle))
+            or self._time_to_continue(input)
+        )
+
+    def _main_settled(self) -> bool:
+        """The main loop does nothing more in this workflow task (for the runs' clock)."""
+        if self._busy_since is None:
+            return not self._queue
+        return self._busy_since != workflow.info().get_current_history_length()
+
+    def _time_to_continue(self, input: CustomerInput) -> bool:
+        """A long history, nothing queued, and every run inside waits where it can go on from."""
+        runs = self._inline
+        return (
+            runs is not None
+            and workflow.info().get_current_history_length() > input.history_limit
+            and not self._queue
+            and runs.settled()
+            and runs.carried() is not None
+        )
+
+    def _continue(self, input: CustomerInput, seen: deque[str], carried: list[CarriedRun]) -> None:
+        workflow.continue_as_new(
+            CustomerInput(
+                customer_id=input.customer_id,
+                seen=list(seen),
+                runs=list(self._runs.values()),
+                pending=list(self._queue),
+                search_attributes=input.search_attributes,
+                clock_offset_seconds=input.clock_offset_seconds,
+                history_limit=input.history_limit,
+                handled=self._handled,
+                inline_runs=True,
+                inline=carried,
+            )
+        )
 
     async def _forget_finished_carried_runs(self, input: CustomerInput) -> None:
         """Runs carried over continue-as-new have no watcher: ask each whether it still runs."""
@@ -308,6 +437,8 @@ class CustomerWorkflow:
         # A held run that listens for this event starts now and judges it itself, exactly as
         # it would have had it been running all along; one the event simply ends is recorded
         # as ended here, without a workflow (a repeat purchase ends the waiting reactivation).
+        if self._inline is not None:
+            self._inline.route(event)
         listening = [held for held in self._waiting.values() if event.type in held.listens]
         if listening and self._hold and event.type not in CONSENT_WITHDRAWALS:
             if workflow.patched(END_HELD_RUNS_HERE):
@@ -335,6 +466,10 @@ class CustomerWorkflow:
             **LOCAL_OPTIONS,
         )
         runs = plans.runs
+        if self._inline is not None:
+            for plan in runs:
+                self._inline.start(plan.workflow_id, self._journey_input(input, event, plan))
+            return
         if self._hold:
             now = self._now()
             for plan in runs:
@@ -371,19 +506,7 @@ class CustomerWorkflow:
         try:
             handle = await workflow.start_child_workflow(
                 JourneyWorkflow.run,
-                JourneyInput(
-                    customer_id=input.customer_id,
-                    journey=plan.journey,
-                    version=plan.version,
-                    definition=plan.definition,
-                    trigger=event,
-                    context=plan.context,
-                    order_id=plan.order_id,
-                    skus=plan.skus,
-                    search_attributes=input.search_attributes,
-                    clock_offset_seconds=input.clock_offset_seconds,
-                    first_wake=first_wake,
-                ),
+                self._journey_input(input, event, plan, first_wake=first_wake),
                 id=plan.workflow_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=TypedSearchAttributes(pairs) if input.search_attributes else None,
@@ -408,3 +531,25 @@ class CustomerWorkflow:
         task = asyncio.create_task(forget_when_done())
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+
+    def _journey_input(
+        self,
+        input: CustomerInput,
+        event: CustomerEvent,
+        plan: RunPlan,
+        *,
+        first_wake: datetime | None = None,
+    ) -> JourneyInput:
+        return JourneyInput(
+            customer_id=input.customer_id,
+            journey=plan.journey,
+            version=plan.version,
+            definition=plan.definition,
+            trigger=event,
+            context=plan.context,
+            order_id=plan.order_id,
+            skus=plan.skus,
+            search_attributes=input.search_attributes,
+            clock_offset_seconds=input.clock_offset_seconds,
+            first_wake=first_wake,
+        )

@@ -97,3 +97,9 @@ class JourneyWorkflow:
 
     def continue_as_new(self, input: JourneyInput) -> NoReturn:
         workflow.continue_as_new(input)
+
+    def patched(self, patch_id: str) -> bool:
+        return workflow.patched(patch_id)
+
+    def away(self) -> None:
+        """Nothing to do: this workflow's waits are timers of its own."""

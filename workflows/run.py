@@ -111,6 +111,16 @@ class RunHost(Protocol):
         """Go on as `input` in a fresh history (a new yearly cycle, or a long history)."""
         ...
 
+    def patched(self, patch_id: str) -> bool:
+        """Whether the run takes the change `patch_id` (workflow.patched in a run's own workflow;
+        always in a host that came after every run patch)."""
+        ...
+
+    def away(self) -> None:
+        """The run now waits on something that may outlast this workflow task (an activity with
+        durable retries, a delay the provider asked for)."""
+        ...
+
 
 class _Ended(Exception):
     """The run ends now (an exit event, a goal, a hold-out)."""
@@ -154,6 +164,11 @@ class JourneyRunner:
         # the run ends as soon as none is ahead.
         self._winding_down: str | None = None
         self._first_step: str | None = None
+        # Where the run goes on if its host continues as new during the current wait: (next
+        # step, the step it waits in, whether to wait in that step again); None when the run
+        # is not in a wait it can resume (a deferred send's wait, an activity).
+        self._resume_point: tuple[str | None, str | None, bool] | None = None
+        self._reentry: datetime | None = None  # the deadline of a wait_for step re-entered
 
     # --- signals and queries -------------------------------------------------------------
     def record_event(self, event: CustomerEvent) -> None:
@@ -170,7 +185,7 @@ class JourneyRunner:
         if (
             end.outcome == "exited"
             and event.type in CONSENT_WITHDRAWALS
-            and workflow.patched(KEEP_TRANSACTIONAL)
+            and self._host.patched(KEEP_TRANSACTIONAL)
             and self._transactional_ahead(self._step or self._first_step)
         ):
             # An unsubscribe never stops a receipt or a delivery notice of this run.
@@ -188,6 +203,44 @@ class JourneyRunner:
         """The end of the wait the run is in, if any (a query: no history)."""
         return None if self._ended is not None else self._wake
 
+    @property
+    def step(self) -> str | None:
+        """The step the run is at (None before its first step and after its end)."""
+        return None if self._ended is not None else self._step
+
+    def cancel(self, reason: str) -> None:
+        """An operator's cancel: the run ends at its next step boundary or now if it waits,
+        recorded as cancelled with this reason (a yearly journey does not start a new cycle)."""
+        if self._ended is None:
+            self._ended = _Ended("cancelled", reason, by_event=True)
+
+    def resume_input(self) -> JourneyInput | None:
+        """The input that goes on with this run in a fresh history, from the middle of the wait
+        it is in (its end moment kept); None when it is not in such a wait."""
+        if (
+            self._resume_point is None
+            or self._wake is None
+            or self._input is None
+            or self._ended is not None
+            or self._notes
+        ):
+            return None
+        follow, waiting_in, reenter = self._resume_point
+        resume = ResumeState(
+            step=follow,
+            vars=self._vars,
+            events=self._events,
+            visits=self._visits,
+            inbox=self._inbox,
+            winding_down=self._winding_down,
+            wake=self._wake,
+            waiting_in=waiting_in,
+            reenter=reenter,
+        )
+        return self._input.model_copy(
+            update={"resume": resume, "context": jsonable(self._ctx), "first_wake": None}
+        )
+
     def status(self) -> str:
         name = self._journey.name if self._journey else "journey"
         if self._ended is not None:
@@ -202,7 +255,7 @@ class JourneyRunner:
     # --- the loop --------------------------------------------------------------------------
     async def run(self, input: JourneyInput) -> JourneyResult:
         self._input = input
-        self._recording = workflow.patched(RUN_EVENTS)
+        self._recording = self._host.patched(RUN_EVENTS)
         self._journey = journey = Journey.model_validate(input.definition)
         self._ctx: dict[str, Any] = hydrate(input.context)
         resume = input.resume or ResumeState(step=journey.steps[0].id)
@@ -213,22 +266,33 @@ class JourneyRunner:
         self._winding_down = resume.winding_down
         # A yearly cycle starts from today's data, not the first cycle's snapshot (patched:
         # cycles that started before this change replay without the reload).
-        self._stale = input.cycle > 0 and workflow.patched(FRESH_YEARLY_CONTEXT)
+        self._stale = input.cycle > 0 and self._host.patched(FRESH_YEARLY_CONTEXT)
         # Signals delivered with the start arrive before the journey is parsed: judge them now.
         step_id: str | None = resume.step
         self._first_step = step_id
         for early in list(self._inbox):
             self._judge(early)
+        again = resume.step if resume.reenter and resume.wake is not None else None
+        self._reentry = resume.wake if again is not None else None
         try:
             if input.resume is None and journey.trigger.date is not None:
                 await self._wait_for_date()
+            elif resume.wake is not None and again is None:
+                # Carried over in the middle of a wait: it ends when it would have.
+                self._stale = True
+                self._step = resume.waiting_in
+                self._resume_point = (resume.step, resume.waiting_in, False)
+                await self._sleep_until(resume.wake, "waiting")
             while step_id is not None:
                 self._check_ended()
                 if self._winding_down and not self._transactional_ahead(step_id):
                     raise _Ended("exited", self._winding_down, by_event=True)
                 self._step = step_id
                 step = journey.step(step_id)
-                self._visits[step_id] = self._visits.get(step_id, 0) + 1
+                if step_id != again:
+                    self._visits[step_id] = self._visits.get(step_id, 0) + 1
+                again = None  # a step re-entered after continue-as-new was visited already
+                self._resume_point = None  # set by a step that waits in a resumable way
                 step_id = await self._run_step(step)
         except _Ended as ended:
             if journey.trigger.every == "year" and not ended.by_event:
@@ -242,7 +306,7 @@ class JourneyRunner:
             if self._recording or (
                 isinstance(exc, ApplicationError)
                 and exc.type == "ExpressionError"
-                and workflow.patched(RECORD_FAILED_RUNS)
+                and self._host.patched(RECORD_FAILED_RUNS)
             ):
                 cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
                 reason = cause.message if isinstance(cause, FailureError) else str(cause)
@@ -280,6 +344,7 @@ class JourneyRunner:
             case SendStep():
                 await self._send(step)
             case WaitStep():
+                self._resume_point = (follow, step.id, False)
                 held = self._held_until(step)
                 if held is not None:
                     await self._sleep_until(held, f"waiting {step.wait}")
@@ -289,6 +354,7 @@ class JourneyRunner:
                     )
                 await self._maybe_continue_as_new(follow)
             case WaitUntilStep():
+                self._resume_point = (follow, step.id, False)
                 held = self._held_until(step)
                 if held is not None:
                     await self._sleep_until(held, "waiting")
@@ -361,7 +427,11 @@ class JourneyRunner:
                 ),
             )
             try:
-                result = await send_message(request, local_first=workflow.patched(LOCAL_FIRST_SEND))
+                result = await send_message(
+                    request,
+                    local_first=self._host.patched(LOCAL_FIRST_SEND),
+                    on_retry=self._host.away,
+                )
             except ActivityError as exc:
                 # Recorded in the ledger by the activity; the journey says whether to go on.
                 cause = exc.cause or exc
@@ -401,7 +471,8 @@ class JourneyRunner:
         await self._sleep_until(moment, "waiting")
 
     async def _wait_for(self, step: WaitForStep, follow: str | None) -> str | None:
-        deadline = self._now() + parse_duration(step.timeout)
+        deadline = self._reentry or self._now() + parse_duration(step.timeout)
+        self._reentry = None
         self._doing = f"waiting for {step.wait_for}"
         await self._flush()
         if step.when:
@@ -428,10 +499,11 @@ class JourneyRunner:
                 return True
             return False
 
-        if not await self._host.wait(arrived, deadline - self._now()):
-            self._wake = None
+        self._resume_point = (step.id, step.id, True)
+        waited = await self._host.wait(arrived, deadline - self._now())
+        self._wake = self._resume_point = None
+        if not waited:
             return step.on_timeout or follow
-        self._wake = None
         self._check_ended()
         if broken:
             raise ApplicationError(
@@ -462,7 +534,7 @@ class JourneyRunner:
         if arm.holdout:
             # Patched: a yearly run flushes its notes before the next cycle, so a new note
             # here would add a command to histories from before arms were recorded.
-            if workflow.patched(SPLIT_ARM_NOTES):
+            if self._host.patched(SPLIT_ARM_NOTES):
                 self._note("branched", step.id, f"split arm {arm.name}: hold-out", arm=arm)
             raise _Ended("held_out", f"hold-out group of split {step.id}")
         self._note("branched", step.id, f"split arm {arm.name} → {arm.goto or follow}", arm=arm)
@@ -495,6 +567,7 @@ class JourneyRunner:
         assert self._input is not None and self._journey is not None
         key = f"{self._host.workflow_id}#{self._input.cycle}:{step.id}"
         self._doing = f"calling {step.call}"
+        self._host.away()
         result = await workflow.execute_activity(
             step.call,
             CallActivityInput(
@@ -537,17 +610,19 @@ class JourneyRunner:
                 at=parse_clock(trigger.at),
                 default_time=parse_clock(trigger.at),
             )
+        self._resume_point = (self._journey.steps[0].id, None, False)
         await self._sleep_until(moment, f"waiting for {trigger.date}")
 
     async def _sleep_until(self, moment: datetime, doing: str) -> None:
         delay = moment - self._now()
         if delay <= timedelta():
+            self._resume_point = None
             return
         await self._flush()
         self._doing = f"{doing} ({format_duration(delay)})"
         await self._show(self._step or "start", moment)
         await self._host.wait(lambda: self._ended is not None, delay)
-        self._wake = None
+        self._wake = self._resume_point = None
         self._stale = True
         self._check_ended()
 
@@ -605,7 +680,7 @@ class JourneyRunner:
     async def _condition(self, source: str) -> bool:
         await self._refresh()
         available = (self._ctx.get("customer") or {}).get("attributes") or {}
-        if needs_activity(source, available) and workflow.patched(PERSONAL_CONDITIONS):
+        if needs_activity(source, available) and self._host.patched(PERSONAL_CONDITIONS):
             return await self._condition_in_activity(source)
         return bool(await self._value(source))
 

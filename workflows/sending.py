@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 
 from temporalio import workflow
@@ -52,6 +53,7 @@ async def send_message(
     *,
     local_first: bool,
     retries: workflow.ActivityConfig | None = None,
+    on_retry: Callable[[], None] | None = None,
 ) -> SendMessageResult:
     """Send through the ledgered send activity (`_send`); a run cancelled meanwhile ends the row.
 
@@ -63,7 +65,7 @@ async def send_message(
     """
     asked = workflow.now()
     try:
-        return await _send(request, local_first=local_first, retries=retries)
+        return await _send(request, local_first=local_first, retries=retries, on_retry=on_retry)
     except (asyncio.CancelledError, FailureError) as exc:
         if not _cancelled(exc) or not workflow.patched(CANCEL_ENDS_THE_ROW):
             raise
@@ -98,6 +100,7 @@ async def _send(
     *,
     local_first: bool,
     retries: workflow.ActivityConfig | None,
+    on_retry: Callable[[], None] | None = None,
 ) -> SendMessageResult:
     """Send through the ledgered send activity; `retries` is the regular activity's profile.
 
@@ -147,6 +150,8 @@ async def _send(
                 cause,
                 delay or "no time",
             )
+            if on_retry is not None:
+                on_retry()  # what follows may outlast this workflow task
             if delay and workflow.patched(WAIT_ANNOUNCED_DELAY):
                 since = workflow.now()
                 await workflow.sleep(delay)

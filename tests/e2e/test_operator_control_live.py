@@ -165,7 +165,8 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
                 seen["dropped_outbox"] = sent(2, "delivery_notice")
                 await http.post("/v1/admin/journeys/post_purchase/resume", json={})
 
-                # Cancel one customer's runs through the API; terminate another's in Temporal.
+                # Cancel one customer's runs through the API; terminate another's in Temporal
+                # (the runs are inside the customer workflow: terminating it ends them).
                 cancelled = await http.post(
                     "/v1/admin/journeys/post_purchase/cancel",
                     json={"customer": "op-1", "reason": "complaint"},
@@ -173,14 +174,14 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
                 seen["cancelled"] = cancelled.json()
                 await wait_for(lambda: (r := run(1)) is not None and r.status == "cancelled")
                 seen["run1"] = run(1)
-                await stack.client.get_workflow_handle(run_id(2)).terminate(reason="by hand")
+                await stack.client.get_workflow_handle("customer:op-2").terminate(reason="by hand")
                 await wait_for(
                     lambda: (r := run(2)) is not None and r.status == "terminated", within=30
                 )
                 seen["run2"] = run(2)
 
-                # Cancel every reactivation from the CLI: no run is an execution yet (each is
-                # held by its customer workflow until its 180-day wait ends): all are dropped.
+                # Cancel every reactivation from the CLI: no run is an execution (each waits 180
+                # days inside its customer workflow): all still running are ended.
                 def held_reactivations() -> list[tuple[str, str, str | None]]:
                     with Session(engine) as session:
                         rows = session.exec(
@@ -193,7 +194,7 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
                     "journey", "cancel", "reactivation", "--all", "--yes", "--reason", "closing"
                 )
                 await wait_for(
-                    lambda: all(status == "cancelled" for _, status, _ in held_reactivations())
+                    lambda: all(status != "running" for _, status, _ in held_reactivations())
                 )
                 seen["reactivations_after"] = held_reactivations()
                 status = (await http.get("/v1/admin/status")).json()
@@ -218,18 +219,27 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
     assert (dropped.state, dropped.reason) == ("suppressed", JOURNEY_PAUSED)
     assert "longer than the hold limit" in dropped.reason_text
     assert seen["dropped_outbox"] == []
-    assert seen["cancelled"]["cancelled"] == [run_id(1)]
-    assert seen["cancelled"]["held"] == []  # post_purchase starts at once: never held
+    # the run is inside its customer workflow: no execution to cancel, the workflow told
+    assert seen["cancelled"]["cancelled"] == []
+    assert seen["cancelled"]["held"] == [run_id(1)]
     assert seen["run1"].end_reason == "cancelled by api:e2e-ops: complaint"
+    # the customer workflow terminated: its runs' records follow (the worker's sync)
     assert seen["run2"].end_reason == "by hand"
-    held = [workflow_id for workflow_id, _status, _reason in seen["reactivations"]]
-    assert held and all(status == "running" for _, status, _ in seen["reactivations"])
+    held = [wid for wid, status, _reason in seen["reactivations"] if status == "running"]
+    assert held and all(
+        status == "terminated"
+        for wid, status, _ in seen["reactivations"]
+        if wid.startswith("journey:op-2:")
+    )
     code, out = seen["cli_cancel"]
     assert code == 0, out
     assert "0 running run(s) asked to cancel" in out
-    assert f"{len(held)} held run(s), not started yet, dropped and recorded as cancelled" in out
+    assert (
+        f"{len(held)} run(s) inside the customer workflow (or held, not started yet), "
+        "ended and recorded as cancelled"
+    ) in out
     assert all(f"  {workflow_id}" in out for workflow_id in held)
-    assert {reason for _, _, reason in seen["reactivations_after"]} == {
+    assert {reason for wid, _, reason in seen["reactivations_after"] if wid in held} == {
         f"cancelled by {cli_actor()}: closing"
     }
     checks = {c["name"]: c for c in seen["status"]["checks"]}

@@ -14,7 +14,9 @@ import pytest
 
 from tests.conftest import ROOT
 from trouw.settings import Settings
+from trouw.stack.runs import running_runs
 from trouw.stack.runtime import Stack, run_stack
+from workflows.inline import JOURNEYS, ORDER_IDS, STEPS
 
 pytestmark = pytest.mark.slow
 
@@ -137,17 +139,20 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
                 seen["page"] = page.text
                 customer = await http.get("/v1/customers/k-1001")
                 seen["customer"] = customer.json()
-                handle = stack.client.get_workflow_handle("journey:k-1001:post_purchase:W-1001")
-                description = await handle.describe()
-                info = description.raw_description.workflow_execution_info
-                seen["search"] = dict(info.search_attributes.indexed_fields)
-                seen["status"] = await handle.query("status")
+                # The journey runs live inside the customer workflow: no workflow of their own.
+                handle = stack.client.get_workflow_handle(CUSTOMER)
                 # What an operator types in the Temporal UI's search box (visibility lags a bit).
                 for query in SEARCHES:
                     seen[query] = await listed(stack, query, SEARCHES[query])
-                seen["customer_status"] = await stack.client.get_workflow_handle(
-                    "customer:k-1001"
-                ).query("status")
+                description = await handle.describe()
+                info = description.raw_description.workflow_execution_info
+                seen["search"] = description.typed_search_attributes
+                seen["search_names"] = set(info.search_attributes.indexed_fields)
+                seen["customer_status"] = await handle.query("status")
+                seen["run_workflows"] = [
+                    wf.id async for wf in stack.client.list_workflows("WorkflowType = 'Journey'")
+                ]
+                seen["in_flight"] = await running_runs(stack.client, customer="k-1001")
         finally:
             stop.set()
 
@@ -170,23 +175,45 @@ async def test_purchase_through_api_gives_exactly_one_confirmation(tmp_path: Pat
         "reactivation",
         "refill",
     ]
-    assert {"CustomerId", "Journey", "JourneyVersion", "OrderId", "Step"} <= set(seen["search"])
-    assert "post_purchase at step wait_delivery" in seen["status"]
     for query, expected in SEARCHES.items():
         assert seen[query] == expected, query
-    # the runs whose first step is a wait of weeks are held by the customer workflow: its state
-    # names them with the moment they start
-    assert "journeys running: post_purchase;" in seen["customer_status"]
-    for journey in ("enrichment", "reactivation", "refill"):
-        assert f"{journey} until " in seen["customer_status"]
+    assert {"CustomerId", "Journeys", "Steps", "OrderIds", "JourneyRuns"} <= seen["search_names"]
+    search = seen["search"]
+    assert search.get(JOURNEYS) == ["enrichment", "post_purchase", "reactivation", "refill"]
+    assert search.get(STEPS) == ["wait_delivery", "wait_empty", "wait_half_year", "wait_month"]
+    assert search.get(ORDER_IDS) == ["W-1001"]
+    assert seen["run_workflows"] == []
+    # each run's journey, step and next wake-up in the customer workflow's state
+    status = seen["customer_status"]
+    assert "journeys running here: " in status
+    for journey, step in (
+        ("post_purchase", "wait_delivery"),
+        ("enrichment", "wait_month"),
+        ("reactivation", "wait_half_year"),
+        ("refill", "wait_empty"),
+    ):
+        assert f"{journey} at step {step}: waiting" in status, status
+    assert status.count(" until ") == 4, status
+    # `trouw runs` counts them by journey, version and step from the same attributes
+    in_flight = {(run.journey, run.step, run.customer) for run in seen["in_flight"]}
+    assert in_flight == {
+        ("post_purchase", "wait_delivery", "k-1001"),
+        ("enrichment", "wait_month", "k-1001"),
+        ("reactivation", "wait_half_year", "k-1001"),
+        ("refill", "wait_empty", "k-1001"),
+    }
+    assert all(run.inline and run.workflow_id == CUSTOMER for run in seen["in_flight"])
 
 
-RUN = "journey:k-1001:post_purchase:W-1001"
+CUSTOMER = "customer:k-1001"
 SEARCHES = {
-    'CustomerId = "k-1001"': ["customer:k-1001", RUN],
-    'CustomerId = "k-1001" AND Journey = "post_purchase"': [RUN],
-    'OrderId = "W-1001"': [RUN],
-    'Step = "wait_delivery" AND CustomerId = "k-1001"': [RUN],
+    'CustomerId = "k-1001"': [CUSTOMER],
+    'CustomerId = "k-1001" AND Journeys = "post_purchase"': [CUSTOMER],
+    'OrderIds = "W-1001"': [CUSTOMER],
+    'Steps = "wait_delivery" AND CustomerId = "k-1001"': [CUSTOMER],
+    'Journeys = "refill" AND Steps = "wait_empty"': [CUSTOMER],
+    'Journeys = "birthday"': [],
+    'Steps = "review"': [],
 }
 
 

@@ -22,7 +22,9 @@ from trouw.commands.simulate import load_scenario, simulate
 # on an unsubscribe let a run's transactional messages through, v3 before the engine-efficiency
 # changes (docs/performance.md, "Temporal work per purchase"), v4 before runs whose first step is
 # a wait were held in the customer workflow, v5 before the customer workflow ended held runs
-# itself, v6 before a send's first attempt became a local activity, current after.
+# itself, v6 before a send's first attempt became a local activity, v7 before journey runs ran
+# inside the customer workflow (child workflows, each with a history of its own), current after:
+# every run's steps are in its customer workflow's history.
 HISTORIES = Path(__file__).parent / "histories" / "current"
 
 

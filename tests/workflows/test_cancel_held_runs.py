@@ -1,5 +1,6 @@
-"""An operator's cancel reaches runs the customer workflow still holds: dropped, recorded as
-cancelled with the operator's reason, and never started when their wait ends."""
+"""An operator's cancel reaches runs the customer workflow still holds (the engine before runs
+ran inside it) or runs inside it: ended, recorded as cancelled with the operator's reason, and
+never going on when their wait ends."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ CUSTOMER = "hc-1"
 HELD = f"journey:{CUSTOMER}:reactivation:o-hc"
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["held", "inline"])
 async def test_a_cancelled_held_run_is_recorded_and_never_starts(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
     engine = get_engine(settings.effective_database_url)
     services = Services.from_settings(settings, engine=engine)
@@ -65,7 +67,7 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
         async with build_worker(env.client, services, task_queue="held-cancel"):
             handle = await env.client.start_workflow(
                 CustomerWorkflow.run,
-                CustomerInput(customer_id=CUSTOMER, search_attributes=False),
+                CustomerInput(customer_id=CUSTOMER, search_attributes=False, inline_runs=inline),
                 id=customer_workflow_id(CUSTOMER),
                 task_queue="held-cancel",
                 start_signal="record_event",
@@ -90,7 +92,7 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
             after = await handle.query("held_runs", result_type=list[str])
             status = await handle.query("status", result_type=str)
             again = await cancel("twice")
-            # Past the 180-day wait the run would have started at: it does not.
+            # Past the 180-day wait the run would have started (or gone on) at: it does not.
             await env.sleep(timedelta(days=200))
             with pytest.raises(RPCError) as missing:
                 await env.client.get_workflow_handle(HELD).describe()
@@ -104,6 +106,8 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
     assert again.held == []  # nothing held any more: no signal, nothing recorded twice
     assert missing.value.status == RPCStatusCode.NOT_FOUND
     assert customer.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
+    # and no reactivation message went out 180 days on
+    assert "reactivation" not in [message.template for message in _messages(engine)]
     with session_scope(engine) as session:
         run = session.exec(select(JourneyRun).where(JourneyRun.workflow_id == HELD)).one()
         kinds = session.exec(
@@ -123,3 +127,10 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
     assert all(step is not None for kind, step, _ in kinds if kind == "cancelled")
     # the customer's other runs are untouched by the cancel (none of them was cancelled)
     assert others and all(status != "cancelled" for _journey, status in others)
+
+
+def _messages(engine: Any) -> list[Any]:
+    from trouw.domain.db.models import Message
+
+    with session_scope(engine) as session:
+        return list(session.exec(select(Message).where(Message.customer_id == CUSTOMER)).all())

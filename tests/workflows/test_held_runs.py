@@ -1,5 +1,6 @@
-"""Runs whose first step is a wait are held by the customer workflow: started when due, ended
-there when an event ends them (a repeat purchase ends the waiting reactivation and refill)."""
+"""Runs whose first step is a wait wait inside the customer workflow (no workflow of their own)
+and end there when an event ends them (a repeat purchase ends the waiting reactivation and
+refill). Customer workflows of the engine before held such runs (tests/replay keeps those)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ EVENTS = [
 ]
 
 
-async def test_a_repeat_purchase_ends_held_runs_without_starting_them(tmp_path: Path) -> None:
+async def test_a_repeat_purchase_ends_waiting_runs_inside_the_customer_workflow(
+    tmp_path: Path,
+) -> None:
     path = write_scenario(tmp_path / "held.yaml", customers=CUSTOMERS, events=EVENTS)
     runs: dict[str, list[Any]] = {}
     result = await simulate(
@@ -54,8 +57,9 @@ async def test_a_repeat_purchase_ends_held_runs_without_starting_them(tmp_path: 
         assert (outcome, reason) == ("exited", "exit on purchase")
         # at the second purchase (10:00 in summer time)
         assert step is not None and at.startswith("2026-04-01T10:00")
-        assert workflow_id not in runs  # never a workflow: ended in the customer workflow
-    # the second order's refill was held too, and started when its wait ended: the reminder
+    # the second order's refill waited too, and sent its reminder when its wait ended
     reminders = [e for e in result.timeline if e.template == "refill_reminder"]
     assert [(e.outcome, e.at[:16]) for e in reminders] == [("sent", "2026-05-26T10:00")]
-    assert "journey:h1:refill:o2:LAWN-10" in runs  # started when its wait ended
+    completed = {(e.workflow_id, e.outcome) for e in result.runs if e.outcome == "completed"}
+    assert ("journey:h1:refill:o2:LAWN-10", "completed") in completed
+    assert set(runs) == {"customer:h1"}  # every run inside it: no workflow of its own

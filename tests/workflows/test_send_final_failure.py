@@ -1,7 +1,9 @@
 """A send that fails for good, at its local first attempt or after the activity's retries.
 
 The whole stack on the time-skipping server (worker, the real send activity, the SendGrid fake,
-a SQLite database): what the ledger and the run record say, and what the run does next.
+a SQLite database): what the ledger and the run record say, and what the run does next; for a
+run inside its customer workflow (today's engine) and for a run as a child workflow of its own
+(the engine before, whose runs may still be in flight).
 """
 
 from __future__ import annotations
@@ -28,11 +30,17 @@ from tests.fakes import FakeSendGrid, ScriptedResponse
 from trouw.domain.db.engine import make_engine, migrate, session_scope
 from trouw.domain.db.models import Customer, JourneyRun, Message
 from trouw.domain.ingest import EventIn, ingest_event, wire_event
-from trouw.language.contracts import JourneyResult
+from trouw.language.contracts import (
+    CancelHeldRuns,
+    CustomerInput,
+    JourneyResult,
+    customer_workflow_id,
+)
 from trouw.providers import aclose_provider
 from trouw.settings import Settings
-from trouw.stack.temporal import binary, deliver
+from trouw.stack.temporal import binary
 from trouw.stack.worker import build_worker
+from workflows.customer import CustomerWorkflow
 
 JOURNEY = """\
 journey: receipt
@@ -81,9 +89,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             await env.shutdown()
 
 
+@dataclass
+class Started:
+    customer: WorkflowHandle[Any, Any]
+    run: WorkflowHandle[Any, Any] | None  # None: the run is inside the customer workflow
+
+
 @asynccontextmanager
-async def receipt_started(stack: Stack, on_error: str) -> AsyncIterator[WorkflowHandle[Any, Any]]:
-    """One purchase delivered, its run started, a worker running: the run's handle."""
+async def receipt_started(stack: Stack, on_error: str, *, inline: bool) -> AsyncIterator[Started]:
+    """One purchase delivered, its run started, a worker running: the handles."""
     settings = stack.settings
     assert settings.journeys_dir is not None
     (settings.journeys_dir / "receipt.yaml").write_text(JOURNEY.replace("ON_ERROR", on_error))
@@ -107,7 +121,17 @@ async def receipt_started(stack: Stack, on_error: str) -> AsyncIterator[Workflow
                     ),
                 )
                 event = wire_event(row)
-            await deliver(client, event, task_queue=settings.task_queue, search_attributes=False)
+            customer = await client.start_workflow(
+                CustomerWorkflow.run,
+                CustomerInput(customer_id="f-1", search_attributes=False, inline_runs=inline),
+                id=customer_workflow_id("f-1"),
+                task_queue=settings.task_queue,
+                start_signal="record_event",
+                start_signal_args=[event],
+            )
+            if inline:
+                yield Started(customer, None)
+                return
             handle = client.get_workflow_handle(RUN_ID)
             for _ in range(100):  # the customer workflow starts the run as a child
                 try:
@@ -115,7 +139,7 @@ async def receipt_started(stack: Stack, on_error: str) -> AsyncIterator[Workflow
                     break
                 except Exception:  # noqa: BLE001 - not started yet
                     await asyncio.sleep(0.1)
-            yield handle
+            yield Started(customer, handle)
     finally:
         for provider in services._providers.values():
             await aclose_provider(provider)
@@ -133,13 +157,31 @@ def ledger_and_record(stack: Stack) -> tuple[Message, JourneyRun]:
     return message, run
 
 
-async def run_receipt(stack: Stack, on_error: str) -> tuple[JourneyResult, Message, JourneyRun]:
-    """One purchase through the journey to the run's end: its result, ledger row and record."""
-    async with receipt_started(stack, on_error) as handle:
+async def run_receipt(
+    stack: Stack, on_error: str, inline: bool
+) -> tuple[tuple[str, int], Message, JourneyRun]:
+    """One purchase through the journey to the run's end: its outcome and messages sent, its
+    ledger row and record."""
+    async with receipt_started(stack, on_error, inline=inline) as started:
         # Past the send's day of retries (a result long-poll alone can end before the run).
         await stack.env.sleep(timedelta(days=2))
-        result = JourneyResult.model_validate(await handle.result())
-    return (result, *ledger_and_record(stack))
+        if started.run is not None:
+            result = JourneyResult.model_validate(await started.run.result())
+            outcome = (result.outcome, result.sent)
+    confirm, run = ledger_and_record(stack)
+    if started.run is None:
+        outcome = (run.status, sent_by_run(stack))
+    return outcome, confirm, run
+
+
+def sent_by_run(stack: Stack) -> int:
+    engine = make_engine(stack.settings.effective_database_url)
+    with session_scope(engine) as session:
+        sent = session.exec(
+            select(Message).where(Message.workflow_id == RUN_ID, Message.state == "sent")
+        ).all()
+    engine.dispose()
+    return len(sent)
 
 
 def review_sent(stack: Stack) -> bool:
@@ -149,37 +191,42 @@ def review_sent(stack: Stack) -> bool:
     )
 
 
+ENGINES = pytest.mark.parametrize("inline", [True, False], ids=["inline", "child"])
+
+
+@ENGINES
 @pytest.mark.parametrize("on_error", ["continue", "exit"])
 async def test_a_refusal_at_the_local_attempt_fails_the_message_and_the_journey_decides(
-    stack: Stack, on_error: str
+    stack: Stack, on_error: str, inline: bool
 ) -> None:
     stack.sendgrid.fail_next(400, message="Does not contain a valid address.", field="to")
-    result, confirm, run = await run_receipt(stack, on_error)
+    result, confirm, run = await run_receipt(stack, on_error, inline)
     # Asked once: a refusal is not retried, as the activity would not retry it either.
     assert len([m for m in stack.sendgrid.mails if "confirm" in str(m)]) == 1
     assert confirm.state == "failed" and "valid address" in (confirm.error or "")
     assert confirm.attempts == 1
     if on_error == "continue":
-        assert (result.outcome, result.sent) == ("completed", 1)
+        assert result == ("completed", 1)
         assert (run.status, run.end_reason) == ("completed", None)
         assert review_sent(stack)
     else:
-        assert (result.outcome, result.sent) == ("exited", 0)
+        assert result == ("exited", 0)
         assert run.status == "exited"
         assert run.end_reason is not None and run.end_reason.startswith("step confirm failed:")
         assert "valid address" in run.end_reason
         assert not review_sent(stack)
 
 
+@ENGINES
 @pytest.mark.parametrize("on_error", ["continue", "exit"])
 async def test_a_send_whose_retries_run_out_is_failed_in_the_ledger(
-    stack: Stack, on_error: str
+    stack: Stack, on_error: str, inline: bool
 ) -> None:
     # SendGrid rate-limits the confirmation for five hours at every request: the local attempt,
     # then the activity waiting out each reset (at 0, 5, 10, 15 and 20 h) until its day
     # (SEND_OPTIONS' schedule-to-close) is over; the review, asked after, goes out.
     stack.sendgrid.rate_limit_next(reset_in=5 * 3600, count=6)
-    result, confirm, run = await run_receipt(stack, on_error)
+    result, confirm, run = await run_receipt(stack, on_error, inline)
     assert len(stack.sendgrid.requests) == 6 + (on_error == "continue")
     # The ledger says what became of it: not "claimed", which reads as still on its way.
     assert confirm.state == "failed", confirm.status_history
@@ -189,10 +236,10 @@ async def test_a_send_whose_retries_run_out_is_failed_in_the_ledger(
         customer = session.get(Customer, "f-1")
         assert customer is not None and not customer.email_invalid
     if on_error == "continue":
-        assert (result.outcome, result.sent, run.status) == ("completed", 1, "completed")
+        assert (*result, run.status) == ("completed", 1, "completed")
         assert review_sent(stack)
     else:
-        assert (result.outcome, run.status) == ("exited", "exited")
+        assert (result[0], run.status) == ("exited", "exited")
         assert run.end_reason is not None and run.end_reason.startswith("step confirm failed:")
 
 
@@ -205,7 +252,9 @@ async def test_a_cancel_while_the_send_is_at_the_provider_sends_nothing_again_an
     released = threading.Event()
     stack.sendgrid.script(ScriptedResponse(release=released))
     try:
-        async with receipt_started(stack, "continue") as handle:
+        async with receipt_started(stack, "continue", inline=False) as started:
+            handle = started.run
+            assert handle is not None
             for _ in range(600):  # in order, not in time: the attempt is at the provider
                 if stack.sendgrid.in_progress:
                     break
@@ -230,3 +279,49 @@ async def test_a_cancel_while_the_send_is_at_the_provider_sends_nothing_again_an
     # The provider may have it and nobody asks again: unknown, not failed, not still on its way.
     assert (confirm.state, confirm.reason) == ("unknown", "unknown_outcome_run_cancelled")
     assert run.status == "cancelled"
+
+
+async def test_a_cancel_of_a_run_inside_the_customer_workflow_lets_its_send_finish(
+    stack: Stack,
+) -> None:
+    """An operator's cancel of a run inside the customer workflow (`cancel_held_runs`, as
+    trouw.stack.runs.cancel_runs signals it) ends the run at its next step: a send already at
+    the provider finishes and is recorded as what it became, nothing is asked again, and the
+    next step is never reached."""
+    released = threading.Event()
+    stack.sendgrid.script(ScriptedResponse(release=released))
+    try:
+        async with receipt_started(stack, "continue", inline=True) as started:
+            for _ in range(600):  # in order, not in time: the attempt is at the provider
+                if stack.sendgrid.in_progress:
+                    break
+                await asyncio.sleep(0.1)
+            assert stack.sendgrid.in_progress == 1
+            await started.customer.signal(
+                "cancel_held_runs",
+                CancelHeldRuns(journey="receipt", reason="cancelled by api:ops: complaint"),
+            )
+            # The signal reaches the workflow with its next task (the one the worker's
+            # heartbeat of the task waiting on the local attempt opens): the run is told first.
+            status = ""
+            for _ in range(300):
+                status = await started.customer.query("status", result_type=str)
+                if "receipt: ended (cancelled by api:ops: complaint)" in status:
+                    break
+                await asyncio.sleep(0.1)
+            assert "receipt: ended (" in status, status
+            released.set()
+            for _ in range(600):  # the held request is processed (the mail taken)
+                if not stack.sendgrid.in_progress:
+                    break
+                await asyncio.sleep(0.1)
+            await stack.env.sleep(timedelta(days=2))  # nothing retries it, nothing follows
+            held = await started.customer.query("held_runs", result_type=list[str])
+    finally:
+        released.set()
+    assert [m["custom_args"]["message_key"] for m in stack.sendgrid.mails] == [CONFIRM]
+    assert len(stack.sendgrid.requests) == 1
+    confirm, run = ledger_and_record(stack)
+    assert confirm.state == "sent"
+    assert (run.status, run.end_reason) == ("cancelled", "cancelled by api:ops: complaint")
+    assert held == []

@@ -208,7 +208,11 @@ def journey_cancel(
     whose = f"customer {customer}'s" if customer else "all"
     for runs, what in (
         (report.cancelled, "running run(s) asked to cancel; their records follow as each ends"),
-        (report.held, "held run(s), not started yet, dropped and recorded as cancelled"),
+        (
+            report.held,
+            "run(s) inside the customer workflow (or held, not started yet), "
+            "ended and recorded as cancelled",
+        ),
     ):
         verbatim(f"{len(runs)} {what} ({journey}, {whose})", to=console)
         for workflow_id in runs:

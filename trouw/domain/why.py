@@ -302,7 +302,11 @@ class TemporalOutcome:
 
 
 async def temporal_outcome(
-    client: Client, workflow_id: str, *, customer_id: str | None = None
+    client: Client,
+    workflow_id: str,
+    *,
+    customer_id: str | None = None,
+    run_id: str | None = None,
 ) -> TemporalOutcome | None:
     """None while the run runs healthily or after it ended normally; else what Temporal says.
 
@@ -313,13 +317,17 @@ async def temporal_outcome(
     from temporalio.client import WorkflowExecutionStatus as Status
     from temporalio.service import RPCError, RPCStatusCode
 
-    handle = client.get_workflow_handle(workflow_id)
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     try:
         described = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             if customer_id is not None and workflow_id in await _held_runs(client, customer_id):
-                return None
+                # Held, or running inside the customer workflow: as healthy as that workflow.
+                from trouw.language.contracts import customer_workflow_id
+
+                host = await temporal_outcome(client, customer_workflow_id(customer_id))
+                return host if host is not None and host.status == "failing" else None
             return TemporalOutcome("unknown", "not found in Temporal", None)
         raise
     status = described.status

@@ -112,6 +112,12 @@ class CustomerInput(Wire):
     # Continue-as-new once the history is this long (tests set it low to exercise it).
     history_limit: int = 2000
     handled: int = 0
+    # Set only for executions of the engine that runs journeys inside the customer workflow
+    # (coroutines, not child workflows): histories of executions started before have no such
+    # field and replay down the child-workflow path.
+    inline_runs: bool = False
+    # Inline runs carried over continue-as-new, each with its resume state (ResumeState.wake).
+    inline: list[CarriedRun] = Field(default_factory=list)
 
 
 class MatchJourneysResult(Wire):
@@ -127,6 +133,13 @@ class ResumeState(Wire):
     visits: dict[str, int] = Field(default_factory=dict)
     inbox: list[CustomerEvent] = Field(default_factory=list)  # events a later wait_for may need
     winding_down: str | None = None  # exited by a consent withdrawal: only receipts still go
+    # Set when the run went on in a fresh history in the middle of a wait (an inline run carried
+    # over its customer workflow's continue-as-new): the wait ends at this moment, as it would
+    # have. With `reenter`, `step` is the wait_for step to wait in again (until `wake`, its
+    # deadline); without, `step` is where the run goes on once `wake` has passed.
+    wake: datetime | None = None
+    waiting_in: str | None = None  # the step the run waits in until `wake` (None: its start)
+    reenter: bool = False
 
 
 class JourneyInput(Wire):
@@ -147,8 +160,15 @@ class JourneyInput(Wire):
     first_wake: datetime | None = None
 
 
+class CarriedRun(Wire):
+    """A journey run inside the customer workflow, carried over its continue-as-new."""
+
+    workflow_id: str  # the run's id: its message keys, call keys and record are made from it
+    input: JourneyInput  # with `resume` (where and until when it waits)
+
+
 class JourneyResult(Wire):
-    outcome: Literal["completed", "exited", "converted", "held_out"]
+    outcome: Literal["completed", "exited", "converted", "held_out", "cancelled"]
     reason: str | None = None
     sent: int = 0
 
@@ -382,3 +402,6 @@ class InsightProgress(Wire):
     chunks_done: int = 0
     chunks: int = 0
     customers: int = 0
+
+
+CustomerInput.model_rebuild()

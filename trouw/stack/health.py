@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from trouw.domain.control import JOURNEY_PAUSED, paused_customers, paused_journeys
 from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import InboundEvent, JourneyRun, Message, WorkerPresence
-from trouw.language.contracts import JOURNEY_WORKFLOW
+from trouw.language.contracts import CUSTOMER_WORKFLOW, JOURNEY_WORKFLOW
 from trouw.stack.presence import GONE_AFTER, STALE_AFTER
 
 if TYPE_CHECKING:
@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 POLLER_FRESH = timedelta(seconds=120)
 # What the Temporal Web UI asks for runs whose workflow task keeps failing (temporalio/ui,
 # src/lib/utilities/workflow-task-failures.ts): the server sets this search attribute itself.
+# Customer workflows too: the journey runs inside one stop with its task (workflows/inline.py).
 STUCK_QUERY = (
-    f"WorkflowType = '{JOURNEY_WORKFLOW}' AND ExecutionStatus = 'Running' AND "
+    f"(WorkflowType = '{JOURNEY_WORKFLOW}' OR WorkflowType = '{CUSTOMER_WORKFLOW}') AND "
+    "ExecutionStatus = 'Running' AND "
     "TemporalReportedProblems IN ('category=WorkflowTaskFailed', 'category=WorkflowTaskTimedOut')"
 )
 FAILED_WINDOW = timedelta(hours=24)

@@ -22,6 +22,7 @@ from trouw.domain.db.engine import read_scope, session_scope
 from trouw.domain.db.models import JourneyRun, JourneyRunEvent, SyncMark
 from trouw.language.contracts import (
     CANCEL_HELD_RUNS_SIGNAL,
+    CUSTOMER_WORKFLOW,
     HELD_RUNS_QUERY,
     JOURNEY_WORKFLOW,
     CancelHeldRuns,
@@ -70,12 +71,26 @@ def running_query(*, journey: str | None = None, customer: str | None = None) ->
     return " AND ".join(parts)
 
 
+def inline_query(*, journey: str | None = None, customer: str | None = None) -> str:
+    """The visibility query for running customer workflows with journey runs inside them."""
+    parts = [f"WorkflowType = '{CUSTOMER_WORKFLOW}'", "ExecutionStatus = 'Running'"]
+    if journey is not None:
+        parts.append(f"Journeys = {literal(journey, 'journey')}")
+    if customer is not None:
+        parts.append(f"CustomerId = {literal(customer, 'customer')}")
+    return " AND ".join(parts)
+
+
 # --- journeys in flight -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RunningRun:
-    """One running journey run, as visibility lists it."""
+    """One running journey run, as visibility lists it.
+
+    A run inside its customer workflow (`inline`) is listed by that workflow's `JourneyRuns`
+    (text: `journey:version:step` per run, space-separated): `workflow_id` and `run_id` are
+    then the customer workflow's, the execution that holds it."""
 
     workflow_id: str
     run_id: str | None
@@ -83,6 +98,7 @@ class RunningRun:
     version: str
     step: str | None
     customer: str | None
+    inline: bool = False
 
 
 @dataclass
@@ -114,7 +130,8 @@ def _keyword(execution: WorkflowExecution, name: str) -> str | None:
 async def running_runs(
     client: Client, *, journey: str | None = None, customer: str | None = None
 ) -> list[RunningRun]:
-    """Every running journey run (of this journey, of this customer), from visibility."""
+    """Every running journey run (of this journey, of this customer), from visibility: runs
+    that are workflows of their own, and runs inside their customer workflow."""
     found = []
     async for execution in client.list_workflows(running_query(journey=journey, customer=customer)):
         found.append(
@@ -127,6 +144,23 @@ async def running_runs(
                 customer=_keyword(execution, "CustomerId"),
             )
         )
+    async for execution in client.list_workflows(inline_query(journey=journey, customer=customer)):
+        for entry in str(_keyword(execution, "JourneyRuns") or "").split():
+            name, _sep, rest = str(entry).partition(":")
+            version, _sep, step = rest.partition(":")
+            if journey is not None and name != journey:
+                continue
+            found.append(
+                RunningRun(
+                    workflow_id=execution.id,
+                    run_id=execution.run_id,
+                    journey=name,
+                    version=version or "(unknown)",
+                    step=None if step in ("", "(starting)") else step,
+                    customer=_keyword(execution, "CustomerId"),
+                    inline=True,
+                )
+            )
     return found
 
 
@@ -204,11 +238,17 @@ async def cancel_runs(
     first, so the record says who cancelled and why. Runs of the customer workflow's children
     are abandoned on close, so cancelling one never touches the customer's other journeys.
 
-    Runs a customer workflow still holds (their first step is a wait) are no executions yet:
-    Trouw's records name the customers that may hold some (recorded running, not running in
-    Temporal), and each such customer workflow is asked to drop them (`cancel_held_runs`).
+    Runs a customer workflow still holds (their first step is a wait) are no executions yet,
+    and runs inside the customer workflow never are: Trouw's records name the customers that
+    may have some (recorded running, not running in Temporal as workflows of their own), and
+    each such customer workflow is asked to drop them (`cancel_held_runs`); a run inside it
+    ends at once if it waits, recorded cancelled with this reason.
     """
-    runs = await running_runs(client, journey=journey, customer=customer)
+    runs = [
+        run
+        for run in await running_runs(client, journey=journey, customer=customer)
+        if not run.inline
+    ]
     note = f"by {by}" + (f": {reason}" if reason else "")
 
     def record() -> None:
@@ -274,10 +314,11 @@ def operator_cancel_reason(session: Session, workflow_id: str) -> str | None:
 # --- records follow Temporal -------------------------------------------------------------------
 
 
-def closed_query(since: datetime | None) -> str:
-    """Journey runs that closed in a way they may not have recorded, since `since`."""
+def closed_query(since: datetime | None, *, workflow_type: str = JOURNEY_WORKFLOW) -> str:
+    """Journey runs (or customer workflows, with the runs inside them) that closed in a way
+    they may not have recorded, since `since`."""
     statuses = " OR ".join(f"ExecutionStatus = '{name}'" for name, _ours in _CLOSED.values())
-    query = f"WorkflowType = '{JOURNEY_WORKFLOW}' AND ({statuses})"
+    query = f"WorkflowType = '{workflow_type}' AND ({statuses})"
     if since is not None:
         query += f" AND CloseTime >= '{since.astimezone(UTC).isoformat().replace('+00:00', 'Z')}'"
     return query
@@ -319,7 +360,57 @@ async def sync_run_records(client: Client, engine: Engine, *, now: datetime) -> 
         reason = outcome.reason if outcome is not None else None
         if await asyncio.to_thread(_close_record, engine, run, reason, now):
             changed += 1
+    async for execution in client.list_workflows(
+        closed_query(since - VISIBILITY_LAG if since else None, workflow_type=CUSTOMER_WORKFLOW)
+    ):
+        known = _CLOSED.get(execution.status) if execution.status is not None else None
+        if known is not None:
+            customer = ClosedRun(execution.id, execution.run_id, known[1], execution.close_time)
+            changed += await _close_runs_inside(client, engine, customer, now=now)
     await asyncio.to_thread(_write_mark, engine, now)
+    return changed
+
+
+async def _close_runs_inside(
+    client: Client, engine: Engine, closed: ClosedRun, *, now: datetime
+) -> int:
+    """The runs inside a customer workflow Temporal closed (terminated, failed, ...) end with
+    it: their records, still running, get its status, time and reason. Runs that are workflows
+    of their own, and runs a newer execution of that customer workflow holds, are left."""
+    from temporalio.client import WorkflowExecutionStatus as Status
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from trouw.domain.why import temporal_outcome
+
+    customer = closed.workflow_id.removeprefix(customer_workflow_id(""))
+
+    def recorded() -> list[str]:
+        with read_scope(engine) as session:
+            query = select(JourneyRun.workflow_id).where(
+                JourneyRun.customer_id == customer, JourneyRun.status == "running"
+            )
+            if closed.closed_at is not None:
+                query = query.where(col(JourneyRun.started_at) <= closed.closed_at)
+            return list(session.exec(query).all())
+
+    inside = set(await asyncio.to_thread(recorded))
+    if not inside:
+        return 0
+    inside -= {run.workflow_id for run in await running_runs(client, customer=customer)}
+    handle = client.get_workflow_handle(closed.workflow_id)
+    try:
+        if (await handle.describe()).status == Status.RUNNING:  # a newer execution
+            inside -= set(await handle.query(HELD_RUNS_QUERY, result_type=list[str]))
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    outcome = await temporal_outcome(client, closed.workflow_id, run_id=closed.run_id)
+    reason = outcome.reason if outcome is not None else None
+    changed = 0
+    for workflow_id in sorted(inside):
+        run = ClosedRun(workflow_id, closed.run_id, closed.status, closed.closed_at)
+        if await asyncio.to_thread(_close_record, engine, run, reason, now):
+            changed += 1
     return changed
 
 

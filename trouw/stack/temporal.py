@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,11 @@ SEARCH_ATTRIBUTES = {
     "Step": "Keyword",
     "OrderId": "Keyword",
     "NextWakeup": "Datetime",
+    # On the customer workflow, for the journey runs inside it (workflows/inline.py).
+    "Journeys": "KeywordList",
+    "Steps": "KeywordList",
+    "OrderIds": "KeywordList",
+    "JourneyRuns": "Text",  # a server allows 3 keyword lists
 }
 # The server marks a run whose workflow task failed this many times in a row with the
 # TemporalReportedProblems search attribute (`trouw status` lists them as stuck). Temporal Cloud
@@ -220,7 +226,9 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+        name: IndexedValueType.Value(
+            "INDEXED_VALUE_TYPE_" + re.sub(r"(?<=[a-z])(?=[A-Z])", "_", kind).upper()
+        )
         for name, kind in SEARCH_ATTRIBUTES.items()
         if name not in existing.custom_attributes
     }
@@ -254,6 +262,7 @@ async def deliver(
             customer_id=event.customer_id,
             search_attributes=search_attributes,
             clock_offset_seconds=clock_offset_seconds,
+            inline_runs=True,
         ),
         id=customer_workflow_id(event.customer_id),
         task_queue=task_queue,
