@@ -226,20 +226,8 @@ class JourneyRunner:
         ):
             return None
         follow, waiting_in, reenter = self._resume_point
-        resume = ResumeState(
-            step=follow,
-            vars=self._vars,
-            events=self._events,
-            visits=self._visits,
-            inbox=self._inbox,
-            winding_down=self._winding_down,
-            wake=self._wake,
-            waiting_in=waiting_in,
-            reenter=reenter,
-        )
-        return self._input.model_copy(
-            update={"resume": resume, "context": jsonable(self._ctx), "first_wake": None}
-        )
+        resume = ResumeState(step=follow, wake=self._wake, waiting_in=waiting_in, reenter=reenter)
+        return self._going_on(resume).model_copy(update={"first_wake": None})
 
     def status(self) -> str:
         name = self._journey.name if self._journey else "journey"
@@ -636,20 +624,21 @@ class JourneyRunner:
         if not self._host.history_is_long():
             return
         await self._flush()
-        self._host.continue_as_new(
-            self._input.model_copy(
-                update={
-                    "resume": ResumeState(
-                        step=follow,
-                        vars=self._vars,
-                        events=self._events,
-                        visits=self._visits,
-                        inbox=self._inbox,
-                        winding_down=self._winding_down,
-                    ),
-                    "context": jsonable(self._ctx),
-                }
-            )
+        self._host.continue_as_new(self._going_on(ResumeState(step=follow)))
+
+    def _going_on(self, resume: ResumeState) -> JourneyInput:
+        """The input that goes on with this run from `resume` (its step, and its wait if any),
+        with what the run has gathered so far."""
+        assert self._input is not None
+        gathered = {
+            "vars": self._vars,
+            "events": self._events,
+            "visits": self._visits,
+            "inbox": self._inbox,
+            "winding_down": self._winding_down,
+        }
+        return self._input.model_copy(
+            update={"resume": resume.model_copy(update=gathered), "context": jsonable(self._ctx)}
         )
 
     async def _refresh(self) -> None:

@@ -95,6 +95,13 @@ def test_visibility_queries_quote_only_safe_values() -> None:
     assert query.startswith("WorkflowType = 'Journey' AND (ExecutionStatus = 'Failed' OR ")
     assert query.endswith("AND CloseTime >= '2026-03-02T11:00:00Z'")
     assert "CloseTime" not in closed_query(None)
+    # runs inside customer workflows: found by the customer workflow's keyword list
+    assert running_query(journey="refill", inline=True) == (
+        "WorkflowType = 'Customer' AND ExecutionStatus = 'Running' AND Journeys = 'refill'"
+    )
+    with pytest.raises(ControlError):
+        running_query(journey="x' OR 'a'='a", inline=True)
+    assert closed_query(None, workflow_type="Customer").startswith("WorkflowType = 'Customer'")
 
 
 # --- the commands ------------------------------------------------------------------------------

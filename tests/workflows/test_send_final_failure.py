@@ -184,6 +184,15 @@ def sent_by_run(stack: Stack) -> int:
     return len(sent)
 
 
+async def at_the_provider(stack: Stack, requests: int) -> None:
+    """Until SendGrid holds this many requests (in order, not in time)."""
+    for _ in range(600):
+        if stack.sendgrid.in_progress == requests:
+            break
+        await asyncio.sleep(0.1)
+    assert stack.sendgrid.in_progress == requests
+
+
 def review_sent(stack: Stack) -> bool:
     return any(
         mail["custom_args"]["message_key"].endswith(":review:email")
@@ -255,20 +264,13 @@ async def test_a_cancel_while_the_send_is_at_the_provider_sends_nothing_again_an
         async with receipt_started(stack, "continue", inline=False) as started:
             handle = started.run
             assert handle is not None
-            for _ in range(600):  # in order, not in time: the attempt is at the provider
-                if stack.sendgrid.in_progress:
-                    break
-                await asyncio.sleep(0.1)
-            assert stack.sendgrid.in_progress == 1
+            await at_the_provider(stack, 1)  # in order, not in time
             await handle.cancel(reason="trouw: cancelled by api:ops: complaint")
             with pytest.raises(WorkflowFailureError) as ended:
                 await handle.result()
             assert isinstance(ended.value.cause, CancelledError)
             released.set()
-            for _ in range(600):  # the held request is processed (the mail taken)
-                if not stack.sendgrid.in_progress:
-                    break
-                await asyncio.sleep(0.1)
+            await at_the_provider(stack, 0)  # the held request is processed (the mail taken)
             await stack.env.sleep(timedelta(days=2))  # nothing retries it, nothing follows
     finally:
         released.set()
@@ -292,11 +294,7 @@ async def test_a_cancel_of_a_run_inside_the_customer_workflow_lets_its_send_fini
     stack.sendgrid.script(ScriptedResponse(release=released))
     try:
         async with receipt_started(stack, "continue", inline=True) as started:
-            for _ in range(600):  # in order, not in time: the attempt is at the provider
-                if stack.sendgrid.in_progress:
-                    break
-                await asyncio.sleep(0.1)
-            assert stack.sendgrid.in_progress == 1
+            await at_the_provider(stack, 1)  # in order, not in time
             await started.customer.signal(
                 "cancel_held_runs",
                 CancelHeldRuns(journey="receipt", reason="cancelled by api:ops: complaint"),
@@ -311,10 +309,7 @@ async def test_a_cancel_of_a_run_inside_the_customer_workflow_lets_its_send_fini
                 await asyncio.sleep(0.1)
             assert "receipt: ended (" in status, status
             released.set()
-            for _ in range(600):  # the held request is processed (the mail taken)
-                if not stack.sendgrid.in_progress:
-                    break
-                await asyncio.sleep(0.1)
+            await at_the_provider(stack, 0)  # the held request is processed (the mail taken)
             await stack.env.sleep(timedelta(days=2))  # nothing retries it, nothing follows
             held = await started.customer.query("held_runs", result_type=list[str])
     finally:

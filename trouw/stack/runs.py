@@ -61,21 +61,17 @@ def literal(value: str, what: str) -> str:
     return f"'{value}'"
 
 
-def running_query(*, journey: str | None = None, customer: str | None = None) -> str:
-    """The visibility query for running journey runs, of one journey and/or one customer."""
-    parts = [f"WorkflowType = '{JOURNEY_WORKFLOW}'", "ExecutionStatus = 'Running'"]
+def running_query(
+    *, journey: str | None = None, customer: str | None = None, inline: bool = False
+) -> str:
+    """The visibility query for running journey runs, of one journey and/or one customer: runs
+    that are workflows of their own, or (`inline`) customer workflows with runs inside them."""
+    workflow_type, attribute = (
+        (CUSTOMER_WORKFLOW, "Journeys") if inline else (JOURNEY_WORKFLOW, "Journey")
+    )
+    parts = [f"WorkflowType = '{workflow_type}'", "ExecutionStatus = 'Running'"]
     if journey is not None:
-        parts.append(f"Journey = {literal(journey, 'journey')}")
-    if customer is not None:
-        parts.append(f"CustomerId = {literal(customer, 'customer')}")
-    return " AND ".join(parts)
-
-
-def inline_query(*, journey: str | None = None, customer: str | None = None) -> str:
-    """The visibility query for running customer workflows with journey runs inside them."""
-    parts = [f"WorkflowType = '{CUSTOMER_WORKFLOW}'", "ExecutionStatus = 'Running'"]
-    if journey is not None:
-        parts.append(f"Journeys = {literal(journey, 'journey')}")
+        parts.append(f"{attribute} = {literal(journey, 'journey')}")
     if customer is not None:
         parts.append(f"CustomerId = {literal(customer, 'customer')}")
     return " AND ".join(parts)
@@ -144,7 +140,9 @@ async def running_runs(
                 customer=_keyword(execution, "CustomerId"),
             )
         )
-    async for execution in client.list_workflows(inline_query(journey=journey, customer=customer)):
+    async for execution in client.list_workflows(
+        running_query(journey=journey, customer=customer, inline=True)
+    ):
         for entry in str(_keyword(execution, "JourneyRuns") or "").split():
             name, _sep, rest = str(entry).partition(":")
             version, _sep, step = rest.partition(":")
