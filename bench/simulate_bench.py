@@ -80,10 +80,15 @@ def main() -> None:
     timelines: dict[str, str] = {}
     for _ in range(opts.runs):
         for name, checkout in (("reference", reference), ("this checkout", ROOT)):
+            before = os.getloadavg()[0]
             wall, cpu, timeline = run(checkout, scenario, opts.processes)
             figures[name].append((wall, cpu))
             timelines.setdefault(name, timeline)
-            print(f"  {name}: {wall:.1f} s, {cpu:.1f} CPU s", flush=True)
+            print(
+                f"  {name}: {wall:.1f} s, {cpu:.1f} CPU s "
+                f"(load average {before:.1f} -> {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
     load = os.getloadavg()
     for name, text in timelines.items():
         (work / f"timeline-{name.replace(' ', '-')}.json").write_text(text)

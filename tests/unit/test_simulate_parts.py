@@ -1,6 +1,6 @@
 """A parallel simulation's parts: progress counted in whatever order they finish, a forked
-part's failure brought back, forked only before the Temporal runtime runs, and the clock's moves
-given time on a busy machine."""
+part's failure brought back, forked only before the Temporal runtime runs, the clock's moves given
+time on a busy machine, and the emails compiled once before the parts are forked."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ from trouw.commands.simulate import (
     PartResult,
     _advance,
     _as_finished,
+    _compile_emails,
     _forked_result,
     _run_forked_part,
 )
+from trouw.domain.render import TemplateStore
+from trouw.domain.render import store as render_store
+from trouw.settings import Settings
 
 
 async def test_progress_counts_the_parts_that_finished_not_the_first_ones() -> None:
@@ -119,3 +123,23 @@ def test_parts_are_forked_only_before_the_temporal_runtime_runs_its_threads() ->
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["True", "False"]
+
+
+def test_emails_compiled_before_the_fork_are_not_compiled_again_in_a_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    templates = ROOT / "templates"
+    monkeypatch.setattr(render_store, "_COMPILED", {})  # nothing compiled yet in this process
+    _compile_emails(templates, {"nl-BE", "fr-BE"})
+
+    def compile_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(TemplateStore, "_compile_email", compile_again)
+    # A part's own store (its Services build a new one), as the worker renders for a send.
+    store = TemplateStore(templates, locale_fallback=Settings().locale_fallback)
+    emails = [name for name in store.names() if "email" in store.channels(name)]
+    assert emails
+    for name in emails:
+        for locale in ("nl-BE", "fr-BE"):
+            assert store.compiled_html(name, locale)

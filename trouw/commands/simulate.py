@@ -488,6 +488,7 @@ async def _simulate_forked(
     import multiprocessing
 
     check_journeys(journeys_dir, templates_dir)  # a refusal stops everything before a fork
+    _compile_emails(templates_dir, {customer.locale for customer in scenario.customers})
     home = workdir or Path(tempfile.mkdtemp(prefix="trouw-sim-"))
     parts, payload = _split(scenario, count)
     context = multiprocessing.get_context("fork")
@@ -535,6 +536,22 @@ async def _simulate_forked(
             process.join()
             receiving.close()
     return _merged_result(scenario, home, count, gathered, started)
+
+
+def _compile_emails(templates_dir: Path, locales: set[str]) -> None:
+    """Every email template compiled (MJML to HTML) in the scenario's locales, before the parts
+    are forked: the compiled HTML is cached per process, so each part compiled again what it
+    sent (about 0.9 CPU s for the 17 shipped templates in 4 locales), now once for them all."""
+    from trouw.domain.render import TemplateStore
+
+    store = TemplateStore(templates_dir, locale_fallback=Settings().locale_fallback)
+    for name in store.names():
+        if "email" not in store.channels(name):
+            continue
+        for locale in sorted(locales):
+            # A template that does not compile fails where it is sent, as it would have.
+            with contextlib.suppress(Exception):
+                store.compiled_html(name, locale)
 
 
 def _stop_parts(processes: list[Any], *, grace: float = 30.0) -> None:
