@@ -805,10 +805,12 @@ async def simulate(
         data_converter=pydantic_data_converter,
     )
     # The simulator reports each failure itself, once (failure_lines); the worker's ERROR log
-    # of a failing trigger would repeat it for every customer.
-    journeys_log = logging.getLogger("trouw.journeys")
-    level = journeys_log.level
-    journeys_log.setLevel(logging.CRITICAL)
+    # of a failing trigger would repeat it for every customer, and so would the customer
+    # workflow's warning for each run that failed inside it (workflows/inline.py).
+    quiet = {"trouw.journeys": logging.CRITICAL, "temporalio.workflow": logging.ERROR}
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
     try:
         worker = build_worker(
             env.client,
@@ -841,7 +843,8 @@ async def simulate(
             if progress:
                 progress(total, total, "")
     finally:
-        journeys_log.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
         await env.shutdown()
     _finish_refreshes(engine, scenario)
     with session_scope(engine) as session:
