@@ -26,7 +26,9 @@ post_purchase run waiting for the delivery) and 3-4 runs held in the customer wo
 first wait ends. At each step, once every confirmation is in the outbox and the worker has gone
 quiet, the worker's RSS is read, with its mappings (main heap, other anonymous memory, files),
 glibc's and pymalloc's accounts and its live Python objects; beside them the CPU per customer of
-the worker, the dev server and this feeder, which shows who sets the pace, and `uptime`. The
+the worker, the dev server and this feeder, which shows who sets the pace, `uptime`, and how
+often the worker recycled itself so far (worker_recycle_rss_mib: it executes itself again in
+the same process id, which this script keeps reading). The
 reference, measured in the same run: the same worker's RSS before the first purchase.
 
 Variants (--variants: environment settings of the worker, e.g. MALLOC_ARENA_MAX, or

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # seconds (0: never). Figures in docs/performance.md ("Worker memory").
     worker_malloc_arenas: int = Field(default=2, ge=0, le=1024)
     worker_malloc_trim_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # Blocks of this many KiB and more get mappings of their own, handed back when freed (0:
+    # glibc's threshold, which rises up to 32 MiB and then leaves large blocks in the heaps).
+    worker_malloc_mmap_threshold_kib: int = Field(default=128, ge=0, le=32 * 1024)
     # A worker whose resident memory (RSS) passes this many MiB drains and starts afresh in the
     # same process id (trouw/stack/recycle.py; 0: never). Checked every
     # worker_recycle_check_seconds, at most once per worker_recycle_min_seconds of its life.

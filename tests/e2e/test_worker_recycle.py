@@ -19,7 +19,9 @@ from tests.e2e.test_slice import free_port
 from workflows.options import SEND_ATTEMPT_TIMEOUT
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-WAVE = 10  # purchases are posted in waves of 10 every 3 s, so that they flow across recycles
+# Purchases are posted in waves of 30 every 3 s, faster than one worker confirms them on a quiet
+# machine (10 a wave left nothing outstanding at most recycles there), so they flow across recycles.
+WAVE = 30
 MAX_WAVES = 20  # until 3 recycles fell mid-load (some confirmations still out), at most this
 # As in test_two_workers: a send cut off by a drain is taken up after its attempt timeout at
 # worst, then perhaps a lookup after the fake's listing lag; twice that and a margin.
@@ -116,6 +118,7 @@ async def test_a_worker_recycled_while_purchases_flow_loses_and_duplicates_nothi
                     if line.startswith("trouw_worker_recycles_total ")
                 )
                 break
+        watch()  # the recycles up to the scrape: the counter cannot have more
         lines = log_lines(shop)
         mails = shop.mail_keys()
         confirmations = shop.confirmation_keys()

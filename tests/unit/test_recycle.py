@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 
 import pytest
@@ -69,3 +71,20 @@ def test_recycles_so_far_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     assert recycles_so_far() == 3
     monkeypatch.setenv(RECYCLES_VARIABLE, "x")
     assert recycles_so_far() == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_a_stop_by_signal_is_told_apart_so_it_wins_over_a_recycle() -> None:
+    # run_stack recycles only when no signal asked for the stop (a SIGTERM during the drain).
+    from trouw.stack.runtime import install_stop_handlers
+
+    stop, signalled = asyncio.Event(), []
+    install_stop_handlers(stop, lambda: signalled.append(True))
+    loop = asyncio.get_running_loop()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stop.wait(), timeout=5)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    assert signalled == [True]

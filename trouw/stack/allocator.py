@@ -10,8 +10,9 @@ from functools import cache
 
 log = logging.getLogger("trouw")
 
-# mallopt's parameter number for the arena limit (malloc.h: M_ARENA_MAX).
+# mallopt's parameter numbers (malloc.h): the arena limit, the mmap threshold.
 _M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
 
 
 @cache
@@ -40,6 +41,20 @@ def cap_arenas(arenas: int) -> bool:
     if libc is None or arenas <= 0:
         return False
     return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def fix_mmap_threshold(kib: int) -> bool:
+    """Blocks of `kib` KiB and more get mappings of their own, unmapped when freed (0: glibc's
+    default, a threshold that rises up to 32 MiB as large blocks are freed).
+
+    With the default, once the threshold has risen, a worker's large blocks (the Temporal core's
+    buffers, SQLite's, Python's big lists) come from the heaps, where they fragment them and
+    their freed space stays resident between live blocks. A fixed threshold keeps them out.
+    """
+    libc = _libc()
+    if libc is None or kib <= 0:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, kib * 1024))
 
 
 def available() -> bool:

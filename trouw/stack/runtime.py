@@ -19,7 +19,7 @@ from trouw.domain.content import watch_content
 from trouw.domain.db.engine import get_engine
 from trouw.domain.publish import PublishedContent, watch_published
 from trouw.settings import Settings
-from trouw.stack.allocator import cap_arenas, trim_forever
+from trouw.stack.allocator import cap_arenas, fix_mmap_threshold, trim_forever
 from trouw.stack.metrics import (
     WORKER_RECYCLES,
     serve_worker_metrics,
@@ -81,11 +81,18 @@ async def temporal_client(settings: Settings) -> tuple[Client, DevServer | None]
     return client, server
 
 
-def install_stop_handlers(stop: asyncio.Event) -> None:
+def install_stop_handlers(stop: asyncio.Event, on_signal: Callable[[], None] | None = None) -> None:
+    """SIGTERM and SIGINT set `stop` (after calling `on_signal`)."""
     loop = asyncio.get_running_loop()
+
+    def signalled() -> None:
+        if on_signal is not None:
+            on_signal()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, signalled)
 
 
 def _worker_process_main(settings: Settings, log_level: int, recycles: int = 0) -> None:
@@ -200,12 +207,20 @@ async def run_stack(
     from trouw.stack.worker import build_worker
 
     stop = stop or asyncio.Event()
-    install_stop_handlers(stop)
+    # A stop asked for by a signal wins over a recycle under way: the worker then stays stopped.
+    signalled = False
+
+    def on_signal() -> None:
+        nonlocal signalled
+        signalled = True
+
+    install_stop_handlers(stop, on_signal)
     # The worker in this process, or (worker_process) in a child that serves its own metrics.
     in_process = not (worker_process and api)
     if worker and in_process:
         # Before the worker's threads exist: the heaps they would each get are capped.
         cap_arenas(settings.worker_malloc_arenas)
+        fix_mmap_threshold(settings.worker_malloc_mmap_threshold_kib)
     if api and not port_free(settings.api_port, settings.api_host):
         raise TemporalError(
             f"port {settings.api_port} is already taken: stop what uses it or set TROUW_API_PORT"
@@ -379,7 +394,7 @@ async def run_stack(
         await asyncio.gather(*tasks, return_exceptions=True)
         if server is not None:
             await asyncio.to_thread(server.stop)
-    return recycled
+    return recycled and not signalled
 
 
 async def _wait_or_crash(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
