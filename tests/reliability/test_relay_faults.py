@@ -24,7 +24,7 @@ from tests.workflows.test_relay import _signals, custom, purchase
 from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import InboundEvent, JourneyRun, Message
 from trouw.domain.ingest import ingest_event
-from trouw.domain.interest import mark_matched, register_version
+from trouw.domain.interest import mark_matched, register_versions
 from trouw.language.journey.model import Journey
 from trouw.settings import Settings
 from trouw.stack import relay
@@ -173,7 +173,7 @@ def test_a_run_recorded_while_its_customers_events_are_judged_is_heard(
     def match_commits() -> None:
         # What match_journeys writes for the starting event, in its one transaction.
         with session_scope(engine) as session:
-            register_version(session, journey)
+            register_versions(session, [journey])
             session.add(
                 JourneyRun(
                     workflow_id="journey:c1:race:e-start",
