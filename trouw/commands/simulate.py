@@ -977,6 +977,12 @@ async def _simulate_customer(
             await _advance(env, now + _WAKE_SETTLE - shift)
         while True:
             now = await env.get_current_time() + shift
+            # The query first: the worker answers it once the workflow task in hand is done,
+            # local activities included (a run inside the customer workflow issues its voucher
+            # in one), so what that task wrote is in the ledger when the dues are read.
+            wake = await _next_wake(
+                env, engine, customer_id, _issuing_journeys(settings.journeys_dir), after=now
+            )
             swept = [customer_id, *sorted(others)]
             with session_scope(engine) as session:
                 dues = [
@@ -990,9 +996,6 @@ async def _simulate_customer(
                     is not None
                 ]
             due = min((moment for moment, _who in dues), default=None)
-            wake = await _next_wake(
-                env, engine, customer_id, _issuing_journeys(settings.journeys_dir), after=now
-            )
             if wake is not None and wake < min(limit, due or limit):
                 await _advance(env, wake + _WAKE_SETTLE - shift)
                 continue
