@@ -509,6 +509,20 @@ async def run_config(
                 f"  {name}: {json.dumps(row)}",
                 flush=True,
             )
+        if opts.settle:
+            # The same worker left alone beside its sleeping customers: one above its recycle
+            # mark recycles once its minimum life is over (worker_recycle_min_seconds).
+            await asyncio.sleep(opts.settle)
+            await quiet(worker.pid)
+            settled = {
+                "customers": taken,
+                "after_s": opts.settle,
+                "rss_mib": round(rss_mib(worker.pid), 1),
+                "threads": psutil.Process(worker.pid).num_threads(),
+                "recycles": recycles_logged(home / "worker.log"),
+                "uptime": uptime(),
+            }
+            print(f"  {name} settled: {json.dumps(settled)}", flush=True)
         if opts.restart:
             # A worker started afresh beside the same sleeping customers: what a restart (a
             # deploy) leaves, with nothing in the sticky cache until a timer fires.
@@ -630,6 +644,13 @@ if __name__ == "__main__":
         "--restart",
         action="store_true",
         help="after the last step, start the worker afresh and read it again",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0,
+        help="after the last step, leave the worker alone this many seconds and read it again "
+        "(a worker above worker_recycle_rss_mib recycles meanwhile)",
     )
     parser.add_argument(
         "--malloc-trim", action="store_true", help="also read RSS after glibc's malloc_trim"
