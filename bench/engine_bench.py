@@ -371,7 +371,10 @@ class Trouw(System):
         from trouw.domain.db.engine import get_engine, session_scope
         from trouw.ways_in.api.auth import ensure_key
 
-        engine = get_engine(f"sqlite:///{self.home / 'trouw.db'}")
+        # Trouw's own database: the embedded SQLite file, or TROUW_DATABASE_URL when the run
+        # sets one (Trouw on PostgreSQL).
+        url = os.environ.get("TROUW_DATABASE_URL") or f"sqlite:///{self.home / 'trouw.db'}"
+        engine = get_engine(url)
         try:
             with session_scope(engine) as session:
                 return ensure_key(session, "bench", ["ingest", "read"])
