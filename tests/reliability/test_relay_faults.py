@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.conftest import ROOT
+from tests.fakes import FakeSendGrid
 from tests.reliability.relay_kill import KILLED, POINTS
 from tests.workflows.test_relay import _signals, custom, purchase
 from trouw.domain.db.engine import session_scope
@@ -26,6 +27,7 @@ from trouw.domain.db.models import InboundEvent, JourneyRun, Message
 from trouw.domain.ingest import ingest_event
 from trouw.domain.interest import mark_matched, register_versions
 from trouw.language.journey.model import Journey
+from trouw.providers import aclose_provider
 from trouw.settings import Settings
 from trouw.stack import relay
 from trouw.stack.relay import Listed, Listeners, relay_pending
@@ -61,6 +63,23 @@ def relayed(engine: Engine) -> set[str]:
 async def test_a_relay_killed_inside_its_round_loses_and_doubles_nothing(
     point: str, settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
+    # Copies are counted where they arrive: a SendGrid fake that keeps every request it gets
+    # (no deduplication), not the ledger, which holds one row per message key whatever happens.
+    with FakeSendGrid() as sendgrid:
+        await _kill_and_recover(point, settings, engine, tmp_path, sendgrid)
+
+
+async def _kill_and_recover(
+    point: str, settings: Settings, engine: Engine, tmp_path: Path, sendgrid: FakeSendGrid
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "email_provider": "sendgrid",
+            "sendgrid_api_key": sendgrid.api_key,
+            "sendgrid_host": sendgrid.url,
+            "send_rate_per_second": 10_000,
+        }
+    )
     services = Services.from_settings(settings, engine=engine)
     with session_scope(engine) as session:
         for customer in HEARD:
@@ -96,6 +115,8 @@ async def test_a_relay_killed_inside_its_round_loses_and_doubles_nothing(
             signals = {c: await _signals(env.client, c) for c in HEARD + UNHEARD}
     finally:
         await env.shutdown()
+        for provider in services._providers.values():
+            await aclose_provider(provider)
     with session_scope(engine) as session:
         sent = {
             customer: len(
@@ -109,13 +130,16 @@ async def test_a_relay_killed_inside_its_round_loses_and_doubles_nothing(
             )
             for customer in HEARD
         }
-    lost = [c for c in HEARD if sent[c] == 0]
-    duplicated = [c for c in HEARD if sent[c] > 1]
+    keys = [m["custom_args"]["message_key"] for m in sendgrid.mails]
+    copies = {c: sum(k.startswith(f"journey:{c}:post_purchase:") for k in keys) for c in HEARD}
+    lost = [c for c in HEARD if copies[c] == 0 or sent[c] == 0]
+    duplicated = [c for c in HEARD if copies[c] > 1]
     twice = [c for c in HEARD if signals[c] == 2]
     unheard_signalled = [c for c in UNHEARD if signals[c] is not None]
     print(
         f"relay killed at {point}: {len(HEARD)} heard and {len(UNHEARD)} unheard events; "
-        f"marked before the kill {len(left)}; confirmations lost {len(lost)}, "
+        f"marked before the kill {len(left)}; confirmations at the SendGrid fake "
+        f"{sum(copies.values())}, lost {len(lost)}, "
         f"duplicated {len(duplicated)}; heard events signalled twice {len(twice)} "
         f"(the workflow dropped the repeat); unheard events signalled {len(unheard_signalled)}"
     )
