@@ -175,10 +175,6 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
                 await wait_for(lambda: (r := run(1)) is not None and r.status == "cancelled")
                 seen["run1"] = run(1)
                 await stack.client.get_workflow_handle("customer:op-2").terminate(reason="by hand")
-                await wait_for(
-                    lambda: (r := run(2)) is not None and r.status == "terminated", within=30
-                )
-                seen["run2"] = run(2)
 
                 # Cancel every reactivation from the CLI: no run is an execution (each waits 180
                 # days inside its customer workflow): all still running are ended.
@@ -188,6 +184,22 @@ async def test_pause_hold_resume_drop_cancel_and_terminate(
                             select(JourneyRun).where(JourneyRun.journey == "reactivation")
                         ).all()
                         return sorted((r.workflow_id, r.status, r.end_reason) for r in rows)
+
+                # The sync records each run of the terminated workflow on its own: wait for all
+                # of op-2's, not only the first (under load they land in different passes).
+                await wait_for(
+                    lambda: (
+                        (r := run(2)) is not None
+                        and r.status == "terminated"
+                        and all(
+                            status == "terminated"
+                            for wid, status, _ in held_reactivations()
+                            if wid.startswith("journey:op-2:")
+                        )
+                    ),
+                    within=30,
+                )
+                seen["run2"] = run(2)
 
                 seen["reactivations"] = held_reactivations()
                 seen["cli_cancel"] = await cli(
