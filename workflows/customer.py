@@ -106,10 +106,11 @@ class CustomerWorkflow:
                 del self._waiting[workflow_id]
                 self._dropped.append((held, cancel.reason))
         if self._inline is not None:
-            # Runs inside this workflow end at once if they wait (else at their next step),
-            # recorded by the run itself: cancelled, with this reason, at the step it was at.
+            # Runs inside this workflow end at once if they wait (else at their next step; a
+            # send's retries are cancelled), recorded by the run itself: cancelled, with this
+            # reason, at the step it was at.
             for run in self._inline.of_journey(cancel.journey):
-                run.runner.cancel(cancel.reason)
+                run.cancel(cancel.reason)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> str:

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from trouw.language.journey.model import Journey
 
     from workflows.run import JourneyRunner
+    from workflows.sending import CANCEL_STOPS_SEND_RETRIES
 
 # The customer workflow's search attributes for the runs inside it (keyword lists), so the
 # Temporal UI finds a customer by journey, step and order as it found a run workflow by
@@ -169,6 +170,17 @@ class InlineRun:
         self._ready = None
         self._runs.ended(self)
 
+    def cancel(self, reason: str) -> None:
+        """An operator's cancel: the run ends at once if it waits, else at its next step; a send
+        waiting on its retries is cancelled (its row ended), one at the provider finishes."""
+        retrying = self.runner.send_retrying and self.runner.step is not None
+        self.runner.cancel(reason)
+        if retrying and workflow.patched(CANCEL_STOPS_SEND_RETRIES):
+            # Thrown into the send where it waits (the announced delay's timer, the activity,
+            # both started in an earlier workflow task): send_message ends the row, the run
+            # ends cancelled with this reason.
+            self._runs.interrupt(self)
+
     # --- RunHost ----------------------------------------------------------------------------
     @property
     def workflow_id(self) -> str:
@@ -260,6 +272,12 @@ class InlineRuns:
         self.runs.pop(run.workflow_id, None)
         self._tasks.pop(run.workflow_id, None)
         self.shown = True
+
+    def interrupt(self, run: InlineRun) -> None:
+        """Cancel what the run awaits (its send's retries): the run's own asyncio task."""
+        task = self._tasks.get(run.workflow_id)
+        if task is not None and not task.done():
+            task.cancel()
 
     def of_journey(self, journey: str) -> list[InlineRun]:
         return [run for _id, run in sorted(self.runs.items()) if run.journey == journey]

@@ -169,6 +169,10 @@ class JourneyRunner:
         # is not in a wait it can resume (a deferred send's wait, an activity).
         self._resume_point: tuple[str | None, str | None, bool] | None = None
         self._reentry: datetime | None = None  # the deadline of a wait_for step re-entered
+        # A send whose local attempt failed waits on its durable retries (an announced delay,
+        # the regular activity): an operator's cancel stops it (InlineRun.cancel).
+        self._send_retrying = False
+        self._cancelled_by: str | None = None  # an operator's cancel (`cancel`), its reason
 
     # --- signals and queries -------------------------------------------------------------
     def record_event(self, event: CustomerEvent) -> None:
@@ -213,6 +217,12 @@ class JourneyRunner:
         recorded as cancelled with this reason (a yearly journey does not start a new cycle)."""
         if self._ended is None:
             self._ended = _Ended("cancelled", reason, by_event=True)
+            self._cancelled_by = reason
+
+    @property
+    def send_retrying(self) -> bool:
+        """Whether the run waits on a send's retries, after its local attempt failed."""
+        return self._send_retrying
 
     def resume_input(self) -> JourneyInput | None:
         """The input that goes on with this run in a fresh history, from the middle of the wait
@@ -418,8 +428,14 @@ class JourneyRunner:
                 result = await send_message(
                     request,
                     local_first=self._host.patched(LOCAL_FIRST_SEND),
-                    on_retry=self._host.away,
+                    on_retry=self._retrying,
+                    why_cancelled=self._why_send_stopped,
                 )
+            except asyncio.CancelledError:
+                if self._cancelled_by is None or self._ended is None:
+                    raise  # the workflow itself is cancelled
+                # The send's row is ended (send_message); the run ends as the operator asked.
+                raise self._ended from None
             except ActivityError as exc:
                 # Recorded in the ledger by the activity; the journey says whether to go on.
                 cause = exc.cause or exc
@@ -427,6 +443,8 @@ class JourneyRunner:
                 if step.on_error == "exit":
                     raise _Ended("exited", f"step {step.id} failed: {cause}") from None
                 return
+            finally:
+                self._send_retrying = False
             if result.outcome == "sent":
                 self._sent += 1
             if result.outcome != "deferred" or result.until is None:
@@ -434,6 +452,17 @@ class JourneyRunner:
             await self._sleep_until(
                 result.until, f"deferred: {result.reason_text or result.reason}"
             )
+
+    def _why_send_stopped(self) -> str | None:
+        """An operator's cancel, for the send's row (a send going on after its local attempt
+        stops for it); None: not cancelled so."""
+        if self._cancelled_by is None:
+            return None
+        return f"{self._cancelled_by}, while the send was on its way"
+
+    def _retrying(self) -> None:
+        self._send_retrying = True
+        self._host.away()
 
     def _held_until(self, step: StepBase) -> datetime | None:
         """The end of the first wait when the customer workflow held the run until then (the

@@ -44,6 +44,11 @@ GIVE_UP_ENDS_THE_ROW = "send-give-up-ends-the-row"
 # before the cancellation goes on: it read as "deferred" forever. Runs cancelled before this
 # change ended at once, their row as the last attempt left it.
 CANCEL_ENDS_THE_ROW = "send-cancel-ends-the-row"
+# Patch id: a run inside its customer workflow that an operator cancelled (workflows/inline.py)
+# starts no retry after its local attempt failed, and a cancel while it waits on its retries
+# cancels them: the row is ended as for a cancel in Temporal. Before this change the retries went
+# on and the message could go out hours after the cancel.
+CANCEL_STOPS_SEND_RETRIES = "inline-cancel-stops-send-retries"
 # Retries over: no attempt follows. A refusal no retry mends was recorded by its attempt.
 _RETRIES_OVER = (RetryState.TIMEOUT, RetryState.MAXIMUM_ATTEMPTS_REACHED)
 
@@ -54,6 +59,7 @@ async def send_message(
     local_first: bool,
     retries: workflow.ActivityConfig | None = None,
     on_retry: Callable[[], None] | None = None,
+    why_cancelled: Callable[[], str | None] | None = None,
 ) -> SendMessageResult:
     """Send through the ledgered send activity (`_send`); a run cancelled meanwhile ends the row.
 
@@ -61,15 +67,25 @@ async def send_message(
     activity's failure with a CancelledError cause; either way no attempt will follow, so the
     row is ended (`give_up_send`: claimed -> failed, in flight or reconciling -> unknown) in a
     local activity shielded from a second cancellation, and the run then ends cancelled (it
-    does not go on with its next step as after a failed send).
+    does not go on with its next step as after a failed send). `why_cancelled` gives the
+    reason of a cancel that is not Temporal's (an operator's cancel of a run inside its customer
+    workflow), for the row.
     """
     asked = workflow.now()
     try:
-        return await _send(request, local_first=local_first, retries=retries, on_retry=on_retry)
+        return await _send(
+            request,
+            local_first=local_first,
+            retries=retries,
+            on_retry=on_retry,
+            why_cancelled=why_cancelled,
+        )
     except (asyncio.CancelledError, FailureError) as exc:
         if not _cancelled(exc) or not workflow.patched(CANCEL_ENDS_THE_ROW):
             raise
-        reason = "in Temporal, while the send was on its way"
+        reason = (why_cancelled() if why_cancelled else None) or (
+            "in Temporal, while the send was on its way"
+        )
         await asyncio.shield(_give_up(request, asked, reason, "cancelled"))
         raise asyncio.CancelledError(str(exc)) from exc
 
@@ -101,6 +117,7 @@ async def _send(
     local_first: bool,
     retries: workflow.ActivityConfig | None,
     on_retry: Callable[[], None] | None = None,
+    why_cancelled: Callable[[], str | None] | None = None,
 ) -> SendMessageResult:
     """Send through the ledgered send activity; `retries` is the regular activity's profile.
 
@@ -150,6 +167,13 @@ async def _send(
                 cause,
                 delay or "no time",
             )
+            if (
+                why_cancelled is not None
+                and why_cancelled()
+                and workflow.patched(CANCEL_STOPS_SEND_RETRIES)
+            ):
+                # Cancelled while the local attempt ran: no retry; the caller ends the row.
+                raise asyncio.CancelledError("cancelled while the local attempt ran") from exc
             if on_retry is not None:
                 on_retry()  # what follows may outlast this workflow task
             if delay and workflow.patched(WAIT_ANNOUNCED_DELAY):

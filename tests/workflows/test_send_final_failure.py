@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 from sqlmodel import select
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
@@ -320,3 +321,91 @@ async def test_a_cancel_of_a_run_inside_the_customer_workflow_lets_its_send_fini
     assert confirm.state == "sent"
     assert (run.status, run.end_reason) == ("cancelled", "cancelled by api:ops: complaint")
     assert held == []
+
+
+def accepted(stack: Stack) -> list[str]:
+    """The message keys SendGrid accepted (not the requests it refused)."""
+    return [entry["unique_args"]["message_key"] for entry in stack.sendgrid.activity]
+
+
+async def until_waiting_to_retry(handle: WorkflowHandle[Any, Any]) -> None:
+    """Until the workflow waits on a timer: the delay the local attempt's refusal announced."""
+    for _ in range(300):
+        history = await handle.fetch_history()
+        if any(event.event_type == EventType.EVENT_TYPE_TIMER_STARTED for event in history.events):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the send never waited to retry")
+
+
+async def test_a_cancel_of_a_run_inside_the_customer_workflow_stops_its_send_retries(
+    stack: Stack,
+) -> None:
+    """The local attempt was rate-limited for five hours: the send waits them out before its
+    regular attempt. An operator's cancel meanwhile stops the send (the child engine's cancel
+    did too), not five hours later after the message went out: the ledger row ends failed (it
+    was never at the provider), the run is recorded cancelled with the operator's reason."""
+    stack.sendgrid.rate_limit_next(reset_in=5 * 3600, count=1)
+    async with receipt_started(stack, "continue", inline=True) as started:
+        await until_waiting_to_retry(started.customer)
+        await started.customer.signal(
+            "cancel_held_runs",
+            CancelHeldRuns(journey="receipt", reason="cancelled by api:ops: complaint"),
+        )
+        await stack.env.sleep(timedelta(days=2))  # past the announced delay and the send's day
+        held = await started.customer.query("held_runs", result_type=list[str])
+    assert len(stack.sendgrid.requests) == 1  # the refused local attempt, nothing after it
+    assert accepted(stack) == []
+    confirm, run = ledger_and_record(stack)
+    assert confirm.state == "failed", confirm.status_history
+    assert "run cancelled" in (confirm.error or "")
+    assert (run.status, run.end_reason) == ("cancelled", "cancelled by api:ops: complaint")
+    assert held == []
+
+
+async def test_a_cancel_of_a_run_inside_the_customer_workflow_during_a_retried_attempt(
+    stack: Stack,
+) -> None:
+    """The regular attempt after a refused local one is at the provider when the operator
+    cancels: no attempt follows, the held request is taken once, and the ledger says what the
+    attempt made of it (sent: its answer is recorded), never a second copy."""
+    stack.sendgrid.fail_next(503, message="service unavailable")
+    released = threading.Event()
+    stack.sendgrid.script(ScriptedResponse(release=released))
+    try:
+        async with receipt_started(stack, "continue", inline=True) as started:
+            for _ in range(300):  # the retried attempt held, after the refused local one
+                if len(stack.sendgrid.requests) == 2 and stack.sendgrid.in_progress == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert (len(stack.sendgrid.requests), stack.sendgrid.in_progress) == (2, 1)
+            await started.customer.signal(
+                "cancel_held_runs",
+                CancelHeldRuns(journey="receipt", reason="cancelled by api:ops: complaint"),
+            )
+            for _ in range(300):  # the run ends, and the customer workflow with it
+                if (await started.customer.describe()).status != WorkflowExecutionStatus.RUNNING:
+                    break
+                await asyncio.sleep(0.1)
+            # Nothing runs any more: the customer workflow is over, and with it the activity's
+            # retries (the time-skipping server cannot skip time past an activity that ends
+            # after its workflow closed, so no env.sleep here).
+            description = await started.customer.describe()
+            assert description.status == WorkflowExecutionStatus.COMPLETED
+            released.set()
+            await at_the_provider(stack, 0)
+            for _ in range(100):  # the attempt records the provider's answer
+                confirm, run = ledger_and_record(stack)
+                if confirm.state == "sent":
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        released.set()
+    assert len(stack.sendgrid.requests) == 2  # the refused local attempt, the retried one
+    assert accepted(stack) == [CONFIRM]
+    # Ended unknown by the cancel (the provider might have it), then sent by the attempt's own
+    # answer: what became of it, and nobody asks again.
+    states = [entry["status"] for entry in confirm.status_history]
+    assert confirm.state == "sent" and "unknown" in states, confirm.status_history
+    assert (run.status, run.end_reason) == ("cancelled", "cancelled by api:ops: complaint")
+    assert not review_sent(stack)
