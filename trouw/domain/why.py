@@ -322,12 +322,20 @@ async def temporal_outcome(
         described = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            if customer_id is not None and workflow_id in await _held_runs(client, customer_id):
-                # Held, or running inside the customer workflow: as healthy as that workflow.
-                from trouw.language.contracts import customer_workflow_id
+            if customer_id is None:
+                return TemporalOutcome("unknown", "not found in Temporal", None)
+            from trouw.language.contracts import customer_workflow_id
 
-                host = await temporal_outcome(client, customer_workflow_id(customer_id))
-                return host if host is not None and host.status == "failing" else None
+            # No execution of its own: held, or running inside the customer workflow, and as
+            # healthy as that workflow. One whose task keeps failing answers no query (its
+            # held_runs), and every run it hosts or holds is stuck with it: say so, and why.
+            host_id = customer_workflow_id(customer_id)
+            host = await temporal_outcome(client, host_id)
+            if host is not None and host.status == "failing":
+                reason = f"no execution of its own; its customer workflow {host_id} is stuck"
+                return TemporalOutcome("failing", f"{reason}: {host.reason}", None)
+            if workflow_id in await _held_runs(client, customer_id):
+                return None
             return TemporalOutcome("unknown", "not found in Temporal", None)
         raise
     status = described.status
