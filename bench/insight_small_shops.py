@@ -14,8 +14,13 @@ recency's at telling who ordered in a window, and DeLong's standard error of the
             shorter windows ending today, from later cuts (customers closer in age to today's);
   halves    the held-back window's two halves scored separately (the same cut and fits);
   older     the held-back window scored on its older half of customers only (age at the cut at
-            or above the median).
-Each rule keeps the pick only when it is also more than 2 standard errors ahead of recency in
+            or above the median);
+  trend     the pick's advantage over recency at the horizon asked for (273 days), carried from
+            the first half of the held-back window to all of it and on, in log days
+            (d_H = d_W + (d_W - d_W/2) * log(H / W) / log 2, the same cut and fits): the pick stays only
+            while that is above zero, so an advantage that shrinks as the window grows is not
+            trusted beyond it (a sixth round, docs/decisions.md).
+Each rule but "trend" keeps the pick only when it is also more than 2 standard errors ahead of recency in
 that piece of evidence (an intersection-union test; "halves": in both halves), and otherwise
 ranks by recency (the product's recency candidate, as it answers today). Then, and only then,
 every rule is scored on the 39-week holdout: mean AUC against recency alone, and the draws not
@@ -49,7 +54,7 @@ from trouw.domain.insight.scoring import _earlier_cut  # noqa: E402
 Array = np.ndarray
 SETTINGS = InsightSettings()
 Evidence = dict[str, tuple[float, float]]  # candidate -> (AUC minus recency's, standard error)
-RULES = ("product", "origin", "share 2/3", "share 1/3", "halves", "older")
+RULES = ("product", "origin", "share 2/3", "share 1/3", "halves", "older", "trend")
 
 
 def histories(orders: list[OrderFact], as_of: datetime) -> Histories:
@@ -96,7 +101,9 @@ def significant(found: Evidence, pick: str) -> bool:
     )
 
 
-def judge(orders: list[OrderFact], pick: str, window: int) -> dict[str, bool]:
+def judge(
+    orders: list[OrderFact], pick: str, window: int, rules: tuple[str, ...] = RULES
+) -> dict[str, bool]:
     """Whether each rule keeps the product's pick (True) or hands the ranking to recency."""
     keeps = {"product": True}
     held = candidates_at(orders, CALIBRATION_END, window)
@@ -114,6 +121,16 @@ def judge(orders: list[OrderFact], pick: str, window: int) -> dict[str, bool]:
         evidence(p, second), pick
     )
     keeps["older"] = significant(evidence(p, later, earlier.T >= np.median(earlier.T)), pick)
+    # Cumulative windows: who ordered within the first half, and within all of it.
+    half = evidence(p, first).get(pick, (float("nan"), 0.0))[0]
+    whole = evidence(p, later).get(pick, (float("nan"), 0.0))[0]
+    at_horizon = whole + (whole - half) * np.log(HORIZON / days) / np.log(days / (days // 2))
+    keeps["trend"] = bool(np.isfinite(at_horizon) and at_horizon > 0)
+    print(
+        f"    trend: {pick} ahead of recency by {half:+.4f} over the first {days // 2} days, "
+        f"{whole:+.4f} over {days}, carried to {HORIZON}: {at_horizon:+.4f}",
+        flush=True,
+    )
     others: dict[str, Callable[[], tuple[Histories, Array, int, dict[str, Array]] | None]] = {
         "origin": lambda: candidates_at(
             orders, CALIBRATION_END - timedelta(days=window // 2), window
@@ -122,6 +139,9 @@ def judge(orders: list[OrderFact], pick: str, window: int) -> dict[str, bool]:
         "share 1/3": lambda: candidates_at(orders, CALIBRATION_END, window // 3),
     }
     for rule, build in others.items():
+        if rule not in rules:
+            keeps[rule] = True
+            continue
         other = build()
         keeps[rule] = other is not None and significant(evidence(other[3], other[1]), pick)
     return keeps
@@ -132,7 +152,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--sizes", type=int, nargs="+", default=[300, 1000, 3000])
     parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument(
+        "--rules", nargs="+", choices=RULES[1:], default=list(RULES[1:]), help="the rules judged"
+    )
     args = parser.parse_args()
+    rules = ("product", *args.rules)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
     orders = load_cdnow()
     by_customer: defaultdict[str, list[OrderFact]] = defaultdict(list)
@@ -141,7 +165,7 @@ def main() -> None:
     ids = sorted(by_customer)
     rng = np.random.default_rng(args.seed)
     for size in SIZES:  # every size draws, in insight_bench's order: the same samples
-        aucs: dict[str, list[float]] = {rule: [] for rule in RULES}
+        aucs: dict[str, list[float]] = {rule: [] for rule in rules}
         recency: list[float] = []
         for draw in range(args.draws):
             chosen = list(rng.choice(ids, size=size, replace=False))
@@ -155,7 +179,7 @@ def main() -> None:
             recency.append(alone)
             pick = scored.choice.p_order.model
             if pick == "recency":
-                for rule in RULES:
+                for rule in rules:
                     aucs[rule].append(ours)
                 continue
             # The product's recency candidate today: BG/NBD's answers handed out by recency.
@@ -163,13 +187,13 @@ def main() -> None:
             model, _ = product.fit_beta_geo(h)
             handed = product._answers(h, product._Corrected(model), None, float(HORIZON))
             by_recency = product.auc(ordered, handed.p["recency"])
-            keeps = judge(sample, pick, scored.choice.window_days)
-            for rule in RULES:
+            keeps = judge(sample, pick, scored.choice.window_days, rules)
+            for rule in rules:
                 aucs[rule].append(ours if keeps[rule] else by_recency)
             print(
                 f"  {size} draw {draw:2d}: {pick} picked, holdout {ours - alone:+.4f} against "
                 f"recency alone; kept by "
-                + (", ".join(rule for rule in RULES[1:] if keeps[rule]) or "none"),
+                + (", ".join(rule for rule in rules[1:] if keeps[rule]) or "none"),
                 flush=True,
             )
         if size not in args.sizes:
@@ -178,7 +202,7 @@ def main() -> None:
             f"{size} customers (seed {args.seed}, load {os.getloadavg()[0]:.1f}): "
             f"recency alone {np.mean(recency):.4f}"
         )
-        for rule in RULES:
+        for rule in rules:
             worse = sum(a >= r - 1e-12 for a, r in zip(aucs[rule], recency, strict=True))
             print(
                 f"  {rule:<10} mean AUC {np.mean(aucs[rule]):.4f} "
