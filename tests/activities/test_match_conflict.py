@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 from activities.journey_runs import JourneyActivities
 from activities.services import Services
 from tests.conftest import ROOT
+from tests.purchases import ingest_purchase
 from trouw.domain.db.models import JourneyRun, JourneyRunEvent
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.language.contracts import MatchJourneysInput
 from trouw.settings import Settings
 
@@ -34,21 +34,14 @@ def test_a_conflicting_run_does_not_undo_the_runs_already_started(
         home=tmp_path / "home", journeys_dir=folder, templates_dir=ROOT / "templates"
     )
     services = Services.from_settings(settings, engine=engine)
-    with Session(engine) as session:
-        row, _new = ingest_event(
-            session,
-            EventIn(
-                id="e1",
-                type="purchase",
-                customer="c1",
-                order="o1",
-                channel="pos",
-                lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],  # type: ignore[list-item]
-                at=NOW,
-            ),
-        )
-        session.commit()
-        event_in = wire_event(row)
+    event_in = ingest_purchase(
+        engine,
+        id="e1",
+        customer="c1",
+        order="o1",
+        lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],
+        at=NOW,
+    )
 
     # Another writer starts beta's run between this activity's look-up and its insert: its
     # row goes in just before our insert, in our transaction, as the winner's would.

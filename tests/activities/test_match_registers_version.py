@@ -10,9 +10,9 @@ from sqlmodel import select
 
 from activities.journey_runs import JourneyActivities
 from activities.services import Services
+from tests.purchases import ingest_purchase
 from trouw.domain.db.engine import session_scope
 from trouw.domain.db.models import InboundEvent, JourneyRun, JourneyVersion
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.domain.interest import live_listens
 from trouw.language.contracts import MatchJourneysInput
 from trouw.settings import Settings
@@ -22,20 +22,14 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 def test_started_runs_record_their_versions_listens(engine: Engine, settings: Settings) -> None:
     services = Services.from_settings(settings, engine=engine)
-    with session_scope(engine) as session:
-        row, _new = ingest_event(
-            session,
-            EventIn(
-                id="e1",
-                type="purchase",
-                customer="c1",
-                order="o1",
-                channel="pos",
-                lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],  # type: ignore[list-item]
-                at=NOW,
-            ),
-        )
-        event = wire_event(row)
+    event = ingest_purchase(
+        engine,
+        id="e1",
+        customer="c1",
+        order="o1",
+        lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],
+        at=NOW,
+    )
     plans = (
         JourneyActivities(services)
         ._match(MatchJourneysInput(customer_id="c1", event=event, now=NOW))

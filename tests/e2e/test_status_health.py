@@ -16,9 +16,9 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 import workflows.run
 from activities.services import Services
 from tests.e2e.test_slice import e2e_settings
+from tests.purchases import ingest_purchase
 from trouw.domain.db.engine import make_engine, migrate, session_scope
 from trouw.domain.db.models import JourneyRun
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.domain.why import temporal_outcome
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.stack.health import stuck_runs_check, workers_check
@@ -98,21 +98,14 @@ async def test_why_says_a_run_inside_a_stuck_customer_workflow_is_stuck_and_why(
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
     services = Services.from_settings(settings, engine=engine)
-    with session_scope(engine) as session:
-        purchase, _ = ingest_event(
-            session,
-            EventIn(
-                id="evt-stuck",
-                type="purchase",
-                customer="stuck-1",
-                order="o-stuck",
-                channel="pos",
-                lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
-                profile={"id": "stuck-1", "first_name": "Sam", "email": "sam@example.com"},
-                at=datetime.now(UTC),
-            ),
-        )
-        event = wire_event(purchase)
+    event = ingest_purchase(
+        engine,
+        id="evt-stuck",
+        customer="stuck-1",
+        order="o-stuck",
+        profile={"id": "stuck-1", "first_name": "Sam", "email": "sam@example.com"},
+        at=datetime.now(UTC),
+    )
     monkeypatch.setattr(workflows.run.JourneyRunner, "_send", _bugged_send)  # unsandboxed
     server = start_dev_server(settings)
     try:

@@ -17,6 +17,7 @@ from activities.journey_runs import JourneyActivities
 from activities.services import Services, journey_check
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
+from tests.purchases import ingest_purchase
 from trouw.domain.db.models import JourneyRun
 from trouw.language.contracts import CustomerEvent, MatchJourneysInput
 from trouw.language.journey.catalog import STATE_FILE, JourneyCatalog, read_state
@@ -166,23 +167,15 @@ def test_match_journeys_records_the_failure_and_starts_the_rest(
         signing_keys=["k"],
     )
     services = Services.from_settings(settings, engine=engine)
-    from trouw.domain.ingest import EventIn, ingest_event, wire_event
 
-    with Session(engine) as session:
-        row, _new = ingest_event(
-            session,
-            EventIn(
-                id="e1",
-                type="purchase",
-                customer="c1",
-                order="o1",
-                channel="pos",
-                lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],  # type: ignore[list-item]
-                at=NOW,
-            ),
-        )
-        session.commit()
-        event = wire_event(row)
+    event = ingest_purchase(
+        engine,
+        id="e1",
+        customer="c1",
+        order="o1",
+        lines=[{"sku": "LAWN-10", "unit_price": "24.95"}],
+        at=NOW,
+    )
     result = JourneyActivities(services)._match(
         MatchJourneysInput(customer_id="c1", event=event, now=NOW)
     )

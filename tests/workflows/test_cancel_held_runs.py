@@ -16,9 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 
 import trouw.stack.runs
 from activities.services import Services
+from tests.purchases import ingest_purchase
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, JourneyRunEvent
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
 from trouw.stack.runs import cancel_runs
@@ -37,21 +37,14 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
     engine = get_engine(settings.effective_database_url)
     services = Services.from_settings(settings, engine=engine)
     now = datetime.now(UTC)
-    with session_scope(engine) as session:
-        purchase, _ = ingest_event(
-            session,
-            EventIn(
-                id="evt-hc",
-                type="purchase",
-                customer=CUSTOMER,
-                order="o-hc",
-                channel="pos",
-                lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
-                profile={"id": CUSTOMER, "first_name": "An", "email": "an@example.com"},
-                at=now,
-            ),
-        )
-        purchase_event = wire_event(purchase)
+    purchase_event = ingest_purchase(
+        engine,
+        id="evt-hc",
+        customer=CUSTOMER,
+        order="o-hc",
+        profile={"id": CUSTOMER, "first_name": "An", "email": "an@example.com"},
+        at=now,
+    )
 
     # The time-skipping server has no custom search attributes: visibility lists no running
     # run of reactivation, which is true (the held run is no execution).

@@ -11,9 +11,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
+from tests.purchases import ingest_purchase
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, Message
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.domain.why import temporal_outcome
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
@@ -27,26 +27,19 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings, inl
     engine = get_engine(settings.effective_database_url)
     services = Services.from_settings(settings, engine=engine)
     now = datetime.now(UTC)
-    with session_scope(engine) as session:
-        purchase, _ = ingest_event(
-            session,
-            EventIn(
-                id="evt-1",
-                type="purchase",
-                customer="dup-1",
-                order="o-dup",
-                channel="pos",
-                lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
-                profile={
-                    "id": "dup-1",
-                    "first_name": "An",
-                    "email": "an@example.com",
-                    "birthday": "1990-05-05",
-                },
-                at=now,
-            ),
-        )
-        purchase_event = wire_event(purchase)
+    purchase_event = ingest_purchase(
+        engine,
+        id="evt-1",
+        customer="dup-1",
+        order="o-dup",
+        profile={
+            "id": "dup-1",
+            "first_name": "An",
+            "email": "an@example.com",
+            "birthday": "1990-05-05",
+        },
+        at=now,
+    )
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,

@@ -17,10 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 import workflows.run
 from activities.services import Services
 from tests.conftest import ROOT
+from tests.purchases import ingest_purchase
 from tests.workflows.scenario import write_scenario
 from trouw.commands.simulate import load_scenario, simulate
-from trouw.domain.db.engine import get_engine, session_scope
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
+from trouw.domain.db.engine import get_engine
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
 from trouw.stack.temporal import binary
@@ -74,21 +74,14 @@ async def test_a_bug_in_a_run_fails_the_customer_workflow_task(
     (the history's WorkflowTaskFailed; a dev server's `trouw why` reports it as failing)."""
     engine = get_engine(settings.effective_database_url)
     services = Services.from_settings(settings, engine=engine)
-    with session_scope(engine) as session:
-        purchase, _ = ingest_event(
-            session,
-            EventIn(
-                id="evt-bug",
-                type="purchase",
-                customer="bug-1",
-                order="o-bug",
-                channel="pos",
-                lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
-                profile={"id": "bug-1", "first_name": "Bo", "email": "bo@example.com"},
-                at=datetime.now(UTC),
-            ),
-        )
-        event = wire_event(purchase)
+    event = ingest_purchase(
+        engine,
+        id="evt-bug",
+        customer="bug-1",
+        order="o-bug",
+        profile={"id": "bug-1", "first_name": "Bo", "email": "bo@example.com"},
+        at=datetime.now(UTC),
+    )
     # Unsandboxed, so the patch reaches the workflow code.
     monkeypatch.setattr(workflows.run.JourneyRunner, "_send", _bugged_send)
     env = await WorkflowEnvironment.start_time_skipping(

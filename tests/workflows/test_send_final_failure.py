@@ -28,9 +28,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.fakes import FakeSendGrid, ScriptedResponse
+from tests.purchases import ingest_purchase
 from trouw.domain.db.engine import make_engine, migrate, session_scope
 from trouw.domain.db.models import Customer, JourneyRun, Message
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.language.contracts import (
     CancelHeldRuns,
     CustomerInput,
@@ -108,20 +108,14 @@ async def receipt_started(stack: Stack, on_error: str, *, inline: bool) -> Async
     client = stack.env.client
     try:
         async with build_worker(client, services, task_queue=settings.task_queue):
-            with session_scope(engine) as session:
-                row, _new = ingest_event(
-                    session,
-                    EventIn(
-                        id="evt-f1",
-                        type="purchase",
-                        customer="f-1",
-                        order="o-1",
-                        channel="pos",
-                        lines=[{"sku": "ROSE-01", "unit_price": "14.50"}],
-                        profile={"id": "f-1", "first_name": "Fien", "email": "f1@example.com"},
-                    ),
-                )
-                event = wire_event(row)
+            event = ingest_purchase(
+                engine,
+                id="evt-f1",
+                customer="f-1",
+                order="o-1",
+                lines=[{"sku": "ROSE-01", "unit_price": "14.50"}],
+                profile={"id": "f-1", "first_name": "Fien", "email": "f1@example.com"},
+            )
             customer = await client.start_workflow(
                 CustomerWorkflow.run,
                 CustomerInput(customer_id="f-1", search_attributes=False, inline_runs=inline),

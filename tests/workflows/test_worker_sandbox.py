@@ -10,9 +10,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
+from tests.purchases import ingest_purchase
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, Message
-from trouw.domain.ingest import EventIn, ingest_event, wire_event
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
 from trouw.stack.temporal import binary
@@ -29,21 +29,15 @@ def test_only_the_running_worker_passes_the_workflow_modules_through() -> None:
 async def test_a_purchase_runs_the_same_in_either_sandbox(settings: Settings, strict: bool) -> None:
     engine = get_engine(settings.effective_database_url)
     services = Services.from_settings(settings, engine=engine)
-    with session_scope(engine) as session:
-        row, _ = ingest_event(
-            session,
-            EventIn(
-                id="evt-sandbox",
-                type="purchase",
-                customer="sb-1",
-                order="o-sb",
-                channel="web",
-                lines=[{"sku": "X-1", "unit_price": "5.00", "name": "Zakje zaad"}],
-                profile={"id": "sb-1", "first_name": "An", "email": "an@example.com"},
-                at=datetime.now(UTC),
-            ),
-        )
-        event = wire_event(row)
+    event = ingest_purchase(
+        engine,
+        id="evt-sandbox",
+        customer="sb-1",
+        order="o-sb",
+        channel="web",
+        profile={"id": "sb-1", "first_name": "An", "email": "an@example.com"},
+        at=datetime.now(UTC),
+    )
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
