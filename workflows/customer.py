@@ -69,6 +69,10 @@ HOLD_WAITING_RUNS = "hold-waiting-runs"
 # Patch id: a held run that an event ends (not a consent withdrawal) is recorded as ended here
 # instead of being started only to end at once.
 END_HELD_RUNS_HERE = "end-held-runs-here"
+# Patch id: a cancel_held_runs signal that comes with an execution's first task (its handler runs
+# before the main method has taken up the runs its input carries, e.g. just after continue-as-
+# new) is applied once they are taken up; before this change it found nothing and was lost.
+EARLY_CANCELS = "early-cancel-held-runs"
 
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
@@ -92,6 +96,8 @@ class CustomerWorkflow:
         # workflow task the main loop is busy with an event (None: it waits for one).
         self._inline: InlineRuns | None = None
         self._busy_since: int | None = None
+        # Cancels signalled before the main method took up its input's runs (`_take_up`).
+        self._early_cancels: list[CancelHeldRuns] | None = []
 
     @workflow.signal(name=RECORD_EVENT_SIGNAL)
     def record_event(self, event: CustomerEvent) -> None:
@@ -101,6 +107,9 @@ class CustomerWorkflow:
     def cancel_held_runs(self, cancel: CancelHeldRuns) -> None:
         """Drop the held runs of a journey at once (none of them starts after this); the main
         loop records their end. Histories without this signal replay unchanged."""
+        if self._early_cancels is not None:
+            self._early_cancels.append(cancel)  # the runs are not taken up yet: see _take_up
+            return
         for workflow_id, held in sorted(self._waiting.items()):
             if held.plan.journey == cancel.journey:
                 del self._waiting[workflow_id]
@@ -168,6 +177,7 @@ class CustomerWorkflow:
             return
         quiet = workflow.patched(QUIET_WHILE_RUNS_RUN)
         self._hold = quiet and workflow.patched(HOLD_WAITING_RUNS)
+        self._take_up()
         while True:
             if self._dropped:
                 await self._record_dropped()
@@ -229,6 +239,7 @@ class CustomerWorkflow:
                 self._journey_input(input, held.trigger, held.plan, first_wake=held.plan.due),
             )
         self._waiting = {}
+        self._take_up()
         keeper = asyncio.create_task(runs.keep_time(self._main_settled))
         self._watchers.add(keeper)
         while True:
@@ -257,6 +268,13 @@ class CustomerWorkflow:
                     return  # nothing runs: the next event starts a fresh execution
                 continue
             await self._handle_next(input, seen)
+
+    def _take_up(self) -> None:
+        """The runs of the input are taken up: cancels that came before now apply to them."""
+        early, self._early_cancels = self._early_cancels or [], None
+        if early and workflow.patched(EARLY_CANCELS):
+            for cancel in early:
+                self.cancel_held_runs(cancel)
 
     async def _handle_next(self, input: CustomerInput, seen: deque[str]) -> bool:
         """The next queued event, unless seen already (False): to the runs that listen, then

@@ -15,11 +15,20 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 import trouw.stack.runs
+from activities.journey_runs import JourneyActivities
 from activities.services import Services
 from tests.purchases import ingest_purchase
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, JourneyRunEvent
-from trouw.language.contracts import CustomerInput, customer_workflow_id
+from trouw.language.contracts import (
+    CANCEL_HELD_RUNS_SIGNAL,
+    CancelHeldRuns,
+    CustomerInput,
+    MatchJourneysInput,
+    WaitingRun,
+    customer_workflow_id,
+)
+from trouw.language.journey.model import Journey
 from trouw.settings import Settings
 from trouw.stack.runs import cancel_runs
 from trouw.stack.temporal import binary
@@ -100,7 +109,9 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
     assert missing.value.status == RPCStatusCode.NOT_FOUND
     assert customer.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
     # and no reactivation message went out 180 days on
-    assert "reactivation" not in [message.template for message in _messages(engine)]
+    assert "reactivation" not in [
+        message.template for message in _messages(engine) if message.customer_id == CUSTOMER
+    ]
     with session_scope(engine) as session:
         run = session.exec(select(JourneyRun).where(JourneyRun.workflow_id == HELD)).one()
         kinds = session.exec(
@@ -126,4 +137,69 @@ def _messages(engine: Any) -> list[Any]:
     from trouw.domain.db.models import Message
 
     with session_scope(engine) as session:
-        return list(session.exec(select(Message).where(Message.customer_id == CUSTOMER)).all())
+        return list(session.exec(select(Message)).all())
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["held", "inline"])
+async def test_a_cancel_that_comes_with_the_first_task_of_an_execution_is_not_lost(
+    settings: Settings, inline: bool
+) -> None:
+    """An operator's cancel can reach a customer workflow that has just continued as new: the
+    signal then comes with the new execution's first task, and its handler runs before the
+    workflow's main method has taken up the runs its input carries. The held run must still
+    end cancelled, not wait its 180 days and start."""
+    engine = get_engine(settings.effective_database_url)
+    services = Services.from_settings(settings, engine=engine)
+    now = datetime.now(UTC)
+    purchase = ingest_purchase(
+        engine,
+        id="evt-early",
+        customer="early-1",
+        order="o-early",
+        profile={"id": "early-1", "first_name": "Ed", "email": "ed@example.com"},
+        at=now,
+    )
+    plans = JourneyActivities(services)._match(
+        MatchJourneysInput(customer_id="early-1", event=purchase, now=now)
+    )
+    (plan,) = [plan for plan in plans.runs if plan.journey == "reactivation"]
+    assert plan.due is not None and plan.due > now  # a run the customer workflow holds
+    # What the execution before carried over continue-as-new: the held run.
+    listens = sorted(Journey.model_validate(plan.definition).listens_to())
+    carried = CustomerInput(
+        customer_id="early-1",
+        seen=[purchase.id],
+        waiting=[WaitingRun(plan=plan, trigger=purchase, listens=listens)],
+        search_attributes=False,
+        inline_runs=inline,
+    )
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with build_worker(env.client, services, task_queue="early-cancel"):
+            handle = await env.client.start_workflow(
+                CustomerWorkflow.run,
+                carried,
+                id=customer_workflow_id("early-1"),
+                task_queue="early-cancel",
+                start_signal=CANCEL_HELD_RUNS_SIGNAL,
+                start_signal_args=[
+                    CancelHeldRuns(journey="reactivation", reason="cancelled by cli:ann: early")
+                ],
+            )
+            await env.sleep(timedelta(seconds=2))
+            held = await handle.query("held_runs", result_type=list[str])
+            await env.sleep(timedelta(days=200))  # past the moment it was held until
+    finally:
+        await env.shutdown()
+    assert held == []
+    with session_scope(engine) as session:
+        run = session.exec(
+            select(JourneyRun).where(JourneyRun.workflow_id == plan.workflow_id)
+        ).one()
+    assert (run.status, run.end_reason) == ("cancelled", "cancelled by cli:ann: early")
+    assert "reactivation" not in [
+        message.template for message in _messages(engine) if message.customer_id == "early-1"
+    ]
