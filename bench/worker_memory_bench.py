@@ -11,7 +11,7 @@ Prints a report; docs/performance.md ("Worker memory") has the results. Not a te
 One in-memory `temporal server start-dev` (trouw.stack.temporal.start_dev_server), one SQLite database,
 and per configuration one worker process exactly as `trouw worker` runs it (worker, relay,
 content watch, loyalty sweep, run sync: trouw.stack.runtime.run_stack), with its sticky cache set by
-TROUW_WORKER_MAX_CACHED_WORKFLOWS (--cache, default 50 as in the product).
+TROUW_WORKER_MAX_CACHED_WORKFLOWS (--cache, default 10 as in the product).
 
 The state it creates is production's after a purchase of a new customer. This process plays the
 API: each purchase (three or two lines, bench/api_bench.purchase) is stored by ingest_event as
@@ -21,9 +21,9 @@ set, trouw.stack.relay.mark_relayed). Two differences, both in how the same rows
 purchases per transaction (--batch) and one relayed_at UPDATE per batch, not one per purchase
 (the API's one each took SQLite's write lock 32 times, which the worker needs for every purchase
 it handles). The worker does the rest as in production: matches the journeys, sends the
-confirmation, and leaves each customer with 2 sleeping workflows (the customer's, and its
-post_purchase run waiting for the delivery) and 3-4 runs held in the customer workflow until their
-first wait ends. At each step, once every confirmation is in the outbox and the worker has gone
+confirmation, and leaves each customer with 1 sleeping workflow, the customer's, with its
+journey runs inside it (workflows/inline.py; before fd37a99 also its post_purchase run as a
+workflow of its own). At each step, once every confirmation is in the outbox and the worker has gone
 quiet, the worker's RSS is read, with its mappings (main heap, other anonymous memory, files),
 glibc's and pymalloc's accounts and its live Python objects; beside them the CPU per customer of
 the worker, the dev server and this feeder, which shows who sets the pace, `uptime`, and how
@@ -622,7 +622,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="1000,5000,10000")
     parser.add_argument(
-        "--cache", type=int, default=50, help="the sticky cache of every variant (50: the default)"
+        "--cache", type=int, default=10, help="the sticky cache of every variant (10: the default)"
     )
     parser.add_argument(
         "--variants",

@@ -111,9 +111,11 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache), about
-    # 0.2 MiB each; one evicted replays its history at its next task. Figures in
+    # 0.4 MiB each (a customer workflow with its runs); one evicted replays its history at its
+    # next task. A new customer's purchase is one workflow task, so the cache needs to hold
+    # little more than the tasks run at once (worker_max_concurrent_workflow_tasks). Figures in
     # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
-    worker_max_cached_workflows: int = Field(default=50, ge=0, le=100_000)
+    worker_max_cached_workflows: int = Field(default=10, ge=0, le=100_000)
     # Workflow tasks a worker runs at once, each on a thread of its own that stays (Temporal's
     # default: 100 slots, up to 500 threads). The GIL runs one at a time anyway; each thread
     # the worker keeps costs memory (docs/performance.md, "Worker memory"). Temporal needs >= 2.

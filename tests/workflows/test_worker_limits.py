@@ -1,4 +1,4 @@
-"""A worker runs at most the configured number of workflow tasks at once, on as many threads."""
+"""A worker's workflow tasks at once, their threads and its sticky cache follow the settings."""
 
 from __future__ import annotations
 
@@ -91,3 +91,20 @@ async def test_workflow_tasks_at_once_follow_the_setting(
     # asserted; the SDK's own attributes (its executor, its pollers) are not read.
     assert activations.most <= LIMIT
     assert 1 <= len(activations.threads) <= LIMIT
+
+
+async def test_the_sticky_cache_follows_the_setting(settings: Settings) -> None:
+    # The default keeps at least the workflows of every task run at once in the cache.
+    defaults = Settings()
+    assert defaults.worker_max_cached_workflows >= defaults.worker_max_concurrent_workflow_tasks
+    settings = settings.model_copy(update={"worker_max_cached_workflows": 12})
+    services = Services.from_settings(settings, engine=get_engine(settings.effective_database_url))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with build_worker(env.client, services, task_queue="cache") as worker:
+            assert worker.config()["max_cached_workflows"] == 12
+    finally:
+        await env.shutdown()
