@@ -403,3 +403,44 @@ async def test_a_cancel_of_a_run_inside_the_customer_workflow_during_a_retried_a
     assert confirm.state == "sent" and "unknown" in states, confirm.status_history
     assert (run.status, run.end_reason) == ("cancelled", "cancelled by api:ops: complaint")
     assert not review_sent(stack)
+
+
+async def test_a_cancel_while_the_local_attempt_runs_starts_no_retry_when_it_fails(
+    stack: Stack,
+) -> None:
+    """The operator cancels while the local attempt is at the provider, which then refuses it
+    for now (503): no retry follows (it would send after the cancel), the row ends failed."""
+    released = threading.Event()
+    stack.sendgrid.script(
+        ScriptedResponse(
+            status=503, body={"errors": [{"message": "service unavailable"}]}, release=released
+        )
+    )
+    try:
+        async with receipt_started(stack, "continue", inline=True) as started:
+            await at_the_provider(stack, 1)
+            await started.customer.signal(
+                "cancel_held_runs",
+                CancelHeldRuns(journey="receipt", reason="cancelled by api:ops: complaint"),
+            )
+            status = ""
+            for _ in range(300):  # the run is told (the task the local attempt's heartbeat opens)
+                status = await started.customer.query("status", result_type=str)
+                if "receipt: ended (cancelled by api:ops: complaint)" in status:
+                    break
+                await asyncio.sleep(0.1)
+            assert "receipt: ended (" in status, status
+            released.set()
+            for _ in range(300):  # the run ends, and the customer workflow with it
+                if (await started.customer.describe()).status != WorkflowExecutionStatus.RUNNING:
+                    break
+                await asyncio.sleep(0.1)
+            description = await started.customer.describe()
+    finally:
+        released.set()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    assert len(stack.sendgrid.requests) == 1 and accepted(stack) == []
+    confirm, run = ledger_and_record(stack)
+    assert confirm.state == "failed", confirm.status_history
+    assert "run cancelled: cancelled by api:ops: complaint" in (confirm.error or "")
+    assert (run.status, run.end_reason) == ("cancelled", "cancelled by api:ops: complaint")
