@@ -13,19 +13,19 @@ from typing import Any
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.fakes import FakeSendGrid
+from tests.time_skipping import time_skipping
 from trouw.domain.db.engine import make_engine, migrate, session_scope
 from trouw.domain.db.models import JourneyRun, Message
 from trouw.domain.ingest import EventIn, ProductIn, ingest_event, upsert_product, wire_event
 from trouw.language.contracts import customer_workflow_id
 from trouw.providers import aclose_provider
 from trouw.settings import Settings
-from trouw.stack.temporal import binary, deliver
+from trouw.stack.temporal import deliver
 from trouw.stack.worker import WORKFLOWS, build_worker, workflow_runner
 
 TASK_QUEUE = "replay-sends-nothing"
@@ -56,11 +56,7 @@ async def test_replaying_a_post_purchase_history_sends_nothing(tmp_path: Path) -
         engine = make_engine(settings.effective_database_url)
         migrate(engine)
         services = Services.from_settings(settings, engine=engine)
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(binary("temporal-test-server")),
-            data_converter=pydantic_data_converter,
-        )
-        try:
+        async with time_skipping() as env:
             async with build_worker(env.client, services, task_queue=TASK_QUEUE):
                 now = await env.get_current_time()
                 with session_scope(engine) as session:
@@ -91,8 +87,6 @@ async def test_replaying_a_post_purchase_history_sends_nothing(tmp_path: Path) -
                 handle = env.client.get_workflow_handle(customer_workflow_id("k-3001"))
                 await env.sleep(timedelta(days=10))  # past the tips (1 d) and the review (7 d)
                 history = await handle.fetch_history()
-        finally:
-            await env.shutdown()
             for provider in services._providers.values():
                 await aclose_provider(provider)
 

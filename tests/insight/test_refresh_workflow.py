@@ -14,13 +14,12 @@ import pytest
 from sqlmodel import col, func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.e2e.test_slice import free_port
 from tests.insight.test_store import AT, _regulars, _shop
+from tests.time_skipping import time_skipping
 from tests.worker_process import start_worker, stop
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import CustomerInsightRecord, InsightRefresh, InsightSegmentChange
@@ -34,7 +33,7 @@ from trouw.language.contracts import (
 )
 from trouw.settings import Settings
 from trouw.stack import metrics
-from trouw.stack.temporal import binary, connect, start_dev_server, wait_for_port
+from trouw.stack.temporal import connect, start_dev_server, wait_for_port
 from trouw.stack.worker import build_worker
 
 # The workers of this test start no nightly schedule of their own.
@@ -47,11 +46,7 @@ async def test_refresh_scores_then_applies_in_chunks(settings: Settings) -> None
     queue = f"insight-{uuid.uuid4().hex[:8]}"
     refreshes = metrics.INSIGHT_REFRESH_SECONDS.collect()[0]
     counted = next(s.value for s in refreshes.samples if s.name.endswith("_count"))
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, Services.from_settings(settings), task_queue=queue):
             handle = await env.client.start_workflow(
                 INSIGHT_REFRESH_WORKFLOW,
@@ -63,8 +58,6 @@ async def test_refresh_scores_then_applies_in_chunks(settings: Settings) -> None
             result = await handle.result()
             progress = await handle.query(INSIGHT_PROGRESS_QUERY, result_type=InsightProgress)
             history = await handle.fetch_history()
-    finally:
-        await env.shutdown()
 
     assert result.customers == 20 and result.changes == 20  # the baseline: everyone is new
     samples = metrics.INSIGHT_REFRESH_SECONDS.collect()[0].samples

@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.testing import WorkflowEnvironment
 
 import trouw.stack.runs
 from activities.journey_runs import JourneyActivities
 from activities.services import Services
 from tests.purchases import ingest_purchase
+from tests.time_skipping import time_skipping
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, JourneyRunEvent
 from trouw.language.contracts import (
@@ -31,7 +30,6 @@ from trouw.language.contracts import (
 from trouw.language.journey.model import Journey
 from trouw.settings import Settings
 from trouw.stack.runs import cancel_runs
-from trouw.stack.temporal import binary
 from trouw.stack.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -61,11 +59,7 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
         return []
 
     monkeypatch.setattr(trouw.stack.runs, "running_runs", no_running)
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue="held-cancel"):
             handle = await env.client.start_workflow(
                 CustomerWorkflow.run,
@@ -99,8 +93,6 @@ async def test_a_cancelled_held_run_is_recorded_and_never_starts(
             with pytest.raises(RPCError) as missing:
                 await env.client.get_workflow_handle(HELD).describe()
             customer = await handle.describe()
-    finally:
-        await env.shutdown()
     assert HELD in before
     assert report.cancelled == [] and report.held == [HELD]
     assert HELD not in after and sorted(after) == sorted(set(before) - {HELD})
@@ -173,11 +165,7 @@ async def test_a_cancel_that_comes_with_the_first_task_of_an_execution_is_not_lo
         search_attributes=False,
         inline_runs=inline,
     )
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue="early-cancel"):
             handle = await env.client.start_workflow(
                 CustomerWorkflow.run,
@@ -192,8 +180,6 @@ async def test_a_cancel_that_comes_with_the_first_task_of_an_execution_is_not_lo
             await env.sleep(timedelta(seconds=2))
             held = await handle.query("held_runs", result_type=list[str])
             await env.sleep(timedelta(days=200))  # past the moment it was held until
-    finally:
-        await env.shutdown()
     assert held == []
     with session_scope(engine) as session:
         run = session.exec(

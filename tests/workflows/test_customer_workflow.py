@@ -7,17 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.purchases import ingest_purchase
+from tests.time_skipping import time_skipping
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, Message
 from trouw.domain.why import temporal_outcome
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
-from trouw.stack.temporal import binary
 from trouw.stack.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -40,11 +38,7 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings, inl
         },
         at=now,
     )
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue="cust-test"):
             start = CustomerInput(
                 customer_id="dup-1", search_attributes=False, history_limit=60, inline_runs=inline
@@ -82,8 +76,6 @@ async def test_duplicates_dropped_across_continue_as_new(settings: Settings, inl
             unknown = await temporal_outcome(
                 env.client, "journey:dup-1:nothing:x", customer_id="dup-1"
             )
-    finally:
-        await env.shutdown()
     assert description.run_id != first_run, "the customer workflow should have continued as new"
     with session_scope(engine) as session:
         runs = session.exec(

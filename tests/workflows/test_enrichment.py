@@ -7,16 +7,14 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
+from tests.time_skipping import time_skipping
 from tests.workflows.relaying import purchase, relay
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, Message
 from trouw.domain.ingest import CustomerIn, EventIn, ingest_event, upsert_customer
 from trouw.settings import Settings
-from trouw.stack.temporal import binary
 from trouw.stack.worker import build_worker
 from trouw.ways_in.imports import import_file
 
@@ -35,11 +33,7 @@ async def test_a_birthday_from_any_path_ends_the_enrichment_run(
     engine = get_engine(settings.effective_database_url)
     services = Services.from_settings(settings, engine=engine)
     customers = ("by-import", "by-api", "by-event", "silent")
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue=QUEUE):
             start = datetime.now(UTC)
             with session_scope(engine) as session:
@@ -74,8 +68,6 @@ async def test_a_birthday_from_any_path_ends_the_enrichment_run(
                 )
             await relay(engine, env.client, QUEUE)
             await env.sleep(timedelta(days=70))
-    finally:
-        await env.shutdown()
     assert runs(engine) == {
         "by-import": ("exited", "exit on register"),
         "by-api": ("exited", "exit on register"),

@@ -11,19 +11,17 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 import workflows.run
 from activities.services import Services
 from tests.conftest import ROOT
 from tests.purchases import ingest_purchase
+from tests.time_skipping import time_skipping
 from tests.workflows.scenario import write_scenario
 from trouw.commands.simulate import load_scenario, simulate
 from trouw.domain.db.engine import get_engine
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
-from trouw.stack.temporal import binary
 from trouw.stack.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -84,11 +82,7 @@ async def test_a_bug_in_a_run_fails_the_customer_workflow_task(
     )
     # Unsandboxed, so the patch reaches the workflow code.
     monkeypatch.setattr(workflows.run.JourneyRunner, "_send", _bugged_send)
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(
             env.client,
             services,
@@ -121,8 +115,6 @@ async def test_a_bug_in_a_run_fails_the_customer_workflow_task(
                     break
                 await asyncio.sleep(1)
             description = await handle.describe()
-    finally:
-        await env.shutdown()
     assert description.status == WorkflowExecutionStatus.RUNNING
     assert failures == ["bug in step confirmation"]
 

@@ -16,11 +16,10 @@ import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from tests.time_skipping import time_skipping
 from trouw.language.contracts import (
     JOURNEY_WORKFLOW,
     RECORD_EVENT_SIGNAL,
@@ -37,7 +36,6 @@ from trouw.language.contracts import (
     SendMessageResult,
 )
 from trouw.language.journey.model import Journey
-from trouw.stack.temporal import binary
 from trouw.stack.worker import workflow_runner
 from workflows.journey import JourneyWorkflow
 
@@ -98,14 +96,8 @@ def rejected(input: SendMessageInput) -> SendMessageResult:
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         yield env.client
-    finally:
-        await env.shutdown()
 
 
 def journey_input(definition: dict[str, Any]) -> JourneyInput:

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.e2e.test_slice import free_port
+from tests.time_skipping import time_skipping
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import (
     InboundEvent,
@@ -64,11 +65,7 @@ async def test_crash_before_and_after_hand_off_is_repaired(settings: Settings) -
         # handed off, then the process died before it could mark the row relayed
         row, _ = ingest_event(session, purchase("e-twice", "r2"))
         twice = wire_event(row)
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue=QUEUE):
             await deliver(env.client, twice, task_queue=QUEUE, search_attributes=False)
             relayed = await relay_pending(
@@ -78,8 +75,6 @@ async def test_crash_before_and_after_hand_off_is_repaired(settings: Settings) -
                 engine, env.client, task_queue=QUEUE, search_attributes=False
             )
             await env.sleep(timedelta(seconds=5))
-    finally:
-        await env.shutdown()
     assert (relayed, again) == (2, 0)
     with session_scope(engine) as session:
         assert all(e.relayed_at is not None for e in session.exec(select(InboundEvent)).all())
@@ -254,11 +249,7 @@ async def test_an_event_nobody_listens_to_is_marked_relayed_without_a_signal(
                     occurred_at=moment,
                 )
             )
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue=QUEUE):
             relayed = await relay_pending(
                 engine,
@@ -269,8 +260,6 @@ async def test_an_event_nobody_listens_to_is_marked_relayed_without_a_signal(
             )
             customers = ("h1", "u1", "o1", "o2", "v1", "v2")
             signals = {c: await _signals(env.client, c) for c in customers}
-    finally:
-        await env.shutdown()
     assert relayed == 6
     with session_scope(engine) as session:
         assert all(e.relayed_at is not None for e in session.exec(select(InboundEvent)).all())

@@ -21,7 +21,6 @@ import pytest
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
@@ -29,6 +28,7 @@ from activities.services import Services
 from tests.conftest import ROOT
 from tests.fakes import FakeSendGrid, ScriptedResponse
 from tests.purchases import ingest_purchase
+from tests.time_skipping import time_skipping
 from trouw.domain.db.engine import make_engine, migrate, session_scope
 from trouw.domain.db.models import Customer, JourneyRun, Message
 from trouw.language.contracts import (
@@ -39,7 +39,6 @@ from trouw.language.contracts import (
 )
 from trouw.providers import aclose_provider
 from trouw.settings import Settings
-from trouw.stack.temporal import binary
 from trouw.stack.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -80,14 +79,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             task_queue="send-final-failure",
             sending_hours_email_service="always",
         )
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(binary("temporal-test-server")),
-            data_converter=pydantic_data_converter,
-        )
-        try:
+        async with time_skipping() as env:
             yield Stack(env, sendgrid, settings)
-        finally:
-            await env.shutdown()
 
 
 @dataclass

@@ -7,14 +7,12 @@ import time
 from typing import Any
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
+from tests.time_skipping import time_skipping
 from trouw.domain.db.engine import get_engine
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
-from trouw.stack.temporal import binary
 from trouw.stack.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
@@ -61,11 +59,7 @@ async def test_workflow_tasks_at_once_follow_the_setting(
         await run_inline(self, *args)
 
     monkeypatch.setattr(CustomerWorkflow, "_run_inline", held_run)
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         # Every task waits before the worker starts: it can take up as many as it may.
         handles: list[Any] = [
             await env.client.start_workflow(
@@ -82,8 +76,6 @@ async def test_workflow_tasks_at_once_follow_the_setting(
             assert worker.config()["max_concurrent_workflow_tasks"] == LIMIT
             for handle in handles:  # no event: each ends at once
                 await handle.result()
-    finally:
-        await env.shutdown()
     assert activations.done >= CUSTOMERS
     # Never more at once than the setting allows, on no more threads than that. The test can
     # fail: with the default of 8 the same customers ran 4 at once (2026-11-30, load 14). The
@@ -99,12 +91,6 @@ async def test_the_sticky_cache_follows_the_setting(settings: Settings) -> None:
     assert defaults.worker_max_cached_workflows >= defaults.worker_max_concurrent_workflow_tasks
     settings = settings.model_copy(update={"worker_max_cached_workflows": 12})
     services = Services.from_settings(settings, engine=get_engine(settings.effective_database_url))
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue="cache") as worker:
             assert worker.config()["max_cached_workflows"] == 12
-    finally:
-        await env.shutdown()

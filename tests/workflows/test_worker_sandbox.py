@@ -6,16 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.services import Services
 from tests.purchases import ingest_purchase
+from tests.time_skipping import time_skipping
 from trouw.domain.db.engine import get_engine, session_scope
 from trouw.domain.db.models import JourneyRun, Message
 from trouw.language.contracts import CustomerInput, customer_workflow_id
 from trouw.settings import Settings
-from trouw.stack.temporal import binary
 from trouw.stack.worker import WORKFLOW_PACKAGE, build_worker, workflow_runner
 from workflows.customer import CustomerWorkflow
 
@@ -38,11 +36,7 @@ async def test_a_purchase_runs_the_same_in_either_sandbox(settings: Settings, st
         profile={"id": "sb-1", "first_name": "An", "email": "an@example.com"},
         at=datetime.now(UTC),
     )
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
-    )
-    try:
+    async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue="sandbox", strict_sandbox=strict):
             await env.client.start_workflow(
                 CustomerWorkflow.run,
@@ -53,8 +47,6 @@ async def test_a_purchase_runs_the_same_in_either_sandbox(settings: Settings, st
                 start_signal_args=[event],
             )
             await env.sleep(timedelta(seconds=5))
-    finally:
-        await env.shutdown()
     with session_scope(engine) as session:
         runs = session.exec(select(JourneyRun.journey).where(JourneyRun.customer_id == "sb-1"))
         sent = session.exec(
