@@ -29,7 +29,7 @@ from pydantic import (
 from sqlmodel import col, select
 
 from trouw.domain.db.engine import make_engine, migrate, session_scope
-from trouw.domain.db.models import InboundEvent, JourneyRun, JourneyRunEvent, Message
+from trouw.domain.db.models import InboundEvent, JourneyRunEvent, Message
 from trouw.domain.ingest import (
     CustomerIn,
     EventFacts,
@@ -981,7 +981,7 @@ async def _simulate_customer(
             # local activities included (a run inside the customer workflow issues its voucher
             # in one), so what that task wrote is in the ledger when the dues are read.
             wake = await _next_wake(
-                env, engine, customer_id, _issuing_journeys(settings.journeys_dir), after=now
+                env, customer_id, _issuing_journeys(settings.journeys_dir), after=now
             )
             swept = [customer_id, *sorted(others)]
             with session_scope(engine) as session:
@@ -1040,9 +1040,7 @@ async def _simulate_customer(
     await sweep_until(scenario.end)
     await _advance(env, scenario.end - shift)
     zone = ZoneInfo(next(c.timezone for c in scenario.customers if c.id == customer_id))
-    unrecorded.extend(
-        await _unrecorded_outcomes(env, engine, customer_id, shift, scenario.start, zone)
-    )
+    unrecorded.extend(await _unrecorded_outcomes(env, customer_id, shift, scenario.start, zone))
     await _stop_customer(env, engine, customer_id, histories, run_histories)
     for other in sorted(others):
         await _stop_customer(env, engine, other, None, None)
@@ -1154,41 +1152,33 @@ def _issuing_journeys(journeys_dir: Path) -> tuple[str, ...]:
 
 
 async def _next_wake(
-    env: Any, engine: Any, customer_id: str, journeys: tuple[str, ...], *, after: datetime
+    env: Any, customer_id: str, journeys: tuple[str, ...], *, after: datetime
 ) -> datetime | None:
     """The first moment after `after` (the scenario's clock, as the workflows read it) at which
-    one of the customer's runs of these journeys wakes by itself: a running run's wait, or a
-    run the customer workflow holds."""
+    one of the customer's runs of these journeys wakes by itself: a run inside the customer
+    workflow, or one it holds. One query asks them all.
+
+    Every run of a simulation lives inside its customer workflow, never as a workflow of its
+    own: `deliver` starts each customer workflow with `inline_runs`, and an execution on that
+    path continues as new on it without child runs (`CustomerInput.runs` holds only the children
+    of an execution before runs lived inside, which a simulation never starts). So this query,
+    the outcome check and the termination address the customer workflow alone."""
     from temporalio.service import RPCError
 
     from trouw.language.contracts import NEXT_WAKE_QUERY, customer_workflow_id
 
     if not journeys:
         return None
-    with session_scope(engine) as session:
-        runs = list(
-            session.exec(
-                select(JourneyRun.workflow_id).where(
-                    JourneyRun.customer_id == customer_id,
-                    JourneyRun.status == "running",
-                    col(JourneyRun.journey).in_(journeys),
-                )
-            ).all()
+    try:
+        wake = await env.client.get_workflow_handle(customer_workflow_id(customer_id)).query(
+            NEXT_WAKE_QUERY,
+            list(journeys),
+            result_type=datetime | None,
+            rpc_timeout=_CALL_DEADLINE,  # the worker answers it: as slow as a busy machine
         )
-    wakes: list[datetime] = []
-    for workflow_id in [customer_workflow_id(customer_id), *runs]:
-        try:
-            wake = await env.client.get_workflow_handle(workflow_id).query(
-                NEXT_WAKE_QUERY,
-                list(journeys),
-                result_type=datetime | None,
-                rpc_timeout=_CALL_DEADLINE,  # the worker answers it: as slow as a busy machine
-            )
-        except RPCError:  # not started (held), or ended since it was listed
-            continue
-        if wake is not None and wake > after:
-            wakes.append(wake)
-    return min(wakes, default=None)
+    except RPCError:  # no workflow yet (no event handed over), or ended: no run waits
+        return None
+    return wake if wake is not None and wake > after else None
 
 
 async def _advance(env: Any, env_moment: datetime) -> None:
@@ -1211,25 +1201,20 @@ async def _stop_customer(
     histories: dict[str, Any] | None,
     run_histories: dict[str, list[Any]] | None = None,
 ) -> None:
-    """End this customer's workflows at the scenario's end, so they stay out of the next one's."""
+    """End this customer's workflow at the scenario's end, so it stays out of the next one's;
+    its runs end with it (see _next_wake)."""
     from trouw.language.contracts import customer_workflow_id
 
-    with session_scope(engine) as session:
-        ids = list(
-            session.exec(
-                select(JourneyRun.workflow_id).where(JourneyRun.customer_id == customer_id)
-            ).all()
-        )
-    for workflow_id in [customer_workflow_id(customer_id), *ids]:
-        handle = env.client.get_workflow_handle(workflow_id)
-        try:
-            if histories is not None:
-                histories[workflow_id] = await handle.fetch_history()
-            if run_histories is not None:
-                run_histories[workflow_id] = await _run_chain(env.client, workflow_id)
-            await handle.terminate("simulation ended")
-        except Exception:  # noqa: BLE001 - already finished, or a run that never started
-            pass  # (a journey whose trigger failed has a failed run row and no workflow)
+    workflow_id = customer_workflow_id(customer_id)
+    handle = env.client.get_workflow_handle(workflow_id)
+    try:
+        if histories is not None:
+            histories[workflow_id] = await handle.fetch_history()
+        if run_histories is not None:
+            run_histories[workflow_id] = await _run_chain(env.client, workflow_id)
+        await handle.terminate("simulation ended")
+    except Exception:  # noqa: BLE001 - already finished, or never started (no event reached it)
+        pass
 
 
 async def _run_chain(client: Any, workflow_id: str) -> list[Any]:
@@ -1246,44 +1231,34 @@ async def _run_chain(client: Any, workflow_id: str) -> list[Any]:
 
 
 async def _unrecorded_outcomes(
-    env: Any, engine: Any, customer_id: str, shift: timedelta, start: datetime, zone: ZoneInfo
+    env: Any, customer_id: str, shift: timedelta, start: datetime, zone: ZoneInfo
 ) -> list[RunEntry]:
-    """Runs Temporal ended (or keeps failing) without their record saying so: from Temporal."""
+    """The customer workflow, when Temporal ended it (or it keeps failing) without a record
+    saying so. Its runs live inside it (see _next_wake): a bug in one fails this workflow, and a
+    run's own failures are recorded by the run."""
     from trouw.domain.why import temporal_outcome
     from trouw.language.contracts import customer_workflow_id
 
-    with session_scope(engine) as session:
-        running = [
-            (row.workflow_id, row.journey)
-            for row in session.exec(
-                select(JourneyRun)
-                .where(JourneyRun.customer_id == customer_id, JourneyRun.status == "running")
-                .order_by(col(JourneyRun.id))
-            ).all()
-        ]
-    entries = []
-    now = await env.get_current_time()
-    for workflow_id, journey in [(customer_workflow_id(customer_id), "customer"), *running]:
-        outcome = await temporal_outcome(env.client, workflow_id, customer_id=customer_id)
-        if outcome is None or outcome.status == "unknown":
-            continue
-        at = (outcome.at or now) + shift
-        failed = outcome.status in ("failed", "failing", "timed_out")
-        entries.append(
-            RunEntry(
-                at=_minute(at, zone),
-                customer=customer_id,
-                journey=journey,
-                step=None,
-                outcome="failed" if failed else outcome.status,
-                reason=f"in Temporal: {outcome.status}: {outcome.reason}",
-                workflow_id=workflow_id,
-                day=calendar_day(at, start, zone),
-                seq=1_000_000,
-                moment=at.isoformat(),
-            )
+    workflow_id = customer_workflow_id(customer_id)
+    outcome = await temporal_outcome(env.client, workflow_id, customer_id=customer_id)
+    if outcome is None or outcome.status == "unknown":
+        return []
+    at = (outcome.at or await env.get_current_time()) + shift
+    failed = outcome.status in ("failed", "failing", "timed_out")
+    return [
+        RunEntry(
+            at=_minute(at, zone),
+            customer=customer_id,
+            journey="customer",
+            step=None,
+            outcome="failed" if failed else outcome.status,
+            reason=f"in Temporal: {outcome.status}: {outcome.reason}",
+            workflow_id=workflow_id,
+            day=calendar_day(at, start, zone),
+            seq=1_000_000,
+            moment=at.isoformat(),
         )
-    return entries
+    ]
 
 
 def calendar_day(moment: datetime, start: datetime, zone: ZoneInfo) -> int:
