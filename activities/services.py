@@ -50,12 +50,23 @@ class Services:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, engine: Engine | None = None) -> Services:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        content: ContentSource | None = None,
+    ) -> Services:
+        """`content`: instead of the one the settings ask for (the simulator's)."""
         from trouw.domain.loyalty.ledger import configure_from
 
         configure_from(settings)
         engine = engine or get_engine(settings.effective_database_url)
-        return cls(settings=settings, engine=engine, content=content_source(settings, engine))
+        return cls(
+            settings=settings,
+            engine=engine,
+            content=content or content_source(settings, engine),
+        )
 
     @property
     def catalog(self) -> JourneyCatalog:

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from sqlmodel import col, select
 
-from trouw.domain.db.engine import make_engine, migrate, session_scope
+from trouw.domain.db.engine import make_engine, new_sqlite_database, session_scope
 from trouw.domain.db.models import InboundEvent, JourneyRunEvent, Message
 from trouw.domain.ingest import (
     CustomerIn,
@@ -56,6 +56,7 @@ from trouw.language.journey.interest import EVERYTHING
 from trouw.language.journey.loader import (
     JourneyError,
     LoadedJourney,
+    Problem,
     parse_model,
     read_document,
 )
@@ -295,20 +296,48 @@ def default_parallelism(customers: int) -> int:
 def check_journeys(journeys_dir: Path, templates_dir: Path) -> dict[str, LoadedJourney]:
     """The journeys as `trouw validate` checks them: a file the worker would refuse stops the
     simulation before anything runs (all problems at once), instead of silently starting no runs."""
+    loaded, problems = _validated(journeys_dir, templates_dir)
+    if problems:
+        raise JourneyError(problems)
+    return {item.journey.name: item for item in loaded}
+
+
+# validate_paths' answers, by the folders' files as they were (see _validated).
+_checked: dict[tuple[Any, ...], tuple[list[LoadedJourney], list[Problem]]] = {}
+
+
+def _validated(
+    journeys_dir: Path, templates_dir: Path
+) -> tuple[list[LoadedJourney], list[Problem]]:
+    """What `trouw validate` finds in the journeys folder, checked once per process while no
+    file of either folder changes: the command checks before it forks its parts, then each part
+    as it starts and its worker's journey catalog (0.2-0.5 CPU s each time after the first,
+    which compiles the templates); a forked part inherits the answer."""
     from activities.custom import CUSTOM_ACTIVITY_NAMES
     from trouw.domain.checks.validate import validate_paths
     from trouw.language.attributes import declared_attributes
 
-    loaded, problems = validate_paths(
-        [journeys_dir],
-        templates_dir=templates_dir,
-        activities=CUSTOM_ACTIVITY_NAMES,
-        # The attributes the simulation's own settings declare (config/trouw.toml).
-        attributes=declared_attributes(Settings()),
-    )
-    if problems:
-        raise JourneyError(problems)
-    return {item.journey.name: item for item in loaded}
+    # The attributes the simulation's own settings declare (config/trouw.toml).
+    attributes = declared_attributes(Settings())
+    key = (_files_stamp(journeys_dir), _files_stamp(templates_dir), repr(attributes))
+    if key not in _checked:
+        _checked[key] = validate_paths(
+            [journeys_dir],
+            templates_dir=templates_dir,
+            activities=CUSTOM_ACTIVITY_NAMES,
+            attributes=attributes,
+        )
+    return _checked[key]
+
+
+def _files_stamp(folder: Path) -> tuple[Any, ...]:
+    """Every file under the folder with its size and modification time."""
+    stamps = []
+    for path in sorted(folder.rglob("*")):
+        with contextlib.suppress(OSError):  # gone meanwhile: the stamp differs anyway
+            stat = path.stat()
+            stamps.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return (str(folder.resolve()), tuple(stamps))
 
 
 async def simulate_parallel(
@@ -634,8 +663,7 @@ def merge_databases(parts: list[Path], target: Path) -> Any:
 
     from trouw.domain.db.models import ROLLUP_TABLES
 
-    merged = make_engine(f"sqlite:///{target}")
-    migrate(merged)
+    merged = new_sqlite_database(target)
     for part in parts:
         source = make_engine(f"sqlite:///{part}")
         present = set(sa.inspect(source).get_table_names())  # before a transaction holds it
@@ -753,6 +781,7 @@ async def simulate(
     from temporalio.testing import WorkflowEnvironment
 
     from activities.services import Services
+    from trouw.domain.publish import FolderContent
     from trouw.stack.relay import Listeners
     from trouw.stack.temporal import binary, deliver
     from trouw.stack.worker import build_worker
@@ -774,9 +803,15 @@ async def simulate(
         # Readable codes (WELKOM-C1-1, REF-C1): a scenario can redeem what a journey issues.
         voucher_codes="scenario",
     )
-    engine = make_engine(settings.effective_database_url)
-    migrate(engine)
-    services = Services.from_settings(settings, engine=engine)
+    engine = new_sqlite_database(home / "simulation.db")
+    # The worker's journey catalog takes the check made above instead of making it again.
+    services = Services.from_settings(
+        settings,
+        engine=engine,
+        content=FolderContent(
+            settings, check=lambda _files: _validated(journeys_dir, templates_dir)
+        ),
+    )
     from trouw.providers.outbox import OutboxProvider
 
     outbox = OutboxProvider(
@@ -818,6 +853,7 @@ async def simulate(
             task_queue=settings.task_queue,
             sandboxed=sandboxed,
             fail_runs_on_errors=True,
+            build_id="trouw-simulation",  # not the SDK's hash of every module's code
         )
         unrecorded: list[RunEntry] = []
         notes: list[str] = []

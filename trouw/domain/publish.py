@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from trouw.domain.content import FOLDERS, files_digest, folder_files, set_digest
 from trouw.domain.db.models import ContentBundle, utcnow
 from trouw.domain.render import TemplateStore
-from trouw.language.journey.catalog import STATE_FILE, JourneyCatalog
+from trouw.language.journey.catalog import STATE_FILE, Check, JourneyCatalog
 from trouw.settings import Settings
 
 log = logging.getLogger("trouw.publish")
@@ -219,14 +219,19 @@ class Snapshot:
 
 
 def _snapshot(
-    settings: Settings, journeys: Path, templates: Path, bundle: Bundle | None = None
+    settings: Settings,
+    journeys: Path,
+    templates: Path,
+    bundle: Bundle | None = None,
+    *,
+    check: Check | None = None,
 ) -> Snapshot:
     from activities.services import journey_check
 
     return Snapshot(
         catalog=JourneyCatalog(
             journeys,
-            check=journey_check(settings, templates_dir=templates),
+            check=check or journey_check(settings, templates_dir=templates),
             state_file=settings.home / STATE_FILE,
         ),
         templates=TemplateStore(templates, locale_fallback=settings.locale_fallback),
@@ -248,8 +253,11 @@ class ContentSource(Protocol):
 class FolderContent:
     """content_source = "folder": the process's own journeys/ and templates/ folders."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._snapshot = _snapshot(settings, settings.journeys_dir, settings.templates_dir)
+    def __init__(self, settings: Settings, *, check: Check | None = None) -> None:
+        # `check`: instead of `trouw validate`'s (the simulator's, answered from its own check).
+        self._snapshot = _snapshot(
+            settings, settings.journeys_dir, settings.templates_dir, check=check
+        )
 
     def current(self) -> Snapshot:
         return self._snapshot

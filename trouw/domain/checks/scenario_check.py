@@ -118,7 +118,7 @@ def _ingest_dry_run(
 ) -> list[Problem]:
     """The events through the real ingest, in time order, on a scratch SQLite database."""
     from trouw.commands.simulate import Scenario, event_in
-    from trouw.domain.db.engine import make_engine, migrate, session_scope
+    from trouw.domain.db.engine import new_sqlite_database, session_scope
     from trouw.domain.ingest import CustomerIn, ingest_event, upsert_customer, upsert_product
 
     scenario = Scenario.model_validate(
@@ -126,8 +126,7 @@ def _ingest_dry_run(
     )
     problems: list[Problem] = []
     with tempfile.TemporaryDirectory(prefix="trouw-scenario-") as scratch:
-        engine = make_engine(f"sqlite:///{Path(scratch) / 'check.db'}")
-        migrate(engine)
+        engine = new_sqlite_database(Path(scratch) / "check.db")
         with session_scope(engine) as session:
             for product in products.values():
                 upsert_product(session, product)

@@ -240,6 +240,36 @@ def migrate(engine: Engine) -> None:
         ) from None
 
 
+_schema_image: bytes | None = None
+
+
+def new_sqlite_database(path: Path) -> Engine:
+    """A new SQLite database file at `path`, already at the newest revision: a copy of one
+    migrated once per process (the simulator's scratch databases: its scenario check, each
+    part, the merged one). Running the migrations costs 0.2-0.5 CPU s and, with a commit per
+    revision, seconds of waiting for the disk on a busy machine; copying the file, milliseconds.
+    A forked process inherits the copy its parent made."""
+    global _schema_image
+    with _lock:
+        if _schema_image is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="trouw-schema-") as folder:
+                first = make_engine(f"sqlite:///{Path(folder) / 'schema.db'}")
+                migrate(first)
+                with first.connect() as connection:
+                    raw = connection.connection.dbapi_connection
+                    assert isinstance(raw, sqlite3.Connection)
+                    # The whole database, what is still in its write-ahead log included.
+                    _schema_image = raw.serialize()
+                first.dispose()
+        image = _schema_image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "xb") as out:  # a new file: never over a database in use
+        out.write(image)
+    return make_engine(f"sqlite:///{path}")
+
+
 class _ReadSession(Session):
     """The session of read_scope: a flush or an ORM write statement raises ReadOnlyWriteError."""
 
