@@ -4,7 +4,7 @@ Run: .venv/bin/python bench/worker_memory_bench.py            (1,000, 5,000 and 
      .venv/bin/python bench/worker_memory_bench.py --steps 300,1000 \
          --variants 'default;arenas2:MALLOC_ARENA_MAX=2' --malloc-trim
      .venv/bin/python bench/worker_memory_bench.py --steps 1000 \
-         --variants 'wft8:BENCH_WORKER_OPTIONS={"max_concurrent_workflow_tasks":8}'
+         --variants 'wft8:TROUW_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS=8'
      .venv/bin/python bench/worker_memory_bench.py --steps 1000,3000 --reference main
 Prints a report; docs/performance.md ("Worker memory") has the results. Not a test.
 
@@ -79,14 +79,14 @@ def worker_child(unsandboxed: bool) -> None:
 
     options = json.loads(os.environ.get("BENCH_WORKER_OPTIONS") or "{}")
     if options:
-        # Worker options to try that are no setting (yet), e.g. max_concurrent_workflow_tasks.
+        # Worker options to try that are no setting (yet), e.g. max_task_queue_activities_per_second
+        # (the ones build_worker passes from settings win: set those with TROUW_* variables).
         import functools
 
-        from temporalio.worker import Worker
-
         import trouw.stack.worker
+        from trouw.stack.worker import TrouwWorker
 
-        trouw.stack.worker.Worker = functools.partial(Worker, **options)  # type: ignore[misc]
+        trouw.stack.worker.TrouwWorker = functools.partial(TrouwWorker, **options)  # type: ignore[misc]
     if unsandboxed:
         from temporalio.worker import UnsandboxedWorkflowRunner
 

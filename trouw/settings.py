@@ -116,10 +116,20 @@ class Settings(BaseSettings):
     # little more than the tasks run at once (worker_max_concurrent_workflow_tasks). Figures in
     # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
     worker_max_cached_workflows: int = Field(default=10, ge=0, le=100_000)
-    # Workflow tasks a worker runs at once, each on a thread of its own that stays (Temporal's
-    # default: 100 slots, up to 500 threads). The GIL runs one at a time anyway; each thread
-    # the worker keeps costs memory (docs/performance.md, "Worker memory"). Temporal needs >= 2.
-    worker_max_concurrent_workflow_tasks: int = Field(default=8, ge=2, le=10_000)
+    # Workflow tasks a worker holds at once (Temporal's slots; its default is 100), at most the
+    # cache above. A task holds its slot while its local activities run (a purchase's match,
+    # send and record: most of its time), and so does every poll while it waits for a task: the
+    # polls below take worker_workflow_task_polls of these slots even when nothing comes.
+    # Figures in docs/performance.md ("Engine"), the choice in docs/decisions.md.
+    worker_max_concurrent_workflow_tasks: int = Field(default=10, ge=3, le=10_000)
+    # Polls for workflow tasks at once: half on the task queue (new workflows, and workflows
+    # not in the worker's cache), half on the worker's sticky queue (Temporal's default: 5, of
+    # which 1 on the task queue). Fewer than worker_max_concurrent_workflow_tasks.
+    worker_workflow_task_polls: int = Field(default=4, ge=2, le=1_000)
+    # Threads that run workflow activations, kept by the worker (Temporal's default: one per
+    # slot). The GIL runs one activation at a time; each kept thread costs memory
+    # (docs/performance.md, "Worker memory").
+    worker_workflow_task_threads: int = Field(default=8, ge=1, le=10_000)
     # glibc's allocator in a worker process (trouw/stack/allocator.py): at most this many heaps (0:
     # glibc's default, 8 per core), and free memory handed back to the system every so many
     # seconds (0: never). Figures in docs/performance.md ("Worker memory").
@@ -273,6 +283,18 @@ class Settings(BaseSettings):
     click_tracking_off_journeys: list[str] = Field(default_factory=list)
     click_tracking_consent: Literal["none", "promotional"] = "none"
     click_link_days: int = Field(default=365, ge=1)  # a tracked link works this long
+
+    @field_validator("worker_workflow_task_polls")
+    @classmethod
+    def _polls_leave_slots(cls, value: int, info: ValidationInfo) -> int:
+        # Each waiting poll holds a slot: as many polls as slots would leave none to run a task.
+        slots = info.data.get("worker_max_concurrent_workflow_tasks")
+        if slots is not None and value >= slots:
+            raise ValueError(
+                f"{value} polls need more than {value} workflow task slots: raise "
+                f"worker_max_concurrent_workflow_tasks ({slots}) or lower the polls"
+            )
+        return value
 
     @field_validator("insight_refresh_time")
     @classmethod

@@ -1,4 +1,5 @@
-"""A worker's workflow tasks at once, their threads and its sticky cache follow the settings."""
+"""A worker's workflow tasks at once, its polls, their threads and its sticky cache follow the
+settings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+from temporalio.worker import PollerBehaviorSimpleMaximum
 
 from activities.services import Services
 from tests.time_skipping import time_skipping
@@ -16,7 +19,7 @@ from trouw.settings import Settings
 from trouw.stack.worker import build_worker
 from workflows.customer import CustomerWorkflow
 
-LIMIT = 2
+LIMIT = 3
 CUSTOMERS = 4 * LIMIT
 # How long each customer workflow's first activation holds its thread: long enough for the
 # worker to take up more tasks meanwhile, well under its deadlock timeout (2 s).
@@ -48,8 +51,14 @@ class Activations:
 async def test_workflow_tasks_at_once_follow_the_setting(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert Settings().worker_max_concurrent_workflow_tasks == 8
-    settings = settings.model_copy(update={"worker_max_concurrent_workflow_tasks": LIMIT})
+    assert Settings().worker_max_concurrent_workflow_tasks == 10
+    settings = settings.model_copy(
+        update={
+            "worker_max_concurrent_workflow_tasks": LIMIT,
+            "worker_workflow_task_polls": 2,
+            "worker_workflow_task_threads": LIMIT,
+        }
+    )
     services = Services.from_settings(settings, engine=get_engine(settings.effective_database_url))
     activations = Activations()
     run_inline = CustomerWorkflow._run_inline
@@ -94,3 +103,35 @@ async def test_the_sticky_cache_follows_the_setting(settings: Settings) -> None:
     async with time_skipping() as env:
         async with build_worker(env.client, services, task_queue="cache") as worker:
             assert worker.config()["max_cached_workflows"] == 12
+
+
+async def test_polls_and_activation_threads_follow_the_settings(settings: Settings) -> None:
+    defaults = Settings()
+    assert (defaults.worker_workflow_task_polls, defaults.worker_workflow_task_threads) == (4, 8)
+    settings = settings.model_copy(
+        update={
+            "worker_max_concurrent_workflow_tasks": 5,
+            "worker_workflow_task_polls": 2,
+            "worker_workflow_task_threads": 3,
+        }
+    )
+    services = Services.from_settings(settings, engine=get_engine(settings.effective_database_url))
+    async with time_skipping() as env:
+        worker = build_worker(env.client, services, task_queue="polls")
+        async with worker:
+            config = worker.config()
+            # Half the polls on the task queue (new workflows), half on the sticky queue.
+            assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(2)
+            assert config["nonsticky_to_sticky_poll_ratio"] == 0.5
+            # The threads activations run on: their own number, not one per slot.
+            threads = config["workflow_task_executor"]
+            assert threads is not None and threads._max_workers == 3
+        # The pool it was given stops with the worker (the SDK stops only one it made).
+        assert threads._shutdown
+
+
+def test_polls_must_leave_slots_to_run_tasks() -> None:
+    # Each waiting poll holds a slot: as many polls as slots would leave none for a task.
+    with pytest.raises(ValidationError, match="need more than 4 workflow task slots"):
+        Settings(worker_max_concurrent_workflow_tasks=4, worker_workflow_task_polls=4)
+    assert Settings(worker_max_concurrent_workflow_tasks=5, worker_workflow_task_polls=4)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import all_activities
@@ -42,6 +44,21 @@ def workflow_runner(*, strict: bool = True) -> SandboxedWorkflowRunner:
     )
 
 
+class TrouwWorker(Worker):
+    """A Temporal worker that stops the thread pool its workflow activations ran on when it
+    stops (the SDK leaves a pool it was given running)."""
+
+    def __init__(self, *args: Any, activation_threads: ThreadPoolExecutor, **kwargs: Any) -> None:
+        super().__init__(*args, workflow_task_executor=activation_threads, **kwargs)
+        self.activation_threads = activation_threads
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            self.activation_threads.shutdown(wait=False)
+
+
 def build_worker(
     client: Client,
     services: Services,
@@ -65,7 +82,8 @@ def build_worker(
     # Validate the journeys now: refusals are logged at start, and the first event does not
     # wait for every template to be compiled and checked.
     services.catalog.journeys()
-    return Worker(
+    settings = services.settings
+    return TrouwWorker(
         client,
         task_queue=task_queue or services.settings.task_queue,
         workflows=list(WORKFLOWS),
@@ -74,8 +92,19 @@ def build_worker(
             workflow_runner(strict=strict_sandbox) if sandboxed else UnsandboxedWorkflowRunner()
         ),
         interceptors=[WorkLog()],
-        max_cached_workflows=services.settings.worker_max_cached_workflows,
-        max_concurrent_workflow_tasks=services.settings.worker_max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        # Slots, polls and threads apart (trouw/settings.py): every waiting poll holds a slot,
+        # and with Temporal's 5 polls (4 on the sticky queue, which a new customer's purchase
+        # never uses) 8 slots ran at most 4 purchases at once (docs/decisions.md).
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(
+            settings.worker_workflow_task_polls
+        ),
+        nonsticky_to_sticky_poll_ratio=0.5,
+        activation_threads=ThreadPoolExecutor(
+            max_workers=settings.worker_workflow_task_threads,
+            thread_name_prefix="temporal_workflow",
+        ),
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_failure_exception_types=[Exception] if fail_runs_on_errors else [],
         build_id=build_id,
