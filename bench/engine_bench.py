@@ -228,6 +228,9 @@ class System:
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    async def worker_metrics(self) -> str | None:
+        return None  # Prometheus text of the worker's Temporal metrics, where it serves them
+
     async def submit(self, n: int) -> bool: ...  # True when accepted
     def processes(self) -> Processes: ...
     async def workflows_started(self) -> int | None:
@@ -317,6 +320,8 @@ class Trouw(System):
 
     async def start(self) -> None:
         api_port, temporal_port = free_port(), free_port()
+        # The worker's metrics: the Temporal core's task figures (slots, polls, latencies).
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "TROUW_HOME": str(self.home),
@@ -324,6 +329,7 @@ class Trouw(System):
             "TROUW_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
             "TROUW_TEMPORAL_PORT": str(temporal_port),
             "TROUW_TEMPORAL_UI_PORT": str(free_port()),
+            "TROUW_WORKER_METRICS_PORT": str(self.metrics_port),
             "TROUW_TEMPORAL_PERSIST": "true" if self.persist else "false",
             "TROUW_TASK_QUEUE": TASK_QUEUE,
             "TROUW_SIGNING_KEYS": '["bench-key"]',
@@ -384,6 +390,12 @@ class Trouw(System):
     async def submit(self, n: int) -> bool:
         response = await self.http.post("/v1/events", json=purchase(self.prefix, n))
         return response.status_code == 202
+
+    async def worker_metrics(self) -> str | None:
+        with contextlib.suppress(httpx.HTTPError):
+            async with httpx.AsyncClient(timeout=10) as http:
+                return (await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+        return None
 
     def processes(self) -> Processes:
         return Processes([psutil.Process(self.up.pid)])
@@ -452,6 +464,7 @@ async def drain(system: System, opts: argparse.Namespace, prefix: str) -> dict[s
                 accepted.add(f"{prefix}-c{n}@example.com")
 
     profilers = await start_profilers(system, opts, prefix)
+    metrics_a = await system.worker_metrics()
     snap_a, wall_a = procs.snap(), time.time()
     await asyncio.gather(*(sender() for _ in range(opts.inflight)))
     submitted_s = time.time() - wall_a
@@ -459,6 +472,7 @@ async def drain(system: System, opts: argparse.Namespace, prefix: str) -> dict[s
     await stop_profilers(profilers)
     wall_b = max(last or time.time(), wall_a + 1e-3)
     snap_b = procs.snap()
+    metrics_b = await system.worker_metrics()
     workflows = await system.workflows_started()
     work = None
     if isinstance(system, Bare):
@@ -473,10 +487,51 @@ async def drain(system: System, opts: argparse.Namespace, prefix: str) -> dict[s
         "drain_s": round(wall_b - wall_a, 2),
         "drain_per_s": confirmed / (wall_b - wall_a),
         "cpu": cpu_share(snap_a, snap_b, time.time() - wall_a),
+        "worker_tasks": task_figures(metrics_a, metrics_b) if metrics_a and metrics_b else None,
         "workflows_per_purchase": (workflows - before_workflows) / len(accepted)
         if workflows is not None and before_workflows is not None and accepted
         else None,
     }
+
+
+# The Temporal core's task figures in a worker's Prometheus text: (metric, label) -> name.
+TASK_FIGURES = {
+    ("temporal_workflow_task_schedule_to_start_latency", None): "workflow task waits",
+    ("temporal_workflow_task_execution_latency", None): "workflow task runs",
+    ("temporal_request_latency", "RespondWorkflowTaskCompleted"): "its completion",
+    ("temporal_local_activity_execution_latency", "match_journeys"): "match_journeys",
+    ("temporal_local_activity_execution_latency", "send_message"): "send_message",
+    ("temporal_local_activity_execution_latency", "record_run_events"): "record_run_events",
+}
+
+
+def task_figures(before: str, after: str) -> dict[str, dict[str, float]]:
+    """Count and mean ms of each TASK_FIGURES histogram over the drain (after minus before):
+    where a purchase's workflow task waits (for a slot and a poll) and what holds it."""
+
+    def sums(text: str) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            metric, _, labels = name.partition("{")
+            for suffix, index in (("_sum", 0), ("_count", 1)):
+                base = metric.removesuffix(suffix)
+                if base == metric:
+                    continue
+                for (wanted, label), figure in TASK_FIGURES.items():
+                    if base == wanted and (label is None or f'"{label}"' in labels):
+                        out.setdefault(figure, [0.0, 0.0])[index] += float(value)
+        return out
+
+    a, b = sums(before), sums(after)
+    figures = {}
+    for figure in TASK_FIGURES.values():
+        total, count = b.get(figure, [0.0, 0.0])
+        done = count - a.get(figure, [0.0, 0.0])[1]
+        if done > 0:
+            spent = total - a.get(figure, [0.0, 0.0])[0]
+            figures[figure] = {"count": done, "mean_ms": round(spent / done, 1)}
+    return figures
 
 
 async def start_profilers(
@@ -723,6 +778,24 @@ def report(results: dict[str, Any], env: dict[str, Any]) -> str:
         for kind, r in by.items():
             if "cpu" in r:
                 out.append(f"- {config} {kind}: {cpu_line(r['cpu'], r['confirmed'])}")
+    lines = [
+        f"- {config} {kind}: "
+        + "; ".join(
+            f"{name} {v['mean_ms']:.0f} ms ({v['count']:.0f})"
+            for name, v in r["worker_tasks"].items()
+        )
+        for config, by in results["drain"].items()
+        for kind, r in by.items()
+        if r.get("worker_tasks")
+    ]
+    if lines:
+        out += [
+            "",
+            "Trouw's worker during the drain (Temporal core metrics: mean ms, count): a workflow "
+            "task waits for a free slot and a poll, then runs, holding its slot, with its local "
+            "activities:",
+            *lines,
+        ]
     out += [
         "",
         "## Steady rate: purchase accepted -> confirmation handed to the provider",
