@@ -25,14 +25,15 @@ confirmation, and leaves each customer with 1 sleeping workflow, the customer's,
 journey runs inside it (workflows/inline.py; before fd37a99 also its post_purchase run as a
 workflow of its own). At each step, once every confirmation is in the outbox and the worker has gone
 quiet, the worker's RSS is read, with its mappings (main heap, other anonymous memory, files),
-glibc's and pymalloc's accounts and its live Python objects; beside them the CPU per customer of
+glibc's, pymalloc's and SQLite's accounts and its live Python objects; beside them the CPU per customer of
 the worker, the dev server and this feeder, which shows who sets the pace, `uptime`, and how
 often the worker recycled itself so far (worker_recycle_rss_mib: it executes itself again in
 the same process id, which this script keeps reading). The
 reference, measured in the same run: the same worker's RSS before the first purchase.
 
 Variants (--variants: environment settings of the worker, e.g. MALLOC_ARENA_MAX, or
-BENCH_WORKER_OPTIONS, JSON of temporalio Worker options that are no setting; --cache; and
+BENCH_WORKER_OPTIONS, JSON of temporalio Worker options that are no setting;
+BENCH_SQLITE_CACHE_KIB, SQLite's page cache per connection; --cache; and
 --unsandboxed for the runner the simulator uses) run one after the other on fresh servers, each
 with --steps customers. At most --window purchases await their confirmation and --inflight
 signal-with-starts are in flight, so the worker, not the feeder, sets the pace.
@@ -87,6 +88,19 @@ def worker_child(unsandboxed: bool) -> None:
         from trouw.stack.worker import TrouwWorker
 
         trouw.stack.worker.TrouwWorker = functools.partial(TrouwWorker, **options)  # type: ignore[misc]
+    sqlite_cache = os.environ.get("BENCH_SQLITE_CACHE_KIB")
+    if sqlite_cache:
+        # SQLite's page cache per connection (its default: 2,000 KiB), set after the product's
+        # own pragmas on every connection the worker opens: a setting to try, not one (yet).
+        import trouw.domain.db.engine as db_engine
+
+        pragmas = db_engine._sqlite_pragmas
+
+        def with_cache_size(connection: Any, record: Any) -> None:
+            pragmas(connection, record)
+            connection.execute(f"PRAGMA cache_size=-{int(sqlite_cache)}")
+
+        db_engine._sqlite_pragmas = with_cache_size  # type: ignore[assignment]
     if unsandboxed:
         from temporalio.worker import UnsandboxedWorkflowRunner
 
@@ -140,6 +154,11 @@ def write_census(path: Path) -> None:
     system = re.findall(r'<system type="current" size="(\d+)"/>', info)
     free = sum(int(v) for k, v in totals.items() if k in ("fast", "rest"))
     current = sum(int(x) for x in system[-1:])
+    # SQLite's own heap (its connections' page caches first of all), from the library the
+    # sqlite3 module uses: part of glibc's bytes in use above.
+    sqlite = ctypes.CDLL("libsqlite3.so.0")
+    sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+    sqlite_used = sqlite.sqlite3_memory_used()
     trimmed = None
     if os.environ.get("BENCH_TRIM") == "1":
         import ctypes
@@ -162,6 +181,7 @@ def write_census(path: Path) -> None:
                     "heaps_current": round(current / 2**20, 1),
                 },
                 "pymalloc_mib": pymalloc_mib(path.with_suffix(".pymalloc.txt")),
+                "sqlite_mib": round(sqlite_used / 2**20, 1),
             }
         )
     )
@@ -500,6 +520,7 @@ async def run_config(
             row["biggest"] = now_counted.get("biggest")
             row["glibc_mib"] = now_counted.get("glibc_mib")
             row["pymalloc_mib"] = now_counted.get("pymalloc_mib")
+            row["sqlite_mib"] = now_counted.get("sqlite_mib")
             if now_counted.get("trimmed") is not None:
                 row["rss_after_malloc_trim_mib"] = round(now_counted["trimmed"], 1)
             row["grown_types"] = dict(sorted(grown.items(), key=lambda kv: -kv[1])[:8])
