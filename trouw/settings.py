@@ -112,10 +112,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache), about
     # 0.4 MiB each (a customer workflow with its runs); one evicted replays its history at its
-    # next task. A new customer's purchase is one workflow task, so the cache needs to hold
-    # little more than the tasks run at once (worker_max_concurrent_workflow_tasks). Figures in
-    # docs/performance.md ("Worker memory"), the choice in docs/decisions.md.
-    worker_max_cached_workflows: int = Field(default=10, ge=0, le=100_000)
+    # next task. A new customer's purchase is one workflow task, but a cache no larger than the
+    # tasks run at once (worker_max_concurrent_workflow_tasks) evicts workflows whose task is
+    # still in flight and runs their local activities again: twice the slots. Figures in
+    # docs/performance.md ("Worker memory", "Engine"), the choice in docs/decisions.md.
+    worker_max_cached_workflows: int = Field(default=20, ge=0, le=100_000)
     # Workflow tasks a worker holds at once (Temporal's slots; its default is 100), at most the
     # cache above. A task holds its slot while its local activities run (a purchase's match,
     # send and record: most of its time), and so does every poll while it waits for a task: the

@@ -95,9 +95,11 @@ async def test_workflow_tasks_at_once_follow_the_setting(
 
 
 async def test_the_sticky_cache_follows_the_setting(settings: Settings) -> None:
-    # The default keeps at least the workflows of every task run at once in the cache.
+    # The default keeps twice the workflows of the tasks run at once: with a cache of only the
+    # slots, workflows with a task in flight were evicted and their local activities ran again
+    # (200 purchases: 282 workflow tasks, 238 sends; docs/decisions.md).
     defaults = Settings()
-    assert defaults.worker_max_cached_workflows >= defaults.worker_max_concurrent_workflow_tasks
+    assert defaults.worker_max_cached_workflows >= 2 * defaults.worker_max_concurrent_workflow_tasks
     settings = settings.model_copy(update={"worker_max_cached_workflows": 12})
     services = Services.from_settings(settings, engine=get_engine(settings.effective_database_url))
     async with time_skipping() as env:
