@@ -11,7 +11,7 @@ Prints a report; docs/performance.md ("Worker memory") has the results. Not a te
 One in-memory `temporal server start-dev` (trouw.stack.temporal.start_dev_server), one SQLite database,
 and per configuration one worker process exactly as `trouw worker` runs it (worker, relay,
 content watch, loyalty sweep, run sync: trouw.stack.runtime.run_stack), with its sticky cache set by
-TROUW_WORKER_MAX_CACHED_WORKFLOWS (--cache, default 10 as in the product).
+TROUW_WORKER_MAX_CACHED_WORKFLOWS (--cache, by default the product's).
 
 The state it creates is production's after a purchase of a new customer. This process plays the
 API: each purchase (three or two lines, bench/api_bench.purchase) is stored by ingest_event as
@@ -640,10 +640,15 @@ async def main(opts: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
+    from trouw.settings import Settings
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="1000,5000,10000")
     parser.add_argument(
-        "--cache", type=int, default=10, help="the sticky cache of every variant (10: the default)"
+        "--cache",
+        type=int,
+        default=Settings().worker_max_cached_workflows,
+        help="the sticky cache of every variant (default: the product's)",
     )
     parser.add_argument(
         "--variants",
