@@ -116,13 +116,13 @@ class Settings(BaseSettings):
     # tasks run at once (worker_max_concurrent_workflow_tasks) evicts workflows whose task is
     # still in flight and runs their local activities again: twice the slots. Figures in
     # docs/performance.md ("Worker memory", "Engine"), the choice in docs/decisions.md.
-    worker_max_cached_workflows: int = Field(default=20, ge=0, le=100_000)
+    worker_max_cached_workflows: int = Field(default=32, ge=0, le=100_000)
     # Workflow tasks a worker holds at once (Temporal's slots; its default is 100), at most the
     # cache above. A task holds its slot while its local activities run (a purchase's match,
     # send and record: most of its time), and so does every poll while it waits for a task: the
     # polls below take worker_workflow_task_polls of these slots even when nothing comes.
     # Figures in docs/performance.md ("Engine"), the choice in docs/decisions.md.
-    worker_max_concurrent_workflow_tasks: int = Field(default=10, ge=3, le=10_000)
+    worker_max_concurrent_workflow_tasks: int = Field(default=16, ge=3, le=10_000)
     # Polls for workflow tasks at once: half on the task queue (new workflows, and workflows
     # not in the worker's cache), half on the worker's sticky queue (Temporal's default: 5, of
     # which 1 on the task queue). Fewer than worker_max_concurrent_workflow_tasks.

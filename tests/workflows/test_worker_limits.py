@@ -51,7 +51,7 @@ class Activations:
 async def test_workflow_tasks_at_once_follow_the_setting(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert Settings().worker_max_concurrent_workflow_tasks == 10
+    assert Settings().worker_max_concurrent_workflow_tasks == 16
     settings = settings.model_copy(
         update={
             "worker_max_concurrent_workflow_tasks": LIMIT,
